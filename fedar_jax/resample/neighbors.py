@@ -1,0 +1,42 @@
+"""Masked nearest neighbours by one matmul and `lax.top_k`."""
+import jax
+import jax.numpy as jnp
+
+
+def pairwise_sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Squared Euclidean distances |a|^2 + |b|^2 - 2ab, clipped at 0.
+
+  Args:
+    a: float[N, D]; b: float[M, D].
+
+  Returns:
+    float32[N, M].
+  """
+  a = a.astype(jnp.float32)
+  b = b.astype(jnp.float32)
+  aa = jnp.sum(a * a, axis=-1)[:, None]
+  bb = jnp.sum(b * b, axis=-1)[None, :]
+  ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(aa + bb - 2.0 * ab, 0.0)
+
+
+def masked_knn(sq_dist: jax.Array, allowed: jax.Array, k: int):
+  """k nearest allowed neighbours of every row.
+
+  Args:
+    sq_dist: float32[N, M] squared distances.
+    allowed: bool[N, M], which pairs may be neighbours (mask out padding,
+      self-pairs, other classes...).
+    k: neighbours wanted (static); clipped to M.
+
+  Returns:
+    idx: int32[N, k'] neighbour indices, nearest first (k' = min(k, M)); entries
+      beyond `count` are arbitrary and must be ignored.
+    count: int32[N] how many of the k' entries are real neighbours
+      (= min(k, number of allowed pairs in the row)).
+  """
+  k = min(k, sq_dist.shape[1])
+  d = jnp.where(allowed, sq_dist, jnp.inf)
+  neg, idx = jax.lax.top_k(-d, k)
+  count = jnp.sum(jnp.isfinite(neg), axis=-1).astype(jnp.int32)
+  return idx.astype(jnp.int32), count
