@@ -57,6 +57,7 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
   Returns:
     (params, loss) with loss the mean batch loss of the last epoch (float32).
   """
+  x, y, mask = jnp.asarray(x), jnp.asarray(y), jnp.asarray(mask)
   m = x.shape[0]
   steps = -(-m // batch_size)
   pad = steps * batch_size - m

@@ -1,0 +1,55 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedar_jax import client
+from fedar_jax import models
+
+
+def _setup(n=20, d=4, k=2):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = rng.integers(0, k, n).astype(np.int32)
+  model = models.MLP(num_classes=k, hidden=(5,))
+  return model, model.init(jax.random.key(0), x[:1]), x, y
+
+
+def test_masked_cross_entropy_ignores_padding():
+  logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [9.0, -9.0]])
+  y = jnp.array([0, 0, 1])
+  full = client.masked_cross_entropy(logits[:2], y[:2], jnp.ones(2, bool))
+  masked = client.masked_cross_entropy(logits, y, jnp.array([True, True, False]))
+  np.testing.assert_allclose(full, masked, rtol=1e-6)
+  assert float(client.masked_cross_entropy(logits, y, jnp.zeros(3, bool))) == 0.0
+
+
+def test_client_without_real_rows_keeps_parameters():
+  model, params, x, y = _setup()
+  new, loss = client.local_train(model.apply, params, jax.random.key(1), x, y,
+                                 np.zeros(len(y), bool), learning_rate=0.1, epochs=2,
+                                 batch_size=4)
+  jax.tree.map(np.testing.assert_array_equal, new, params)
+
+
+def test_padded_rows_train_like_real_data_without_nan():
+  model, params, x, y = _setup()
+  a, _ = client.local_train(model.apply, params, jax.random.key(1), x, y, np.ones(20, bool),
+                            learning_rate=0.05, epochs=3, batch_size=8)
+  xp = np.concatenate([x, np.zeros((13, 4), np.float32)])
+  yp = np.concatenate([y, np.zeros(13, np.int32)])
+  mp = np.arange(33) < 20
+  b, loss = client.local_train(model.apply, params, jax.random.key(1), xp, yp, mp,
+                               learning_rate=0.05, epochs=3, batch_size=8)
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(b))
+  logits = model.apply(b, x)
+  before = client.masked_cross_entropy(model.apply(params, x), y, np.ones(20, bool))
+  assert float(client.masked_cross_entropy(logits, y, np.ones(20, bool))) < float(before)
+
+
+def test_training_reduces_loss():
+  model, params, x, y = _setup(n=64)
+  new, loss = client.local_train(model.apply, params, jax.random.key(2), x, y,
+                                 np.ones(64, bool), learning_rate=0.05, epochs=20, batch_size=16)
+  m = np.ones(64, bool)
+  assert float(client.masked_cross_entropy(model.apply(new, x), y, m)) < float(
+      client.masked_cross_entropy(model.apply(params, x), y, m))

@@ -1,0 +1,68 @@
+import jax
+import numpy as np
+import pytest
+
+from fedar_jax import reference
+from fedar_jax import round as round_lib
+from tests import helpers
+
+
+@pytest.mark.parametrize('resampler', ['none', 'smote', 'random_over'])
+def test_vmapped_round_equals_per_client_reference_loop(resampler):
+  clients, test = helpers.unequal_clients()
+  spec, state = helpers.small_spec(clients, resampler=resampler)
+  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  fast = jax.jit(round_lib.make_round(spec))
+  slow = reference.make_reference_round(spec)
+  s_fast, s_slow = state, state
+  for _ in range(2):
+    s_fast, o_fast = fast(s_fast, clients, test, hp)
+    s_slow, o_slow = slow(s_slow, clients, test, hp)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0),
+                 s_fast.params, s_slow.params)
+    np.testing.assert_array_equal(o_fast.clients.resampled, o_slow.clients.resampled)
+    np.testing.assert_array_equal(o_fast.clients.n_train, o_slow.clients.n_train)
+    np.testing.assert_array_equal(o_fast.metrics['confusion'], o_slow.metrics['confusion'])
+  # The parameters did move (a vacuous equality would pass trivially).
+  assert not np.allclose(jax.tree.leaves(s_fast.params)[0], jax.tree.leaves(state.params)[0])
+
+
+def test_round_compiles_once_over_rounds_thresholds_seeds_and_learning_rates():
+  clients, test = helpers.unequal_clients()
+  spec, state = helpers.small_spec(clients)
+  traces = []
+  inner = round_lib.make_round(spec)
+
+  def counted(*args):
+    traces.append(1)
+    return inner(*args)
+
+  step = jax.jit(counted)
+  settings = [(1.5, 1e-3, 0), (3.0, 1e-3, 0), (1.0, 5e-3, 1), (10.0, 1e-2, 2)]
+  for threshold, lr, seed in settings:
+    state, out = step(state, clients, test, round_lib.HParams.create(threshold, lr, seed))
+  jax.block_until_ready(state)
+  assert len(traces) == 1
+  assert step._cache_size() == 1
+
+
+def test_threshold_gates_resampling_per_client():
+  clients, test = helpers.unequal_clients(ratio=4.0)
+  spec, state = helpers.small_spec(clients)
+  step = jax.jit(round_lib.make_round(spec))
+  _, low = step(state, clients, test, round_lib.HParams.create(1.0, 1e-3, 0))
+  _, high = step(state, clients, test, round_lib.HParams.create(100.0, 1e-3, 0))
+  assert np.all(low.clients.resampled) and not np.any(high.clients.resampled)
+  np.testing.assert_array_equal(high.clients.n_train, clients.mask.sum(1))
+  assert np.all(low.clients.n_train > clients.mask.sum(1))
+
+
+def test_same_seed_same_numbers_and_other_seed_differs():
+  clients, test = helpers.unequal_clients()
+  spec, state = helpers.small_spec(clients)
+  step = jax.jit(round_lib.make_round(spec))
+  a, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 7))
+  b, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 7))
+  c, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 8))
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  assert not np.array_equal(jax.tree.leaves(a.params)[0], jax.tree.leaves(c.params)[0])
