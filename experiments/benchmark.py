@@ -1,0 +1,35 @@
+"""Benchmarks: prints one JSON line per setting.
+
+  python experiments/benchmark.py                       # every section
+  python experiments/benchmark.py --sections=round      # a subset
+
+Each section is a module `experiments/benchmark_<section>.py` with a
+`run(args) -> iterable of dicts`; this script prints each dict as a JSON line.
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SECTIONS = ('round',)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--sections', default=','.join(SECTIONS),
+                      help=f'comma-separated subset of: {", ".join(SECTIONS)}')
+  parser.add_argument('--quick', action='store_true', help='small sizes (smoke test)')
+  args = parser.parse_args()
+  for name in args.sections.split(','):
+    if name not in SECTIONS:
+      parser.error(f'--sections: unknown section {name!r}; allowed: {", ".join(SECTIONS)}')
+    module = importlib.import_module(f'experiments.benchmark_{name}')
+    for record in module.run(args):
+      print(json.dumps({'section': name, **record}), flush=True)
+
+
+if __name__ == '__main__':
+  main()
