@@ -3,8 +3,9 @@
 Workdir contents:
   metrics.csv   one row per round (written and flushed as each round ends)
   summary.json  the config, final metrics, compile_s, round_s, device
+  config.json   the settings the workdir was started with (a rerun must match)
+  checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
 """
-import csv
 import json
 import os
 import statistics
@@ -16,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedar_jax import checkpoint
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import resample
 from fedar_jax import round as round_lib
+from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
 from fedar_jax.data.load import FederatedDataset, load_federated
@@ -34,8 +37,11 @@ class Experiment(NamedTuple):
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
-  """Creates data (unless given), model, resampler and initial global state for `cfg`."""
-  data = data or load_federated(cfg)
+  """Creates data (unless given), model, resampler and initial global state for `cfg`.
+
+  The data is drawn with `cfg.effective_data_seed`; init and clients use `cfg.seed`.
+  """
+  data = data or load_federated(cfg.replace(seed=cfg.effective_data_seed))
   num_classes = len(data.class_names)
   model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
   params = model.init(jax.random.key(cfg.seed), jnp.asarray(data.clients.x[0, :1]))
@@ -71,8 +77,11 @@ def device_description() -> str:
 def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
+  Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
+  (raises ConfigError if the workdir was started with other settings).
   Returns the summary dict.
   """
+  workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
   exp = build(cfg)
   clients = jax.device_put(exp.data.clients)
   test = jax.device_put(exp.data.test)
@@ -86,34 +95,43 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   compile_s = time.perf_counter() - t0
   logging.info('compiled the round in %.2fs', compile_s)
 
-  os.makedirs(workdir, exist_ok=True)
-  state, times, last = exp.state, [], None
-  with open(os.path.join(workdir, 'metrics.csv'), 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(csv_header(exp.data.class_names))
-    for r in range(1, cfg.rounds + 1):
+  workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
+  ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
+  state, times, last_metrics, done = exp.state, [], None, ckpt.latest_step()
+  if done:
+    like = jax.eval_shape(round_lib.make_round(exp.spec), exp.state, clients, test, exp.hparams)[1].metrics
+    state, last_metrics = ckpt.restore(exp.state, like)
+    logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
+  f, writer = workdir_lib.open_rows(os.path.join(workdir, 'metrics.csv'),
+                                    csv_header(exp.data.class_names),
+                                    keep=lambda row: int(row['round']) <= done)
+  with f:
+    for r in range(done + 1, cfg.rounds + 1):
       t = time.perf_counter()
       state, out = step(state, clients, test, exp.hparams)
       jax.block_until_ready(out)
       times.append(time.perf_counter() - t)
-      last = out
+      last_metrics = out.metrics
       row = csv_row(r, out, times[-1])
       writer.writerow(row)
       f.flush()
+      if r % cfg.checkpoint_every == 0 or r == cfg.rounds:
+        ckpt.save(state, out.metrics)
       eta = statistics.median(times) * (cfg.rounds - r)
       logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  %.3fs  eta %.1fs',
                    r, cfg.rounds, row[1], row[6], row[5], row[-4], clients.x.shape[0],
                    times[-1], eta)
 
-  final = {k: float(v) for k, v in jax.device_get(last.metrics).items() if np.ndim(v) == 0}
-  final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names,
-                                                 jax.device_get(last.metrics['recall']))}
+  ckpt.close()
+  last_metrics = jax.device_get(last_metrics)
+  final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
+  final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}
   summary = {
       'config': cfg.to_dict(),
       'final': final,
-      'confusion': np.asarray(last.metrics['confusion']).tolist(),
+      'confusion': np.asarray(last_metrics['confusion']).tolist(),
       'compile_s': compile_s,
-      'round_s': statistics.median(times),
+      'round_s': statistics.median(times) if times else None,
       'device': device_description(),
   }
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
