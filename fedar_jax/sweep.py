@@ -76,7 +76,7 @@ def main(argv):
   import jax  # Imports JAX only after the flags are known good.
   # Groups whose shapes repeat (and reruns) reuse compiled programs from the workdir.
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'jax_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   from fedar_jax import report
   from fedar_jax import sweep_runner
   axes = sweep_runner.SweepAxes.of(base, **lists)

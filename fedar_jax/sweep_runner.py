@@ -155,12 +155,12 @@ def _run_group(group, first, start, base, workdir, ckpt_root, writer, f, bar, gr
   clients, test = jax.device_put(first.data.clients), jax.device_put(first.data.test)
   traces, inner = [], make_sweep_round(first.spec)
 
-  def counted(*args):
-    traces.append(1)
+  def sweep_round(*args):
+    traces.append(1)  # Counts traces: one per compiled program.
     return inner(*args)
 
   t0 = time.perf_counter()
-  step = jax.jit(counted).lower(state, clients, test, hparams).compile()
+  step = jax.jit(sweep_round).lower(state, clients, test, hparams).compile()
   compile_s = time.perf_counter() - t0
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)

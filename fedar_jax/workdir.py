@@ -66,6 +66,7 @@ def open_rows(path: str, header: list[str], keep: Callable[[dict], bool]):
   A missing or empty file starts with `header`. An existing file with other
   columns raises ConfigError. Returns (file, csv.writer); flush after each round.
   """
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   kept = []
   if os.path.exists(path) and os.path.getsize(path) > 0:
     with open(path, newline='') as f:
