@@ -62,9 +62,20 @@ class RunConfig:
                                     'empty = one process.')
   num_processes: int = _f(1, 'Multi-host: number of processes (hosts).')
   process_id: int = _f(0, 'Multi-host: this process\'s index in [0, --num_processes).')
+  # --- Checkpoints ---
+  checkpoint_every: int = _f(5, 'Save an Orbax checkpoint in WORKDIR/checkpoints every this many '
+                                'rounds (and after the last); rerunning the same command resumes.')
+  keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
+  data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
+                          'set across its --seeds.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
+
+  @property
+  def effective_data_seed(self) -> int:
+    """The seed the data is drawn with: --data_seed, or --seed when that is -1."""
+    return self.data_seed if self.data_seed >= 0 else self.seed
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -88,7 +99,8 @@ def validate(cfg: RunConfig) -> RunConfig:
   for name, low in (('num_clients', 1), ('num_classes', 2), ('feature_dim', 1),
                     ('samples_per_client', 1), ('test_per_class', 1), ('rounds', 1),
                     ('local_epochs', 1), ('batch_size', 1), ('k_neighbors', 1),
-                    ('imbalance_ratio', 1), ('threshold', 1)):
+                    ('imbalance_ratio', 1), ('threshold', 1), ('checkpoint_every', 1),
+                    ('keep_checkpoints', 1), ('data_seed', -1)):
     _at_least(cfg, name, low)
   if not cfg.learning_rate > 0:
     raise ConfigError('learning_rate', f'must be > 0, got {cfg.learning_rate:g}')

@@ -3,6 +3,8 @@
 Workdir contents:
   metrics.csv   one row per round (written and flushed as each round ends)
   summary.json  the config, final metrics, compile_s, round_s, device
+  config.json   the settings the workdir was started with (a rerun must match)
+  checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
 
 The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
@@ -20,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedar_jax import checkpoint
 from fedar_jax import distributed
 from fedar_jax import metrics
 from fedar_jax import models
@@ -27,6 +30,7 @@ from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
 from fedar_jax import sharding
+from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
 from fedar_jax.data.load import FederatedDataset, load_federated
@@ -46,7 +50,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   With a `mesh`, the round shards clients over it and only the client rows this
   process's devices hold are loaded. The client data is padded with empty
   clients to the rows the round's layout needs (`round_lib.data_rows`); given
-  `data` must hold all clients.
+  `data` must hold all clients. The data is drawn with `cfg.effective_data_seed`;
+  init and clients use `cfg.seed`.
   """
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
@@ -59,7 +64,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
   if data is None:
-    data = load_federated(cfg, client_ids=range(start, min(stop, cfg.num_clients)))
+    data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
+                          client_ids=range(start, min(stop, cfg.num_clients)))
   elif (start, stop) != (0, rows):
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
@@ -106,8 +112,11 @@ def device_description() -> str:
 def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
+  Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
+  (raises ConfigError if the workdir was started with other settings).
   Returns the summary dict.
   """
+  workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
   mesh = sharding.make_mesh()
   exp = build(cfg, mesh=mesh)
@@ -130,38 +139,51 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   logging.info('compiled the round in %.2fs', compile_s)
 
   if writer_process:
-    os.makedirs(workdir, exist_ok=True)
-  times, last = [], None
+    workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
+  ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
+  times, last_metrics, done = [], None, ckpt.latest_step()
+  if done:
+    like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test,
+                          hparams)[1].metrics
+    state, last_metrics = ckpt.restore(exp.state, like)
+    state = sharding.replicate(state, mesh)
+    logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
   header = csv_header(exp.data.class_names)
-  with open(os.path.join(workdir, 'metrics.csv') if writer_process else os.devnull, 'w',
-            newline='') as f:
+  if writer_process:
+    f, writer = workdir_lib.open_rows(os.path.join(workdir, 'metrics.csv'), header,
+                                      keep=lambda row: int(row['round']) <= done)
+  else:
+    f = open(os.devnull, 'w')
     writer = csv.writer(f)
-    writer.writerow(header)
-    for r in range(1, cfg.rounds + 1):
+  with f:
+    for r in range(done + 1, cfg.rounds + 1):
       t = time.perf_counter()
       state, out = step(state, clients, test, hparams)
       jax.block_until_ready(out)
       times.append(time.perf_counter() - t)
-      last = out
+      last_metrics = out.metrics
       row = csv_row(r, out, times[-1])
       writer.writerow(row)
       f.flush()
+      if r % cfg.checkpoint_every == 0 or r == cfg.rounds:
+        ckpt.save(state, out.metrics)
       eta = statistics.median(times) * (cfg.rounds - r)
       cell = dict(zip(header, row))
       logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '
                    'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
                    cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
                    cell['dropped_clients'], times[-1], eta)
+  ckpt.close()
 
-  last_metrics = sharding.fetch(last.metrics)
+  last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
   final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}
   summary = {
       'config': cfg.to_dict(),
       'final': final,
-      'confusion': last_metrics['confusion'].tolist(),
+      'confusion': np.asarray(last_metrics['confusion']).tolist(),
       'compile_s': compile_s,
-      'round_s': statistics.median(times),
+      'round_s': statistics.median(times) if times else None,
       'device': device_description(),
   }
   if writer_process:
