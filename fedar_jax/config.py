@@ -50,6 +50,18 @@ class RunConfig:
                              'exceeds it (>= 1).')
   # --- Run ---
   seed: int = _f(0, 'Seed for data, initialisation and all client randomness.')
+  # --- Scale ---
+  client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
+                            'vmap inside one; bounds memory); 0 = all clients at once.')
+  clients_per_round: int = _f(0, 'Clients sampled per round (keys from seed and round); '
+                                 '0 = all, or --client_fraction.')
+  client_fraction: float = _f(0.0, 'Fraction of clients sampled per round (used when '
+                                   '--clients_per_round is 0); 0 = all.')
+  coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '
+                                    'jax.distributed; "auto" detects it (TPU pods); '
+                                    'empty = one process.')
+  num_processes: int = _f(1, 'Multi-host: number of processes (hosts).')
+  process_id: int = _f(0, 'Multi-host: this process\'s index in [0, --num_processes).')
   # --- Checkpoints ---
   checkpoint_every: int = _f(5, 'Save an Orbax checkpoint in WORKDIR/checkpoints every this many '
                                 'rounds (and after the last); rerunning the same command resumes.')
@@ -94,6 +106,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     raise ConfigError('learning_rate', f'must be > 0, got {cfg.learning_rate:g}')
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
+  _validate_scale(cfg)
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
   if cfg.samples_per_client < need:
     raise ConfigError('samples_per_client',
@@ -101,6 +114,27 @@ def validate(cfg: RunConfig) -> RunConfig:
                       f'{cfg.num_classes} classes at --imbalance_ratio={cfg.imbalance_ratio:g}; '
                       f'need at least {need}')
   return cfg
+
+
+def _validate_scale(cfg: RunConfig) -> None:
+  for name in ('client_block', 'clients_per_round'):
+    _at_least(cfg, name, 0)
+  if cfg.clients_per_round > cfg.num_clients:
+    raise ConfigError('clients_per_round', f'{cfg.clients_per_round} is more than '
+                      f'--num_clients={cfg.num_clients}')
+  if not 0 <= cfg.client_fraction <= 1:
+    raise ConfigError('client_fraction', f'must be in [0, 1], got {cfg.client_fraction:g}')
+  if cfg.client_fraction and cfg.clients_per_round:
+    raise ConfigError('client_fraction', 'give either --clients_per_round or '
+                      '--client_fraction, not both')
+  _at_least(cfg, 'num_processes', 1)
+  if not 0 <= cfg.process_id < cfg.num_processes:
+    raise ConfigError('process_id', f'must be in [0, {cfg.num_processes}), got {cfg.process_id}')
+  if cfg.num_processes > 1 and not cfg.coordinator_address:
+    raise ConfigError('coordinator_address', 'is required with --num_processes > 1')
+  if cfg.coordinator_address not in ('', 'auto') and ':' not in cfg.coordinator_address:
+    raise ConfigError('coordinator_address', f'expected host:port or auto, got '
+                      f'{cfg.coordinator_address!r}')
 
 
 def check_workdir(workdir: str) -> None:

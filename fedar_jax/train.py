@@ -5,6 +5,10 @@ Workdir contents:
   summary.json  the config, final metrics, compile_s, round_s, device
   config.json   the settings the workdir was started with (a rerun must match)
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
+
+The client axis is sharded over a mesh of all devices (of all processes in a
+multi-host run, where each process loads only its own clients and process 0
+writes the workdir).
 """
 import json
 import os
@@ -18,10 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import checkpoint
+from fedar_jax import distributed
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import resample
 from fedar_jax import round as round_lib
+from fedar_jax import sampling
+from fedar_jax import sharding
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
@@ -36,42 +43,67 @@ class Experiment(NamedTuple):
   hparams: round_lib.HParams
 
 
-def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
+def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Experiment:
   """Creates data (unless given), model, resampler and initial global state for `cfg`.
 
-  The data is drawn with `cfg.effective_data_seed`; init and clients use `cfg.seed`.
+  With a `mesh`, the round shards clients over it and only the client rows this
+  process's devices hold are loaded. The client data is padded with empty
+  clients to the rows the round's layout needs (`round_lib.data_rows`); given
+  `data` must hold all clients.
   """
-  data = data or load_federated(cfg.replace(seed=cfg.effective_data_seed))
+  per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
+                                         cfg.client_fraction)
+  # Only the scale fields decide the client layout; the rest is filled in below.
+  layout = round_lib.RoundSpec(
+      None, None, 0, 0, 0, num_clients=cfg.num_clients,
+      clients_per_round=per_round if per_round < cfg.num_clients else 0,
+      client_block=cfg.client_block, mesh=mesh)
+  rows = round_lib.data_rows(layout, cfg.num_clients)
+  start, stop = (0, rows) if mesh is None else distributed.local_rows(
+      sharding.leading(mesh), rows)
+  if data is None:
+    data = load_federated(cfg.replace(seed=cfg.effective_data_seed), client_ids=range(start, min(stop, cfg.num_clients)))
+  elif (start, stop) != (0, rows):
+    raise ValueError('given data must be loaded per process in a multi-process run')
+  data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
+                                                    max(start, cfg.num_clients)))
   num_classes = len(data.class_names)
   model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
   params = model.init(jax.random.key(cfg.seed), jnp.asarray(data.clients.x[0, :1]))
   resampler = resample.make_resampler(
       cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
-      max_class_count=federated.max_class_count(data.clients, num_classes),
+      max_class_count=distributed.global_max(
+          federated.max_class_count(data.clients, num_classes)),
       k_neighbors=cfg.k_neighbors)
-  spec = round_lib.RoundSpec(model.apply, resampler, num_classes, cfg.local_epochs,
-                             cfg.batch_size)
-  return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
+  spec = layout._replace(apply_fn=model.apply, resampler=resampler, num_classes=num_classes,
+                         local_epochs=cfg.local_epochs, batch_size=cfg.batch_size)
+  return Experiment(spec, data,
+                    round_lib.ServerState(params, jnp.int32(0)),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
 
 
 def csv_header(class_names) -> list[str]:
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
-          + ['resampled_clients', 'mean_client_ir', 'train_loss', 'round_s'])
+          + ['resampled_clients', 'dropped_clients', 'mean_client_ir', 'train_loss', 'round_s'])
 
 
 def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> list:
-  m = jax.device_get(out.metrics)
-  stats = jax.device_get(out.clients)
+  """One metrics.csv row; client statistics over the round's participating clients."""
+  out = sharding.fetch(out)
+  m, stats = out.metrics, out.clients
+  if out.client_index is not None:  # Leave out padding slots.
+    stats = jax.tree.map(lambda a: a[out.client_index >= 0], stats)
   return ([round_index] + [f'{float(m[k]):.6f}' for k in metrics.METRIC_NAMES]
           + [f'{float(r):.6f}' for r in m['recall']]
-          + [int(np.sum(stats.resampled)), f'{float(np.mean(stats.ir)):.4f}',
-             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
+          + [int(np.sum(stats.resampled)), int(m.get('dropped_clients', 0)),
+             f'{float(np.mean(stats.ir)):.4f}', f'{float(np.mean(stats.loss)):.6f}',
+             f'{seconds:.4f}'])
 
 
 def device_description() -> str:
   d = jax.devices()
-  return f'{len(d)} x {d[0].platform}:{d[0].device_kind}'
+  hosts = f' on {jax.process_count()} processes' if jax.process_count() > 1 else ''
+  return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
 
 
 def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
@@ -82,33 +114,43 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   Returns the summary dict.
   """
   workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
-  exp = build(cfg)
-  clients = jax.device_put(exp.data.clients)
-  test = jax.device_put(exp.data.test)
-  logging.info('data: %d clients x %d rows x %s features, %d classes; resampler %s '
-               '(capacity %d rows)', *clients.x.shape[:2], clients.x.shape[2:],
-               exp.spec.num_classes, exp.spec.resampler.name, exp.spec.resampler.capacity)
+  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+  mesh = sharding.make_mesh()
+  exp = build(cfg, mesh=mesh)
+  rows = round_lib.data_rows(exp.spec, cfg.num_clients)
+  clients = sharding.shard_clients(exp.data.clients, mesh, rows)
+  test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  blocks, block_size = round_lib.slot_layout(exp.spec, cfg.num_clients)
+  logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
+               'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
+               cfg.num_clients, rows, exp.data.clients.x.shape[0], *clients.x.shape[1:2],
+               clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
+               exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
+               block_size, device_description())
+  writer_process = distributed.is_writer()
 
   t0 = time.perf_counter()
-  step = jax.jit(round_lib.make_round(exp.spec)).lower(exp.state, clients, test,
-                                                        exp.hparams).compile()
+  step = jax.jit(round_lib.make_round(exp.spec)).lower(state, clients, test,
+                                                        hparams).compile()
   compile_s = time.perf_counter() - t0
   logging.info('compiled the round in %.2fs', compile_s)
 
-  workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
+  if writer_process:
+    workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
   ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
-  state, times, last_metrics, done = exp.state, [], None, ckpt.latest_step()
+  times, last_metrics, done = [], None, ckpt.latest_step()
   if done:
-    like = jax.eval_shape(round_lib.make_round(exp.spec), exp.state, clients, test, exp.hparams)[1].metrics
-    state, last_metrics = ckpt.restore(exp.state, like)
+    like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test, hparams)
+    state, last_metrics = ckpt.restore(state, like[1].metrics)
     logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
-  f, writer = workdir_lib.open_rows(os.path.join(workdir, 'metrics.csv'),
-                                    csv_header(exp.data.class_names),
-                                    keep=lambda row: int(row['round']) <= done)
+  header = csv_header(exp.data.class_names)
+  f, writer = workdir_lib.open_rows(
+      os.path.join(workdir, 'metrics.csv') if writer_process else None, header,
+      keep=lambda row: int(row['round']) <= done)
   with f:
     for r in range(done + 1, cfg.rounds + 1):
       t = time.perf_counter()
-      state, out = step(state, clients, test, exp.hparams)
+      state, out = step(state, clients, test, hparams)
       jax.block_until_ready(out)
       times.append(time.perf_counter() - t)
       last_metrics = out.metrics
@@ -118,22 +160,25 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
       if r % cfg.checkpoint_every == 0 or r == cfg.rounds:
         ckpt.save(state, out.metrics)
       eta = statistics.median(times) * (cfg.rounds - r)
-      logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  %.3fs  eta %.1fs',
-                   r, cfg.rounds, row[1], row[6], row[5], row[-4], clients.x.shape[0],
-                   times[-1], eta)
+      cell = dict(zip(header, row))
+      logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '
+                   'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
+                   cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
+                   cell['dropped_clients'], times[-1], eta)
 
   ckpt.close()
-  last_metrics = jax.device_get(last_metrics)
+  last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
   final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}
   summary = {
       'config': cfg.to_dict(),
       'final': final,
-      'confusion': np.asarray(last_metrics['confusion']).tolist(),
+      'confusion': last_metrics['confusion'].tolist(),
       'compile_s': compile_s,
       'round_s': statistics.median(times) if times else None,
       'device': device_description(),
   }
-  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2)
+  if writer_process:
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
   return summary

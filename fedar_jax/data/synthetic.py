@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from fedar_jax.data.federated import ClientData, TestData, pad_clients
+from fedar_jax.data.federated import ClientData, TestData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,25 +77,30 @@ def imbalanced_counts(n: int, num_classes: int, imbalance_ratio: float) -> np.nd
 
 def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
                         num_classes: int, feature_dim: int, imbalance_ratio: float,
-                        test_per_class: int):
+                        test_per_class: int, client_ids=None):
   """Clients with `samples_per_client` rows at `imbalance_ratio`, and a balanced test set.
 
   Class 0 is every client's majority and class K-1 its minority (the globally
-  imbalanced setting FedAR studies).
+  imbalanced setting FedAR studies). Client c's data depends only on (seed, c),
+  so a host can generate just its own clients: `client_ids` (default
+  range(num_clients)) picks which, in order; ClientData.client_id holds them.
 
   Returns:
-    (ClientData with x[C, N, D], TestData with x[K * test_per_class, D]).
+    (ClientData with x[len(client_ids), N, D], TestData with x[K * test_per_class, D]).
   """
   problem = make_problem(seed, num_classes, feature_dim)
   counts = imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
   labels = np.repeat(np.arange(num_classes), counts).astype(np.int32)
-  xs, ys = [], []
-  for c in range(num_clients):
-    rng = np.random.default_rng([seed, 1, c])
-    y = rng.permutation(labels)
-    xs.append(problem.sample(y, rng))
-    ys.append(y)
+  ids = np.asarray(range(num_clients) if client_ids is None else client_ids, np.int32)
+  # Every client holds exactly samples_per_client rows: fill one preallocated array
+  # (no per-client copies; 10,000 x 200 x 432 float32 is 3.5 GB).
+  x = np.empty((len(ids), samples_per_client, feature_dim), np.float32)
+  y = np.empty((len(ids), samples_per_client), np.int32)
+  for i, c in enumerate(ids):
+    rng = np.random.default_rng([seed, 1, int(c)])
+    y[i] = rng.permutation(labels)
+    x[i] = problem.sample(y[i], rng)
   rng = np.random.default_rng([seed, 2])
   y_test = np.repeat(np.arange(num_classes), test_per_class).astype(np.int32)
   test = TestData(problem.sample(y_test, rng), y_test, np.ones(len(y_test), bool))
-  return pad_clients(xs, ys), test
+  return ClientData(x, y, np.ones(y.shape, bool), ids), test

@@ -1,0 +1,51 @@
+"""Multi-host runs: `jax.distributed` start-up and which clients this process holds.
+
+One process per host; every process runs the same program on a global mesh
+(sharding.make_mesh) and loads only the client rows its own devices hold.
+"""
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+_started = False
+
+
+def initialize(coordinator_address: str = '', num_processes: int = 1,
+               process_id: int = 0) -> bool:
+  """Calls `jax.distributed.initialize` once, before any other JAX work.
+
+  coordinator_address: 'host:port' of process 0; 'auto' lets JAX detect
+  everything from the environment (Cloud TPU pods, SLURM); '' means a
+  single-process run (nothing to do). Returns whether this is a multi-process run.
+  """
+  global _started
+  if coordinator_address and not _started:
+    if coordinator_address == 'auto':
+      jax.distributed.initialize()
+    else:
+      jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    _started = True
+  return jax.process_count() > 1
+
+
+def local_rows(sharding: jax.sharding.Sharding, global_rows: int) -> tuple[int, int]:
+  """[start, stop) of the leading-axis rows this process's devices hold under `sharding`."""
+  spans = sorted({(s[0].start or 0, global_rows if s[0].stop is None else s[0].stop)
+                  for s in sharding.addressable_devices_indices_map((global_rows,)).values()})
+  start, stop = spans[0][0], spans[-1][1]
+  covered = sum(b - a for a, b in spans)
+  if covered != stop - start:
+    raise ValueError(f'this process holds non-contiguous client rows {spans}')
+  return start, stop
+
+
+def global_max(value: int) -> int:
+  """The largest `value` over all processes (the value itself in a single process)."""
+  if jax.process_count() == 1:
+    return int(value)
+  return int(np.max(multihost_utils.process_allgather(np.int64(value))))
+
+
+def is_writer() -> bool:
+  """Only process 0 writes the workdir."""
+  return jax.process_index() == 0
