@@ -11,6 +11,7 @@ import os
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from fedar_jax import round as round_lib
@@ -24,9 +25,8 @@ def _quiet_orbax(record) -> bool:
 logging.get_absl_logger().addFilter(_quiet_orbax)
 
 
-def _abstract(tree):
-  """ShapeDtypeStructs with the arrays' shardings (default device where there is none)."""
-  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+def _abstract(tree, default):
+  """ShapeDtypeStructs with the arrays' shardings (`default` where there is none)."""
 
   def leaf(a):
     sharding = getattr(a, 'sharding', None)
@@ -52,8 +52,11 @@ class Checkpoints:
     return self._manager.latest_step() or 0
 
   def save(self, state: round_lib.ServerState, metrics: dict) -> None:
-    """Saves `state` and the metrics of its last round, at step int(state.round) (max over S)."""
-    step = int(jax.device_get(state.round).max())
+    """Saves `state` and the metrics of its last round, at step state.round (max over S)."""
+    rounds = state.round
+    if hasattr(rounds, 'addressable_data'):  # A global array: read this process's part.
+      rounds = rounds.addressable_data(0)
+    step = int(np.max(np.asarray(rounds)))
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
     self._manager.save(step, args=ocp.args.StandardSave(item))
     self._manager.wait_until_finished()
@@ -65,8 +68,10 @@ class Checkpoints:
     shapes and dtypes of what was saved (e.g. the initial state and
     `jax.eval_shape` of the round's metrics).
     """
+    default = getattr(like_state.round, 'sharding', None) or jax.sharding.SingleDeviceSharding(
+        jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
     target = _abstract({'params': like_state.params, 'round': like_state.round,
-                        'metrics': like_metrics})
+                        'metrics': like_metrics}, default)
     item = self._manager.restore(self.latest_step(), args=ocp.args.StandardRestore(target))
     return round_lib.ServerState(item['params'], item['round']), item['metrics']
 

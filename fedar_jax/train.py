@@ -10,7 +10,6 @@ The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
 writes the workdir).
 """
-import csv
 import json
 import os
 import statistics
@@ -50,8 +49,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   With a `mesh`, the round shards clients over it and only the client rows this
   process's devices hold are loaded. The client data is padded with empty
   clients to the rows the round's layout needs (`round_lib.data_rows`); given
-  `data` must hold all clients. The data is drawn with `cfg.effective_data_seed`;
-  init and clients use `cfg.seed`.
+  `data` must hold all clients.
   """
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
@@ -64,8 +62,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
   if data is None:
-    data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
-                          client_ids=range(start, min(stop, cfg.num_clients)))
+    data = load_federated(cfg.replace(seed=cfg.effective_data_seed), client_ids=range(start, min(stop, cfg.num_clients)))
   elif (start, stop) != (0, rows):
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
@@ -143,18 +140,13 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
   times, last_metrics, done = [], None, ckpt.latest_step()
   if done:
-    like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test,
-                          hparams)[1].metrics
-    state, last_metrics = ckpt.restore(exp.state, like)
-    state = sharding.replicate(state, mesh)
+    like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test, hparams)
+    state, last_metrics = ckpt.restore(state, like[1].metrics)
     logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
   header = csv_header(exp.data.class_names)
-  if writer_process:
-    f, writer = workdir_lib.open_rows(os.path.join(workdir, 'metrics.csv'), header,
-                                      keep=lambda row: int(row['round']) <= done)
-  else:
-    f = open(os.devnull, 'w')
-    writer = csv.writer(f)
+  f, writer = workdir_lib.open_rows(
+      os.path.join(workdir, 'metrics.csv') if writer_process else None, header,
+      keep=lambda row: int(row['round']) <= done)
   with f:
     for r in range(done + 1, cfg.rounds + 1):
       t = time.perf_counter()
@@ -173,15 +165,15 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
                    'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
                    cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
                    cell['dropped_clients'], times[-1], eta)
-  ckpt.close()
 
+  ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
   final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}
   summary = {
       'config': cfg.to_dict(),
       'final': final,
-      'confusion': np.asarray(last_metrics['confusion']).tolist(),
+      'confusion': last_metrics['confusion'].tolist(),
       'compile_s': compile_s,
       'round_s': statistics.median(times) if times else None,
       'device': device_description(),

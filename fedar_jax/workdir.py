@@ -17,9 +17,10 @@ from typing import Callable
 from fedar_jax.config import ConfigError
 
 # Settings that may change when resuming: more rounds continue the run; the
-# checkpoint cadence does not change any number; nor does which process of a
-# multi-host run reads the settings.
-RESUMABLE = ('rounds', 'checkpoint_every', 'keep_checkpoints', 'process_id', 'coordinator_address')
+# checkpoint cadence and the process layout (multi-host results equal
+# single-process ones) do not change any number.
+RESUMABLE = ('rounds', 'checkpoint_every', 'keep_checkpoints', 'coordinator_address',
+             'num_processes', 'process_id')
 
 
 def _normalise(settings: dict) -> dict:
@@ -61,12 +62,16 @@ def save_settings(workdir: str, name: str, settings: dict) -> None:
   os.replace(path + '.tmp', path)
 
 
-def open_rows(path: str, header: list[str], keep: Callable[[dict], bool]):
+def open_rows(path: str | None, header: list[str], keep: Callable[[dict], bool]):
   """Opens the CSV file `path` for appending rows, keeping only existing rows with `keep(row)`.
 
   A missing or empty file starts with `header`. An existing file with other
   columns raises ConfigError. Returns (file, csv.writer); flush after each round.
+  `path=None` discards the rows (processes other than the writer).
   """
+  if path is None:
+    f = open(os.devnull, 'w', newline='')
+    return f, csv.writer(f)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   kept = []
   if os.path.exists(path) and os.path.getsize(path) > 0:
