@@ -120,10 +120,12 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   rows = round_lib.data_rows(exp.spec, cfg.num_clients)
   clients = sharding.shard_clients(exp.data.clients, mesh, rows)
   test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  local_rows = exp.data.clients.x.shape[0]
+  exp = exp._replace(data=exp.data._replace(clients=None))  # Free the host copy (GBs at scale).
   blocks, block_size = round_lib.slot_layout(exp.spec, cfg.num_clients)
   logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
                'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
-               cfg.num_clients, rows, exp.data.clients.x.shape[0], *clients.x.shape[1:2],
+               cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],
                clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
                exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
                block_size, device_description())
