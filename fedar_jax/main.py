@@ -79,7 +79,11 @@ def main(argv):
     fail(str(e))
   logging.set_verbosity(logging.INFO)
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
-  summary = train.train_and_evaluate(cfg, FLAGS.workdir)
+  from fedar_jax.data.errors import DataError
+  try:
+    summary = train.train_and_evaluate(cfg, FLAGS.workdir)
+  except (DataError, config_lib.ConfigError) as e:  # Raised while loading, before any write.
+    fail(str(e))
   final = summary['final']
   print(f"final: accuracy {final['accuracy']:.4f}  gmean {final['gmean']:.4f}  "
         f"f1 {final['f1']:.4f}  compile {summary['compile_s']:.2f}s  "

@@ -3,6 +3,7 @@
 Workdir contents:
   metrics.csv   one row per round (written and flushed as each round ends)
   summary.json  the config, final metrics, compile_s, round_s, device
+  partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
 """
 import csv
 import json
@@ -16,12 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedar_jax import latent
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import resample
 from fedar_jax import round as round_lib
-from fedar_jax.config import RunConfig
+from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset, load_federated
 
 
@@ -34,19 +37,57 @@ class Experiment(NamedTuple):
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
-  """Creates data (unless given), model, resampler and initial global state for `cfg`."""
+  """Creates data (unless given), model, resampler and initial global state for `cfg`.
+
+  Raises:
+    DataError: bad input data. ConfigError: flags that do not fit the data.
+  """
   data = data or load_federated(cfg)
   num_classes = len(data.class_names)
-  model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
-  params = model.init(jax.random.key(cfg.seed), jnp.asarray(data.clients.x[0, :1]))
+  sample = jnp.asarray(data.clients.x[0, :1])
+  images = data.clients.x.ndim == 5
+  capacity = data.clients.x.shape[1]
   resampler = resample.make_resampler(
-      cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
+      cfg.resampler, num_classes=num_classes, capacity=capacity,
       max_class_count=federated.max_class_count(data.clients, num_classes),
       k_neighbors=cfg.k_neighbors)
-  spec = round_lib.RoundSpec(model.apply, resampler, num_classes, cfg.local_epochs,
-                             cfg.batch_size)
+  local_update = None
+  if cfg.model == 'cnn':
+    if not images:
+      raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
+                        f'{data.clients.x.shape[2:]}')
+    model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels)
+    params = model.init(jax.random.key(cfg.seed), sample)
+    if cfg.latent_resampling == 'none':
+      resampler = _flat_resampler(resampler)
+    else:
+      if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
+        c = data.clients
+        params = latent.pretrain(model, params, jax.random.key(cfg.seed + 1),
+                                 c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
+                                 c.mask.reshape(-1), learning_rate=cfg.learning_rate,
+                                 epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
+      local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
+                                               cfg.batch_size, cfg.latent_resampling)
+    apply_fn = model.apply
+  else:
+    model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
+    params = model.init(jax.random.key(cfg.seed), sample.reshape(1, -1))
+    apply_fn = models.flat_apply(model.apply) if data.clients.x.ndim > 3 else model.apply
+    if data.clients.x.ndim > 3:
+      resampler = _flat_resampler(resampler)
+  spec = round_lib.RoundSpec(apply_fn, resampler, num_classes, cfg.local_epochs,
+                             cfg.batch_size, local_update)
   return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
+
+
+def _flat_resampler(r: resample.Resampler) -> resample.Resampler:
+  """Runs `r` on rows flattened to vectors (pixel-space resampling of x[N, H, W, ch])."""
+  def fn(key, x, y, mask):
+    xs, ys, ms = r.fn(key, x.reshape(x.shape[0], -1), y, mask)
+    return xs.reshape((xs.shape[0],) + x.shape[1:]), ys, ms
+  return r._replace(fn=fn)
 
 
 def csv_header(class_names) -> list[str]:
@@ -87,6 +128,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
   logging.info('compiled the round in %.2fs', compile_s)
 
   os.makedirs(workdir, exist_ok=True)
+  data_summary.write_partition_summary(workdir, exp.data)
   state, times, last = exp.state, [], None
   with open(os.path.join(workdir, 'metrics.csv'), 'w', newline='') as f:
     writer = csv.writer(f)
