@@ -57,18 +57,7 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
                                       batch_size=batch_size)
       new_params = {'encoder': params['encoder'], 'head': head}
     else:
-      n, m = x.shape[0], zs.shape[0]
-      # Row i < N is real image i iff the resampler left it in place; every
-      # other row is a synthetic latent.
-      same = jnp.all(zs[:n] == z, axis=-1)
-      live = jnp.concatenate([same, jnp.zeros((m - n,), bool)])
-      rows = jnp.arange(m, dtype=jnp.float32)[:, None]
-
-      def row_logits(p, rb):
-        i = rb[:, 0].astype(jnp.int32)
-        real = model.encode(p, x[jnp.minimum(i, n - 1)])
-        return model.classify(p, jnp.where(live[i][:, None], real, zs[i]))
-
+      row_logits, rows = joint_rows(model, x, z, zs)
       new_params, loss = client.local_train(row_logits, params, k_train, rows, ys, ms,
                                             learning_rate=learning_rate, epochs=epochs,
                                             batch_size=batch_size)
@@ -77,6 +66,30 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
     return new_params, stats
 
   return update
+
+
+def joint_rows(model: EncoderHead, x: jax.Array, z: jax.Array, zs: jax.Array):
+  """The `joint` loss's inputs: a logits function over row indices, and the rows.
+
+  Args:
+    x: float32[N, H, W, ch] the client's images; z: float32[N, L] their latents
+    under the incoming encoder; zs: float32[M, L] the resampled latents (gated).
+
+  Returns:
+    (row_logits(params, rows[B, 1]) -> logits[B, K], rows float32[M, 1]).
+    Row i < N that the resampler left in place (zs[i] == z[i]) is image i,
+    encoded by the trained encoder; every other row is the constant zs[i].
+  """
+  n, m = x.shape[0], zs.shape[0]
+  same = jnp.all(zs[:n] == z, axis=-1)
+  live = jnp.concatenate([same, jnp.zeros((m - n,), bool)])
+
+  def row_logits(params, rb):
+    i = rb[:, 0].astype(jnp.int32)
+    real = model.encode(params, x[jnp.minimum(i, n - 1)])
+    return model.classify(params, jnp.where(live[i][:, None], real, zs[i]))
+
+  return row_logits, jnp.arange(m, dtype=jnp.float32)[:, None]
 
 
 def pretrain(model: EncoderHead, params, key, x, y, mask, *, learning_rate: float,

@@ -77,13 +77,15 @@ def main(argv):
     config_lib.check_workdir(FLAGS.workdir)
   except config_lib.ConfigError as e:
     fail(str(e))
-  logging.set_verbosity(logging.INFO)
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
   from fedar_jax.data.errors import DataError
+  logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:
-    summary = train.train_and_evaluate(cfg, FLAGS.workdir)
-  except (DataError, config_lib.ConfigError) as e:  # Raised while loading, before any write.
+    exp = train.build(cfg)  # Loads the data; nothing is written before this succeeds.
+  except (DataError, config_lib.ConfigError) as e:
     fail(str(e))
+  logging.set_verbosity(logging.INFO)
+  summary = train.train_and_evaluate(cfg, FLAGS.workdir, exp)
   final = summary['final']
   print(f"final: accuracy {final['accuracy']:.4f}  gmean {final['gmean']:.4f}  "
         f"f1 {final['f1']:.4f}  compile {summary['compile_s']:.2f}s  "

@@ -44,8 +44,11 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
   """
   data = data or load_federated(cfg)
   num_classes = len(data.class_names)
-  sample = jnp.asarray(data.clients.x[0, :1])
   images = data.clients.x.ndim == 5
+  if cfg.model == 'cnn' and not images:
+    raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
+                      f'{data.clients.x.shape[2:]}')
+  sample = jnp.asarray(data.clients.x[0, :1])
   capacity = data.clients.x.shape[1]
   resampler = resample.make_resampler(
       cfg.resampler, num_classes=num_classes, capacity=capacity,
@@ -53,9 +56,6 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
       k_neighbors=cfg.k_neighbors)
   local_update = None
   if cfg.model == 'cnn':
-    if not images:
-      raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
-                        f'{data.clients.x.shape[2:]}')
     model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels)
     params = model.init(jax.random.key(cfg.seed), sample)
     if cfg.latent_resampling == 'none':
@@ -109,12 +109,12 @@ def device_description() -> str:
   return f'{len(d)} x {d[0].platform}:{d[0].device_kind}'
 
 
-def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
+def train_and_evaluate(cfg: RunConfig, workdir: str, exp: Experiment | None = None) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
-  Returns the summary dict.
+  `exp` is `build(cfg)` unless given. Returns the summary dict.
   """
-  exp = build(cfg)
+  exp = exp or build(cfg)
   clients = jax.device_put(exp.data.clients)
   test = jax.device_put(exp.data.test)
   logging.info('data: %d clients x %d rows x %s features, %d classes; resampler %s '
