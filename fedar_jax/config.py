@@ -56,6 +56,9 @@ class RunConfig:
   dirichlet_alpha: float = _f(0.5, 'Dirichlet label-skew concentration (--partition=dirichlet).')
   imbalance_ratio_max: float = _f(0.0, 'If > --imbalance_ratio, each client draws its ratio '
                                        'log-uniformly from [imbalance_ratio, this].')
+  imbalance_order: str = _f('random', 'imbalance partition: random (minority class drawn per '
+                                     'client) or fixed (class order as --classes: first is '
+                                     'every client\'s majority, last its minority).')
   shards_per_client: int = _f(2, 'Classes per client (--partition=shards).')
   quantity_exponent: float = _f(1.5, 'Pareto exponent of client sizes (--partition=quantity).')
   attacker_fraction: float = _f(0.0, 'Fraction of clients whose data is made extreme (real data).')
@@ -143,11 +146,13 @@ def _validate_data(cfg: RunConfig) -> None:
   """Checks the real-data, partition and model flags."""
   _choice(cfg, 'partition', partition_lib.PARTITIONS)
   _choice(cfg, 'attack', partition_lib.ATTACKS)
+  _choice(cfg, 'imbalance_order', partition_lib.IMBALANCE_ORDERS)
   _choice(cfg, 'color', images.COLORS)
   _choice(cfg, 'model', MODELS)
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
   if cfg.dataset == 'synthetic':
-    for name in ('partition', 'classes', 'attacker_fraction', 'client_column', 'imbalance_ratio_max'):
+    for name in ('partition', 'classes', 'attacker_fraction', 'client_column',
+                 'imbalance_ratio_max', 'imbalance_order'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, 'applies to real data only (--dataset=synthetic has its own '
                           'imbalance partition)')

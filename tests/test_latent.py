@@ -88,26 +88,34 @@ def test_frozen_is_head_training_on_fixed_latents():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), p_latent['head'], head)
 
 
-def test_joint_loss_takes_encoder_gradient_from_real_rows_only():
+def test_joint_latents_rebuild_the_resampled_ones_and_follow_the_encoder():
   clients, _ = image_clients(sizes=(16,))
   model, spec, state = latent_spec(clients, 'joint')
   x, y, m = jnp.asarray(clients.x[0]), jnp.asarray(clients.y[0]), jnp.asarray(clients.mask[0])
+  key = jax.random.key(0)
   z = model.encode(state.params, x)
-  zs, ys, ms = spec.resampler.fn(jax.random.key(0), z, y, m)
-  n_real, n_all = int(m.sum()), int(ms.sum())
-  assert n_all > n_real
-  row_logits, rows = latent.joint_rows(model, x, z, zs)
-  loss = lambda p, mask: client.masked_cross_entropy(row_logits(p, rows), ys, mask)
-  g_all = jax.grad(loss)(state.params, ms)
-  real_only = ms & (jnp.arange(len(ms)) < len(m))
-  g_real = jax.grad(loss)(state.params, real_only)
-  # The mean runs over all rows, so real rows' encoder gradient is scaled by n_real / n_all.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b * n_real / n_all, atol=1e-6),
-               g_all['encoder'], g_real['encoder'])
-  # The head does learn from the synthetic rows.
-  head_diff = [np.abs(a - b * n_real / n_all).max() for a, b in
-               zip(jax.tree.leaves(g_all['head']), jax.tree.leaves(g_real['head']))]
-  assert max(head_diff) > 1e-4
-  # And real rows are encoded by the trained encoder: the logits depend on it.
-  np.testing.assert_allclose(row_logits(state.params, rows[:n_real]),
-                             model.apply(state.params, x[:n_real]), atol=1e-5)
+  zs, ys, ms = spec.resampler.fn(key, z, y, m)
+  w, ys_w, ms_w = latent.source_weights(spec.resampler, key, z, y, m, jnp.bool_(True))
+  np.testing.assert_array_equal(ys_w, ys)
+  np.testing.assert_array_equal(ms_w, ms)
+  assert int(ms.sum()) > int(m.sum())
+  # Real rows are e_i; SMOTE rows have two weights summing to 1.
+  np.testing.assert_allclose(w[:len(m)][m], np.eye(len(m))[np.asarray(m)], atol=1e-6)
+  np.testing.assert_allclose(w[ms].sum(-1), 1.0, atol=1e-5)
+  assert ((w[ms] > 1e-6).sum(-1) <= 2).all()
+  row_latents, rows = latent.joint_rows(model, x, w)
+  # Under the incoming encoder the rebuilt latents are exactly the resampler's
+  # (the one-hot columns neither changed its choices nor lost the weights).
+  np.testing.assert_allclose(row_latents(state.params, rows)[ms], zs[ms], atol=1e-5)
+  # The loss and its gradient are those of latents w @ enc(x) of all real images.
+  loss = lambda p: client.masked_cross_entropy(model.classify(p, row_latents(p, rows)), ys, ms)
+  ref = lambda p: client.masked_cross_entropy(model.classify(p, w @ model.encode(p, x)), ys, ms)
+  np.testing.assert_allclose(loss(state.params), ref(state.params), rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               jax.grad(loss)(state.params), jax.grad(ref)(state.params))
+  # Synthetic latents follow the current encoder (they do not go stale).
+  moved = jax.tree.map(lambda a: a + 0.1, state.params)
+  synth = np.asarray(ms) & (np.arange(len(ms)) >= len(m))
+  live = row_latents(moved, rows)[synth]
+  assert not np.allclose(live, zs[synth], atol=1e-3)
+  np.testing.assert_allclose(live, (w @ model.encode(moved, x))[synth], atol=1e-4)

@@ -76,3 +76,19 @@ def test_bad_data_is_one_line_exit_2(tmp_path, case, pattern):
   assert len(lines) == 1 and pattern in lines[0], proc.stderr
   assert 'Traceback' not in proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('changes,pattern', [
+    ({'dataset': 'tfds:'}, '--dataset: unknown dataset'),
+    ({'dataset': 'fer2013', 'partition': 'bogus'}, '--partition: unknown value'),
+    ({'partition': 'iid'}, '--partition: applies to real data only'),
+    ({'model': 'cnn'}, '--model: cnn needs image data'),
+    ({'dataset': 'fer2013', 'attacker_fraction': 1.5}, '--attacker_fraction: must be in'),
+    ({'dataset': 'fer2013', 'attack_ratio': 0.5}, '--attack_ratio: must be 0 or >= 1'),
+    ({'dataset': 'fer2013', 'image_size': 8, 'cnn_channels': (4, 4, 4, 4)}, '--image_size: 8'),
+    ({'dataset': 'fer2013', 'fer2013_usage': ('Train',)}, "--fer2013_usage: unknown usage"),
+])
+def test_config_rejects_bad_data_flags(changes, pattern):
+  from fedar_jax.config import ConfigError, RunConfig, validate
+  with pytest.raises(ConfigError, match=pattern):
+    validate(RunConfig(**changes))

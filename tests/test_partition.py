@@ -64,6 +64,14 @@ def test_imbalance_gives_each_client_its_ratio_with_per_client_minority():
   assert len({int(np.argmin(row)) for row in c}) > 1  # minority differs between clients
 
 
+def test_imbalance_fixed_order_same_minority_everywhere():
+  y = labels((600, 600, 600))
+  parts = partition.imbalance(np.random.default_rng(0), y, K, 5, 40, np.full(5, 4.0), 'abc',
+                              order='fixed')
+  c = counts(y, parts)
+  np.testing.assert_array_equal(c, np.tile(synthetic.imbalanced_counts(40, K, 4.0), (5, 1)))
+
+
 def test_client_ratios_range():
   r = partition.client_ratios(np.random.default_rng(0), 200, 2.0, 20.0)
   assert r.min() >= 2 and r.max() <= 20 and r.std() > 1

@@ -58,7 +58,8 @@ def partition_rows(cfg, rng: np.random.Generator, y: np.ndarray, groups, class_n
     return parts
   if cfg.partition == 'imbalance':
     ratios = partition.client_ratios(rng, c, cfg.imbalance_ratio, cfg.imbalance_ratio_max)
-    return partition.imbalance(rng, y, k, c, cfg.samples_per_client, ratios, class_names)
+    return partition.imbalance(rng, y, k, c, cfg.samples_per_client, ratios, class_names,
+                               cfg.imbalance_order)
   # The other partitions share out a random subset of C * samples_per_client rows (0: all).
   rows = np.arange(len(y))
   if cfg.samples_per_client and budget < len(y):

@@ -10,6 +10,7 @@ import numpy as np
 from fedar_jax.data import synthetic
 from fedar_jax.data.errors import DataError
 
+IMBALANCE_ORDERS = ('random', 'fixed')
 PARTITIONS = ('iid', 'dirichlet', 'imbalance', 'shards', 'quantity', 'natural')
 ATTACKS = ('skew', 'label_flip')
 
@@ -70,21 +71,22 @@ def client_ratios(rng: np.random.Generator, num_clients: int, ratio: float,
 
 def imbalance(rng: np.random.Generator, y: np.ndarray, num_classes: int, num_clients: int,
               samples_per_client: int, ratios: np.ndarray,
-              class_names: Sequence[str]) -> list[np.ndarray]:
+              class_names: Sequence[str], order: str = 'random') -> list[np.ndarray]:
   """Every client gets `samples_per_client` rows at its imbalance ratio.
 
   Class sizes are geometric from the majority down to majority / ratio (as the
-  synthetic generator); which class is the majority, the minority and in
-  between is a random permutation per client. Rows are drawn without
-  replacement from the pool.
+  synthetic generator). order='random': which class is the majority, the
+  minority and in between is a random permutation per client; 'fixed': class
+  0 is every client's majority and class K-1 its minority (globally
+  imbalanced, as the synthetic data). Rows are drawn without replacement.
   """
   stock = [list(rng.permutation(np.flatnonzero(y == k))) for k in range(num_classes)]
   parts = []
   for c in range(num_clients):
     counts = synthetic.imbalanced_counts(samples_per_client, num_classes, ratios[c])
-    order = rng.permutation(num_classes)
+    ranked = rng.permutation(num_classes) if order == 'random' else np.arange(num_classes)
     rows = []
-    for rank, k in enumerate(order):
+    for rank, k in enumerate(ranked):
       need = counts[rank]
       if len(stock[k]) < need:
         raise DataError('--samples_per_client', f'the pool ran out of class '
