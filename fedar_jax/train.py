@@ -42,7 +42,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
   resampler = resample.make_resampler(
       cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
       max_class_count=federated.max_class_count(data.clients, num_classes),
-      k_neighbors=cfg.k_neighbors)
+      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
   spec = round_lib.RoundSpec(model.apply, resampler, num_classes, cfg.local_epochs,
                              cfg.batch_size)
   return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
@@ -51,7 +51,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None) -> Experiment:
 
 def csv_header(class_names) -> list[str]:
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
-          + ['resampled_clients', 'mean_client_ir', 'train_loss', 'round_s'])
+          + ['resampled_clients', 'mean_client_ir', 'train_loss', 'round_s', 'fallback_clients'])
 
 
 def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> list:
@@ -60,7 +60,8 @@ def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> lis
   return ([round_index] + [f'{float(m[k]):.6f}' for k in metrics.METRIC_NAMES]
           + [f'{float(r):.6f}' for r in m['recall']]
           + [int(np.sum(stats.resampled)), f'{float(np.mean(stats.ir)):.4f}',
-             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
+             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}',
+             int(np.sum(stats.fallback))])
 
 
 def device_description() -> str:
@@ -102,7 +103,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
       f.flush()
       eta = statistics.median(times) * (cfg.rounds - r)
       logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  %.3fs  eta %.1fs',
-                   r, cfg.rounds, row[1], row[6], row[5], row[-4], clients.x.shape[0],
+                   r, cfg.rounds, row[1], row[6], row[5], row[-5], clients.x.shape[0],
                    times[-1], eta)
 
   final = {k: float(v) for k, v in jax.device_get(last.metrics).items() if np.ndim(v) == 0}
