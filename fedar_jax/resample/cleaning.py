@@ -261,17 +261,19 @@ def percentile(values, valid, q):
   hi = jnp.minimum(lo + 1, jnp.maximum(n - 1, 0))
   frac = pos - lo
   vlo, vhi = v[lo], v[hi]
-  return jnp.where(frac > 0, vlo + (vhi - vlo) * frac, vlo)
+  return jnp.where((frac > 0) & (vhi != vlo), vlo + (vhi - vlo) * frac, vlo)
 
 
-def cv_parzen_proba(key, x, y, mask, *, num_classes: int, folds: int = 5):
-  """Cross-validated probability of each row's own class from a Gaussian-kernel
+def cv_parzen_log_odds(key, x, y, mask, *, num_classes: int, folds: int = 5):
+  """Cross-validated hardness score: own-class log-odds from a Gaussian-kernel
   (Parzen window) classifier.
 
   Stratified random folds (each class's rows dealt round-robin in random
   order); a row's probability is the kernel mass of its own class among the
   rows of the other folds, with bandwidth h^2 = mean squared distance to the
-  nearest other-fold row. Continuous, so ties are rare. Returns float32[N].
+  nearest other-fold row. Returns its log-odds, float32[N] (monotone in the
+  probability, so the same rows pass a percentile threshold; continuous, so
+  ties are rare).
   """
   sq = neighbors.pairwise_sq_distances(x, x)
   rank = strategy.rank_in_class(y, mask, num_classes,
@@ -284,14 +286,19 @@ def cv_parzen_proba(key, x, y, mask, *, num_classes: int, folds: int = 5):
   logits = -sq / (2.0 * jnp.maximum(h2, 1e-12))
   lse_all = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=1)
   same = allowed & (y[:, None] == y[None, :])
+  other = allowed & (y[:, None] != y[None, :])
   lse_same = jax.nn.logsumexp(jnp.where(same, logits, -jnp.inf), axis=1)
-  p = jnp.exp(lse_same - lse_all)
-  return jnp.where(has, jnp.nan_to_num(p, nan=0.0), 1.0).astype(jnp.float32)
+  lse_other = jax.nn.logsumexp(jnp.where(other, logits, -jnp.inf), axis=1)
+  # log-odds of the own class: monotone in the probability, and it does not
+  # saturate at 1.0 in float32 (so no artificial ties); +-inf when one side is empty.
+  log_odds = jnp.where(jnp.isfinite(lse_same) | jnp.isfinite(lse_other),
+                       lse_same - lse_other, 0.0)
+  return jnp.where(has, log_odds, jnp.inf).astype(jnp.float32)
 
 
 def iht(key, x, y, mask, *, num_classes: int, cv: int = 5):
   """InstanceHardnessThreshold with a cross-validated Parzen-window classifier
-  (`cv_parzen_proba`) instead of a random forest.
+  (`cv_parzen_log_odds`) instead of a random forest.
 
   For each non-minority class c, keeps the rows whose out-of-fold probability
   of their own class is >= the (1 - minority/count_c) percentile of the class
@@ -300,14 +307,14 @@ def iht(key, x, y, mask, *, num_classes: int, cv: int = 5):
   """
   counts = gate.class_counts(y, mask, num_classes)
   act = strategy.not_minority(counts)
-  proba = cv_parzen_proba(key, x, y, mask, num_classes=num_classes, folds=cv)
+  score = cv_parzen_log_odds(key, x, y, mask, num_classes=num_classes, folds=cv)
   m = strategy.minority_count(counts)
 
   def threshold(c):
     q = (1.0 - m / jnp.maximum(counts[c], 1)) * 100.0
-    return percentile(proba, mask & (y == c), q)
+    return percentile(score, mask & (y == c), q)
 
   thr = jax.vmap(threshold)(jnp.arange(num_classes))
-  keep = mask & (~act[y] | (proba >= thr[y]))
+  keep = mask & (~act[y] | (score >= thr[y]))
   # StratifiedKFold needs every class to have at least `cv` rows.
   return x, y, keep, jnp.any((counts > 0) & (counts < cv))

@@ -4,6 +4,8 @@ Centres live in S static slots; slot s is used iff `center_active[s]` and
 clusters only rows whose `group` equals `center_group[s]`, so one call runs an
 independent k-means per group (e.g. per class) with a traced number of centres.
 """
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -11,33 +13,44 @@ from fedar_jax.resample import neighbors
 from fedar_jax.resample import strategy
 
 
-def kmeans_pp_init(key, x, mask, group, center_group, center_active):
-  """k-means++ seeding: slot s draws a row of its group with probability ∝ squared
-  distance to the group's centres chosen so far (uniform for the first, and when
-  every candidate coincides with a centre). Returns float32[S, D]."""
+def kmeans_pp_init(key, x, mask, group, center_group, center_active, trials: int = 0):
+  """Greedy k-means++ seeding (scikit-learn's): each slot draws `trials` rows of its
+  group with probability ∝ squared distance to the group's centres so far
+  (uniform for the first, and when every candidate coincides with a centre) and
+  keeps the one that lowers the group's potential most. trials=0 means
+  2 + int(log(S)), scikit-learn's choice for S clusters. Returns float32[S, D].
+  """
   n = x.shape[0]
   s_total = center_group.shape[0]
+  trials = trials or 2 + int(math.log(max(s_total, 1)))
   x = x.astype(jnp.float32)
   sqn = jnp.sum(x * x, axis=-1)
 
-  def body(s, state):
-    centers, mind2, k = state
-    cand = mask & (group == center_group[s])
-    w = jnp.where(cand, mind2, 0.0)
-    w = jnp.where(jnp.isinf(w), 1.0, w)  # no centre in the group yet: uniform
-    w = jnp.where(jnp.any(w > 0), w, cand.astype(jnp.float32))  # all coincide: uniform
-    pick = strategy.weighted_choice(jax.random.fold_in(k, s), w)
-    ok = center_active[s] & jnp.any(cand)
-    c = x[pick]
-    d2 = jnp.maximum(sqn + jnp.sum(c * c) - 2.0 * jnp.matmul(
+  def dist_to(c):
+    return jnp.maximum(sqn + jnp.sum(c * c) - 2.0 * jnp.matmul(
         x, c, precision=jax.lax.Precision.HIGHEST), 0.0)
-    mind2 = jnp.where(ok & (group == center_group[s]), jnp.minimum(mind2, d2), mind2)
-    centers = centers.at[s].set(jnp.where(ok, c, centers[s]))
-    return centers, mind2, k
+
+  def body(s, state):
+    centers, mind2 = state
+    in_group = mask & (group == center_group[s])
+    w = jnp.where(in_group, mind2, 0.0)
+    first = jnp.any(jnp.isinf(w))
+    w = jnp.where(jnp.isinf(w), 1.0, w)  # no centre in the group yet: uniform
+    w = jnp.where(jnp.any(w > 0), w, in_group.astype(jnp.float32))  # all coincide: uniform
+    keys = jax.random.split(jax.random.fold_in(key, s), trials)
+    picks = jax.vmap(lambda k: strategy.weighted_choice(k, w))(keys)
+    d2 = jax.vmap(lambda p: dist_to(x[p]))(picks)                      # [T, N]
+    new_min = jnp.minimum(jnp.where(jnp.isinf(mind2), jnp.inf, mind2)[None, :], d2)
+    potential = jnp.sum(jnp.where(in_group[None, :], new_min, 0.0), axis=1)
+    best = jnp.where(first, 0, jnp.argmin(potential))
+    ok = center_active[s] & jnp.any(in_group)
+    mind2 = jnp.where(ok & in_group, jnp.minimum(mind2, d2[best]), mind2)
+    centers = centers.at[s].set(jnp.where(ok, x[picks[best]], centers[s]))
+    return centers, mind2
 
   centers0 = jnp.zeros((s_total, x.shape[1]), jnp.float32)
-  centers, _, _ = jax.lax.fori_loop(0, s_total, body,
-                                    (centers0, jnp.full((n,), jnp.inf, jnp.float32), key))
+  centers, _ = jax.lax.fori_loop(0, s_total, body,
+                                 (centers0, jnp.full((n,), jnp.inf, jnp.float32)))
   return centers
 
 
