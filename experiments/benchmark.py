@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SECTIONS = ('round', 'scale', 'devices', 'sweep')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices')
 
 
 def main():
@@ -22,6 +22,13 @@ def main():
   parser.add_argument('--sections', default=','.join(SECTIONS),
                       help=f'comma-separated subset of: {", ".join(SECTIONS)}')
   parser.add_argument('--quick', action='store_true', help='small sizes (smoke test)')
+  parser.add_argument('--clients', type=int, default=None,
+                      help='resamplers: clients (default 1000; --quick 20)')
+  parser.add_argument('--ref_clients', type=int, default=None,
+                      help='resamplers: clients the imbalanced-learn loop is timed on, '
+                           'extrapolated to --clients (default 50)')
+  parser.add_argument('--samplers', default=None,
+                      help='resamplers: comma-separated subset of sampler names')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

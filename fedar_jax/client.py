@@ -18,12 +18,15 @@ class ClientStats(NamedTuple):
   ir: float32 imbalance ratio of the real data. resampled: bool, the gate fired.
   n_real: int32 real samples (the FedAvg weight). n_train: int32 rows trained on.
   loss: float32 mean training loss of the last local epoch.
+  fallback: bool, the gate fired and the resampler fell back where
+  imbalanced-learn would have raised (see `Resampler.fallback`).
   """
   ir: jax.Array
   resampled: jax.Array
   n_real: jax.Array
   n_train: jax.Array
   loss: jax.Array
+  fallback: jax.Array
 
 
 def masked_cross_entropy(logits: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
@@ -114,6 +117,18 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   data = gate.select(fire, resampler.fn(k_res, x, y, mask), (x, y, mask))
   params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
                              epochs=epochs, batch_size=batch_size)
-  stats = ClientStats(ir, fire, jnp.sum(mask).astype(jnp.int32),
-                      jnp.sum(data[2]).astype(jnp.int32), loss)
-  return params, stats
+  return params, client_stats(resampler, k_res, x, y, mask, ir, fire, data[2], loss)
+
+
+def client_stats(resampler: Resampler, key, x, y, mask, ir, fire, train_mask, loss) -> ClientStats:
+  """ClientStats of one client; `x` is what the resampler saw (features or latents).
+
+  `resampled` is the gate's decision, False for the `none` resampler (nothing
+  is resampled); `fallback` asks the resampler's fallback check with the same
+  key and inputs as the resampling itself.
+  """
+  fell_back = (fire & resampler.fallback(key, x, y, mask) if resampler.fallback
+               else jnp.asarray(False))
+  resampled = fire if resampler.name != 'none' else jnp.asarray(False)
+  return ClientStats(ir, resampled, jnp.sum(mask).astype(jnp.int32),
+                     jnp.sum(train_mask).astype(jnp.int32), loss, fell_back)

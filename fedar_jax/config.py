@@ -84,7 +84,13 @@ class RunConfig:
   learning_rate: float = _f(1e-3, 'Local Adam learning rate.')
   # --- FedAR gate and resampling ---
   resampler: str = _f('smote', 'Client-side resampler (see README).')
-  k_neighbors: int = _f(5, 'Neighbours for SMOTE-type resamplers.')
+  k_neighbors: int = _f(0, 'k_neighbors of the SMOTE family (SMOTE, Borderline, KMeans, SVM, '
+                            'SMOTETomek/ENN); 0 = imbalanced-learn default (5; kmeans_smote 2).')
+  m_neighbors: int = _f(0, 'm_neighbors of borderline_smote1/2 and svm_smote (danger/noise '
+                            'test); 0 = imbalanced-learn default (10).')
+  n_neighbors: int = _f(0, 'n_neighbors of adasyn, nearmiss1/2/3, enn, renn, allknn, ncr, cnn, '
+                            'oss and smote_enn\'s ENN; 0 = imbalanced-learn default (adasyn 5, '
+                            'cnn/oss 1, others 3).')
   threshold: float = _f(1.5, 'FedAR threshold: a client resamples iff its imbalance ratio '
                              'exceeds it (>= 1).')
   # --- Run ---
@@ -142,7 +148,8 @@ def validate(cfg: RunConfig) -> RunConfig:
   for name, low in (('num_clients', 1), ('num_classes', 2), ('feature_dim', 1),
                     ('samples_per_client', 1 if cfg.partition == 'imbalance' else 0),
                     ('test_per_class', 1), ('rounds', 1),
-                    ('local_epochs', 1), ('batch_size', 1), ('k_neighbors', 1),
+                    ('local_epochs', 1), ('batch_size', 1), ('k_neighbors', 0),
+                    ('m_neighbors', 0), ('n_neighbors', 0),
                     ('imbalance_ratio', 1), ('threshold', 1), ('checkpoint_every', 1),
                     ('keep_checkpoints', 1), ('data_seed', -1)):
     _at_least(cfg, name, low)

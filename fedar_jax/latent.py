@@ -66,9 +66,7 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
       new_params, loss = client.local_train(
           lambda p, rb: model.classify(p, row_latents(p, rb)), params, k_train, rows, ys, ms,
           learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
-    stats = client.ClientStats(ir, fire, jnp.sum(mask).astype(jnp.int32),
-                               jnp.sum(ms).astype(jnp.int32), loss)
-    return new_params, stats
+    return new_params, client.client_stats(resampler, k_res, z, y, mask, ir, fire, ms, loss)
 
   return update
 

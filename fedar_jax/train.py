@@ -81,7 +81,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
       cfg.resampler, num_classes=num_classes, capacity=capacity,
       max_class_count=distributed.global_max(
           federated.max_class_count(data.clients, num_classes)),
-      k_neighbors=cfg.k_neighbors)
+      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
   local_update = None
   if cfg.model == 'cnn':
     model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels)
@@ -121,7 +121,8 @@ def _flat_resampler(r: resample.Resampler) -> resample.Resampler:
 
 def csv_header(class_names) -> list[str]:
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
-          + ['resampled_clients', 'dropped_clients', 'mean_client_ir', 'train_loss', 'round_s'])
+          + ['resampled_clients', 'dropped_clients', 'fallback_clients', 'mean_client_ir',
+             'train_loss', 'round_s'])
 
 
 def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> list:
@@ -133,8 +134,8 @@ def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> lis
   return ([round_index] + [f'{float(m[k]):.6f}' for k in metrics.METRIC_NAMES]
           + [f'{float(r):.6f}' for r in m['recall']]
           + [int(np.sum(stats.resampled)), int(m.get('dropped_clients', 0)),
-             f'{float(np.mean(stats.ir)):.4f}', f'{float(np.mean(stats.loss)):.6f}',
-             f'{seconds:.4f}'])
+             int(np.sum(stats.fallback)), f'{float(np.mean(stats.ir)):.4f}',
+             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
 
 
 def device_description() -> str:

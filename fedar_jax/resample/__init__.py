@@ -1,13 +1,26 @@
 """Resamplers as pure, jit/vmap-able functions with fixed output capacity.
 
 Every resampler maps `(key, x[N, D], y[N], mask[N]) -> (x[M, D], y[M], mask[M])`
-with a static capacity M. `make_resampler` builds one by its flag name
-(imbalanced-learn class names in snake case).
+with a static capacity M, and has a companion `fallback(key, x, y, mask) -> bool`
+that is True where imbalanced-learn would have raised and we went on (fewer
+neighbours, fewer or no synthetic rows). `make_resampler` builds one by its flag
+name (imbalanced-learn class names in snake case).
+
+Capacities (N input rows, K classes, B = largest class count over clients):
+  over-samplers and combined: M = N + (K - 1) * B, real rows first;
+    adasyn adds (K - 1) * B // 2 + K slots for rounding, kmeans_smote (K - 1) * n_clusters
+    for its per-cluster ceilings;
+  under-samplers and cleaning rules: M = N, rows in place, removed rows masked.
 """
 import functools
 from typing import Callable, NamedTuple
 
-from fedar_jax.resample import oversample
+import jax.numpy as jnp
+
+from fedar_jax.resample import cleaning
+from fedar_jax.resample import combine
+from fedar_jax.resample import smote_variants
+from fedar_jax.resample import undersample
 from fedar_jax.resample.gate import class_counts, fedar_gate, imbalance_ratio  # noqa: F401
 
 
@@ -15,11 +28,13 @@ class Resampler(NamedTuple):
   """A resampler bound to static shapes.
 
   name: flag value. fn: (key, x[N,D], y[N], mask[N]) -> (x[M,D], y[M], mask[M]).
-  capacity: M, the number of output rows.
+  capacity: M, the number of output rows. fallback: (key, x, y, mask) -> bool
+  scalar, True where imbalanced-learn would have raised (None: never).
   """
   name: str
   fn: Callable
   capacity: int
+  fallback: Callable | None = None
 
 
 def _identity(key, x, y, mask):
@@ -27,26 +42,82 @@ def _identity(key, x, y, mask):
   return x, y, mask
 
 
-def _none(num_classes, capacity, max_class_count, options):
-  del num_classes, max_class_count, options
+def _bind(name, core, capacity, **kwargs):
+  """A Resampler from a core returning (x, y, mask, fallback)."""
+  def fn(key, x, y, mask):
+    return core(key, x, y, mask, **kwargs)[:3]
+
+  def fallback(key, x, y, mask):
+    return jnp.asarray(core(key, x, y, mask, **kwargs)[3])
+
+  return Resampler(name, fn, capacity, fallback)
+
+
+def _none(name, num_classes, capacity, max_class_count, options):
+  del name, num_classes, max_class_count, options
   return Resampler('none', _identity, capacity)
 
 
-def _oversampler(fn, name, num_classes, capacity, max_class_count, options):
+def _over(core, extra, name, num_classes, capacity, max_class_count, options, **fixed):
   # Deficits sum to at most (K - 1) * (majority - 1) <= (K - 1) * max_class_count.
-  slots = max(num_classes - 1, 0) * max_class_count
-  return Resampler(name, functools.partial(fn, num_classes=num_classes, num_slots=slots, **options),
-                   capacity + slots)
+  slots = max(num_classes - 1, 0) * max_class_count + extra(num_classes, max_class_count)
+  return _bind(name, core, capacity + slots, num_classes=num_classes, num_slots=slots,
+               **fixed, **options)
 
 
-# name -> (builder, allowed options)
+def _under(core, name, num_classes, capacity, max_class_count, options, **fixed):
+  del max_class_count
+  return _bind(name, core, capacity, num_classes=num_classes, **fixed, **options)
+
+
+def _no_extra(num_classes, max_class_count):
+  del num_classes, max_class_count
+  return 0
+
+
+def _over_builder(core, extra=_no_extra, **fixed):
+  return functools.partial(_over, core, extra, **fixed)
+
+
+def _under_builder(core, **fixed):
+  return functools.partial(_under, core, **fixed)
+
+
+# name -> (builder, allowed options). Option defaults are imbalanced-learn 0.14's,
+# set in the functions' signatures.
 _REGISTRY = {
     'none': (_none, ()),
-    'random_over': (functools.partial(_oversampler, oversample.random_over, 'random_over'), ()),
-    'smote': (functools.partial(_oversampler, oversample.smote, 'smote'), ('k_neighbors',)),
+    'random_over': (_over_builder(smote_variants.random_over), ()),
+    'smote': (_over_builder(smote_variants.smote), ('k_neighbors',)),
+    'borderline_smote1': (_over_builder(smote_variants.borderline_smote, kind=1),
+                          ('k_neighbors', 'm_neighbors')),
+    'borderline_smote2': (_over_builder(smote_variants.borderline_smote, kind=2),
+                          ('k_neighbors', 'm_neighbors')),
+    'adasyn': (_over_builder(smote_variants.adasyn, lambda k, b: max(k - 1, 0) * b // 2 + k), ('n_neighbors',)),
+    'kmeans_smote': (_over_builder(smote_variants.kmeans_smote, lambda k, b: 8 * max(k - 1, 0)),
+                     ('k_neighbors',)),
+    'svm_smote': (_over_builder(smote_variants.svm_smote), ('k_neighbors', 'm_neighbors')),
+    'smote_tomek': (_over_builder(combine.smote_tomek), ('k_neighbors',)),
+    'smote_enn': (_over_builder(combine.smote_enn), ('k_neighbors', 'n_neighbors')),
+    'random_under': (_under_builder(undersample.random_under), ()),
+    'nearmiss1': (_under_builder(undersample.nearmiss, version=1), ('n_neighbors',)),
+    'nearmiss2': (_under_builder(undersample.nearmiss, version=2), ('n_neighbors',)),
+    'nearmiss3': (_under_builder(undersample.nearmiss, version=3), ('n_neighbors',)),
+    'tomek': (_under_builder(cleaning.tomek), ()),
+    'enn': (_under_builder(cleaning.enn), ('n_neighbors',)),
+    'renn': (_under_builder(cleaning.renn), ('n_neighbors',)),
+    'allknn': (_under_builder(cleaning.allknn), ('n_neighbors',)),
+    'cnn': (_under_builder(cleaning.cnn), ('n_neighbors',)),
+    'oss': (_under_builder(cleaning.oss), ('n_neighbors',)),
+    'ncr': (_under_builder(cleaning.ncr), ('n_neighbors',)),
+    'iht': (_under_builder(cleaning.iht), ()),
+    'cluster_centroids': (_under_builder(undersample.cluster_centroids), ()),
 }
 
 RESAMPLER_NAMES = tuple(_REGISTRY)
+
+# Every option any sampler takes (RunConfig has one field per option).
+OPTION_NAMES = ('k_neighbors', 'm_neighbors', 'n_neighbors')
 
 
 def resampler_options(name: str) -> tuple[str, ...]:
@@ -64,8 +135,9 @@ def make_resampler(name: str, *, num_classes: int, capacity: int,
     capacity: N, input rows per client.
     max_class_count: static upper bound on any client's largest class count
       (sets the synthetic capacity of oversamplers); defaults to N.
-    **options: sampler options (e.g. k_neighbors=5); options the sampler does
-      not take are ignored.
+    **options: sampler options (k_neighbors, m_neighbors, n_neighbors); options
+      the sampler does not take, and options set to None or 0, are ignored (the
+      sampler's imbalanced-learn default applies).
 
   Raises:
     ValueError: unknown name.
@@ -73,5 +145,5 @@ def make_resampler(name: str, *, num_classes: int, capacity: int,
   if name not in _REGISTRY:
     raise ValueError(f'unknown resampler {name!r}; allowed: {", ".join(RESAMPLER_NAMES)}')
   builder, allowed = _REGISTRY[name]
-  options = {k: v for k, v in options.items() if k in allowed}
-  return builder(num_classes, capacity, max_class_count or capacity, options)
+  options = {k: v for k, v in options.items() if k in allowed and v}
+  return builder(name, num_classes, capacity, max_class_count or capacity, options)
