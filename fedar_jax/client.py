@@ -114,11 +114,13 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   counts = gate.class_counts(y, mask, num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)
-  data = gate.select(fire, resampler.fn(k_res, x, y, mask), (x, y, mask))
+  if resampler.full is not None:  # resampled rows and the fallback flag in one pass
+    *resampled, fell_back = resampler.full(k_res, x, y, mask)
+  else:
+    resampled, fell_back = resampler.fn(k_res, x, y, mask), jnp.asarray(False)
+  data = gate.select(fire, tuple(resampled), (x, y, mask))
   params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
                              epochs=epochs, batch_size=batch_size)
-  fell_back = (fire & resampler.fallback(k_res, x, y, mask) if resampler.fallback
-               else jnp.asarray(False))
   stats = ClientStats(ir, fire, jnp.sum(mask).astype(jnp.int32),
-                      jnp.sum(data[2]).astype(jnp.int32), loss, fell_back)
+                      jnp.sum(data[2]).astype(jnp.int32), loss, fire & fell_back)
   return params, stats
