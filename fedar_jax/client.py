@@ -114,21 +114,29 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   counts = gate.class_counts(y, mask, num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)
-  data = gate.select(fire, resampler.fn(k_res, x, y, mask), (x, y, mask))
+  resampled, fell_back = resample_with_fallback(resampler, k_res, x, y, mask)
+  data = gate.select(fire, resampled, (x, y, mask))
   params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
                              epochs=epochs, batch_size=batch_size)
-  return params, client_stats(resampler, k_res, x, y, mask, ir, fire, data[2], loss)
+  return params, client_stats(resampler, ir, fire, mask, data[2], loss, fell_back)
 
 
-def client_stats(resampler: Resampler, key, x, y, mask, ir, fire, train_mask, loss) -> ClientStats:
-  """ClientStats of one client; `x` is what the resampler saw (features or latents).
+def resample_with_fallback(resampler: Resampler, key, x, y, mask):
+  """((x[M, ...], y[M], mask[M]), fell_back bool) in one resampler pass.
 
-  `resampled` is the gate's decision, False for the `none` resampler (nothing
-  is resampled); `fallback` asks the resampler's fallback check with the same
-  key and inputs as the resampling itself.
+  fell_back: the resampler went on where imbalanced-learn would have raised
+  (False for resamplers without such a case).
   """
-  fell_back = (fire & resampler.fallback(key, x, y, mask) if resampler.fallback
-               else jnp.asarray(False))
+  if resampler.full is not None:
+    *resampled, fell_back = resampler.full(key, x, y, mask)
+    return tuple(resampled), fell_back
+  return resampler.fn(key, x, y, mask), jnp.asarray(False)
+
+
+def client_stats(resampler: Resampler, ir, fire, mask, train_mask, loss,
+                 fell_back) -> ClientStats:
+  """One client's ClientStats. `resampled` (and so `fallback`) is False for the
+  `none` resampler, where nothing is resampled whatever the gate says."""
   resampled = fire if resampler.name != 'none' else jnp.asarray(False)
   return ClientStats(ir, resampled, jnp.sum(mask).astype(jnp.int32),
-                     jnp.sum(train_mask).astype(jnp.int32), loss, fell_back)
+                     jnp.sum(train_mask).astype(jnp.int32), loss, resampled & fell_back)

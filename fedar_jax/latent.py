@@ -52,7 +52,8 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
     ir = gate.imbalance_ratio(counts)
     fire = gate.fedar_gate(ir, threshold)
     if mode == 'frozen':
-      zs, ys, ms = gate.select(fire, resampler.fn(k_res, z, y, mask), (z, y, mask))
+      resampled, fell_back = client.resample_with_fallback(resampler, k_res, z, y, mask)
+      zs, ys, ms = gate.select(fire, resampled, (z, y, mask))
 
       def head_logits(head, zb):
         return model.classify({'encoder': params['encoder'], 'head': head}, zb)
@@ -61,12 +62,12 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
                                       batch_size=batch_size)
       new_params = {'encoder': params['encoder'], 'head': head}
     else:
-      w, ys, ms = source_weights(resampler, k_res, z, y, mask, fire)
+      w, ys, ms, fell_back = source_weights(resampler, k_res, z, y, mask, fire)
       row_latents, rows = joint_rows(model, x, w)
       new_params, loss = client.local_train(
           lambda p, rb: model.classify(p, row_latents(p, rb)), params, k_train, rows, ys, ms,
           learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
-    return new_params, client.client_stats(resampler, k_res, z, y, mask, ir, fire, ms, loss)
+    return new_params, client.client_stats(resampler, ir, fire, mask, ms, loss, fell_back)
 
   return update
 
@@ -83,13 +84,14 @@ def source_weights(resampler: Resampler, key: jax.Array, z: jax.Array, y: jax.Ar
   client's real rows (e_i for real row i, (1 - u) e_a + u e_b for SMOTE).
 
   Returns:
-    (w float32[M, N] source weights per resampled row, y int32[M], mask bool[M]),
-    gated: the identity rows when `fire` is False.
+    (w float32[M, N] source weights per resampled row, y int32[M], mask bool[M],
+    fell_back bool), gated: the identity rows when `fire` is False.
   """
   n = z.shape[0]
   aug = jnp.concatenate([z, jnp.eye(n, dtype=z.dtype)], axis=-1)
-  out, ys, ms = gate.select(fire, resampler.fn(key, aug, y, mask), (aug, y, mask))
-  return out[:, z.shape[1]:], ys, ms
+  resampled, fell_back = client.resample_with_fallback(resampler, key, aug, y, mask)
+  out, ys, ms = gate.select(fire, resampled, (aug, y, mask))
+  return out[:, z.shape[1]:], ys, ms, fell_back
 
 
 def joint_rows(model: EncoderHead, x: jax.Array, w: jax.Array):

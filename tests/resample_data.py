@@ -81,8 +81,18 @@ def run(name, seed=0, **options):
   return out
 
 
-def on_batch(fn):
-  """fn(x[N, D], y[N], mask[N]) vmapped over the data sets: {set name: result, rows cut to n}."""
+_ON_BATCH = {}
+
+
+def on_batch(fn, cache_key=None):
+  """fn(x[N, D], y[N], mask[N]) vmapped over the data sets: {set name: result, rows cut to n}.
+
+  With `cache_key`, the result is computed (and compiled) once per test session.
+  """
+  if cache_key is not None:
+    if cache_key not in _ON_BATCH:
+      _ON_BATCH[cache_key] = on_batch(fn)
+    return _ON_BATCH[cache_key]
   xs, ys, ms = batch()
   out = jax.device_get(jax.jit(jax.vmap(fn))(xs, ys, ms))
   res = {}

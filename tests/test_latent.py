@@ -95,7 +95,7 @@ def test_joint_latents_rebuild_the_resampled_ones_and_follow_the_encoder():
   key = jax.random.key(0)
   z = model.encode(state.params, x)
   zs, ys, ms = spec.resampler.fn(key, z, y, m)
-  w, ys_w, ms_w = latent.source_weights(spec.resampler, key, z, y, m, jnp.bool_(True))
+  w, ys_w, ms_w, _ = latent.source_weights(spec.resampler, key, z, y, m, jnp.bool_(True))
   np.testing.assert_array_equal(ys_w, ys)
   np.testing.assert_array_equal(ms_w, ms)
   assert int(ms.sum()) > int(m.sum())

@@ -1,5 +1,6 @@
 """Resampler options and fallback reporting through the round, the CLI and metrics.csv."""
 import csv
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,11 @@ from tests.test_main import SMALL, run_cli
 
 def test_options_reach_the_sampler_and_zero_means_the_imblearn_default():
   exp = train.build(RunConfig(num_clients=2, samples_per_client=22, feature_dim=4,
-                              test_per_class=2, resampler='kmeans_smote', k_neighbors=0))
-  assert exp.spec.resampler.fn.__closure__ is not None
+                              test_per_class=2, resampler='borderline_smote1', m_neighbors=3,
+                              n_neighbors=7))
+  bound = inspect.getclosurevars(exp.spec.resampler.fn).nonlocals['kwargs']
+  assert bound['m_neighbors'] == 3 and bound['kind'] == 1
+  assert 'k_neighbors' not in bound and 'n_neighbors' not in bound  # default / not taken
   # kmeans_smote's default k_neighbors is 2, smote's 5: visible in the fallback rule.
   x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
   y = np.repeat([0, 1], [17, 3]).astype(np.int32)

@@ -70,7 +70,7 @@ def test_fallback_where_imblearn_raises(name):
 
 def test_borderline_danger_set_equals_imblearn():
   ours = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0])
+      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     ref = ios.BorderlineSMOTE(random_state=0)
@@ -84,7 +84,7 @@ def test_borderline_danger_set_equals_imblearn():
 
 def test_adasyn_per_sample_allocation_equals_imblearn():
   ours = rd.on_batch(lambda x, y, m: smote_variants.adasyn_allocation(
-      x, y, m, num_classes=rd.K)[0])
+      x, y, m, num_classes=rd.K)[0], 'adasyn_alloc')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     calls = []
@@ -122,7 +122,7 @@ def _segments(set_name, out, bases_of, neighbours_of):
 def test_borderline1_points_lie_between_danger_rows_and_same_class_neighbours(set_name):
   x, y = rd.dataset(set_name)
   danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0])[set_name]
+      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
   out = rd.run('borderline_smote1')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(danger & (y == c)),
                       lambda c, b: rd.knn(x, 5, b, np.flatnonzero(y == c)))
@@ -134,7 +134,7 @@ def test_borderline1_points_lie_between_danger_rows_and_same_class_neighbours(se
 def test_borderline2_steps_shrink_toward_other_class_neighbours(set_name):
   x, y = rd.dataset(set_name)
   danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0])[set_name]
+      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
   out = rd.run('borderline_smote2')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(danger & (y == c)),
                       lambda c, b: rd.knn(x, 5, b))
@@ -152,7 +152,7 @@ def test_adasyn_points_and_seed_counts(set_name):
   x, y = rd.dataset(set_name)
   out = rd.run('adasyn')[set_name]
   alloc = rd.on_batch(lambda x, y, m: smote_variants.adasyn_allocation(
-      x, y, m, num_classes=rd.K)[0])[set_name]
+      x, y, m, num_classes=rd.K)[0], 'adasyn_alloc')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(y == c),
                       lambda c, b: rd.knn(x, 5, b, np.flatnonzero(y == c)))
   for _, _, _, t in located:
@@ -185,7 +185,7 @@ def test_seed_frequencies_match_imblearn_in_distribution(name):
     ref = lambda s: ios.SMOTE(random_state=s)
   else:
     danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-        smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0])[set_name]
+        smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
     bases = np.flatnonzero(danger & (y == c))
     ref = lambda s: ios.BorderlineSMOTE(random_state=s)
   nbs = lambda cls, b: rd.knn(x, 5, b, np.flatnonzero(y == cls))
@@ -235,7 +235,8 @@ def test_kmeans_smote_counts_within_the_cluster_ceiling_tolerance():
 
 
 def test_svm_support_vectors_close_to_sklearn_svc():
-  ours = rd.on_batch(lambda x, y, m: svm.support_vectors(x, y, m, num_classes=rd.K))
+  ours = rd.on_batch(lambda x, y, m: svm.support_vectors(x, y, m, num_classes=rd.K),
+                       'svm_support')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     ref = np.zeros(len(y), bool)
@@ -250,7 +251,8 @@ def test_svm_smote_points_and_counts(set_name):
   counts are within the tolerance set by the Beta(10, 10) draw and the support set."""
   x, y = rd.dataset(set_name)
   out = rd.run('svm_smote')[set_name]
-  sv = rd.on_batch(lambda x, y, m: svm.support_vectors(x, y, m, num_classes=rd.K))[set_name]
+  sv = rd.on_batch(lambda x, y, m: svm.support_vectors(x, y, m, num_classes=rd.K),
+                       'svm_support')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(sv & (y == c)),
                       lambda c, b: rd.knn(x, 5, b, np.flatnonzero(y == c)))
   knn = {c: dict(zip(np.flatnonzero(y == c), rd.knn(x, 5, np.flatnonzero(y == c),

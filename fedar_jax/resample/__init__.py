@@ -30,11 +30,13 @@ class Resampler(NamedTuple):
   name: flag value. fn: (key, x[N,D], y[N], mask[N]) -> (x[M,D], y[M], mask[M]).
   capacity: M, the number of output rows. fallback: (key, x, y, mask) -> bool
   scalar, True where imbalanced-learn would have raised (None: never).
+  full: (key, x, y, mask) -> (x, y, mask, fallback) in one call (None: fn only).
   """
   name: str
   fn: Callable
   capacity: int
   fallback: Callable | None = None
+  full: Callable | None = None
 
 
 def _identity(key, x, y, mask):
@@ -50,7 +52,11 @@ def _bind(name, core, capacity, **kwargs):
   def fallback(key, x, y, mask):
     return jnp.asarray(core(key, x, y, mask, **kwargs)[3])
 
-  return Resampler(name, fn, capacity, fallback)
+  def full(key, x, y, mask):
+    *out, flag = core(key, x, y, mask, **kwargs)
+    return (*out, jnp.asarray(flag))
+
+  return Resampler(name, fn, capacity, fallback, full)
 
 
 def _none(name, num_classes, capacity, max_class_count, options):
