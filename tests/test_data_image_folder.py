@@ -52,3 +52,18 @@ def test_unreadable_image(tmp_path):
 def test_missing_directory(tmp_path):
   with pytest.raises(DataError, match='no such directory'):
     image_folder.load(str(tmp_path / 'absent'))
+
+
+def test_load_federated_from_image_folder(tmp_path):
+  from fedar_jax.config import RunConfig, validate
+  from fedar_jax.data.load import load_federated
+  make_folder(tmp_path / 'd', per_class=(6, 9), size=12)
+  cfg = validate(RunConfig(dataset='image_folder', data_dir=str(tmp_path / 'd'), image_size=12,
+                           num_clients=2, partition='shards', shards_per_client=1,
+                           samples_per_client=0, test_per_class=2, classes=('sad', 'happy')))
+  data = load_federated(cfg)
+  assert data.class_names == ('sad', 'happy')
+  assert data.clients.x.shape[0] == 2 and data.clients.x.shape[2:] == (12, 12, 1)
+  # shards with one class each: one client holds every remaining sad, the other every happy.
+  held = sorted(tuple(np.unique(data.clients.y[c][data.clients.mask[c]])) for c in range(2))
+  assert held == [(0,), (1,)] and data.clients.mask.sum() == 15 - 4

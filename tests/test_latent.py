@@ -119,3 +119,14 @@ def test_joint_latents_rebuild_the_resampled_ones_and_follow_the_encoder():
   live = row_latents(moved, rows)[synth]
   assert not np.allclose(live, zs[synth], atol=1e-3)
   np.testing.assert_allclose(live, (w @ model.encode(moved, x))[synth], atol=1e-4)
+
+
+def test_pretrain_fits_the_pooled_images():
+  clients, _ = image_clients(sizes=(24,))
+  model, _, state = latent_spec(clients, 'frozen')
+  x, y, m = clients.x[0], clients.y[0], clients.mask[0]
+  params = latent.pretrain(model, state.params, jax.random.key(0), x, y, m, learning_rate=0.05,
+                           epochs=15, batch_size=8)
+  before = client.masked_cross_entropy(model.apply(state.params, x), y, m)
+  after = client.masked_cross_entropy(model.apply(params, x), y, m)
+  assert float(after) < 0.7 * float(before)

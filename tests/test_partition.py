@@ -161,3 +161,25 @@ def test_federate_fewer_samples_than_clients():
                   test_per_class=1)
   with pytest.raises(DataError, match='--num_clients: 9 training samples'):
     federate(cfg, pool)
+
+
+def test_partition_summary_files(tmp_path):
+  import csv
+  import json
+  from fedar_jax.data import federated, summary
+  from fedar_jax.data.load import FederatedDataset
+  clients = federated.pad_clients([np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((2, 2))],
+                                  [np.array([0, 0, 0, 1, 1]), np.array([0, 1, 1, 1, 1]),
+                                   np.array([2, 2])])
+  test = federated.TestData(np.zeros((3, 2)), np.array([0, 1, 2]), np.ones(3, bool))
+  data = FederatedDataset(clients, test, ('a', 'b', 'c'), np.array([False, True, False]))
+  s = summary.write_partition_summary(str(tmp_path), data)
+  assert s['counts'] == [[3, 2, 0], [1, 4, 0], [0, 0, 2]]
+  assert s['ir'] == [1.5, 4.0, 1.0] and s['attacker'] == [False, True, False]
+  assert s['ir_histogram']['clients'] == [1, 1, 0, 1, 0, 0, 0, 0, 0]
+  assert json.loads((tmp_path / 'partition.json').read_text())['n'] == [5, 5, 2]
+  with open(tmp_path / 'partition.csv') as f:
+    rows = list(csv.reader(f))
+  assert rows[0] == ['client', 'n', 'count_a', 'count_b', 'count_c', 'ir', 'attacker']
+  assert rows[2] == ['1', '5', '1', '4', '0', '4.0000', '1']
+  assert (tmp_path / 'partition.png').stat().st_size > 1000

@@ -65,8 +65,8 @@ def _plot(path: str, s: dict) -> None:
   ax0.set(xlabel='client' + (' (first 200)' if len(counts) > 200 else ''), ylabel='rows',
           title='class counts per client')
   ax0.legend(fontsize=7, ncol=2)
-  labels = [f'{a:g}-{b}' for a, b in zip(s['ir_histogram']['bin_edges'][:-1],
-                                          s['ir_histogram']['bin_edges'][1:])]
+  edges = [float(e) for e in s['ir_histogram']['bin_edges']]
+  labels = [f'[{a:g}, {b:g})' for a, b in zip(edges[:-1], edges[1:])]
   ax1.bar(np.arange(len(labels)), s['ir_histogram']['clients'])
   ax1.set_xticks(np.arange(len(labels)), labels, rotation=45, fontsize=7)
   ax1.set(xlabel='imbalance ratio', ylabel='clients', title='client IR histogram')
