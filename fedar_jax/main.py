@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from fedar_jax import config as config_lib
+from fedar_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -75,15 +76,26 @@ def main(argv):
   try:
     cfg = config_from_flags()
     config_lib.check_workdir(FLAGS.workdir)
+    workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
   except config_lib.ConfigError as e:
     fail(str(e))
-  logging.set_verbosity(logging.INFO)
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
-  summary = train.train_and_evaluate(cfg, FLAGS.workdir)
+  from fedar_jax.data.errors import DataError
+  logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
+  try:
+    prepared = train.setup(cfg)  # Loads the data; nothing is written before this succeeds.
+  except (DataError, config_lib.ConfigError) as e:
+    fail(str(e))
+  logging.set_verbosity(logging.INFO)
+  try:
+    summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
+  except config_lib.ConfigError as e:
+    fail(str(e))
   final = summary['final']
+  round_s = f"{summary['round_s']:.3f}s" if summary['round_s'] is not None else 'n/a (resumed a finished run)'
   print(f"final: accuracy {final['accuracy']:.4f}  gmean {final['gmean']:.4f}  "
         f"f1 {final['f1']:.4f}  compile {summary['compile_s']:.2f}s  "
-        f"round {summary['round_s']:.3f}s  -> {FLAGS.workdir}")
+        f"round {round_s}  -> {FLAGS.workdir}")
 
 
 if __name__ == '__main__':

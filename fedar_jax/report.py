@@ -1,0 +1,279 @@
+"""Sweep report: `python -m fedar_jax.report --workdir=DIR` (re)writes, from DIR/sweep.csv,
+
+  DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
+                    empty for one seed) over seeds, keyed by imbalance_ratio,
+                    resampler, threshold, learning_rate
+  DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
+  DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
+  DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
+  DIR/report.md     the tables and the plots
+"""
+import collections
+import csv
+import os
+import sys
+
+import numpy as np
+
+KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate')
+# sweep.csv columns that are settings or bookkeeping, not metrics.
+NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
+               'round_s')
+
+
+def read_rows(path: str) -> tuple[list[str], list[dict]]:
+  with open(path, newline='') as f:
+    reader = csv.DictReader(f)
+    return list(reader.fieldnames), list(reader)
+
+
+def _key(row) -> tuple:
+  return tuple(row[k] for k in KEY_COLUMNS)
+
+
+def _sort_key(key) -> tuple:
+  ir, resampler, threshold, lr = key
+  return (float(ir), resampler, float(threshold), float(lr))
+
+
+def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
+  """Final-round metrics per point (KEY_COLUMNS), mean and std over seeds.
+
+  Returns (header, rows) for summary.csv; values are floats (std None for one seed).
+  """
+  metric_cols = [c for c in columns if c not in NOT_METRICS]
+  final = {}
+  for row in rows:
+    point = _key(row) + (row['seed'],)
+    if point not in final or int(row['round']) > int(final[point]['round']):
+      final[point] = row
+  by_key = collections.defaultdict(list)
+  for point, row in final.items():
+    by_key[point[:-1]].append(row)
+  header = list(KEY_COLUMNS) + ['n_seeds', 'rounds'] + [
+      f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
+  out = []
+  for key in sorted(by_key, key=_sort_key):
+    group = by_key[key]
+    entry = dict(zip(KEY_COLUMNS, key))
+    entry['n_seeds'] = len(group)
+    entry['rounds'] = min(int(r['round']) for r in group)
+    for m in metric_cols:
+      values = np.array([float(r[m]) for r in group])
+      entry[f'{m}_mean'] = float(values.mean())
+      entry[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else None
+    out.append(entry)
+  return header, out
+
+
+def write_summary(path: str, header: list[str], rows: list[dict]) -> None:
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for row in rows:
+      writer.writerow([_fmt(row[h]) for h in header])
+
+
+def _fmt(value) -> str:
+  if value is None:
+    return ''
+  return f'{value:.6f}' if isinstance(value, float) else str(value)
+
+
+def _panels(keys):
+  """Panel label per (imbalance_ratio, resampler, learning_rate) in sorted order."""
+  panels = sorted({(k[0], k[1], k[3]) for k in keys},
+                  key=lambda p: (float(p[0]), p[1], float(p[2])))
+  lrs = {p[2] for p in panels}
+  resamplers = {p[1] for p in panels}
+
+  def label(p):
+    parts = [f'IR {p[0]}']
+    if len(resamplers) > 1:
+      parts.append(p[1])
+    if len(lrs) > 1:
+      parts.append(f'lr {p[2]}')
+    return ', '.join(parts)
+  return panels, label
+
+
+def _grid(plt, n):
+  cols = min(3, n)
+  rows = (n + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+  for ax in axes.flat[n:]:
+    ax.set_visible(False)
+  return fig, axes.flat
+
+
+def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
+                summary: list[dict]) -> list[str]:
+  """Writes the three PNG figures; returns their paths."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  from matplotlib.ticker import MaxNLocator
+
+  os.makedirs(plot_dir, exist_ok=True)
+  panels, label = _panels([_key(s) for s in summary])
+  thresholds = sorted({s['threshold'] for s in summary}, key=float)
+  classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
+  paths = []
+
+  # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for p in panels:
+    pts = [s for s in summary if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p]
+    pts.sort(key=lambda s: float(s['threshold']))
+    x = [float(s['threshold']) for s in pts]
+    ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=[s['gmean_std'] or 0.0 for s in pts],
+                marker='o', capsize=3, label=label(p))
+  ax.set_xscale('log')
+  ax.set_xticks([float(t) for t in thresholds], labels=thresholds)
+  ax.minorticks_off()
+  ax.set_xlabel('FedAR threshold (resample iff client IR > threshold)')
+  ax.set_ylabel('final G-mean (mean ± std over seeds)')
+  ax.set_title('Final G-mean vs threshold')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  paths.append(os.path.join(plot_dir, 'gmean_vs_threshold.png'))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+
+  # 2. G-mean per round, a line per threshold, a panel per imbalance ratio.
+  curves = collections.defaultdict(lambda: collections.defaultdict(list))
+  for row in rows:
+    curves[_key(row)][int(row['round'])].append(float(row['gmean']))
+  fig, axes = _grid(plt, len(panels))
+  cmap = plt.get_cmap('viridis')
+  for ax, p in zip(axes, panels):
+    for i, t in enumerate(thresholds):
+      per_round = curves.get((p[0], p[1], t, p[2]))
+      if not per_round:
+        continue
+      r = sorted(per_round)
+      mean = np.array([np.mean(per_round[k]) for k in r])
+      std = np.array([np.std(per_round[k], ddof=1) if len(per_round[k]) > 1 else 0.0
+                      for k in r])
+      color = cmap(i / max(len(thresholds) - 1, 1))
+      ax.plot(r, mean, color=color, label=f'threshold {t}')
+      ax.fill_between(r, mean - std, mean + std, color=color, alpha=0.15)
+    ax.set_title(label(p))
+    ax.set_xlabel('round')
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel('G-mean (mean over seeds)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(os.path.join(plot_dir, 'gmean_per_round.png'))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+
+  # 3. Final per-class recall, bars per class grouped by threshold, a panel per IR.
+  fig, axes = _grid(plt, len(panels))
+  width = 0.8 / max(len(classes), 1)
+  for ax, p in zip(axes, panels):
+    pts = {s['threshold']: s for s in summary
+           if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p}
+    ts = [t for t in thresholds if t in pts]
+    x = np.arange(len(ts))
+    for j, c in enumerate(classes):
+      ax.bar(x + (j - (len(classes) - 1) / 2) * width,
+             [pts[t][f'recall_{c}_mean'] for t in ts], width,
+             yerr=[pts[t][f'recall_{c}_std'] or 0.0 for t in ts], capsize=2,
+             label=f'class {c}')
+    ax.set_xticks(x, labels=ts)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(label(p))
+    ax.set_xlabel('threshold')
+    ax.set_ylabel('final recall (mean ± std)')
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(os.path.join(plot_dir, 'recall_per_class.png'))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+  return paths
+
+
+def _pm(row, metric) -> str:
+  std = row[f'{metric}_std']
+  return f'{row[f"{metric}_mean"]:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+
+
+def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str]) -> None:
+  classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
+  lines = ['# Sweep report', '',
+           f'{len(summary)} settings; final-round metrics, mean ± sample std over seeds '
+           f'(from `sweep.csv`; all numbers also in `summary.csv`).', '',
+           '## Best threshold by final G-mean', '',
+           '| imbalance ratio | resampler | learning rate | best threshold | G-mean |',
+           '|---|---|---|---|---|']
+  best = {}
+  for s in summary:
+    p = (s['imbalance_ratio'], s['resampler'], s['learning_rate'])
+    if p not in best or s['gmean_mean'] > best[p]['gmean_mean']:
+      best[p] = s
+  for p, s in best.items():
+    lines.append(f'| {p[0]} | {p[1]} | {p[2]} | {s["threshold"]} | {_pm(s, "gmean")} |')
+  metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
+  lines += ['', '## Final metrics', '',
+            '| IR | resampler | threshold | lr | seeds | ' + ' | '.join(metrics)
+            + ' | resampled clients |',
+            '|---' * (len(metrics) + 6) + '|']
+  for s in summary:
+    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
+                 f'{s["learning_rate"]} | {s["n_seeds"]} | '
+                 + ' | '.join(_pm(s, m) for m in metrics)
+                 + f' | {s["resampled_clients_mean"]:.1f} |')
+  lines += ['', '## Final per-class recall', '',
+            '| IR | resampler | threshold | lr | ' + ' | '.join(f'class {c}' for c in classes)
+            + ' |', '|---' * (len(classes) + 4) + '|']
+  for s in summary:
+    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
+                 f'{s["learning_rate"]} | '
+                 + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
+  lines += ['', '## Plots', '']
+  lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def write_report(workdir: str) -> list[str]:
+  """Writes summary.csv, the plots and report.md from `workdir/sweep.csv`; returns the paths.
+
+  Raises FileNotFoundError if there is no sweep.csv, ValueError if it has no rows.
+  """
+  columns, rows = read_rows(os.path.join(workdir, 'sweep.csv'))
+  if not rows:
+    raise ValueError(f'{os.path.join(workdir, "sweep.csv")} has no rows yet')
+  header, summary = summarize(columns, rows)
+  summary_path = os.path.join(workdir, 'summary.csv')
+  write_summary(summary_path, header, summary)
+  plots = write_plots(os.path.join(workdir, 'plots'), columns, rows, summary)
+  report_path = os.path.join(workdir, 'report.md')
+  write_markdown(report_path, columns, summary, plots)
+  return [summary_path, *plots, report_path]
+
+
+def main(argv=None):
+  from absl import flags
+  flag_values = flags.FlagValues()
+  flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv).',
+                      flag_values=flag_values)
+  try:
+    flag_values(argv or sys.argv)
+    if not flag_values.workdir:
+      raise ValueError('--workdir: is required')
+    path = os.path.join(flag_values.workdir, 'sweep.csv')
+    if not os.path.isfile(path):
+      raise ValueError(f'--workdir: {path} does not exist (run fedar_jax.sweep first)')
+    outputs = write_report(flag_values.workdir)
+  except (flags.Error, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f"wrote {', '.join(outputs)}")
+
+
+if __name__ == '__main__':
+  main()

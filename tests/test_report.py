@@ -1,0 +1,86 @@
+"""The sweep report (summary.csv, plots, report.md) and the progress bar, on hand-made data."""
+import csv
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fedar_jax import progress
+from fedar_jax import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLUMNS = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
+           'accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'gmean',
+           'gmean_multiclass', 'recall_0', 'recall_1', 'resampled_clients', 'mean_client_ir',
+           'train_loss', 'round_s']
+
+
+def _write_sweep(path, rng):
+  """A sweep.csv of 2 IRs x 3 thresholds x 3 seeds x 4 rounds with random metrics."""
+  values = {}
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for ir in ('2', '10'):
+      for t in ('1', '1.5', '3'):
+        for seed in ('0', '1', '2'):
+          for r in range(1, 5):
+            metrics = rng.uniform(size=len(COLUMNS) - 6).round(6)
+            values[(ir, t, seed, r)] = metrics
+            writer.writerow([ir, 'smote', t, seed, '0.001', r] + list(metrics))
+  return values
+
+
+def test_summary_is_final_round_mean_and_sample_std_over_seeds(tmp_path):
+  values = _write_sweep(tmp_path / 'sweep.csv', np.random.default_rng(0))
+  outputs = report.write_report(str(tmp_path))
+  with open(tmp_path / 'summary.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['imbalance_ratio'], r['threshold']) for r in rows] == [
+      ('2', '1'), ('2', '1.5'), ('2', '3'), ('10', '1'), ('10', '1.5'), ('10', '3')]
+  gmean = COLUMNS.index('gmean') - 6
+  recall_1 = COLUMNS.index('recall_1') - 6
+  for row in rows:
+    final = np.array([values[(row['imbalance_ratio'], row['threshold'], s, 4)]
+                      for s in ('0', '1', '2')])
+    assert row['n_seeds'] == '3' and row['rounds'] == '4'
+    assert float(row['gmean_mean']) == pytest.approx(final[:, gmean].mean(), abs=1e-6)
+    assert float(row['gmean_std']) == pytest.approx(final[:, gmean].std(ddof=1), abs=1e-6)
+    assert float(row['recall_1_mean']) == pytest.approx(final[:, recall_1].mean(), abs=1e-6)
+  assert 'round_s_mean' not in rows[0] and 'seed_mean' not in rows[0]
+  for path in outputs:
+    assert os.path.getsize(path) > 0
+  assert sorted(os.listdir(tmp_path / 'plots')) == [
+      'gmean_per_round.png', 'gmean_vs_threshold.png', 'recall_per_class.png']
+  md = (tmp_path / 'report.md').read_text()
+  best_10 = max(rows[3:], key=lambda r: float(r['gmean_mean']))
+  assert f'| 10 | smote | 0.001 | {best_10["threshold"]} | ' in md
+
+
+def test_report_cli(tmp_path):
+  _write_sweep(tmp_path / 'sweep.csv', np.random.default_rng(1))
+  proc = subprocess.run([sys.executable, '-m', 'fedar_jax.report', f'--workdir={tmp_path}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / 'report.md').exists()
+  proc = subprocess.run([sys.executable, '-m', 'fedar_jax.report',
+                         f'--workdir={tmp_path / "none"}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and proc.stderr.startswith('error: --workdir: ')
+  assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_progress_eta_is_median_round_time_times_rounds_left():
+  out = io.StringIO()
+  bar = progress.Progress(total_rounds=10, total_points=6, stream=out)
+  bar.skip(2)
+  bar.compiled(4.0)
+  for seconds in (1.0, 3.0, 2.0):
+    bar.round_done(seconds, 'group a')
+  assert bar.eta() == pytest.approx(2.0 * 5)
+  assert bar.eta(groups_left=1) == pytest.approx(2.0 * 5 + 4.0)
+  last = out.getvalue().strip().splitlines()[-1]
+  assert 'rounds 5/10' in last and 'points 0/6' in last and 'eta 0:00:10' in last

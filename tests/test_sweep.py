@@ -1,0 +1,126 @@
+"""Sweeps: a sweep point equals the single run; one program per group; CLI outputs, resume, errors."""
+import csv
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fedar_jax import sweep_runner
+from fedar_jax import train
+from fedar_jax.config import RunConfig
+from tests.test_checkpoint import ROOT, kill_at_random_row
+
+BASE = RunConfig(num_clients=3, samples_per_client=40, feature_dim=8, num_classes=3,
+                 test_per_class=30, local_epochs=2, imbalance_ratio=4.0, rounds=3,
+                 checkpoint_every=2)
+SMALL = ['--num_clients=3', '--samples_per_client=40', '--feature_dim=8', '--num_classes=3',
+         '--test_per_class=30', '--local_epochs=2']
+
+
+def _rows(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def _metrics(row):
+  return {k: float(v) for k, v in row.items()
+          if k not in sweep_runner.SETTING_COLUMNS + ('resampler', 'round_s')}
+
+
+def test_sweep_points_equal_single_runs_in_one_program(tmp_path):
+  axes = sweep_runner.SweepAxes.of(BASE, thresholds=(1.0, 5.0), seeds=(0, 7),
+                                   learning_rates=(1e-3, 2e-2))
+  result = sweep_runner.run_sweep(BASE, axes, str(tmp_path / 'sweep'))
+  [group] = result['groups']
+  assert group['points'] == 8 and group['traces'] == 1  # One program for the numeric axis.
+  rows = _rows(tmp_path / 'sweep' / 'sweep.csv')
+  assert len(rows) == 8 * BASE.rounds
+  # The sweep's data comes from --seed (0) for every seed, so the equivalent single
+  # run of point (t, s, lr) is --threshold=t --seed=s --learning_rate=lr --data_seed=0.
+  for t, s, lr in [(1.0, 7, 2e-2), (5.0, 0, 1e-3)]:
+    single = tmp_path / f'single_{t}_{s}_{lr}'
+    train.train_and_evaluate(BASE.replace(threshold=t, seed=s, learning_rate=lr, data_seed=0),
+                             str(single))
+    want = [_metrics(r) for r in _rows(single / 'metrics.csv')]
+    got = [_metrics(r) for r in rows
+           if (r['threshold'], r['seed'], r['learning_rate']) == (f'{t:g}', str(s), f'{lr:g}')]
+    assert len(got) == len(want) == BASE.rounds
+    for g, w in zip(got, want):
+      assert g.keys() == w.keys()
+      for k in w:
+        assert g[k] == pytest.approx(w[k], abs=1e-5), (t, s, lr, k)
+  # The points really differ: the gate fires at threshold 1 only, seeds change the model.
+  final = {(r['threshold'], r['seed'], r['learning_rate']): r for r in rows if r['round'] == '3'}
+  assert final[('1', '0', '0.001')]['resampled_clients'] == '3'
+  assert final[('5', '0', '0.001')]['resampled_clients'] == '0'
+  assert final[('1', '0', '0.02')]['train_loss'] != final[('1', '7', '0.02')]['train_loss']
+
+
+def _sweep(workdir, *extra):
+  return subprocess.run(
+      [sys.executable, '-m', 'fedar_jax.sweep', f'--workdir={workdir}', *SMALL, *extra],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+SWEEP = ['--thresholds=1,5', '--seeds=0,1', '--imbalance_ratios=2,4', '--rounds=4',
+         '--checkpoint_every=1', '--learning_rate=0.02']
+
+
+def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
+  ref = _sweep(tmp_path / 'ref', *SWEEP)
+  assert ref.returncode == 0, ref.stderr
+  assert 'eta' in ref.stderr and 'points 8/8' in ref.stderr
+  rows = _rows(tmp_path / 'ref' / 'sweep.csv')
+  assert len(rows) == 2 * 4 * 4  # groups x points x rounds
+  assert list(rows[0])[:6] == ['imbalance_ratio', 'resampler', 'threshold', 'seed',
+                               'learning_rate', 'round']
+  summary = _rows(tmp_path / 'ref' / 'summary.csv')
+  assert [(s['imbalance_ratio'], s['threshold'], s['n_seeds']) for s in summary] == [
+      ('2', '1', '2'), ('2', '5', '2'), ('4', '1', '2'), ('4', '5', '2')]
+  for name in ('gmean_vs_threshold', 'gmean_per_round', 'recall_per_class'):
+    with open(tmp_path / 'ref' / 'plots' / f'{name}.png', 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  report = (tmp_path / 'ref' / 'report.md').read_text()
+  assert '## Final metrics' in report and 'plots/gmean_vs_threshold.png' in report
+
+  # Killed at a random row and resumed: the same rows, none lost or duplicated.
+  workdir = tmp_path / 'run'
+  shutil.copytree(tmp_path / 'ref' / 'jax_cache', workdir / 'jax_cache')  # Reuse the programs.
+  cmd = [sys.executable, '-m', 'fedar_jax.sweep', f'--workdir={workdir}', *SMALL, *SWEEP]
+  target = kill_at_random_row(cmd, str(workdir / 'sweep.csv'), len(rows),
+                              random.Random())
+  resumed = _sweep(workdir, *SWEEP)
+  assert resumed.returncode == 0, resumed.stderr
+
+  def key(r):
+    return tuple(r[c] for c in ('imbalance_ratio', 'threshold', 'seed', 'round'))
+
+  got = sorted(_rows(workdir / 'sweep.csv'), key=key)
+  want = sorted(rows, key=key)
+  assert [key(r) for r in got] == [key(r) for r in want], f'killed at row {target}'
+  for g, w in zip(got, want):
+    assert _metrics(g) == _metrics(w), f'killed at row {target}'
+  assert (workdir / 'summary.csv').read_text() == (tmp_path / 'ref' / 'summary.csv').read_text()
+
+  # A changed sweep list is refused with one line naming the flag.
+  bad = _sweep(workdir, *SWEEP[1:], '--thresholds=1,3')
+  assert bad.returncode == 2 and bad.stderr.strip().startswith('error: --thresholds: ')
+  assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('flag,pattern', [
+    ('--thresholds=1,0.5', '--thresholds: must be >= 1'),
+    ('--thresholds=1,x', '--thresholds: expected a comma-separated list of float'),
+    ('--seeds=1,1', '--seeds: repeats a value'),
+    ('--resamplers=smote,bogus', '--resamplers: unknown resampler'),
+    ('--learning_rates=0', '--learning_rates: must be > 0'),
+])
+def test_bad_sweep_flags_are_one_line_exit_2(tmp_path, flag, pattern):
+  proc = _sweep(tmp_path / 'w', flag)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and pattern in lines[0], proc.stderr
+  assert not (tmp_path / 'w').exists()
