@@ -56,5 +56,6 @@ def test_two_processes_equal_one_process(tmp_path):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([float(v) for v in a.values()], [float(v) for v in b.values()],
                                atol=2e-5, rtol=0)
+  assert all(row['dropped_clients'] == '0' and row['resampled_clients'] == '4' for row in one)
   # The model did train: the loss moves between rounds.
   assert len({row['train_loss'] for row in one}) == 3
