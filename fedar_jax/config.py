@@ -7,9 +7,14 @@ import dataclasses
 import os
 
 from fedar_jax import resample
+from fedar_jax.data import fer2013
+from fedar_jax.data import images
+from fedar_jax.data import partition as partition_lib
 from fedar_jax.data import synthetic
 
-DATASETS = ('synthetic',)
+DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
+MODELS = ('mlp', 'cnn')
+LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 
 
 class ConfigError(ValueError):
@@ -31,14 +36,48 @@ class RunConfig:
   (`main.py` defines the flags from these fields and their help texts)."""
   # --- Data ---
   dataset: str = _f('synthetic', f'Dataset: {", ".join(DATASETS)}.')
+  data_path: str = _f('', 'Input file for latent_csv (.csv or .npz) and fer2013.')
+  data_dir: str = _f('', 'Input directory for image_folder (one sub-folder per class) and '
+                         'tfds:NAME (prepared TFDS data).')
+  label_column: str = _f('class', 'latent_csv label column (class or Emotion).')
+  client_column: str = _f('', 'latent_csv column of natural client ids (--partition=natural).')
+  classes: tuple[str, ...] = _f((), 'Keep only these classes, relabelled 0..k-1 in this '
+                                    'order: names (Happy,Sad) or label values (3,4).')
+  image_size: int = _f(48, 'Image side after resizing (image sources).')
+  color: str = _f('grayscale', f'Image channels: {", ".join(images.COLORS)}.')
+  fer2013_usage: tuple[str, ...] = _f((), 'fer2013: keep rows with this Usage (Training, '
+                                          'PublicTest, PrivateTest); empty keeps all.')
+  tfds_split: str = _f('train', 'Split read from a tfds:NAME dataset.')
   num_clients: int = _f(10, 'Number of simulated clients C.')
-  samples_per_client: int = _f(220, 'Real samples per client N.')
+  samples_per_client: int = _f(220, 'Real samples per client N (real data, partitions other '
+                                    'than imbalance: the mean; 0 = share out every row).')
+  partition: str = _f('imbalance', f'How real data is split over clients: '
+                                   f'{", ".join(partition_lib.PARTITIONS)} (synthetic: imbalance).')
+  dirichlet_alpha: float = _f(0.5, 'Dirichlet label-skew concentration (--partition=dirichlet).')
+  imbalance_ratio_max: float = _f(0.0, 'If > --imbalance_ratio, each client draws its ratio '
+                                       'log-uniformly from [imbalance_ratio, this].')
+  imbalance_order: str = _f('random', 'imbalance partition: random (minority class drawn per '
+                                     'client) or fixed (class order as --classes: first is '
+                                     'every client\'s majority, last its minority).')
+  shards_per_client: int = _f(2, 'Classes per client (--partition=shards).')
+  quantity_exponent: float = _f(1.5, 'Pareto exponent of client sizes (--partition=quantity).')
+  attacker_fraction: float = _f(0.0, 'Fraction of clients whose data is made extreme (real data).')
+  attack: str = _f('skew', f'Attacker data: {", ".join(partition_lib.ATTACKS)}.')
+  attack_ratio: float = _f(100.0, 'skew attackers keep majority/ratio rows of each other class '
+                                  '(0: the majority class only).')
   num_classes: int = _f(2, 'Number of classes K (synthetic data).')
   feature_dim: int = _f(432, 'Feature dimension D (synthetic data).')
   imbalance_ratio: float = _f(10.0, 'Per-client majority/minority class ratio (>= 1).')
   test_per_class: int = _f(500, 'Balanced test samples per class.')
   # --- Model and local training ---
-  hidden: tuple[int, ...] = _f((10,), 'MLP hidden widths, e.g. 10 or 64,32.')
+  model: str = _f('mlp', f'Model: {", ".join(MODELS)} (cnn: conv encoder + MLP head, images).')
+  hidden: tuple[int, ...] = _f((10,), 'MLP (or CNN head) hidden widths, e.g. 10 or 64,32.')
+  cnn_channels: tuple[int, ...] = _f((16, 32), 'CNN encoder conv widths (each conv halves H, W).')
+  latent_dim: int = _f(64, 'CNN encoder output (latent) dimension.')
+  latent_resampling: str = _f('none', f'CNN: {", ".join(LATENT_RESAMPLING)}: resample in the '
+                                      'encoder latent space (see README).')
+  pretrain_epochs: int = _f(0, 'frozen: epochs of central encoder pretraining on the pooled '
+                               'client data before federating the head (0: random encoder).')
   rounds: int = _f(20, 'Federated rounds.')
   local_epochs: int = _f(5, 'Local epochs per round.')
   batch_size: int = _f(32, 'Local minibatch size.')
@@ -79,7 +118,9 @@ class RunConfig:
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
-    d['hidden'] = list(self.hidden)
+    for name, value in d.items():
+      if isinstance(value, tuple):
+        d[name] = list(value)
     return d
 
 
@@ -91,13 +132,16 @@ def _at_least(cfg, name, low):
 
 def validate(cfg: RunConfig) -> RunConfig:
   """Checks a config; returns it unchanged or raises ConfigError."""
-  if cfg.dataset not in DATASETS:
+  if cfg.dataset not in DATASETS[:-1] and not (cfg.dataset.startswith('tfds:')
+                                               and len(cfg.dataset) > 5):
     raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: {", ".join(DATASETS)}')
+  _validate_data(cfg)
   if cfg.resampler not in resample.RESAMPLER_NAMES:
     raise ConfigError('resampler', f'unknown resampler {cfg.resampler!r}; allowed: '
                       f'{", ".join(resample.RESAMPLER_NAMES)}')
   for name, low in (('num_clients', 1), ('num_classes', 2), ('feature_dim', 1),
-                    ('samples_per_client', 1), ('test_per_class', 1), ('rounds', 1),
+                    ('samples_per_client', 1 if cfg.partition == 'imbalance' else 0),
+                    ('test_per_class', 1), ('rounds', 1),
                     ('local_epochs', 1), ('batch_size', 1), ('k_neighbors', 1),
                     ('imbalance_ratio', 1), ('threshold', 1), ('checkpoint_every', 1),
                     ('keep_checkpoints', 1), ('data_seed', -1)):
@@ -107,6 +151,8 @@ def validate(cfg: RunConfig) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  if cfg.partition != 'imbalance':
+    return cfg
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
   if cfg.samples_per_client < need:
     raise ConfigError('samples_per_client',
@@ -135,6 +181,52 @@ def _validate_scale(cfg: RunConfig) -> None:
   if cfg.coordinator_address not in ('', 'auto') and ':' not in cfg.coordinator_address:
     raise ConfigError('coordinator_address', f'expected host:port or auto, got '
                       f'{cfg.coordinator_address!r}')
+
+
+def _choice(cfg, name, allowed):
+  if getattr(cfg, name) not in allowed:
+    raise ConfigError(name, f'unknown value {getattr(cfg, name)!r}; allowed: {", ".join(allowed)}')
+
+
+def _validate_data(cfg: RunConfig) -> None:
+  """Checks the real-data, partition and model flags."""
+  _choice(cfg, 'partition', partition_lib.PARTITIONS)
+  _choice(cfg, 'attack', partition_lib.ATTACKS)
+  _choice(cfg, 'imbalance_order', partition_lib.IMBALANCE_ORDERS)
+  _choice(cfg, 'color', images.COLORS)
+  _choice(cfg, 'model', MODELS)
+  _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
+  if cfg.dataset == 'synthetic':
+    for name in ('partition', 'classes', 'attacker_fraction', 'client_column',
+                 'imbalance_ratio_max', 'imbalance_order'):
+      if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
+        raise ConfigError(name, 'applies to real data only (--dataset=synthetic has its own '
+                          'imbalance partition)')
+    if cfg.model == 'cnn':
+      raise ConfigError('model', 'cnn needs image data (--dataset=fer2013, image_folder or tfds)')
+  if cfg.latent_resampling != 'none' and cfg.model != 'cnn':
+    raise ConfigError('latent_resampling', f'{cfg.latent_resampling} needs --model=cnn')
+  if not 0 <= cfg.attacker_fraction <= 1:
+    raise ConfigError('attacker_fraction', f'must be in [0, 1], got {cfg.attacker_fraction:g}')
+  if cfg.attack_ratio != 0 and cfg.attack_ratio < 1:
+    raise ConfigError('attack_ratio', f'must be 0 or >= 1, got {cfg.attack_ratio:g}')
+  if not cfg.dirichlet_alpha > 0:
+    raise ConfigError('dirichlet_alpha', f'must be > 0, got {cfg.dirichlet_alpha:g}')
+  if not cfg.quantity_exponent > 0:
+    raise ConfigError('quantity_exponent', f'must be > 0, got {cfg.quantity_exponent:g}')
+  for name, low in (('image_size', 4), ('shards_per_client', 1), ('latent_dim', 1),
+                    ('pretrain_epochs', 0)):
+    _at_least(cfg, name, low)
+  if not cfg.cnn_channels or min(cfg.cnn_channels) < 1:
+    raise ConfigError('cnn_channels', f'must be a list of positive widths, got '
+                      f'{list(cfg.cnn_channels)}')
+  if cfg.image_size < 2 ** len(cfg.cnn_channels):
+    raise ConfigError('image_size', f'{cfg.image_size} is too small for '
+                      f'{len(cfg.cnn_channels)} conv layers (each halves the side)')
+  bad = [u for u in cfg.fer2013_usage if u not in fer2013.USAGES]
+  if bad:
+    raise ConfigError('fer2013_usage', f'unknown usage {bad[0]!r}; allowed: '
+                      f'{", ".join(fer2013.USAGES)}')
 
 
 def check_workdir(workdir: str) -> None:

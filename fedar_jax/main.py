@@ -79,10 +79,16 @@ def main(argv):
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
   except config_lib.ConfigError as e:
     fail(str(e))
-  logging.set_verbosity(logging.INFO)
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
+  from fedar_jax.data.errors import DataError
+  logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:
-    summary = train.train_and_evaluate(cfg, FLAGS.workdir)
+    prepared = train.setup(cfg)  # Loads the data; nothing is written before this succeeds.
+  except (DataError, config_lib.ConfigError) as e:
+    fail(str(e))
+  logging.set_verbosity(logging.INFO)
+  try:
+    summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
   except config_lib.ConfigError as e:
     fail(str(e))
   final = summary['final']

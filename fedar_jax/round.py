@@ -68,12 +68,16 @@ class RoundSpec(NamedTuple):
   client_block: clients per block (rounded up to a multiple of the mesh's
   client devices); 0 means one block. mesh: shards the client axis (None: no
   sharding constraints).
+  local_update: optional custom single-client update with the signature of
+  `local_update_fn`'s result (e.g. `latent.make_latent_update`); None is the
+  standard `client.client_update`.
   """
   apply_fn: Callable
   resampler: Resampler
   num_classes: int
   local_epochs: int
   batch_size: int
+  local_update: Callable | None = None
   # --- Scale ---
   num_clients: int = 0
   clients_per_round: int = 0
@@ -105,6 +109,8 @@ def client_keys(seed: jax.Array, round_index: jax.Array, client_id: jax.Array) -
 
 def local_update_fn(spec: RoundSpec) -> Callable:
   """The single-client update (params, key, x, y, mask, threshold, lr) -> (params, stats)."""
+  if spec.local_update is not None:
+    return spec.local_update
   def update(params, key, x, y, mask, threshold, learning_rate):
     return client.client_update(spec.apply_fn, spec.resampler, spec.num_classes,
                                 spec.local_epochs, spec.batch_size, params, key, x, y, mask,

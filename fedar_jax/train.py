@@ -5,6 +5,7 @@ Workdir contents:
   summary.json  the config, final metrics, compile_s, round_s, device
   config.json   the settings the workdir was started with (a rerun must match)
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
+  partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
 
 The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
@@ -23,6 +24,7 @@ import numpy as np
 
 from fedar_jax import checkpoint
 from fedar_jax import distributed
+from fedar_jax import latent
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import resample
@@ -30,8 +32,9 @@ from fedar_jax import round as round_lib
 from fedar_jax import sampling
 from fedar_jax import sharding
 from fedar_jax import workdir as workdir_lib
-from fedar_jax.config import RunConfig
+from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset, load_federated
 
 
@@ -68,18 +71,52 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
   num_classes = len(data.class_names)
-  model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
-  params = model.init(jax.random.key(cfg.seed), jnp.asarray(data.clients.x[0, :1]))
+  images = data.clients.x.ndim == 5
+  if cfg.model == 'cnn' and not images:
+    raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
+                      f'{data.clients.x.shape[2:]}')
+  sample = jnp.asarray(data.clients.x[0, :1])
+  capacity = data.clients.x.shape[1]
   resampler = resample.make_resampler(
-      cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
+      cfg.resampler, num_classes=num_classes, capacity=capacity,
       max_class_count=distributed.global_max(
           federated.max_class_count(data.clients, num_classes)),
       k_neighbors=cfg.k_neighbors)
-  spec = layout._replace(apply_fn=model.apply, resampler=resampler, num_classes=num_classes,
-                         local_epochs=cfg.local_epochs, batch_size=cfg.batch_size)
-  return Experiment(spec, data,
-                    round_lib.ServerState(params, jnp.int32(0)),
+  local_update = None
+  if cfg.model == 'cnn':
+    model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels)
+    params = model.init(jax.random.key(cfg.seed), sample)
+    if cfg.latent_resampling == 'none':
+      resampler = _flat_resampler(resampler)
+    else:
+      if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
+        c = data.clients
+        params = latent.pretrain(model, params, jax.random.key(cfg.seed + 1),
+                                 c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
+                                 c.mask.reshape(-1), learning_rate=cfg.learning_rate,
+                                 epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
+      local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
+                                               cfg.batch_size, cfg.latent_resampling)
+    apply_fn = model.apply
+  else:
+    model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
+    params = model.init(jax.random.key(cfg.seed), sample.reshape(1, -1))
+    apply_fn = models.flat_apply(model.apply) if data.clients.x.ndim > 3 else model.apply
+    if data.clients.x.ndim > 3:
+      resampler = _flat_resampler(resampler)
+  spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
+                         local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                         local_update=local_update)
+  return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
+
+
+def _flat_resampler(r: resample.Resampler) -> resample.Resampler:
+  """Runs `r` on rows flattened to vectors (pixel-space resampling of x[N, H, W, ch])."""
+  def fn(key, x, y, mask):
+    xs, ys, ms = r.fn(key, x.reshape(x.shape[0], -1), y, mask)
+    return xs.reshape((xs.shape[0],) + x.shape[1:]), ys, ms
+  return r._replace(fn=fn)
 
 
 def csv_header(class_names) -> list[str]:
@@ -106,24 +143,49 @@ def device_description() -> str:
   return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
 
 
-def train_and_evaluate(cfg: RunConfig, workdir: str) -> dict:
+def setup(cfg: RunConfig):
+  """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
+
+  Returns (Experiment, mesh). Raises DataError / ConfigError for data that
+  does not fit the flags; nothing has been written to the workdir by then.
+  """
+  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+  mesh = sharding.make_mesh()
+  return build(cfg, mesh=mesh), mesh
+
+
+def write_partition_summary(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
+  """Writes partition.{json,csv,png} for the real clients (single-process runs only)."""
+  if jax.process_count() > 1:
+    logging.info('multi-host run: no partition summary (each host holds only its clients)')
+    return
+  real = np.asarray(data.clients.client_id) < cfg.num_clients
+  clients = federated.ClientData(*(np.asarray(a)[real] for a in data.clients))
+  os.makedirs(workdir, exist_ok=True)
+  data_summary.write_partition_summary(workdir, data._replace(clients=clients))
+
+
+def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
   Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
   (raises ConfigError if the workdir was started with other settings).
+  `prepared` is `setup(cfg)`'s result, made here if not given.
   Returns the summary dict.
   """
   workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
-  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
-  mesh = sharding.make_mesh()
-  exp = build(cfg, mesh=mesh)
+  exp, mesh = prepared or setup(cfg)
+  if distributed.is_writer():
+    write_partition_summary(workdir, cfg, exp.data)
   rows = round_lib.data_rows(exp.spec, cfg.num_clients)
   clients = sharding.shard_clients(exp.data.clients, mesh, rows)
   test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  local_rows = exp.data.clients.x.shape[0]
+  exp = exp._replace(data=exp.data._replace(clients=None))  # Free the host copy (GBs at scale).
   blocks, block_size = round_lib.slot_layout(exp.spec, cfg.num_clients)
   logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
                'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
-               cfg.num_clients, rows, exp.data.clients.x.shape[0], *clients.x.shape[1:2],
+               cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],
                clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
                exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
                block_size, device_description())

@@ -1,27 +1,138 @@
-"""Dataset dispatch: a RunConfig in, padded federated arrays out."""
+"""Dataset dispatch: a RunConfig in, padded federated arrays out.
+
+Real sources load a Pool; then: class selection/relabelling (--classes), a
+balanced test split carved out first (--test_per_class), the partition of the
+remaining rows over clients (--partition), optional attacker clients, padding.
+"""
 from typing import NamedTuple
 
+import numpy as np
+
 from fedar_jax.data import federated
+from fedar_jax.data import fer2013
+from fedar_jax.data import image_folder
+from fedar_jax.data import latent_csv
+from fedar_jax.data import partition
 from fedar_jax.data import synthetic
+from fedar_jax.data import tfds_source
+from fedar_jax.data.errors import DataError
+from fedar_jax.data.labels import select_classes
+from fedar_jax.data.pool import Pool
 
 
 class FederatedDataset(NamedTuple):
-  """clients: ClientData x[C, N, ...]; test: balanced TestData; class_names: K strings."""
+  """clients: ClientData x[C, N, ...]; test: balanced TestData; class_names: K strings;
+  attackers: bool[C] clients whose data was made extreme on purpose (or None)."""
   clients: federated.ClientData
   test: federated.TestData
   class_names: tuple[str, ...]
+  attackers: np.ndarray | None = None
+
+
+def load_pool(cfg) -> tuple[Pool, tuple[int, ...]]:
+  """The source's rows and its label value of each class (before --classes)."""
+  if cfg.dataset == 'latent_csv':
+    return latent_csv.load(cfg.data_path, cfg.label_column, cfg.client_column)
+  if cfg.client_column:
+    raise DataError('--client_column', f'is only read by --dataset=latent_csv, not {cfg.dataset}')
+  if cfg.dataset == 'fer2013':
+    return fer2013.load(cfg.data_path, cfg.image_size, cfg.color, tuple(cfg.fer2013_usage))
+  if cfg.dataset == 'image_folder':
+    return image_folder.load(cfg.data_dir, cfg.image_size, cfg.color)
+  if cfg.dataset.startswith('tfds:'):
+    return tfds_source.load(cfg.dataset[5:], cfg.data_dir, cfg.tfds_split, cfg.image_size,
+                            cfg.color)
+  raise ValueError(f'unknown dataset {cfg.dataset!r}')
+
+
+def partition_rows(cfg, rng: np.random.Generator, y: np.ndarray, groups, class_names):
+  """Index arrays (into y) of every client's rows for cfg.partition."""
+  c, k = cfg.num_clients, len(class_names)
+  budget = cfg.num_clients * cfg.samples_per_client
+  if cfg.partition == 'natural':
+    if groups is None:
+      raise DataError('--partition', 'natural needs --client_column (a subject/device id column)')
+    parts = partition.natural(groups, c)
+    if cfg.samples_per_client:
+      parts = [np.sort(rng.permutation(p)[:cfg.samples_per_client]) for p in parts]
+    return parts
+  if cfg.partition == 'imbalance':
+    ratios = partition.client_ratios(rng, c, cfg.imbalance_ratio, cfg.imbalance_ratio_max)
+    return partition.imbalance(rng, y, k, c, cfg.samples_per_client, ratios, class_names,
+                               cfg.imbalance_order)
+  # The other partitions share out a random subset of C * samples_per_client rows (0: all).
+  rows = np.arange(len(y))
+  if cfg.samples_per_client and budget < len(y):
+    rows = np.sort(rng.choice(len(y), budget, replace=False))
+  if len(rows) < c:
+    raise DataError('--num_clients', f'{len(rows)} training samples cannot fill {c} clients')
+  if cfg.partition == 'iid':
+    parts = partition.iid(rng, len(rows), c)
+  elif cfg.partition == 'dirichlet':
+    parts = partition.dirichlet(rng, y[rows], k, c, cfg.dirichlet_alpha)
+  elif cfg.partition == 'shards':
+    parts = partition.shards(rng, y[rows], k, c, cfg.shards_per_client)
+  elif cfg.partition == 'quantity':
+    parts = partition.quantity(rng, len(rows), c, cfg.quantity_exponent)
+  else:
+    raise ValueError(f'unknown partition {cfg.partition!r}')
+  return [rows[p] for p in parts]
+
+
+def federate(cfg, pool: Pool) -> FederatedDataset:
+  """Test split, partition, attackers and padding of a (class-selected) pool."""
+  k = len(pool.class_names)
+  rng = np.random.default_rng([cfg.seed, 0xDA7A])
+  test_idx, train_idx = partition.carve_test(rng, pool.y, k, cfg.test_per_class,
+                                             pool.class_names)
+  y = pool.y[train_idx]
+  if len(y) < cfg.num_clients:
+    raise DataError('--num_clients', f'{len(y)} training samples (after the test split) '
+                    f'cannot fill {cfg.num_clients} clients')
+  groups = None if pool.groups is None else pool.groups[train_idx]
+  parts = partition_rows(cfg, rng, y, groups, pool.class_names)
+  attackers = partition.choose_attackers(rng, cfg.num_clients, cfg.attacker_fraction)
+  xs, ys = [], []
+  for c, rows in enumerate(parts):
+    if attackers[c] and cfg.attack == 'skew':
+      rows = partition.skew_attack(rows, y, cfg.attack_ratio)
+    labels = y[rows]
+    if attackers[c] and cfg.attack == 'label_flip':
+      labels = partition.label_flip(labels, k)
+    xs.append(pool.x[train_idx[rows]])
+    ys.append(labels.astype(np.int32))
+  empty = [c for c, v in enumerate(ys) if len(v) == 0]
+  if empty:
+    raise DataError('--num_clients', f'client {empty[0]} got no rows from '
+                    f'--partition={cfg.partition}')
+  test = federated.TestData(pool.x[test_idx], pool.y[test_idx], np.ones(len(test_idx), bool))
+  return FederatedDataset(federated.pad_clients(xs, ys), test, pool.class_names, attackers)
 
 
 def load_federated(cfg, client_ids=None) -> FederatedDataset:
   """Builds the clients and the test set that `cfg.dataset` names.
 
   client_ids: the clients to load (default all); a host of a multi-host run
-  loads only its own.
+  loads only its own (synthetic clients are generated one by one; a real data
+  set is read and partitioned whole, then sliced).
+
+  Raises:
+    DataError: bad input file/folder or data that cannot satisfy the flags.
   """
   if cfg.dataset == 'synthetic':
     clients, test = synthetic.synthetic_federated(
         cfg.seed, cfg.num_clients, cfg.samples_per_client, cfg.num_classes, cfg.feature_dim,
-        cfg.imbalance_ratio, cfg.test_per_class,
-        client_ids)
+        cfg.imbalance_ratio, cfg.test_per_class, client_ids)
     return FederatedDataset(clients, test, tuple(str(k) for k in range(cfg.num_classes)))
-  raise ValueError(f'unknown dataset {cfg.dataset!r}')
+  pool, label_ids = load_pool(cfg)
+  pool = select_classes(pool, label_ids, tuple(cfg.classes))
+  if len(pool.class_names) < 2:
+    raise DataError(cfg.data_path or cfg.data_dir or cfg.dataset,
+                    f'found {len(pool.class_names)} class(es); need at least 2')
+  data = federate(cfg, pool)
+  if client_ids is None:
+    return data
+  ids = np.asarray(list(client_ids), np.int32)
+  clients = federated.ClientData(*(np.asarray(a)[ids] for a in data.clients))
+  attackers = None if data.attackers is None else data.attackers[ids]
+  return data._replace(clients=clients, attackers=attackers)

@@ -1,0 +1,80 @@
+"""The FER2013 CSV: `emotion,pixels,Usage`, 48x48 grayscale faces as space-separated pixels.
+
+Labels 0..6 are Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral. Usage is
+Training, PublicTest or PrivateTest.
+"""
+import csv
+import os
+
+import numpy as np
+
+from fedar_jax.data import images
+from fedar_jax.data.errors import DataError
+from fedar_jax.data.pool import Pool
+
+EMOTIONS = ('Angry', 'Disgust', 'Fear', 'Happy', 'Sad', 'Surprise', 'Neutral')
+SIDE = 48
+USAGES = ('Training', 'PublicTest', 'PrivateTest')
+
+
+def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
+         usage: tuple[str, ...] = ()):
+  """Reads a FER2013 CSV.
+
+  Args:
+    path: the CSV file.
+    image_size: output side (images are resized from 48x48 when different).
+    color: 'grayscale' (1 channel) or 'rgb' (the gray value in 3 channels).
+    usage: keep only rows whose Usage is listed (empty keeps all).
+
+  Returns:
+    (Pool with x float32[T, image_size, image_size, ch] in [0, 1],
+    label_ids (0..6)).
+  """
+  if not path:
+    raise DataError('--data_path', 'is required for --dataset=fer2013')
+  if not os.path.isfile(path):
+    raise DataError(path, 'no such file (--data_path)')
+  try:
+    with open(path, newline='') as f:
+      reader = csv.DictReader(f)
+      header = reader.fieldnames or []
+      missing = [c for c in ('emotion', 'pixels') if c not in header]
+      if missing:
+        raise DataError(path, f'not a FER2013 CSV: missing column(s) {", ".join(missing)}; '
+                        f'found: {", ".join(header)}')
+      if usage and 'Usage' not in header:
+        raise DataError(path, 'no Usage column to select --fer2013_usage from')
+      labels, pixels = [], []
+      for i, row in enumerate(reader):
+        if usage and row['Usage'].strip() not in usage:
+          continue
+        try:
+          label = int(row['emotion'])
+        except (TypeError, ValueError):
+          raise DataError(path, f'row {i + 1}: emotion {row["emotion"]!r} is not an integer')
+        if not 0 <= label < len(EMOTIONS):
+          raise DataError(path, f'row {i + 1}: emotion {label} is outside 0..6')
+        try:
+          values = np.array((row['pixels'] or '').split(), np.float64)
+        except ValueError:
+          raise DataError(path, f'row {i + 1}: non-numeric pixel value')
+        if values.size != SIDE * SIDE:
+          raise DataError(path, f'row {i + 1}: {values.size} pixels, expected '
+                          f'{SIDE * SIDE} (48x48)')
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
+          raise DataError(path, f'row {i + 1}: pixel values must be finite and in 0..255')
+        labels.append(label)
+        pixels.append(values.astype(np.uint8).reshape(SIDE, SIDE))
+  except OSError as e:
+    raise DataError(path, f'cannot read file ({e.strerror or e})')
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise DataError(path, f'not a readable CSV file ({e})')
+  if not labels:
+    raise DataError(path, 'no data rows' + (f' with Usage in {",".join(usage)}' if usage else ''))
+  present = sorted(set(labels))
+  index = np.full(len(EMOTIONS), -1, np.int32)
+  index[present] = np.arange(len(present))
+  x = images.from_uint8(np.stack(pixels), image_size, color)
+  pool = Pool(x, index[np.array(labels)], tuple(EMOTIONS[k] for k in present))
+  return pool, tuple(present)

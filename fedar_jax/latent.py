@@ -1,0 +1,133 @@
+"""FedAR with resampling in a CNN's latent space: the client update for image models.
+
+Images are never resampled; each round a client encodes its real images with
+the incoming global encoder, runs the FedAR gate and the resampler on those
+latent vectors, and trains on real + synthetic latents.
+
+`joint`: the encoder and head both train. For a minibatch B drawn (Keras-like,
+as `client.local_train`) from the client's resampled set of M rows,
+
+    L(theta, phi) = 1/|B| * sum_{i in B} CE(head_phi(z_i), y_i),
+    z_i = sum_j w_ij enc_theta(x_j),
+
+where w_i are row i's weights over the client's real images: w_i = e_i for
+real image i; for a SMOTE row, (1 - u) at its seed and u at its neighbour
+(the resampler's choices, made on latents of the incoming encoder). So only
+real images are ever encoded (the encoder trains on real images; a synthetic
+row reaches it through the images it interpolates), the head trains on real
+and synthetic latents, and synthetic latents are recomputed with the current
+encoder at every step instead of going stale. `frozen`: the encoder is fixed
+(the incoming global one, e.g. pretrained centrally); z_i are the fixed
+encoder's latents and the resampler's synthetic latents, and only the head
+trains, like the paper's encoded features. Padded rows weigh zero.
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from fedar_jax import client
+from fedar_jax.models import EncoderHead
+from fedar_jax.resample import Resampler
+from fedar_jax.resample import gate
+
+MODES = ('joint', 'frozen')
+
+
+def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: int,
+                       epochs: int, batch_size: int, mode: str) -> Callable:
+  """The single-client latent-resampling update for `RoundSpec.local_update`.
+
+  Returns:
+    update(params, key, x[N, H, W, ch], y[N], mask[N], threshold, learning_rate)
+    -> (params, ClientStats), the signature of `round.local_update_fn`.
+  """
+  if mode not in MODES:
+    raise ValueError(f'unknown latent resampling mode {mode!r}; allowed: {", ".join(MODES)}')
+
+  def update(params, key, x, y, mask, threshold, learning_rate):
+    k_res, k_train = jax.random.split(key)
+    z = jax.lax.stop_gradient(model.encode(params, x))
+    counts = gate.class_counts(y, mask, num_classes)
+    ir = gate.imbalance_ratio(counts)
+    fire = gate.fedar_gate(ir, threshold)
+    if mode == 'frozen':
+      zs, ys, ms = gate.select(fire, resampler.fn(k_res, z, y, mask), (z, y, mask))
+
+      def head_logits(head, zb):
+        return model.classify({'encoder': params['encoder'], 'head': head}, zb)
+      head, loss = client.local_train(head_logits, params['head'], k_train, zs, ys, ms,
+                                      learning_rate=learning_rate, epochs=epochs,
+                                      batch_size=batch_size)
+      new_params = {'encoder': params['encoder'], 'head': head}
+    else:
+      w, ys, ms = source_weights(resampler, k_res, z, y, mask, fire)
+      row_latents, rows = joint_rows(model, x, w)
+      new_params, loss = client.local_train(
+          lambda p, rb: model.classify(p, row_latents(p, rb)), params, k_train, rows, ys, ms,
+          learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
+    stats = client.ClientStats(ir, fire, jnp.sum(mask).astype(jnp.int32),
+                               jnp.sum(ms).astype(jnp.int32), loss)
+    return new_params, stats
+
+  return update
+
+
+def source_weights(resampler: Resampler, key: jax.Array, z: jax.Array, y: jax.Array,
+                   mask: jax.Array, fire: jax.Array):
+  """Which real rows every resampled latent is made of.
+
+  The resampler runs on [z, I_N]: latents with a one-hot row id appended. The
+  one-hot part adds the same squared distance (2) to every pair of distinct
+  rows, so neighbour rankings, and thus the resampler's choices, are those it
+  makes on z alone; and since SMOTE-family points are affine combinations of
+  input rows, the one-hot part of an output row is its weights over the
+  client's real rows (e_i for real row i, (1 - u) e_a + u e_b for SMOTE).
+
+  Returns:
+    (w float32[M, N] source weights per resampled row, y int32[M], mask bool[M]),
+    gated: the identity rows when `fire` is False.
+  """
+  n = z.shape[0]
+  aug = jnp.concatenate([z, jnp.eye(n, dtype=z.dtype)], axis=-1)
+  out, ys, ms = gate.select(fire, resampler.fn(key, aug, y, mask), (aug, y, mask))
+  return out[:, z.shape[1]:], ys, ms
+
+
+def joint_rows(model: EncoderHead, x: jax.Array, w: jax.Array):
+  """The `joint` loss's inputs: row latents under the current encoder, and the rows.
+
+  Every resampled row i is rebuilt from its (at most) two largest source
+  weights, z_i = a_i enc(x[p_i]) + b_i enc(x[q_i]) with the encoder being
+  trained (exact for SMOTE-family points and copies).
+
+  Args:
+    x: float32[N, H, W, ch] the client's images; w: float32[M, N] source
+      weights (`source_weights`).
+
+  Returns:
+    (row_latents(params, rows[B, 1]) -> float32[B, L], rows float32[M, 1]).
+  """
+  m = w.shape[0]
+  val, idx = jax.lax.top_k(w, 2)
+  total = jnp.sum(val, axis=-1, keepdims=True)
+  val = val / jnp.where(total > 0, total, 1.0)
+
+  def row_latents(params, rb):
+    i = rb[:, 0].astype(jnp.int32)
+    both = model.encode(params, x[jnp.concatenate([idx[i, 0], idx[i, 1]])])
+    za, zb = jnp.split(both, 2)
+    return val[i, :1] * za + val[i, 1:] * zb
+
+  return row_latents, jnp.arange(m, dtype=jnp.float32)[:, None]
+
+
+def pretrain(model: EncoderHead, params, key, x, y, mask, *, learning_rate: float,
+             epochs: int, batch_size: int):
+  """Central training of the whole CNN on pooled rows x[T, H, W, ch], y[T], mask[T]
+  (e.g. every client's real images) before a `frozen` run federates only the head.
+  Returns the trained parameters."""
+  train = jax.jit(lambda p, k, xx, yy, mm: client.local_train(
+      model.apply, p, k, xx, yy, mm, learning_rate=learning_rate, epochs=epochs,
+      batch_size=batch_size)[0])
+  return train(params, key, x, y, mask)
