@@ -7,7 +7,9 @@ axis S of the server state and of HParams, and the round is `vmap`ped over it
 and resampler change the data or the code, so they loop outside, one group
 each. Seeds share one data set (drawn with the base config's
 `effective_data_seed`); a seed sets the model initialisation and all client
-randomness. Point (threshold t, seed s, learning rate l) of a group therefore
+randomness. The sweep axis is sharded over the devices (`sweep_mesh`: as many
+as divide S on the mesh's SWEEP axis, the rest shard the clients); sweeps run
+in one process. Point (threshold t, seed s, learning rate l) of a group therefore
 equals the single run `fedar_jax.main --threshold=t --seed=s --learning_rate=l
 --data_seed=<data seed>` with the group's imbalance ratio and resampler.
 
@@ -18,6 +20,7 @@ Workdir contents (besides the report's files):
   checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
 """
 import dataclasses
+import math
 import os
 import statistics
 import time
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 from fedar_jax import checkpoint
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
+from fedar_jax import sharding
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -101,11 +105,21 @@ def stack(trees):
 def make_sweep_round(spec: round_lib.RoundSpec) -> Callable:
   """The round vmapped over a leading sweep axis S of the state and the hparams; wrap in jit.
 
+  With `spec.mesh`, S is sharded over the mesh's SWEEP axis (and clients over CLIENTS).
+
   Returns:
     sweep_step(state: ServerState with leaves [S, ...], clients, test,
     hparams: HParams of float32/int32[S]) -> (ServerState [S, ...], RoundOutput [S, ...]).
   """
-  return jax.vmap(round_lib.make_round(spec), in_axes=(0, None, None, 0))
+  return jax.vmap(round_lib.make_round(spec), in_axes=(0, None, None, 0),
+                  spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+
+
+def sweep_mesh(points: int, devices=None) -> jax.sharding.Mesh:
+  """A mesh of all devices: as many on the SWEEP axis as divide both the device count
+  and the S = `points` sweep points, the rest on the CLIENTS axis."""
+  devices = list(jax.devices() if devices is None else devices)
+  return sharding.make_mesh(devices, sweep_devices=math.gcd(len(devices), points))
 
 
 def sweep_header(class_names) -> list[str]:
@@ -121,7 +135,10 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
   """
+  if jax.process_count() > 1:
+    raise NotImplementedError('sweeps run in one process (on all its devices)')
   groups = make_groups(base, axes)
+  mesh = sweep_mesh(axes.points_per_group)
   ckpt_root = os.path.join(workdir, 'checkpoints')
   done = {g.name: checkpoint.latest_step(os.path.join(ckpt_root, g.name)) for g in groups}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
@@ -129,7 +146,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   report, f = [], None
   try:
     for index, group in enumerate(groups):
-      first = train.build(group.points[0])
+      first = train.build(group.points[0], mesh=mesh)
       if f is None:  # Drop rows past each group's checkpoint, then append.
         f, writer = workdir_lib.open_rows(
             os.path.join(workdir, 'sweep.csv'), sweep_header(first.data.class_names),
@@ -139,7 +156,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
       bar.skip(start, len(group.points) if start == base.rounds else 0)
       if start == base.rounds:
         continue
-      report.append(_run_group(group, first, start, base, workdir, ckpt_root, writer, f, bar,
+      report.append(_run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar,
                                groups_left=len(groups) - index - 1))
   finally:
     if f is not None:
@@ -147,12 +164,13 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   return {'groups': report}
 
 
-def _run_group(group, first, start, base, workdir, ckpt_root, writer, f, bar, groups_left):
+def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, groups_left):
   """Runs one group's rounds start+1..base.rounds; returns its report dict."""
-  exps = [first] + [train.build(p, first.data) for p in group.points[1:]]
-  state = stack([e.state for e in exps])
-  hparams = stack([e.hparams for e in exps])
-  clients, test = jax.device_put(first.data.clients), jax.device_put(first.data.test)
+  exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
+  state, hparams = sharding.shard_leading(
+      (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
+  clients = sharding.shard_clients(first.data.clients, mesh)
+  test = sharding.replicate(first.data.test, mesh)
   traces, inner = [], make_sweep_round(first.spec)
 
   def sweep_round(*args):
@@ -172,7 +190,7 @@ def _run_group(group, first, start, base, workdir, ckpt_root, writer, f, bar, gr
   for r in range(start + 1, base.rounds + 1):
     t = time.perf_counter()
     state, out = step(state, clients, test, hparams)
-    out = jax.device_get(out)
+    out = sharding.fetch(out)
     times.append(time.perf_counter() - t)
     for s, point in enumerate(settings):
       writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
@@ -183,4 +201,5 @@ def _run_group(group, first, start, base, workdir, ckpt_root, writer, f, bar, gr
                    points_done=len(settings) if r == base.rounds else 0)
   ckpt.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
+          'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}

@@ -5,6 +5,7 @@ import random
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -57,6 +58,34 @@ def test_sweep_points_equal_single_runs_in_one_program(tmp_path):
   assert final[('1', '0', '0.001')]['resampled_clients'] == '3'
   assert final[('5', '0', '0.001')]['resampled_clients'] == '0'
   assert final[('1', '0', '0.02')]['train_loss'] != final[('1', '7', '0.02')]['train_loss']
+
+  # The same sweep with its S = 8 points sharded over 8 (forced host) devices.
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  proc = subprocess.run([sys.executable, '-c', EIGHT_DEVICES, str(tmp_path / 'sweep8')],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0 and 'SWEEP-8-OK' in proc.stdout, proc.stderr[-3000:]
+  rows8 = _rows(tmp_path / 'sweep8' / 'sweep.csv')
+  assert len(rows8) == len(rows)
+  for a, b in zip(rows8, rows):
+    assert [a[c] for c in sweep_runner.SETTING_COLUMNS] == [b[c] for c in
+                                                           sweep_runner.SETTING_COLUMNS]
+    for k, v in _metrics(b).items():
+      assert _metrics(a)[k] == pytest.approx(v, abs=1e-5), k
+
+
+EIGHT_DEVICES = textwrap.dedent('''
+    import os, sys
+    os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+    import jax
+    from fedar_jax import sweep_runner
+    from tests.test_sweep import BASE
+    axes = sweep_runner.SweepAxes.of(BASE, thresholds=(1.0, 5.0), seeds=(0, 7),
+                                     learning_rates=(1e-3, 2e-2))
+    [group] = sweep_runner.run_sweep(BASE, axes, sys.argv[1])['groups']
+    assert jax.device_count() == 8 and group['devices'] == {'sweep': 8, 'clients': 1}, group
+    assert group['traces'] == 1
+    print('SWEEP-8-OK')
+''')
 
 
 def _sweep(workdir, *extra):
