@@ -87,7 +87,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
     model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels)
     params = model.init(jax.random.key(cfg.seed), sample)
     if cfg.latent_resampling == 'none':
-      resampler = _flat_resampler(resampler)
+      resampler = resample.flattened(resampler)
     else:
       if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
         c = data.clients
@@ -103,20 +103,12 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
     params = model.init(jax.random.key(cfg.seed), sample.reshape(1, -1))
     apply_fn = models.flat_apply(model.apply) if data.clients.x.ndim > 3 else model.apply
     if data.clients.x.ndim > 3:
-      resampler = _flat_resampler(resampler)
+      resampler = resample.flattened(resampler)
   spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
                          local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
                          local_update=local_update)
   return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
-
-
-def _flat_resampler(r: resample.Resampler) -> resample.Resampler:
-  """Runs `r` on rows flattened to vectors (pixel-space resampling of x[N, H, W, ch])."""
-  def fn(key, x, y, mask):
-    xs, ys, ms = r.fn(key, x.reshape(x.shape[0], -1), y, mask)
-    return xs.reshape((xs.shape[0],) + x.shape[1:]), ys, ms
-  return r._replace(fn=fn)
 
 
 def csv_header(class_names) -> list[str]:

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedar_jax import client, latent, models, reference, resample, train
+from fedar_jax import client, latent, models, reference, resample
 from fedar_jax import round as round_lib
 from fedar_jax.data import federated
 from fedar_jax.data.pattern_faces import pattern_faces
@@ -63,7 +63,7 @@ def test_joint_without_resampling_is_plain_cnn_training():
   args = (state.params, jax.random.key(5), clients.x[0], clients.y[0], clients.mask[0],
           jnp.float32(100.0), jnp.float32(0.02))
   p_latent, s_latent = jax.jit(spec.local_update)(*args)
-  pixel_resampler = train._flat_resampler(spec.resampler)  # same capacity M, same shuffles
+  pixel_resampler = resample.flattened(spec.resampler)  # same capacity M, same shuffles
   plain = lambda *a: client.client_update(model.apply, pixel_resampler, K, 2, 8, *a)
   p_plain, s_plain = jax.jit(plain)(*args)
   assert not bool(s_latent.resampled)

@@ -39,6 +39,30 @@ class Resampler(NamedTuple):
   full: Callable | None = None
 
 
+
+def flattened(r: Resampler) -> Resampler:
+  """`r` applied to rows flattened to vectors: x[N, ...] -> x[M, ...] of the same row shape.
+
+  For pixel-space resampling of images x[N, H, W, ch] (fn, fallback and full all see
+  x[N, H*W*ch]).
+  """
+  def flat(f):
+    return None if f is None else (lambda key, x, y, mask: f(key, x.reshape(x.shape[0], -1),
+                                                             y, mask))
+
+  def unflatten(x_out, like):
+    return x_out.reshape((x_out.shape[0],) + like.shape[1:])
+
+  def fn(key, x, y, mask):
+    xs, ys, ms = flat(r.fn)(key, x, y, mask)
+    return unflatten(xs, x), ys, ms
+
+  def full(key, x, y, mask):
+    xs, ys, ms, fell_back = flat(r.full)(key, x, y, mask)
+    return unflatten(xs, x), ys, ms, fell_back
+
+  return r._replace(fn=fn, fallback=flat(r.fallback), full=full if r.full else None)
+
 def _identity(key, x, y, mask):
   del key
   return x, y, mask
