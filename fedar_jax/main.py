@@ -92,7 +92,8 @@ def main(argv):
   except config_lib.ConfigError as e:
     fail(str(e))
   final = summary['final']
-  round_s = f"{summary['round_s']:.3f}s" if summary['round_s'] is not None else 'n/a (resumed a finished run)'
+  round_s = (f"{summary['round_s']:.3f}s" if summary['round_s'] is not None
+             else 'n/a (resumed a finished run)')
   print(f"final: accuracy {final['accuracy']:.4f}  gmean {final['gmean']:.4f}  "
         f"f1 {final['f1']:.4f}  compile {summary['compile_s']:.2f}s  "
         f"round {round_s}  -> {FLAGS.workdir}")

@@ -65,7 +65,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
   if data is None:
-    data = load_federated(cfg.replace(seed=cfg.effective_data_seed), client_ids=range(start, min(stop, cfg.num_clients)))
+    data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
+                          client_ids=range(start, min(stop, cfg.num_clients)))
   elif (start, stop) != (0, rows):
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
