@@ -154,7 +154,7 @@ def write_partition_summary(workdir: str, cfg: RunConfig, data: FederatedDataset
     logging.info('multi-host run: no partition summary (each host holds only its clients)')
     return
   real = np.asarray(data.clients.client_id) < cfg.num_clients
-  clients = federated.ClientData(*(np.asarray(a)[real] for a in data.clients))
+  clients = federated.take_clients(data.clients, real)
   os.makedirs(workdir, exist_ok=True)
   data_summary.write_partition_summary(workdir, data._replace(clients=clients))
 

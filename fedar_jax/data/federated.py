@@ -49,6 +49,11 @@ def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
   return ClientData(x, y, mask, np.arange(len(xs), dtype=np.int32))
 
 
+
+def take_clients(clients: ClientData, index) -> ClientData:
+  """The clients at `index` (int indices or a bool mask over the client axis)."""
+  return ClientData(*(np.asarray(a)[index] for a in clients))
+
 def max_class_count(data: ClientData, num_classes: int) -> int:
   """Largest per-class count of real rows over all clients (a static resampling bound)."""
   counts = np.stack([np.bincount(data.y[c][data.mask[c]], minlength=num_classes)

@@ -133,6 +133,6 @@ def load_federated(cfg, client_ids=None) -> FederatedDataset:
   if client_ids is None:
     return data
   ids = np.asarray(list(client_ids), np.int32)
-  clients = federated.ClientData(*(np.asarray(a)[ids] for a in data.clients))
+  clients = federated.take_clients(data.clients, ids)
   attackers = None if data.attackers is None else data.attackers[ids]
   return data._replace(clients=clients, attackers=attackers)
