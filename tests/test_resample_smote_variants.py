@@ -118,11 +118,16 @@ def _segments(set_name, out, bases_of, neighbours_of):
   return located
 
 
+def _danger(set_name):
+  """Our Borderline "danger" rows (m=10) of a data set, computed on the batched sets."""
+  return rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
+      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+
+
 @pytest.mark.parametrize('set_name', rd.NAMES)
 def test_borderline1_points_lie_between_danger_rows_and_same_class_neighbours(set_name):
   x, y = rd.dataset(set_name)
-  danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+  danger = _danger(set_name)
   out = rd.run('borderline_smote1')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(danger & (y == c)),
                       lambda c, b: rd.knn(x, 5, b, np.flatnonzero(y == c)))
@@ -133,8 +138,7 @@ def test_borderline1_points_lie_between_danger_rows_and_same_class_neighbours(se
 @pytest.mark.parametrize('set_name', rd.NAMES)
 def test_borderline2_steps_shrink_toward_other_class_neighbours(set_name):
   x, y = rd.dataset(set_name)
-  danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+  danger = _danger(set_name)
   out = rd.run('borderline_smote2')[set_name]
   located = _segments(set_name, out, lambda c: np.flatnonzero(danger & (y == c)),
                       lambda c, b: rd.knn(x, 5, b))
@@ -184,8 +188,7 @@ def test_seed_frequencies_match_imblearn_in_distribution(name):
     bases = np.flatnonzero(y == c)
     ref = lambda s: ios.SMOTE(random_state=s)
   else:
-    danger = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-        smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+    danger = _danger(set_name)
     bases = np.flatnonzero(danger & (y == c))
     ref = lambda s: ios.BorderlineSMOTE(random_state=s)
   nbs = lambda cls, b: rd.knn(x, 5, b, np.flatnonzero(y == cls))
