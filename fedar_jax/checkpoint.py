@@ -1,13 +1,19 @@
 """Orbax checkpoints of the server state, so a rerun of the same command resumes.
 
 A checkpoint at step r holds the ServerState after r rounds (parameters and
-round counter, with a leading sweep axis S in a sweep) and the metrics of
-round r, so a finished run can still write its summary. Client randomness is
-folded from (seed, round, client), so a resumed run computes exactly the
-numbers an uninterrupted one does.
+round counter, with a leading sweep axis S in a sweep), the metrics of round r
+(so a finished run can still write its summary), and the CSV rows of rounds
+1..r (so a missing, truncated or corrupt metrics.csv / sweep.csv is rewritten
+on resume). Client randomness is folded from (seed, round, client), so a
+resumed run computes exactly the numbers an uninterrupted one does.
+
+A checkpoint that does not read back (truncated or garbled files) is moved
+aside to `<dir>/unreadable-<step>` with a warning, and the newest intact one is
+used instead.
 """
 import logging as py_logging
 import os
+import shutil
 
 from absl import logging
 import jax
@@ -43,26 +49,62 @@ class Checkpoints:
   """
 
   def __init__(self, directory: str, keep: int):
+    self._directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    self._manager = ocp.CheckpointManager(self._directory, options=options)
 
   def latest_step(self) -> int:
-    """Rounds done at the newest checkpoint (0 if there is none)."""
+    """Rounds done at the newest checkpoint (0 if there is none); not checked for damage."""
     return self._manager.latest_step() or 0
 
-  def save(self, state: round_lib.ServerState, metrics: dict) -> None:
-    """Saves `state` and the metrics of its last round, at step state.round (max over S)."""
+  def save(self, state: round_lib.ServerState, metrics: dict, rows=()) -> None:
+    """Saves `state`, the metrics of its last round and `rows`, at step state.round (max over S).
+
+    rows: every CSV row written so far (lists of str/int/float cells), rewritten
+    to the CSV file on resume.
+    """
     rounds = state.round
     if hasattr(rounds, 'addressable_data'):  # A global array: read this process's part.
       rounds = rounds.addressable_data(0)
     step = int(np.max(np.asarray(rounds)))
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
-    self._manager.save(step, args=ocp.args.StandardSave(item))
+    rows = [[str(cell) for cell in row] for row in rows]
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave({'rows': rows})))
     self._manager.wait_until_finished()
 
-  def restore(self, like_state: round_lib.ServerState, like_metrics: dict):
-    """Restores the newest checkpoint as (ServerState, metrics).
+  def resume_point(self) -> tuple[int, list[list[str]]]:
+    """(step, rows) of the newest checkpoint that reads back in full; (0, []) if none.
+
+    Newer checkpoints that do not read back are moved aside with a warning.
+    """
+    # Multi-host: arrays span processes and read back only with a target; read the rows alone.
+    items = {'rows': ocp.args.JsonRestore()}
+    if jax.process_count() == 1:
+      items['state'] = ocp.args.StandardRestore()
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        item = self._manager.restore(step, args=ocp.args.Composite(**items))
+        jax.block_until_ready(item.get('state'))
+        return step, [list(row) for row in item['rows']['rows']]
+      except Exception as e:  # Orbax/TensorStore/JSON errors have no common base.
+        self._set_aside(step, e)
+    return 0, []
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    src = os.path.join(self._directory, str(step))
+    dst = os.path.join(self._directory, f'unreadable-{step}')
+    first_line = (str(error).splitlines() or [''])[0][:200]
+    logging.warning('checkpoint %s does not read back (%s: %s); moved to %s, resuming from an '
+                    'older one', src, type(error).__name__, first_line, dst)
+    if jax.process_index() == 0:
+      shutil.rmtree(dst, ignore_errors=True)  # An earlier set-aside copy of the same step.
+      os.replace(src, dst)
+    self._manager.reload()
+
+  def restore(self, like_state: round_lib.ServerState, like_metrics: dict, step: int = 0):
+    """Restores checkpoint `step` (default: the newest) as (ServerState, metrics).
 
     like_state, like_metrics: arrays or ShapeDtypeStructs with the structure,
     shapes and dtypes of what was saved (e.g. the initial state and
@@ -72,7 +114,8 @@ class Checkpoints:
         jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
     target = _abstract({'params': like_state.params, 'round': like_state.round,
                         'metrics': like_metrics}, default)
-    item = self._manager.restore(self.latest_step(), args=ocp.args.StandardRestore(target))
+    item = self._manager.restore(step or self.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))['state']
     return round_lib.ServerState(item['params'], item['round']), item['metrics']
 
   def close(self) -> None:
@@ -85,3 +128,14 @@ def latest_step(directory: str) -> int:
     return 0
   steps = ocp.utils.checkpoint_steps(os.path.abspath(directory))
   return max(steps, default=0)
+
+
+def resume_point(directory: str, keep: int) -> tuple[int, list[list[str]]]:
+  """`Checkpoints(directory, keep).resume_point()` without creating `directory` if absent."""
+  if not os.path.isdir(directory):
+    return 0, []
+  ckpt = Checkpoints(directory, keep)
+  try:
+    return ckpt.resume_point()
+  finally:
+    ckpt.close()

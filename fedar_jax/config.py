@@ -4,7 +4,11 @@
 flags. `validate` raises `ConfigError` naming the flag and what is allowed.
 """
 import dataclasses
+import math
 import os
+import typing
+
+import numpy as np
 
 from fedar_jax import resample
 from fedar_jax.data import fer2013
@@ -136,8 +140,70 @@ def _at_least(cfg, name, low):
     raise ConfigError(name, f'must be >= {low:g}, got {value:g}')
 
 
+INT32_MAX = 2 ** 31 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _validate_numbers(cfg: RunConfig) -> None:
+  """Every float flag finite in float32, every int flag (and list element) in int32."""
+  hints = typing.get_type_hints(RunConfig)
+  for field in dataclasses.fields(RunConfig):
+    kind, value = hints[field.name], getattr(cfg, field.name)
+    values = value if typing.get_origin(kind) is tuple else (value,)
+    for v in values:
+      if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
+        raise ConfigError(field.name, f'must be a finite float32 number, got {v:g}')
+      if isinstance(v, int) and not isinstance(v, bool) and not -INT32_MAX - 1 <= v <= INT32_MAX:
+        raise ConfigError(field.name, f'{v} is outside the int32 range '
+                          f'[{-INT32_MAX - 1}, {INT32_MAX}]')
+  if cfg.seed < 0:
+    raise ConfigError('seed', f'must be >= 0, got {cfg.seed}')
+  if cfg.learning_rate > 0 and np.float32(cfg.learning_rate) < np.finfo(np.float32).tiny:
+    raise ConfigError('learning_rate', f'{cfg.learning_rate:g} is 0 (or denormal) in float32; '
+                      f'the smallest usable value is {float(np.finfo(np.float32).tiny):g}')
+
+
+def _memory_bytes() -> int:
+  try:
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  except (ValueError, OSError):
+    return 0
+
+
+def data_bytes(cfg: RunConfig) -> int | None:
+  """A lower bound on the bytes of one process's float32 client and test data, before
+  resampling; None where the row size comes from a file (latent_csv, tfds)."""
+  if cfg.dataset == 'synthetic':
+    row = cfg.feature_dim
+  elif cfg.dataset in ('fer2013', 'image_folder'):
+    row = cfg.image_size ** 2 * (1 if cfg.color == 'grayscale' else 3)
+  else:
+    return None
+  clients = -(-cfg.num_clients // max(cfg.num_processes, 1))
+  test_rows = cfg.test_per_class * (cfg.num_classes if cfg.dataset == 'synthetic' else 1)
+  confusion = cfg.num_classes ** 2 if cfg.dataset == 'synthetic' else 0  # int32[K, K] metrics
+  return 4 * (row * (clients * cfg.samples_per_client + test_rows) + confusion)
+
+
+def _validate_memory(cfg: RunConfig) -> None:
+  """Refuses sizes whose data alone cannot fit in this machine's memory, before allocating."""
+  need, have = data_bytes(cfg), _memory_bytes()
+  if need is None or not have or need <= have:
+    return
+  sizes = {'num_clients': cfg.num_clients, 'samples_per_client': cfg.samples_per_client,
+           'test_per_class': cfg.test_per_class, 'num_classes': cfg.num_classes,
+           'feature_dim' if cfg.dataset == 'synthetic' else 'image_size':
+           cfg.feature_dim if cfg.dataset == 'synthetic' else cfg.image_size}
+  # Name the size furthest above its default.
+  flag = max(sizes, key=lambda n: sizes[n] / max(RunConfig.__dataclass_fields__[n].default, 1))
+  raise ConfigError(flag, f'{sizes[flag]} makes the data alone need at least '
+                    f'{need / 2 ** 30:.3g} GiB, more than this machine\'s '
+                    f'{have / 2 ** 30:.3g} GiB of memory')
+
+
 def validate(cfg: RunConfig) -> RunConfig:
   """Checks a config; returns it unchanged or raises ConfigError."""
+  _validate_numbers(cfg)
   if cfg.dataset not in DATASETS[:-1] and not (cfg.dataset.startswith('tfds:')
                                                and len(cfg.dataset) > 5):
     raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: {", ".join(DATASETS)}')
@@ -158,6 +224,7 @@ def validate(cfg: RunConfig) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  _validate_memory(cfg)
   if cfg.partition != 'imbalance':
     return cfg
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
@@ -211,6 +278,8 @@ def _validate_data(cfg: RunConfig) -> None:
                           'imbalance partition)')
     if cfg.model == 'cnn':
       raise ConfigError('model', 'cnn needs image data (--dataset=fer2013, image_folder or tfds)')
+  if not cfg.label_column.strip():
+    raise ConfigError('label_column', 'is empty; name the label column (class or Emotion)')
   if cfg.latent_resampling != 'none' and cfg.model != 'cnn':
     raise ConfigError('latent_resampling', f'{cfg.latent_resampling} needs --model=cnn')
   if not 0 <= cfg.attacker_fraction <= 1:
@@ -234,11 +303,3 @@ def _validate_data(cfg: RunConfig) -> None:
   if bad:
     raise ConfigError('fer2013_usage', f'unknown usage {bad[0]!r}; allowed: '
                       f'{", ".join(fer2013.USAGES)}')
-
-
-def check_workdir(workdir: str) -> None:
-  """Raises ConfigError unless `workdir` is empty/absent or a directory."""
-  if not workdir:
-    raise ConfigError('workdir', 'is required')
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError('workdir', f'{workdir!r} exists and is not a directory')

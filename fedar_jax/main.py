@@ -1,9 +1,15 @@
 """Command line: `python -m fedar_jax.main --workdir=DIR [--flagfile=F] [flags]`.
 
 Every RunConfig field is a flag of the same name. Bad input exits with
-status 2 and a one-line error naming the flag.
+status 2 and a one-line error naming the flag. One process at a time runs
+in a workdir (WORKDIR/lock). SIGINT/SIGTERM end the run after the current
+round with its checkpoint written (exit 130/143), a full disk ends it with
+one line (exit 1); rerunning the same command resumes.
 """
+import contextlib
 import dataclasses
+import errno
+import os
 import sys
 import typing
 
@@ -12,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from fedar_jax import config as config_lib
+from fedar_jax import interrupts
 from fedar_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -70,12 +77,47 @@ def parse_flags(argv):
     fail(str(e))
 
 
+def _disk_full(e: BaseException) -> bool:
+  return ((isinstance(e, OSError) and e.errno == errno.ENOSPC)
+          or 'No space left on device' in str(e))
+
+
+@contextlib.contextmanager
+def faults_reported(workdir: str):
+  """Ends SIGINT/SIGTERM (130/143) and a full disk (1) with one line for the body.
+
+  The round number printed is the one the rerun resumes after.
+  """
+  def rounds_done():
+    directory = os.path.join(workdir, 'checkpoints')
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return max((int(n) for n in names if n.isdigit()), default=0)
+
+  with interrupts.handled():
+    try:
+      yield
+    except interrupts.Interrupted as e:
+      print(e.message(rounds_done()), file=sys.stderr)
+      sys.exit(e.exit_code)
+    except Exception as e:  # Disk full surfaces as OSError or as Orbax/TensorStore errors.
+      if not _disk_full(e):
+        raise
+      print(f'error: {workdir}: disk full ({type(e).__name__}) after round {rounds_done()}; '
+            'free space and rerun the same command to resume', file=sys.stderr)
+      sys.exit(1)
+
+
 def main(argv):
+  with faults_reported(FLAGS.workdir or ''):
+    _main(argv)
+
+
+def _main(argv):
   if len(argv) > 1:
     fail(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
     cfg = config_from_flags()
-    config_lib.check_workdir(FLAGS.workdir)
+    workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
   except config_lib.ConfigError as e:
     fail(str(e))
@@ -87,8 +129,11 @@ def main(argv):
   except (DataError, config_lib.ConfigError) as e:
     fail(str(e))
   logging.set_verbosity(logging.INFO)
+  from fedar_jax import distributed
   try:
-    summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
+    with (workdir_lib.lock(FLAGS.workdir) if distributed.is_writer()
+          else contextlib.nullcontext()):
+      summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
   except config_lib.ConfigError as e:
     fail(str(e))
   final = summary['final']

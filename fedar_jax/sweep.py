@@ -5,8 +5,11 @@ over a sweep axis) and --imbalance_ratios, --resamplers (an outer loop). An
 empty list means the single value of --threshold, --seed, ... Every run flag
 of `fedar_jax.main` applies to every point. Writes DIR/sweep.csv,
 DIR/summary.csv, DIR/plots/*.png and DIR/report.md; rerunning the same
-command resumes. Bad input exits with status 2 and a one-line error.
+command resumes. Bad input exits with status 2 and a one-line error, before
+anything is written; faults (a second process, SIGINT/SIGTERM, a full disk)
+are handled as in `fedar_jax.main`.
 """
+import contextlib
 import os
 
 from absl import app
@@ -14,6 +17,7 @@ from absl import flags
 from absl import logging
 
 from fedar_jax import config as config_lib
+from fedar_jax import interrupts
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
 from fedar_jax import workdir as workdir_lib
 
@@ -62,11 +66,16 @@ def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
 
 
 def main(argv):
+  with main_lib.faults_reported(FLAGS.workdir or ''):
+    _main(argv)
+
+
+def _main(argv):
   if len(argv) > 1:
     main_lib.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
     base = main_lib.config_from_flags()
-    config_lib.check_workdir(FLAGS.workdir)
+    workdir_lib.check_paths(FLAGS.workdir)
     lists = sweep_lists(FLAGS, base)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
@@ -79,10 +88,21 @@ def main(argv):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   from fedar_jax import report
   from fedar_jax import sweep_runner
+  from fedar_jax.data.errors import DataError
   axes = sweep_runner.SweepAxes.of(base, **lists)
-  workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
-  result = sweep_runner.run_sweep(base, axes, FLAGS.workdir)
-  outputs = report.write_report(FLAGS.workdir)
+  with contextlib.ExitStack() as held:
+
+    def start():  # The first group's data has loaded: take the workdir, record the settings.
+      held.enter_context(workdir_lib.lock(FLAGS.workdir))
+      workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
+      workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
+
+    try:  # A signal is acted on at the end of the current round, with its checkpoint.
+      with interrupts.deferred():
+        result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, on_start=start)
+    except (DataError, config_lib.ConfigError) as e:
+      main_lib.fail(str(e))
+    outputs = report.write_report(FLAGS.workdir)
   for g in result['groups']:
     print(f"group {g['name']}: {g['points']} points in one program, compile "
           f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round (resumed at round "

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fedar_jax import checkpoint
+from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
@@ -126,11 +127,14 @@ def sweep_header(class_names) -> list[str]:
   return list(SETTING_COLUMNS) + train.csv_header(class_names)
 
 
-def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> dict:
+def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
+              on_start: Callable[[], None] | None = None) -> dict:
   """Runs every group of the sweep for `base.rounds` rounds, appending to `workdir/sweep.csv`.
 
-  Resumes each group from its newest checkpoint; a finished group is skipped.
-  Progress goes to `stream` (default stderr).
+  Resumes each group from its newest intact checkpoint (sweep.csv is rewritten
+  from the rows kept in the checkpoints); a finished group is skipped.
+  Progress goes to `stream` (default stderr). `on_start()` runs once the first
+  group's data has loaded, before anything is written.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
@@ -140,32 +144,39 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   groups = make_groups(base, axes)
   mesh = sweep_mesh(axes.points_per_group)
   ckpt_root = os.path.join(workdir, 'checkpoints')
-  done = {g.name: checkpoint.latest_step(os.path.join(ckpt_root, g.name)) for g in groups}
+  resume = {g.name: checkpoint.resume_point(os.path.join(ckpt_root, g.name),
+                                           base.keep_checkpoints) for g in groups}
+  done = {name: step for name, (step, _) in resume.items()}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
                               stream=stream)
   report, f = [], None
   try:
     for index, group in enumerate(groups):
       first = train.build(group.points[0], mesh=mesh)
-      if f is None:  # Drop rows past each group's checkpoint, then append.
+      if f is None:  # Rewrite the rows kept in the checkpoints, then append.
+        if on_start is not None:
+          on_start()
         f, writer = workdir_lib.open_rows(
             os.path.join(workdir, 'sweep.csv'), sweep_header(first.data.class_names),
-            keep=lambda row: int(row['round']) <= done.get(
-                f'ir{row["imbalance_ratio"]}_{row["resampler"]}', 0))
+            rows=[row for g in groups for row in resume[g.name][1]])
       start = min(done[group.name], base.rounds)
       bar.skip(start, len(group.points) if start == base.rounds else 0)
       if start == base.rounds:
         continue
       report.append(_run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar,
-                               groups_left=len(groups) - index - 1))
+                               groups_left=len(groups) - index - 1,
+                               rows=resume[group.name][1]))
   finally:
     if f is not None:
       f.close()
   return {'groups': report}
 
 
-def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, groups_left):
-  """Runs one group's rounds start+1..base.rounds; returns its report dict."""
+def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
+  """Runs one group's rounds start+1..base.rounds; returns its report dict.
+
+  rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
+  """
   exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
   state, hparams = sharding.shard_leading(
       (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
@@ -184,7 +195,7 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
   if start:
     like = jax.eval_shape(inner, state, clients, test, hparams)[1].metrics
-    state, _ = ckpt.restore(state, like)
+    state, _ = ckpt.restore(state, like, step=start)
   settings = [point_settings(p) for p in group.points]
   times = []
   for r in range(start + 1, base.rounds + 1):
@@ -193,10 +204,13 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
     out = sharding.fetch(out)
     times.append(time.perf_counter() - t)
     for s, point in enumerate(settings):
-      writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+      rows.append(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+      writer.writerow(rows[-1])
     f.flush()
-    if r % base.checkpoint_every == 0 or r == base.rounds:
-      ckpt.save(state, out.metrics)
+    if r % base.checkpoint_every == 0 or r == base.rounds or interrupts.pending():
+      ckpt.save(state, out.metrics, rows=rows)
+    if interrupts.pending():
+      interrupts.stop(r)
     bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
                    points_done=len(settings) if r == base.rounds else 0)
   ckpt.close()

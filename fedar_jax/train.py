@@ -24,6 +24,7 @@ import numpy as np
 
 from fedar_jax import checkpoint
 from fedar_jax import distributed
+from fedar_jax import interrupts
 from fedar_jax import latent
 from fedar_jax import metrics
 from fedar_jax import models
@@ -128,7 +129,15 @@ def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> lis
           + [f'{float(r):.6f}' for r in m['recall']]
           + [int(np.sum(stats.resampled)), int(m.get('dropped_clients', 0)),
              int(np.sum(stats.fallback)), f'{float(np.mean(stats.ir)):.4f}',
-             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
+             f'{finite_mean(stats.loss):.6f}', f'{seconds:.4f}'])
+
+
+def finite_mean(values) -> float:
+  """Mean over the finite entries (a client dropped for non-finite data has a NaN loss);
+  NaN if there are none."""
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  return float(np.mean(values)) if values.size else float('nan')
 
 
 def device_description() -> str:
@@ -194,16 +203,16 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
   ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
-  times, last_metrics, done = [], None, ckpt.latest_step()
+  times, last_metrics = [], None
+  done, rows = ckpt.resume_point()  # Skips (and sets aside) unreadable newer checkpoints.
   if done:
     like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test, hparams)
-    state, last_metrics = ckpt.restore(state, like[1].metrics)
+    state, last_metrics = ckpt.restore(state, like[1].metrics, step=done)
     logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
   header = csv_header(exp.data.class_names)
   f, writer = workdir_lib.open_rows(
-      os.path.join(workdir, 'metrics.csv') if writer_process else None, header,
-      keep=lambda row: int(row['round']) <= done)
-  with f:
+      os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
+  with f, interrupts.deferred(enabled=jax.process_count() == 1):
     for r in range(done + 1, cfg.rounds + 1):
       t = time.perf_counter()
       state, out = step(state, clients, test, hparams)
@@ -211,10 +220,13 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
       times.append(time.perf_counter() - t)
       last_metrics = out.metrics
       row = csv_row(r, out, times[-1])
+      rows.append(row)
       writer.writerow(row)
       f.flush()
-      if r % cfg.checkpoint_every == 0 or r == cfg.rounds:
-        ckpt.save(state, out.metrics)
+      if r % cfg.checkpoint_every == 0 or r == cfg.rounds or interrupts.pending():
+        ckpt.save(state, out.metrics, rows=rows)
+      if interrupts.pending():
+        interrupts.stop(r)
       eta = statistics.median(times) * (cfg.rounds - r)
       cell = dict(zip(header, row))
       logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '

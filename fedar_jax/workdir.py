@@ -5,11 +5,17 @@ workdir before compiling anything.
 
   settings file (config.json / sweep.json): every setting of the run that
       started the workdir; a rerun must match it, except RESUMABLE ones.
-  CSV files: rows are appended and flushed as rounds end; on resume, rows past
-      the checkpointed round are dropped (they are recomputed identically), so
-      rows are never lost or duplicated.
+  CSV files: rows are appended and flushed as rounds end; on resume the file is
+      rewritten from the rows kept in the checkpoint (rows past the checkpointed
+      round are recomputed identically), so rows are never lost or duplicated,
+      and a missing, truncated or corrupt file is rebuilt.
+  lock: the pid of the process running in the workdir (an flock held for the
+      run; the kernel releases it when the process dies, so a stale lock is
+      simply taken over).
 """
+import contextlib
 import csv
+import fcntl
 import json
 import os
 from typing import Callable
@@ -34,10 +40,9 @@ def check_resume(workdir: str, name: str, settings: dict) -> None:
   but not shrink below what the workdir was started with.
   """
   path = os.path.join(workdir, name)
-  if not os.path.exists(path):
+  if not os.path.lexists(path):
     return
-  with open(path) as f:
-    stored = json.load(f)
+  stored = _read_settings(path)
   settings = _normalise(settings)
   for key, value in settings.items():
     if key in RESUMABLE or key not in stored or stored[key] == value:
@@ -47,6 +52,64 @@ def check_resume(workdir: str, name: str, settings: dict) -> None:
   if 'rounds' in stored and settings.get('rounds', stored['rounds']) < stored['rounds']:
     raise ConfigError('rounds', f'{workdir!r} holds a run with --rounds={stored["rounds"]}, '
                       f'got {settings["rounds"]}; --rounds may only grow on resume')
+
+
+def _read_settings(path: str) -> dict:
+  """The settings dict stored at `path`; ConfigError if it is not one."""
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    what = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+    raise ConfigError('workdir', f'{path} is not a readable settings file ({what}); restore it '
+                      'or use a new --workdir')
+  if not isinstance(stored, dict):
+    raise ConfigError('workdir', f'{path} holds a JSON {type(stored).__name__}, not the '
+                      'settings object this run wrote; restore it or use a new --workdir')
+  return stored
+
+
+def check_paths(workdir: str, subdirs=('checkpoints',)) -> None:
+  """Raises ConfigError unless `workdir` (and its `subdirs`, where present) can be directories.
+
+  A missing workdir must have a directory as its nearest existing ancestor.
+  """
+  if not workdir:
+    raise ConfigError('workdir', 'is required')
+  path = os.path.abspath(workdir)
+  if os.path.lexists(path) and not os.path.isdir(path):
+    raise ConfigError('workdir', f'{workdir!r} exists and is not a directory')
+  parent = path
+  while not os.path.lexists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConfigError('workdir', f'{workdir!r} is below {parent!r}, which is not a directory')
+  for name in subdirs:
+    sub = os.path.join(path, name)
+    if os.path.lexists(sub) and not os.path.isdir(sub):
+      raise ConfigError('workdir', f'{sub!r} exists and is not a directory; move it away '
+                        'or use a new --workdir')
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+  """Holds `workdir/lock` for the body; ConfigError naming the holder's pid if another has it."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'lock')
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+    os.close(fd)
+    raise ConfigError('workdir', f'{workdir!r} is in use by process {holder} (pid); wait for '
+                      'it to end or use another --workdir') from None
+  try:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # Releases the lock; the file stays (removing it would race a waiting peer).
 
 
 def _show(value) -> str:
@@ -62,27 +125,22 @@ def save_settings(workdir: str, name: str, settings: dict) -> None:
   os.replace(path + '.tmp', path)
 
 
-def open_rows(path: str | None, header: list[str], keep: Callable[[dict], bool]):
-  """Opens the CSV file `path` for appending rows, keeping only existing rows with `keep(row)`.
+def open_rows(path: str | None, header: list[str], keep: Callable[[dict], bool] | None = None,
+              rows: list[list] | None = None):
+  """Opens the CSV file `path` for appending rows, after rewriting what it holds.
 
-  A missing or empty file starts with `header`. An existing file with other
-  columns raises ConfigError. Returns (file, csv.writer); flush after each round.
-  `path=None` discards the rows (processes other than the writer).
+  With `rows` (the rows kept in the checkpoint), the file is rewritten as
+  `header` + `rows`, whatever it held. Otherwise existing rows with `keep(row)`
+  are kept (unparsable lines are dropped); a missing or empty file starts with
+  `header`, and an existing file with other columns raises ConfigError.
+  Returns (file, csv.writer); flush after each round. `path=None` discards the
+  rows (processes other than the writer).
   """
   if path is None:
     f = open(os.devnull, 'w', newline='')
     return f, csv.writer(f)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  kept = []
-  if os.path.exists(path) and os.path.getsize(path) > 0:
-    with open(path, newline='') as f:
-      reader = csv.reader(f)
-      old_header = next(reader)
-      if old_header != header:
-        raise ConfigError('workdir', f'{path} has other columns than this run writes; '
-                          'use a new --workdir')
-      kept = [row for row in reader if len(row) == len(header)
-              and keep(dict(zip(header, row)))]
+  kept = rows if rows is not None else _kept_rows(path, header, keep)
   with open(path + '.tmp', 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(header)
@@ -90,3 +148,21 @@ def open_rows(path: str | None, header: list[str], keep: Callable[[dict], bool])
   os.replace(path + '.tmp', path)
   f = open(path, 'a', newline='')
   return f, csv.writer(f)
+
+
+def _kept_rows(path: str, header: list[str], keep: Callable[[dict], bool]) -> list[list[str]]:
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    return []
+  with open(path, newline='', errors='replace') as f:
+    lines = [line.replace('\0', '') for line in f]
+  parsed = list(csv.reader(lines))
+  if parsed[0] != header:
+    raise ConfigError('workdir', f'{path} has other columns than this run writes; '
+                      'use a new --workdir')
+
+  def kept(row):
+    try:
+      return len(row) == len(header) and keep(dict(zip(header, row)))
+    except ValueError:  # A garbled cell.
+      return False
+  return [row for row in parsed[1:] if kept(row)]

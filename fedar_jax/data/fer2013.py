@@ -47,6 +47,10 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
         raise DataError(path, 'no Usage column to select --fer2013_usage from')
       labels, pixels = [], []
       for i, row in enumerate(reader):
+        if None in row or None in row.values():  # DictReader: extra or missing cells.
+          cells = sum(k is not None and v is not None for k, v in row.items())
+          raise DataError(path, f'row {i + 1}: {cells + len(row.get(None, []))} cells, the '
+                          f'header has {len(header)}')
         if usage and row['Usage'].strip() not in usage:
           continue
         try:

@@ -12,6 +12,8 @@ from fedar_jax.data import images
 from fedar_jax.data.errors import DataError
 from fedar_jax.data.pool import Pool
 
+MAX_PIXELS = 1 << 26  # 8192x8192: far above face-image sizes, far below a decompression bomb.
+
 
 def load(root: str, image_size: int = 48, color: str = 'grayscale'):
   """Decodes and resizes every image under `root/<class>/`.
@@ -38,9 +40,15 @@ def load(root: str, image_size: int = 48, color: str = 'grayscale'):
     for fname in files:
       path = os.path.join(folder, fname)
       try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # Reads the header only; pixels are decoded below.
+          if img.width * img.height > MAX_PIXELS:
+            raise DataError(path, f'image header claims {img.width}x{img.height} pixels, more '
+                            f'than the {MAX_PIXELS} this loader decodes')
           xs.append(images.to_array(img, image_size, color))
-      except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(path, f'unreadable image ({type(e).__name__})')
+      except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, DataError):
+          raise
+        detail = (str(e).splitlines() or [''])[0]
+        raise DataError(path, f'unreadable image ({type(e).__name__}: {detail})')
       ys.append(k)
   return Pool(np.stack(xs), np.array(ys, np.int32), tuple(classes)), tuple(range(len(classes)))

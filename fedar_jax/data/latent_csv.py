@@ -7,6 +7,8 @@ the natural partition.
 """
 import csv
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -100,8 +102,8 @@ def load_npz(path: str, client_column: str = ''):
   try:
     with np.load(path, allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
-  except (OSError, ValueError) as e:
-    raise DataError(path, f'cannot read .npz file ({e})')
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    raise DataError(path, f'cannot read .npz file ({type(e).__name__}: {e})'.splitlines()[0])
   missing = [k for k in ('x', 'y') if k not in arrays]
   if missing:
     raise DataError(path, f'missing array(s) {", ".join(missing)}; found: {", ".join(arrays)}')
@@ -121,6 +123,9 @@ def load_npz(path: str, client_column: str = ''):
     if group_key not in arrays:
       raise DataError(path, f'no array {group_key!r} (--client_column); found: '
                       f'{", ".join(arrays)}')
+    if arrays[group_key].shape != (len(x),):
+      raise DataError(path, f'array {group_key!r} has shape {arrays[group_key].shape}, '
+                      f'expected ({len(x)},): one client id per row of x')
     groups = _groups([str(v) for v in arrays[group_key]], path, group_key)
   return Pool(x, y, class_names, groups), label_ids
 
