@@ -8,7 +8,9 @@ calls `stop(round)`; a second signal raises at once. `Interrupted` derives
 from BaseException, so no `except Exception` on the way swallows it.
 """
 import contextlib
+import os
 import signal
+import sys
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -28,6 +30,18 @@ class Interrupted(BaseException):
     """The one line to print: "interrupted after round N; rerun the same command to resume"."""
     n = rounds_done if self.rounds_done is None else self.rounds_done
     return f'interrupted after round {n}; rerun the same command to resume'
+
+
+def exit_while_starting() -> None:
+  """Until `handled()`, a signal ends the process with one line (call before the slow imports)."""
+
+  def handler(signum, frame):
+    del frame
+    print('interrupted while starting; rerun the same command to resume', file=sys.stderr,
+          flush=True)
+    os._exit(128 + signum)  # Nothing is written yet; nothing in the imports can swallow this.
+  for s in SIGNALS:
+    signal.signal(s, handler)
 
 
 _state = {'installed': False, 'deferring': False, 'pending': None}

@@ -13,12 +13,16 @@ import os
 import sys
 import typing
 
+from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
+
+if __name__ == '__main__':
+  interrupts.exit_while_starting()
+
 from absl import app
 from absl import flags
 from absl import logging
 
 from fedar_jax import config as config_lib
-from fedar_jax import interrupts
 from fedar_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS

@@ -12,12 +12,16 @@ are handled as in `fedar_jax.main`.
 import contextlib
 import os
 
+from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
+
+if __name__ == '__main__':
+  interrupts.exit_while_starting()
+
 from absl import app
 from absl import flags
 from absl import logging
 
 from fedar_jax import config as config_lib
-from fedar_jax import interrupts
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
 from fedar_jax import workdir as workdir_lib
 
