@@ -172,7 +172,8 @@ def _memory_bytes() -> int:
 
 def data_bytes(cfg: RunConfig) -> int | None:
   """A lower bound on the bytes of one process's float32 client and test data, before
-  resampling; None where the row size comes from a file (latent_csv, tfds)."""
+  resampling, plus one minibatch per client in flight (a client's rows are padded up to
+  --batch_size); None where the row size comes from a file (latent_csv, tfds)."""
   if cfg.dataset == 'synthetic':
     row = cfg.feature_dim
   elif cfg.dataset in ('fer2013', 'image_folder'):
@@ -182,7 +183,9 @@ def data_bytes(cfg: RunConfig) -> int | None:
   clients = -(-cfg.num_clients // max(cfg.num_processes, 1))
   test_rows = cfg.test_per_class * (cfg.num_classes if cfg.dataset == 'synthetic' else 1)
   confusion = cfg.num_classes ** 2 if cfg.dataset == 'synthetic' else 0  # int32[K, K] metrics
-  return 4 * (row * (clients * cfg.samples_per_client + test_rows) + confusion)
+  in_flight = min(cfg.client_block or clients, clients)
+  return 4 * (row * (clients * cfg.samples_per_client + test_rows + in_flight * cfg.batch_size)
+              + confusion)
 
 
 def _validate_memory(cfg: RunConfig) -> None:
@@ -192,6 +195,7 @@ def _validate_memory(cfg: RunConfig) -> None:
     return
   sizes = {'num_clients': cfg.num_clients, 'samples_per_client': cfg.samples_per_client,
            'test_per_class': cfg.test_per_class, 'num_classes': cfg.num_classes,
+           'batch_size': cfg.batch_size,
            'feature_dim' if cfg.dataset == 'synthetic' else 'image_size':
            cfg.feature_dim if cfg.dataset == 'synthetic' else cfg.image_size}
   # Name the size furthest above its default.

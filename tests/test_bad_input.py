@@ -52,6 +52,7 @@ FLAG_CASES = [
     ('--feature_dim=1000000000', '--feature_dim: 1000000000 makes the data alone need'),
     ('--num_classes=1000000000 --test_per_class=1 --samples_per_client=2000000000',
      'makes the data alone need'),
+    ('--batch_size=2000000000', '--batch_size: 2000000000 makes the data alone need'),
     # float32 underflow.
     ('--learning_rate=1e-50', '--learning_rate: 1e-50 is 0 (or denormal) in float32'),
     ('--learning_rate=1e-40', '--learning_rate: 1e-40 is 0 (or denormal) in float32'),
@@ -76,7 +77,7 @@ def test_bad_flag_is_one_line_naming_it(args, pattern):
 
 def test_defaults_and_usual_values_pass():
   _config('')
-  _config('--seed=2147483647 --learning_rate=1e-30 --num_clients=10000 --threshold=1e30')
+  _config('--seed=2147483647 --learning_rate=1e-30 --num_clients=1000 --threshold=1e30')
 
 
 def _tree(path):
