@@ -80,6 +80,24 @@ def test_defaults_and_usual_values_pass():
   _config('--seed=2147483647 --learning_rate=1e-30 --num_clients=1000 --threshold=1e30')
 
 
+@pytest.mark.parametrize('name,raw,pattern', [
+    ('thresholds', '1,nan', '--thresholds: must be a finite float32 number'),
+    ('learning_rates', '0.01,1e-50', '--learning_rates: 1e-50 is 0 (or denormal) in float32'),
+    ('seeds', '0,-1', '--seeds: must be >= 0, got -1'),
+    ('seeds', '0,2147483648', '--seeds: 2147483648 is outside the int32 range'),
+    ('imbalance_ratios', 'inf', '--imbalance_ratios: must be a finite float32 number'),
+])
+def test_bad_sweep_list_is_one_line_naming_it(name, raw, pattern):
+  from fedar_jax import sweep  # Defines the sweep list flags on absl's global FLAGS.
+  values = flags.FlagValues()
+  for other in sweep.SWEEP_FLAGS:
+    flags.DEFINE_list(other, [], '', flag_values=values)
+  values(['prog', f'--{name}={raw}'])
+  with pytest.raises(ConfigError) as e:
+    sweep.sweep_lists(values, RunConfig())
+  assert pattern in str(e.value) and '\n' not in str(e.value), str(e.value)
+
+
 def _tree(path):
   """Every path below `path` with its size and content hash: 'nothing changed' compares these."""
   out = {}
