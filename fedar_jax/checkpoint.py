@@ -1,7 +1,8 @@
 """Orbax checkpoints of the server state, so a rerun of the same command resumes.
 
-A checkpoint at step r holds the ServerState after r rounds (parameters and
-round counter, with a leading sweep axis S in a sweep) and the metrics of
+A checkpoint at step r holds the ServerState after r rounds (parameters,
+round counter and the server optimizer's state if it has one, with a leading
+sweep axis S in a sweep) and the metrics of
 round r, so a finished run can still write its summary. Client randomness is
 folded from (seed, round, client), so a resumed run computes exactly the
 numbers an uninterrupted one does.
@@ -58,6 +59,8 @@ class Checkpoints:
       rounds = rounds.addressable_data(0)
     step = int(np.max(np.asarray(rounds)))
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
+    if state.opt_state is not None:
+      item['opt_state'] = state.opt_state
     self._manager.save(step, args=ocp.args.StandardSave(item))
     self._manager.wait_until_finished()
 
@@ -70,10 +73,13 @@ class Checkpoints:
     """
     default = getattr(like_state.round, 'sharding', None) or jax.sharding.SingleDeviceSharding(
         jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
-    target = _abstract({'params': like_state.params, 'round': like_state.round,
-                        'metrics': like_metrics}, default)
-    item = self._manager.restore(self.latest_step(), args=ocp.args.StandardRestore(target))
-    return round_lib.ServerState(item['params'], item['round']), item['metrics']
+    like = {'params': like_state.params, 'round': like_state.round, 'metrics': like_metrics}
+    if like_state.opt_state is not None:
+      like['opt_state'] = like_state.opt_state
+    item = self._manager.restore(self.latest_step(),
+                                 args=ocp.args.StandardRestore(_abstract(like, default)))
+    return (round_lib.ServerState(item['params'], item['round'], item.get('opt_state')),
+            item['metrics'])
 
   def close(self) -> None:
     self._manager.close()

@@ -6,7 +6,9 @@ flags. `validate` raises `ConfigError` naming the flag and what is allowed.
 import dataclasses
 import os
 
+from fedar_jax import methods as methods_lib
 from fedar_jax import resample
+from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
 from fedar_jax.data import partition as partition_lib
@@ -81,7 +83,7 @@ class RunConfig:
   rounds: int = _f(20, 'Federated rounds.')
   local_epochs: int = _f(5, 'Local epochs per round.')
   batch_size: int = _f(32, 'Local minibatch size.')
-  learning_rate: float = _f(1e-3, 'Local Adam learning rate.')
+  learning_rate: float = _f(1e-3, 'Local learning rate (of --client_optimizer).')
   # --- FedAR gate and resampling ---
   resampler: str = _f('smote', 'Client-side resampler (see README).')
   k_neighbors: int = _f(0, 'k_neighbors of the SMOTE family (SMOTE, Borderline, KMeans, SVM, '
@@ -113,6 +115,28 @@ class RunConfig:
   keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
   data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
                           'set across its --seeds.')
+  # --- Server optimizer, aggregation, client loss and optimizer (README "Defences") ---
+  server_optimizer: str = _f('fedavg', 'Server optimizer on the pseudo-gradient: '
+                             f'{", ".join(methods_lib.SERVER_OPTIMIZERS)}.')
+  server_learning_rate: float = _f(1.0, 'Server learning rate (fedavg with 1: plain FedAvg).')
+  server_momentum: float = _f(0.9, 'fedavgm server momentum, in [0, 1).')
+  server_beta1: float = _f(0.9, 'fedadam/fedyogi/fedadagrad first-moment decay, in [0, 1).')
+  server_beta2: float = _f(0.99, 'fedadam/fedyogi second-moment decay, in [0, 1).')
+  server_tau: float = _f(1e-3, 'fedadam/fedyogi/fedadagrad adaptivity tau (> 0).')
+  aggregator: str = _f('mean', f'Server aggregator: {", ".join(methods_lib.AGGREGATORS)}.')
+  trim_fraction: float = _f(0.1, 'trimmed_mean: fraction cut at each end, in [0, 0.5).')
+  byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
+                                 'per round).')
+  clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
+  client_optimizer: str = _f('adam', 'Local optimizer: '
+                             f'{", ".join(methods_lib.CLIENT_OPTIMIZERS)} (momentum 0.9).')
+  prox_mu: float = _f(0.0, 'FedProx proximal weight mu (>= 0; 0 = off).')
+  loss: str = _f('ce', f'Client loss: {", ".join(methods_lib.LOSSES)}.')
+  focal_gamma: float = _f(2.0, 'focal: focusing gamma (>= 0; 0 = CE).')
+  cb_beta: float = _f(0.999, 'class_balanced: beta in [0, 1) (0 = CE).')
+  la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
+  fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
+  fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -158,6 +182,7 @@ def validate(cfg: RunConfig) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  _validate_methods(cfg)
   if cfg.partition != 'imbalance':
     return cfg
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
@@ -188,6 +213,39 @@ def _validate_scale(cfg: RunConfig) -> None:
   if cfg.coordinator_address not in ('', 'auto') and ':' not in cfg.coordinator_address:
     raise ConfigError('coordinator_address', f'expected host:port or auto, got '
                       f'{cfg.coordinator_address!r}')
+
+
+def _validate_methods(cfg: RunConfig) -> None:
+  """Checks the server optimizer, aggregator, client loss and client optimizer flags."""
+  _choice(cfg, 'server_optimizer', methods_lib.SERVER_OPTIMIZERS)
+  _choice(cfg, 'aggregator', methods_lib.AGGREGATORS)
+  _choice(cfg, 'loss', methods_lib.LOSSES)
+  _choice(cfg, 'client_optimizer', methods_lib.CLIENT_OPTIMIZERS)
+  for name, low, high, closed in (
+      ('server_momentum', 0, 1, False), ('server_beta1', 0, 1, False),
+      ('server_beta2', 0, 1, False), ('trim_fraction', 0, 0.5, False),
+      ('cb_beta', 0, 1, False), ('fedrs_alpha', 0, 1, True),
+      ('prox_mu', 0, float('inf'), False),
+      ('focal_gamma', 0, float('inf'), False), ('la_tau', 0, float('inf'), False),
+      ('fedlc_tau', 0, float('inf'), False)):
+    value = getattr(cfg, name)
+    if not (low <= value <= high if closed else low <= value < high):
+      raise ConfigError(name, f'must be in [{low:g}, {high:g}{"]" if closed else ")"}, '
+                        f'got {value:g}')
+  for name in ('server_learning_rate', 'server_tau', 'clip_norm'):
+    if not 0 < getattr(cfg, name) < float('inf'):
+      raise ConfigError(name, f'must be > 0, got {getattr(cfg, name):g}')
+  _at_least(cfg, 'byzantine_clients', 0)
+  if cfg.aggregator in ('krum', 'multi_krum'):
+    n = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round, cfg.client_fraction)
+    if 2 * cfg.byzantine_clients + 2 >= n:
+      raise ConfigError('byzantine_clients', f'{cfg.byzantine_clients} is too many for '
+                        f'{n} clients per round (Krum needs 2f + 2 < {n})')
+  if cfg.latent_resampling != 'none':
+    for name in ('loss', 'client_optimizer', 'prox_mu'):
+      if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
+        raise ConfigError(name, f'is not supported with --latent_resampling='
+                          f'{cfg.latent_resampling} (its own local update)')
 
 
 def _choice(cfg, name, allowed):
