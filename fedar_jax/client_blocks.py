@@ -56,7 +56,8 @@ class BlockResult(NamedTuple):
 
 def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mask,
                 active, threshold, learning_rate, *, num_blocks: int = 1,
-                constrain: Callable = lambda a: a, keep_params: bool = False) -> BlockResult:
+                constrain: Callable = lambda a: a, keep_params: bool = False,
+                update_scale: jax.Array | None = None) -> BlockResult:
   """Every client's update, aggregated into a weighted sum, `num_blocks` blocks at a time.
 
   Args:
@@ -71,6 +72,8 @@ def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mas
     constrain: applied to every [B, ...] / [B, blocks, ...] input (e.g. a
       sharding constraint on the client axis).
     keep_params: static; also return every slot's client model.
+    update_scale: float32[P] or None; a slot whose scale s is not 1 sends
+      params + s * (its model - params) (a model-replacement attacker).
 
   Returns:
     BlockResult. A client is left out of the sum (weight 0) when inactive or
@@ -80,15 +83,21 @@ def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mas
   if slots % num_blocks:
     raise ValueError(f'{slots} client slots do not split into {num_blocks} blocks')
 
-  def one_block(ids, xb, yb, mb, ab):
+  def one_block(ids, xb, yb, mb, ab, sb=None):
     client_params, stats = jax.vmap(update, in_axes=(None, 0, 0, 0, 0, None, None))(
         params, key_fn(ids), xb, yb, mb, threshold, learning_rate)
+    if sb is not None:
+      def scaled(q, g):
+        s = sb.reshape((-1,) + (1,) * (q.ndim - 1))
+        return jnp.where(s != 1, g + s * (q - g), q).astype(q.dtype)
+      client_params = jax.tree.map(scaled, client_params, params)
     finite = aggregate.finite_updates(client_params)
     weight = jnp.where(ab & finite, stats.n_real, 0).astype(jnp.float32)
     return (aggregate.weighted_sum(client_params, weight), jnp.sum(weight),
             (stats, finite, weight, client_params if keep_params else None))
 
-  inputs = jax.tree.map(constrain, (client_id, x, y, mask, active))
+  inputs = (client_id, x, y, mask, active) + (() if update_scale is None else (update_scale,))
+  inputs = jax.tree.map(constrain, inputs)
   if num_blocks == 1:
     param_sum, weight, per_slot = one_block(*inputs)
     return BlockResult(param_sum, weight, *per_slot)

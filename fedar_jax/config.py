@@ -63,7 +63,7 @@ class RunConfig:
                                      'every client\'s majority, last its minority).')
   shards_per_client: int = _f(2, 'Classes per client (--partition=shards).')
   quantity_exponent: float = _f(1.5, 'Pareto exponent of client sizes (--partition=quantity).')
-  attacker_fraction: float = _f(0.0, 'Fraction of clients whose data is made extreme (real data).')
+  attacker_fraction: float = _f(0.0, 'Fraction of clients that attack (--attack).')
   attack: str = _f('skew', f'Attacker data: {", ".join(partition_lib.ATTACKS)}.')
   attack_ratio: float = _f(100.0, 'skew attackers keep majority/ratio rows of each other class '
                                   '(0: the majority class only).')
@@ -137,6 +137,10 @@ class RunConfig:
   la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
   fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
   fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
+  attack_target: int = _f(-1, 'skew/scale attackers: the class they all inflate; -1 = one '
+                              'class drawn from the data seed.')
+  attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
+                                 'replacement), > 0.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -241,6 +245,14 @@ def _validate_methods(cfg: RunConfig) -> None:
     if 2 * cfg.byzantine_clients + 2 >= n:
       raise ConfigError('byzantine_clients', f'{cfg.byzantine_clients} is too many for '
                         f'{n} clients per round (Krum needs 2f + 2 < {n})')
+  _at_least(cfg, 'attack_target', -1)
+  if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
+    raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '
+                      f'--num_classes={cfg.num_classes}')
+  if not 0 < cfg.attack_scale < float('inf'):
+    raise ConfigError('attack_scale', f'must be > 0, got {cfg.attack_scale:g}')
+  if cfg.attack == 'scale' and cfg.attacker_fraction and cfg.num_processes > 1:
+    raise ConfigError('attack', 'scale attacks run in one process')
   if cfg.latent_resampling != 'none':
     for name in ('loss', 'client_optimizer', 'prox_mu'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
@@ -262,7 +274,7 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'model', MODELS)
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
   if cfg.dataset == 'synthetic':
-    for name in ('partition', 'classes', 'attacker_fraction', 'client_column',
+    for name in ('partition', 'classes', 'client_column',
                  'imbalance_ratio_max', 'imbalance_order'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, 'applies to real data only (--dataset=synthetic has its own '

@@ -114,8 +114,11 @@ def make_reference_round(spec: round_lib.RoundSpec):
     flat_g, unravel = ravel_pytree(state.params)
     x = np.stack([np.asarray(ravel_pytree(r)[0], np.float64) for r in results])
     weights = np.array([int(s.n_real) for s in stats], np.float64)
-    weights[~np.all(np.isfinite(x), axis=1)] = 0.0
     g = np.asarray(flat_g, np.float64)
+    if hparams.attackers is not None:  # Model replacement: g + scale * (client - g).
+      attacker = np.asarray(hparams.attackers)[np.asarray(clients.client_id)]
+      x[attacker] = g + float(p.attack_scale) * (x[attacker] - g)
+    weights[~np.all(np.isfinite(x), axis=1)] = 0.0
     if weights.sum() > 0:  # Otherwise the model (and the optimizer state) stay as they were.
       target = np_aggregate(methods.aggregator, x, weights, g, p)
       opt = server_state.get('opt', np_server_init(methods.server_optimizer, g, p))

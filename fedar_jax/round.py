@@ -35,16 +35,20 @@ from fedar_jax.resample import Resampler
 
 class HParams(NamedTuple):
   """Traced per-run scalars: threshold float32, learning_rate float32, seed int32;
-  methods: the methods' numeric parameters (None: MethodParams defaults)."""
+  methods: the methods' numeric parameters (None: MethodParams defaults);
+  attackers: bool[rows] by client id, whose update is scaled by
+  methods.attack_scale (--attack=scale; None: no scaling)."""
   threshold: jax.Array
   learning_rate: jax.Array
   seed: jax.Array
   methods: MethodParams | None = None
+  attackers: jax.Array | None = None
 
   @classmethod
   def create(cls, threshold: float, learning_rate: float, seed: int,
-             methods: MethodParams | None = None) -> 'HParams':
-    return cls(jnp.float32(threshold), jnp.float32(learning_rate), jnp.int32(seed), methods)
+             methods: MethodParams | None = None, attackers=None) -> 'HParams':
+    return cls(jnp.float32(threshold), jnp.float32(learning_rate), jnp.int32(seed), methods,
+               None if attackers is None else jnp.asarray(attackers, bool))
 
   def method_params(self) -> MethodParams:
     return self.methods if self.methods is not None else MethodParams.create()
@@ -173,11 +177,16 @@ def make_round(spec: RoundSpec) -> Callable:
   def round_step(state: ServerState, clients: ClientData, test: TestData, hparams: HParams):
     data, active, blocks = participants(clients, hparams, state.round)
     method_params = hparams.method_params()
+    scale = None
+    if hparams.attackers is not None:
+      attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
+      scale = jnp.where(attacker, method_params.attack_scale, 1.0)
     result = client_blocks.run_clients(
         local_update_fn(spec, method_params), state.params,
         lambda ids: client_keys(hparams.seed, state.round, ids),
         data.client_id, data.x, data.y, data.mask, active, hparams.threshold,
-        hparams.learning_rate, num_blocks=blocks, constrain=constrain, keep_params=keep_params)
+        hparams.learning_rate, num_blocks=blocks, constrain=constrain, keep_params=keep_params,
+        update_scale=scale)
     # If no client counts (all empty or all dropped) the model stays as it was.
     params, opt_state = server_step.update(
         server.ClientUpdates(result.param_sum, result.weight, result.client_params,

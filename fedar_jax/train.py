@@ -112,9 +112,14 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
                          local_update=local_update, methods=methods.methods_of(cfg))
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(params, method_params)
+  attackers = None
+  if cfg.attack == 'scale':  # Slot of each client id; padding rows are never attackers.
+    attackers = np.zeros(data.clients.x.shape[0], bool)
+    if data.attackers is not None:
+      attackers[:len(data.attackers)] = data.attackers
   return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0), opt_state),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
-                                             method_params))
+                                             method_params, attackers))
 
 
 def csv_header(class_names) -> list[str]:
