@@ -2,7 +2,8 @@
 
 round_step(state, clients, test, hparams):
   1. every client (vmap): key from (seed, round, client_id), pre-training
-     check, gated resampling, local Adam training from the global parameters;
+     check, gated resampling, local training (--client_optimizer, --loss, --prox_mu) from the global
+     parameters;
   2. the server step (server.py: an aggregator, FedAvg's weighted mean by
      default, then a server optimizer) over the clients' models weighted by
      real sample counts, leaving out clients whose update is not finite
