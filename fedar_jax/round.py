@@ -2,15 +2,16 @@
 
 round_step(state, clients, test, hparams):
   1. every client (vmap): key from (seed, round, client_id), pre-training
-     check, gated resampling, local training (--client_optimizer, --loss, --prox_mu) from the global
-     parameters;
+     check, gated resampling, local training (--client_optimizer, --loss,
+     --prox_mu) from the global parameters;
   2. the server step (server.py: an aggregator, FedAvg's weighted mean by
      default, then a server optimizer) over the clients' models weighted by
      real sample counts, leaving out clients whose update is not finite
      (counted in metrics['dropped_clients']);
   3. evaluation of the new global model on the balanced test set.
-Hyperparameters that only change numbers (threshold, learning rate, seed) are
-traced, so changing them never recompiles.
+Hyperparameters that only change numbers (threshold, learning rate, seed, the
+methods' parameters in HParams.methods) are traced, so changing them never
+recompiles.
 
 Scale (static, in RoundSpec): `clients_per_round` samples that many clients
 per round (keys from (seed, round)); `client_block` runs the clients in
