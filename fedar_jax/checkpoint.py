@@ -1,11 +1,12 @@
 """Orbax checkpoints of the server state, so a rerun of the same command resumes.
 
-A checkpoint at step r holds the ServerState after r rounds (parameters and
-round counter, with a leading sweep axis S in a sweep), the metrics of round r
-(so a finished run can still write its summary), and the CSV rows of rounds
-1..r (so a missing, truncated or corrupt metrics.csv / sweep.csv is rewritten
-on resume). Client randomness is folded from (seed, round, client), so a
-resumed run computes exactly the numbers an uninterrupted one does.
+A checkpoint at step r holds the ServerState after r rounds (parameters,
+round counter and the server optimizer's state if it has one, with a leading
+sweep axis S in a sweep), the metrics of round r (so a finished run can still
+write its summary), and the CSV rows of rounds 1..r (so a missing, truncated or
+corrupt metrics.csv / sweep.csv is rewritten on resume). Client randomness is
+folded from (seed, round, client), so a resumed run computes exactly the
+numbers an uninterrupted one does.
 
 A checkpoint that does not read back (truncated or garbled files) is moved
 aside to `<dir>/unreadable-<step>` with a warning, and the newest intact one is
@@ -69,6 +70,8 @@ class Checkpoints:
       rounds = rounds.addressable_data(0)
     step = int(np.max(np.asarray(rounds)))
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
+    if state.opt_state is not None:
+      item['opt_state'] = state.opt_state
     rows = [[str(cell) for cell in row] for row in rows]
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave({'rows': rows})))
@@ -112,11 +115,13 @@ class Checkpoints:
     """
     default = getattr(like_state.round, 'sharding', None) or jax.sharding.SingleDeviceSharding(
         jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
-    target = _abstract({'params': like_state.params, 'round': like_state.round,
-                        'metrics': like_metrics}, default)
+    like = {'params': like_state.params, 'round': like_state.round, 'metrics': like_metrics}
+    if like_state.opt_state is not None:
+      like['opt_state'] = like_state.opt_state
     item = self._manager.restore(step or self.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))['state']
-    return round_lib.ServerState(item['params'], item['round']), item['metrics']
+        state=ocp.args.StandardRestore(_abstract(like, default))))['state']
+    return (round_lib.ServerState(item['params'], item['round'], item.get('opt_state')),
+            item['metrics'])
 
   def close(self) -> None:
     self._manager.close()

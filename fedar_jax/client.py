@@ -8,8 +8,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedar_jax import losses
+from fedar_jax.methods import MethodParams
 from fedar_jax.resample import Resampler
 from fedar_jax.resample import gate
+
+# Momentum of --client_optimizer=momentum (SGD with heavy-ball momentum).
+CLIENT_MOMENTUM = 0.9
 
 
 class ClientStats(NamedTuple):
@@ -29,19 +34,33 @@ class ClientStats(NamedTuple):
   fallback: jax.Array
 
 
-def masked_cross_entropy(logits: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy over real rows (0 when there are none).
+class LocalMethod(NamedTuple):
+  """The client's loss and optimizer names (static) and the traced MethodParams."""
+  loss: str = 'ce'
+  optimizer: str = 'adam'
+  params: MethodParams | None = None
 
-  logits: float[B, K]; y: int32[B]; mask: bool[B].
-  """
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  w = mask.astype(ce.dtype)
-  return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+# Mean softmax cross-entropy over real rows: logits float[B, K], y int32[B], mask bool[B].
+masked_cross_entropy = losses.cross_entropy
+
+
+def client_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+  """adam, sgd or momentum (SGD, momentum CLIENT_MOMENTUM) at `learning_rate` (may be traced)."""
+  if name == 'adam':
+    return optax.adam(learning_rate)
+  if name == 'sgd':
+    return optax.sgd(learning_rate)
+  if name == 'momentum':
+    return optax.sgd(learning_rate, momentum=CLIENT_MOMENTUM)
+  raise ValueError(f'unknown client optimizer {name!r}')
 
 
 def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
-                epochs: int, batch_size: int):
-  """Adam on the client's rows: `epochs` passes, reshuffled every epoch, minibatches of `batch_size`.
+                epochs: int, batch_size: int, loss_fn: Callable = masked_cross_entropy,
+                optimizer: str = 'adam', prox_mu=0.0):
+  """Local training on the client's rows (Adam by default): `epochs` passes, reshuffled
+  every epoch, minibatches of `batch_size`.
 
   Like Keras' `fit`, each epoch visits the real rows in a fresh random order in
   ceil(n / batch_size) batches (the last one partial). Shapes are static, so
@@ -56,9 +75,14 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
     x: float[M, ...]; y: int32[M]; mask: bool[M].
     learning_rate: float scalar (may be traced).
     epochs, batch_size: static ints.
+    loss_fn: (logits, y, mask) -> scalar (losses.make_loss); default cross-entropy.
+    optimizer: `client_optimizer` name (static).
+    prox_mu: FedProx (Li et al. 2020) proximal weight (may be traced): the step
+      minimises loss + prox_mu / 2 * ||params - incoming params||^2; 0 is plain training.
 
   Returns:
-    (params, loss) with loss the mean batch loss of the last epoch (float32).
+    (params, loss) with loss the mean batch loss (without the prox term) of the last
+    epoch (float32).
   """
   x, y, mask = jnp.asarray(x), jnp.asarray(y), jnp.asarray(mask)
   m = x.shape[0]
@@ -66,15 +90,19 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
   pad = steps * batch_size - m
   if pad:
     x, y, mask = gate.pad_rows(x, y, mask, m + pad)
-  opt = optax.adam(learning_rate)
+  opt = client_optimizer(optimizer, learning_rate)
+  anchor = params
 
-  def loss_fn(p, xb, yb, mb):
-    return masked_cross_entropy(apply_fn(p, xb), yb, mb)
+  def objective(p, xb, yb, mb):
+    loss = loss_fn(apply_fn(p, xb), yb, mb)
+    prox = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(p),
+                                                     jax.tree.leaves(anchor)))
+    return loss + 0.5 * prox_mu * prox, loss
 
   def step(carry, idx):
     p, opt_state = carry
     xb, yb, mb = x[idx], y[idx], mask[idx]
-    loss, grads = jax.value_and_grad(loss_fn)(p, xb, yb, mb)
+    (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(p, xb, yb, mb)
     updates, new_opt_state = opt.update(grads, opt_state, p)
     new = (optax.apply_updates(p, updates), new_opt_state)
     has_real = jnp.any(mb)
@@ -95,7 +123,7 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
 
 def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
                   epochs: int, batch_size: int, params, key, x, y, mask,
-                  threshold, learning_rate):
+                  threshold, learning_rate, method: LocalMethod = LocalMethod()):
   """FedAR on one client: resample iff IR > threshold, then train locally.
 
   Args:
@@ -106,6 +134,8 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
     key: this client's PRNG key for this round.
     x: float[N, ...]; y: int32[N]; mask: bool[N] (padded client data).
     threshold, learning_rate: float scalars (may be traced).
+    method: client loss (from the real, pre-resampling class counts), optimizer and
+      FedProx weight.
 
   Returns:
     (params, ClientStats).
@@ -116,8 +146,11 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   fire = gate.fedar_gate(ir, threshold)
   resampled, fell_back = resample_with_fallback(resampler, k_res, x, y, mask)
   data = gate.select(fire, resampled, (x, y, mask))
+  p = method.params if method.params is not None else MethodParams.create()
   params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
-                             epochs=epochs, batch_size=batch_size)
+                             epochs=epochs, batch_size=batch_size,
+                             loss_fn=losses.make_loss(method.loss, counts, p),
+                             optimizer=method.optimizer, prox_mu=p.prox_mu)
   return params, client_stats(resampler, ir, fire, mask, data[2], loss, fell_back)
 
 

@@ -5,7 +5,10 @@ The P client slots of a round are split into `num_blocks` blocks of
 block's intermediates (resampled data, distance matrices, client parameters)
 are alive at a time, so memory is bounded by the block size, not by P.
 Aggregation stays exact: the scan carries the weighted parameter sum and the
-summed weight; the caller divides once at the end.
+summed weight; the server step (server.py) divides once at the end. Robust
+aggregators need every client's model: with `keep_params` the scan also
+returns each block's client models (P x model size in memory) and they are
+aggregated after the scan.
 
 Slot s lives in block s % num_blocks at position s // num_blocks, so when the
 slot axis is sharded over devices in contiguous chunks, every block takes an
@@ -40,16 +43,21 @@ def slot_layout(num_slots: int, block: int, devices: int = 1) -> tuple[int, int]
 class BlockResult(NamedTuple):
   """param_sum: float32 pytree, sum of weight * client parameters over used clients.
   weight: float32 scalar, the summed weight. stats: the update's stats, [P] leaves
-  in slot order. finite: bool[P], the client's update was finite."""
+  in slot order. finite: bool[P], the client's update was finite.
+  weights: float32[P], each slot's weight (0: not counted).
+  client_params: [P, ...] leaves in slot order with `keep_params`, else None."""
   param_sum: object
   weight: jax.Array
   stats: object
   finite: jax.Array
+  weights: jax.Array
+  client_params: object = None
 
 
 def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mask,
                 active, threshold, learning_rate, *, num_blocks: int = 1,
-                constrain: Callable = lambda a: a) -> BlockResult:
+                constrain: Callable = lambda a: a, keep_params: bool = False,
+                update_scale: jax.Array | None = None) -> BlockResult:
   """Every client's update, aggregated into a weighted sum, `num_blocks` blocks at a time.
 
   Args:
@@ -63,6 +71,9 @@ def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mas
     num_blocks: static; P must be a multiple of it.
     constrain: applied to every [B, ...] / [B, blocks, ...] input (e.g. a
       sharding constraint on the client axis).
+    keep_params: static; also return every slot's client model.
+    update_scale: float32[P] or None; a slot whose scale s is not 1 sends
+      params + s * (its model - params) (a model-replacement attacker).
 
   Returns:
     BlockResult. A client is left out of the sum (weight 0) when inactive or
@@ -72,16 +83,24 @@ def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mas
   if slots % num_blocks:
     raise ValueError(f'{slots} client slots do not split into {num_blocks} blocks')
 
-  def one_block(ids, xb, yb, mb, ab):
+  def one_block(ids, xb, yb, mb, ab, sb=None):
     client_params, stats = jax.vmap(update, in_axes=(None, 0, 0, 0, 0, None, None))(
         params, key_fn(ids), xb, yb, mb, threshold, learning_rate)
+    if sb is not None:
+      def scaled(q, g):
+        s = sb.reshape((-1,) + (1,) * (q.ndim - 1))
+        return jnp.where(s != 1, g + s * (q - g), q).astype(q.dtype)
+      client_params = jax.tree.map(scaled, client_params, params)
     finite = aggregate.finite_updates(client_params)
     weight = jnp.where(ab & finite, stats.n_real, 0).astype(jnp.float32)
-    return aggregate.weighted_sum(client_params, weight), jnp.sum(weight), stats, finite
+    return (aggregate.weighted_sum(client_params, weight), jnp.sum(weight),
+            (stats, finite, weight, client_params if keep_params else None))
 
-  inputs = jax.tree.map(constrain, (client_id, x, y, mask, active))
+  inputs = (client_id, x, y, mask, active) + (() if update_scale is None else (update_scale,))
+  inputs = jax.tree.map(constrain, inputs)
   if num_blocks == 1:
-    return BlockResult(*one_block(*inputs))
+    param_sum, weight, per_slot = one_block(*inputs)
+    return BlockResult(param_sum, weight, *per_slot)
 
   size = slots // num_blocks
   split = jax.tree.map(lambda a: constrain(a.reshape((size, num_blocks) + a.shape[1:])), inputs)
@@ -89,14 +108,14 @@ def run_clients(update: Callable, params, key_fn: Callable, client_id, x, y, mas
   def body(carry, j):
     block = jax.tree.map(
         lambda a: constrain(jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)), split)
-    param_sum, weight, stats, finite = one_block(*block)
+    param_sum, weight, per_slot = one_block(*block)
     carry = (jax.tree.map(jnp.add, carry[0], param_sum), carry[1] + weight)
-    return carry, (stats, finite)
+    return carry, per_slot
 
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   (param_sum, weight), per_block = jax.lax.scan(body, (zeros, jnp.float32(0)),
                                                 jnp.arange(num_blocks))
   # [blocks, size, ...] -> slot order s = position * num_blocks + block.
-  stats, finite = jax.tree.map(
+  per_slot = jax.tree.map(
       lambda a: jnp.swapaxes(a, 0, 1).reshape((slots,) + a.shape[2:]), per_block)
-  return BlockResult(param_sum, weight, stats, finite)
+  return BlockResult(param_sum, weight, *per_slot)

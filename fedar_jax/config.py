@@ -10,7 +10,9 @@ import typing
 
 import numpy as np
 
+from fedar_jax import methods as methods_lib
 from fedar_jax import resample
+from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
 from fedar_jax.data import partition as partition_lib
@@ -65,7 +67,7 @@ class RunConfig:
                                      'every client\'s majority, last its minority).')
   shards_per_client: int = _f(2, 'Classes per client (--partition=shards).')
   quantity_exponent: float = _f(1.5, 'Pareto exponent of client sizes (--partition=quantity).')
-  attacker_fraction: float = _f(0.0, 'Fraction of clients whose data is made extreme (real data).')
+  attacker_fraction: float = _f(0.0, 'Fraction of clients that attack (--attack).')
   attack: str = _f('skew', f'Attacker data: {", ".join(partition_lib.ATTACKS)}.')
   attack_ratio: float = _f(100.0, 'skew attackers keep majority/ratio rows of each other class '
                                   '(0: the majority class only).')
@@ -85,7 +87,7 @@ class RunConfig:
   rounds: int = _f(20, 'Federated rounds.')
   local_epochs: int = _f(5, 'Local epochs per round.')
   batch_size: int = _f(32, 'Local minibatch size.')
-  learning_rate: float = _f(1e-3, 'Local Adam learning rate.')
+  learning_rate: float = _f(1e-3, 'Local learning rate (of --client_optimizer).')
   # --- FedAR gate and resampling ---
   resampler: str = _f('smote', 'Client-side resampler (see README).')
   k_neighbors: int = _f(0, 'k_neighbors of the SMOTE family (SMOTE, Borderline, KMeans, SVM, '
@@ -117,6 +119,32 @@ class RunConfig:
   keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
   data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
                           'set across its --seeds.')
+  # --- Server optimizer, aggregation, client loss and optimizer (README "Defences") ---
+  server_optimizer: str = _f('fedavg', 'Server optimizer on the pseudo-gradient: '
+                             f'{", ".join(methods_lib.SERVER_OPTIMIZERS)}.')
+  server_learning_rate: float = _f(1.0, 'Server learning rate (fedavg with 1: plain FedAvg).')
+  server_momentum: float = _f(0.9, 'fedavgm server momentum, in [0, 1).')
+  server_beta1: float = _f(0.9, 'fedadam/fedyogi/fedadagrad first-moment decay, in [0, 1).')
+  server_beta2: float = _f(0.99, 'fedadam/fedyogi second-moment decay, in [0, 1).')
+  server_tau: float = _f(1e-3, 'fedadam/fedyogi/fedadagrad adaptivity tau (> 0).')
+  aggregator: str = _f('mean', f'Server aggregator: {", ".join(methods_lib.AGGREGATORS)}.')
+  trim_fraction: float = _f(0.1, 'trimmed_mean: fraction cut at each end, in [0, 0.5).')
+  byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
+                                 'per round).')
+  clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
+  client_optimizer: str = _f('adam', 'Local optimizer: '
+                             f'{", ".join(methods_lib.CLIENT_OPTIMIZERS)} (momentum 0.9).')
+  prox_mu: float = _f(0.0, 'FedProx proximal weight mu (>= 0; 0 = off).')
+  loss: str = _f('ce', f'Client loss: {", ".join(methods_lib.LOSSES)}.')
+  focal_gamma: float = _f(2.0, 'focal: focusing gamma (>= 0; 0 = CE).')
+  cb_beta: float = _f(0.999, 'class_balanced: beta in [0, 1) (0 = CE).')
+  la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
+  fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
+  fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
+  attack_target: int = _f(-1, 'skew/scale attackers: the class they all inflate; -1 = one '
+                              'class drawn from the data seed.')
+  attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
+                                 'replacement), > 0.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -228,6 +256,7 @@ def validate(cfg: RunConfig) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  _validate_methods(cfg)
   _validate_memory(cfg)
   if cfg.partition != 'imbalance':
     return cfg
@@ -261,6 +290,47 @@ def _validate_scale(cfg: RunConfig) -> None:
                       f'{cfg.coordinator_address!r}')
 
 
+def _validate_methods(cfg: RunConfig) -> None:
+  """Checks the server optimizer, aggregator, client loss and client optimizer flags."""
+  _choice(cfg, 'server_optimizer', methods_lib.SERVER_OPTIMIZERS)
+  _choice(cfg, 'aggregator', methods_lib.AGGREGATORS)
+  _choice(cfg, 'loss', methods_lib.LOSSES)
+  _choice(cfg, 'client_optimizer', methods_lib.CLIENT_OPTIMIZERS)
+  for name, low, high, closed in (
+      ('server_momentum', 0, 1, False), ('server_beta1', 0, 1, False),
+      ('server_beta2', 0, 1, False), ('trim_fraction', 0, 0.5, False),
+      ('cb_beta', 0, 1, False), ('fedrs_alpha', 0, 1, True),
+      ('prox_mu', 0, float('inf'), False),
+      ('focal_gamma', 0, float('inf'), False), ('la_tau', 0, float('inf'), False),
+      ('fedlc_tau', 0, float('inf'), False)):
+    value = getattr(cfg, name)
+    if not (low <= value <= high if closed else low <= value < high):
+      raise ConfigError(name, f'must be in [{low:g}, {high:g}{"]" if closed else ")"}, '
+                        f'got {value:g}')
+  for name in ('server_learning_rate', 'server_tau', 'clip_norm'):
+    if not 0 < getattr(cfg, name) < float('inf'):
+      raise ConfigError(name, f'must be > 0, got {getattr(cfg, name):g}')
+  _at_least(cfg, 'byzantine_clients', 0)
+  if cfg.aggregator in ('krum', 'multi_krum'):
+    n = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round, cfg.client_fraction)
+    if 2 * cfg.byzantine_clients + 2 >= n:
+      raise ConfigError('byzantine_clients', f'{cfg.byzantine_clients} is too many for '
+                        f'{n} clients per round (Krum needs 2f + 2 < {n})')
+  _at_least(cfg, 'attack_target', -1)
+  if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
+    raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '
+                      f'--num_classes={cfg.num_classes}')
+  if not 0 < cfg.attack_scale < float('inf'):
+    raise ConfigError('attack_scale', f'must be > 0, got {cfg.attack_scale:g}')
+  if cfg.attack == 'scale' and cfg.attacker_fraction and cfg.num_processes > 1:
+    raise ConfigError('attack', 'scale attacks run in one process')
+  if cfg.latent_resampling != 'none':
+    for name in ('loss', 'client_optimizer', 'prox_mu'):
+      if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
+        raise ConfigError(name, f'is not supported with --latent_resampling='
+                          f'{cfg.latent_resampling} (its own local update)')
+
+
 def _choice(cfg, name, allowed):
   if getattr(cfg, name) not in allowed:
     raise ConfigError(name, f'unknown value {getattr(cfg, name)!r}; allowed: {", ".join(allowed)}')
@@ -275,7 +345,7 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'model', MODELS)
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
   if cfg.dataset == 'synthetic':
-    for name in ('partition', 'classes', 'attacker_fraction', 'client_column',
+    for name in ('partition', 'classes', 'client_column',
                  'imbalance_ratio_max', 'imbalance_order'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, 'applies to real data only (--dataset=synthetic has its own '

@@ -2,12 +2,16 @@
 
 round_step(state, clients, test, hparams):
   1. every client (vmap): key from (seed, round, client_id), pre-training
-     check, gated resampling, local Adam training from the global parameters;
-  2. FedAvg weighted by real sample counts, leaving out clients whose update
-     is not finite (counted in metrics['dropped_clients']);
+     check, gated resampling, local training (--client_optimizer, --loss,
+     --prox_mu) from the global parameters;
+  2. the server step (server.py: an aggregator, FedAvg's weighted mean by
+     default, then a server optimizer) over the clients' models weighted by
+     real sample counts, leaving out clients whose update is not finite
+     (counted in metrics['dropped_clients']);
   3. evaluation of the new global model on the balanced test set.
-Hyperparameters that only change numbers (threshold, learning rate, seed) are
-traced, so changing them never recompiles.
+Hyperparameters that only change numbers (threshold, learning rate, seed, the
+methods' parameters in HParams.methods) are traced, so changing them never
+recompiles.
 
 Scale (static, in RoundSpec): `clients_per_round` samples that many clients
 per round (keys from (seed, round)); `client_block` runs the clients in
@@ -24,26 +28,40 @@ from fedar_jax import client
 from fedar_jax import client_blocks
 from fedar_jax import metrics
 from fedar_jax import sampling
+from fedar_jax import server
 from fedar_jax import sharding
+from fedar_jax.methods import Methods, MethodParams
 from fedar_jax.data.federated import ClientData, TestData
 from fedar_jax.resample import Resampler
 
 
 class HParams(NamedTuple):
-  """Traced per-run scalars: threshold float32, learning_rate float32, seed int32."""
+  """Traced per-run scalars: threshold float32, learning_rate float32, seed int32;
+  methods: the methods' numeric parameters (None: MethodParams defaults);
+  attackers: bool[rows] by client id, whose update is scaled by
+  methods.attack_scale (--attack=scale; None: no scaling)."""
   threshold: jax.Array
   learning_rate: jax.Array
   seed: jax.Array
+  methods: MethodParams | None = None
+  attackers: jax.Array | None = None
 
   @classmethod
-  def create(cls, threshold: float, learning_rate: float, seed: int) -> 'HParams':
-    return cls(jnp.float32(threshold), jnp.float32(learning_rate), jnp.int32(seed))
+  def create(cls, threshold: float, learning_rate: float, seed: int,
+             methods: MethodParams | None = None, attackers=None) -> 'HParams':
+    return cls(jnp.float32(threshold), jnp.float32(learning_rate), jnp.int32(seed), methods,
+               None if attackers is None else jnp.asarray(attackers, bool))
+
+  def method_params(self) -> MethodParams:
+    return self.methods if self.methods is not None else MethodParams.create()
 
 
 class ServerState(NamedTuple):
-  """Global model parameters and the number of rounds done (int32)."""
+  """Global model parameters, the number of rounds done (int32) and the server
+  optimizer's state (None for a stateless one, e.g. fedavg)."""
   params: object
   round: jax.Array
+  opt_state: object = None
 
 
 class RoundOutput(NamedTuple):
@@ -71,6 +89,7 @@ class RoundSpec(NamedTuple):
   local_update: optional custom single-client update with the signature of
   `local_update_fn`'s result (e.g. `latent.make_latent_update`); None is the
   standard `client.client_update`.
+  methods: the server optimizer, aggregator, client loss and client optimizer.
   """
   apply_fn: Callable
   resampler: Resampler
@@ -78,6 +97,7 @@ class RoundSpec(NamedTuple):
   local_epochs: int
   batch_size: int
   local_update: Callable | None = None
+  methods: Methods = Methods()
   # --- Scale ---
   num_clients: int = 0
   clients_per_round: int = 0
@@ -107,14 +127,18 @@ def client_keys(seed: jax.Array, round_index: jax.Array, client_id: jax.Array) -
   return jax.vmap(lambda c: jax.random.fold_in(round_key, c))(client_id)
 
 
-def local_update_fn(spec: RoundSpec) -> Callable:
-  """The single-client update (params, key, x, y, mask, threshold, lr) -> (params, stats)."""
+def local_update_fn(spec: RoundSpec, method_params: MethodParams | None = None) -> Callable:
+  """The single-client update (params, key, x, y, mask, threshold, lr) -> (params, stats);
+  `method_params` (traced) parameterise the client loss, optimizer and prox term."""
   if spec.local_update is not None:
     return spec.local_update
+  local = client.LocalMethod(spec.methods.loss, spec.methods.client_optimizer,
+                             method_params if method_params is not None
+                             else MethodParams.create())
   def update(params, key, x, y, mask, threshold, learning_rate):
     return client.client_update(spec.apply_fn, spec.resampler, spec.num_classes,
                                 spec.local_epochs, spec.batch_size, params, key, x, y, mask,
-                                threshold, learning_rate)
+                                threshold, learning_rate, method=local)
   return update
 
 
@@ -125,7 +149,8 @@ def make_round(spec: RoundSpec) -> Callable:
     round_step(state: ServerState, clients: ClientData, test: TestData,
     hparams: HParams) -> (ServerState, RoundOutput).
   """
-  update = local_update_fn(spec)
+  server_step = server.make_server(spec.methods)
+  keep_params = spec.methods.aggregator != 'mean'
   if spec.mesh is not None:
     client_axis = jax.sharding.NamedSharding(spec.mesh, jax.sharding.PartitionSpec(
         sharding.CLIENTS))
@@ -153,19 +178,26 @@ def make_round(spec: RoundSpec) -> Callable:
 
   def round_step(state: ServerState, clients: ClientData, test: TestData, hparams: HParams):
     data, active, blocks = participants(clients, hparams, state.round)
+    method_params = hparams.method_params()
+    scale = None
+    if hparams.attackers is not None:
+      attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
+      scale = jnp.where(attacker, method_params.attack_scale, 1.0)
     result = client_blocks.run_clients(
-        update, state.params, lambda ids: client_keys(hparams.seed, state.round, ids),
+        local_update_fn(spec, method_params), state.params,
+        lambda ids: client_keys(hparams.seed, state.round, ids),
         data.client_id, data.x, data.y, data.mask, active, hparams.threshold,
-        hparams.learning_rate, num_blocks=blocks, constrain=constrain)
-    # FedAvg; if no client counts (all empty or all dropped) the model stays as it was.
-    params = jax.tree.map(
-        lambda s, old: jnp.where(result.weight > 0, s / jnp.maximum(result.weight, 1e-30),
-                                 old).astype(old.dtype), result.param_sum, state.params)
+        hparams.learning_rate, num_blocks=blocks, constrain=constrain, keep_params=keep_params,
+        update_scale=scale)
+    # If no client counts (all empty or all dropped) the model stays as it was.
+    params, opt_state = server_step.update(
+        server.ClientUpdates(result.param_sum, result.weight, result.client_params,
+                             result.weights), state.opt_state, state.params, method_params)
     evaluation = metrics.evaluate(spec.apply_fn, params, test.x, test.y, test.mask,
                                   spec.num_classes)
     evaluation['dropped_clients'] = jnp.sum(active & ~result.finite).astype(jnp.int32)
     client_index = jnp.where(active, data.client_id, -1)
-    return (ServerState(params, state.round + 1),
+    return (ServerState(params, state.round + 1, opt_state),
             RoundOutput(evaluation, result.stats, client_index))
 
   return round_step

@@ -26,11 +26,13 @@ from fedar_jax import checkpoint
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import latent
+from fedar_jax import methods
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
+from fedar_jax import server
 from fedar_jax import sharding
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
@@ -108,9 +110,17 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
       resampler = resample.flattened(resampler)
   spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
                          local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
-                         local_update=local_update)
-  return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
-                    round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
+                         local_update=local_update, methods=methods.methods_of(cfg))
+  method_params = methods.params_of(cfg)
+  opt_state = server.make_server(spec.methods).init(params, method_params)
+  attackers = None
+  if cfg.attack == 'scale':  # Slot of each client id; padding rows are never attackers.
+    attackers = np.zeros(data.clients.x.shape[0], bool)
+    if data.attackers is not None:
+      attackers[:len(data.attackers)] = data.attackers
+  return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0), opt_state),
+                    round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
+                                             method_params, attackers))
 
 
 def csv_header(class_names) -> list[str]:

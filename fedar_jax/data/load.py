@@ -92,10 +92,11 @@ def federate(cfg, pool: Pool) -> FederatedDataset:
   groups = None if pool.groups is None else pool.groups[train_idx]
   parts = partition_rows(cfg, rng, y, groups, pool.class_names)
   attackers = partition.choose_attackers(rng, cfg.num_clients, cfg.attacker_fraction)
+  target = _attack_target(cfg, k)
   xs, ys = [], []
   for c, rows in enumerate(parts):
-    if attackers[c] and cfg.attack == 'skew':
-      rows = partition.skew_attack(rows, y, cfg.attack_ratio)
+    if attackers[c] and cfg.attack in ('skew', 'scale'):
+      rows = partition.skew_attack(rows, y, cfg.attack_ratio, target)
     labels = y[rows]
     if attackers[c] and cfg.attack == 'label_flip':
       labels = partition.label_flip(labels, k)
@@ -107,6 +108,13 @@ def federate(cfg, pool: Pool) -> FederatedDataset:
                     f'--partition={cfg.partition}')
   test = federated.TestData(pool.x[test_idx], pool.y[test_idx], np.ones(len(test_idx), bool))
   return FederatedDataset(federated.pad_clients(xs, ys), test, pool.class_names, attackers)
+
+
+def _attack_target(cfg, num_classes: int) -> int:
+  if cfg.attack_target >= num_classes:
+    raise DataError('--attack_target', f'{cfg.attack_target} is not a class of the '
+                    f'{num_classes} classes')
+  return partition.attack_target(cfg.seed, num_classes, cfg.attack_target)
 
 
 def load_federated(cfg, client_ids=None) -> FederatedDataset:
@@ -123,7 +131,17 @@ def load_federated(cfg, client_ids=None) -> FederatedDataset:
     clients, test = synthetic.synthetic_federated(
         cfg.seed, cfg.num_clients, cfg.samples_per_client, cfg.num_classes, cfg.feature_dim,
         cfg.imbalance_ratio, cfg.test_per_class, client_ids)
-    return FederatedDataset(clients, test, tuple(str(k) for k in range(cfg.num_classes)))
+    names = tuple(str(k) for k in range(cfg.num_classes))
+    if not cfg.attacker_fraction:
+      return FederatedDataset(clients, test, names)
+    # Attackers from their own stream of the data seed (the clients do not change).
+    attackers = partition.choose_attackers(np.random.default_rng([cfg.seed, 0xA7]),
+                                           cfg.num_clients, cfg.attacker_fraction)
+    attackers = attackers[np.asarray(clients.client_id)]
+    clients = partition.attack_padded_clients(clients, attackers, cfg.attack, cfg.attack_ratio,
+                                              _attack_target(cfg, cfg.num_classes),
+                                              cfg.num_classes)
+    return FederatedDataset(clients, test, names, attackers)
   pool, label_ids = load_pool(cfg)
   pool = select_classes(pool, label_ids, tuple(cfg.classes))
   if len(pool.class_names) < 2:

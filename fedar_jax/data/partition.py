@@ -12,7 +12,7 @@ from fedar_jax.data.errors import DataError
 
 IMBALANCE_ORDERS = ('random', 'fixed')
 PARTITIONS = ('iid', 'dirichlet', 'imbalance', 'shards', 'quantity', 'natural')
-ATTACKS = ('skew', 'label_flip')
+ATTACKS = ('skew', 'label_flip', 'scale')
 
 
 def carve_test(rng: np.random.Generator, y: np.ndarray, num_classes: int,
@@ -150,12 +150,23 @@ def choose_attackers(rng: np.random.Generator, num_clients: int, fraction: float
   return flags
 
 
-def skew_attack(rows: np.ndarray, y: np.ndarray, ratio: float) -> np.ndarray:
-  """An attacker keeps all rows of its majority class and majority/ratio rows of
-  every other class (ratio 0: the majority class only), so its IR is >= ratio."""
+def attack_target(seed: int, num_classes: int, target: int = -1) -> int:
+  """The class every skew/scale attacker inflates: `target`, or (-1) one class drawn from
+  the data seed (its own stream, so the rest of the data does not change)."""
+  if target >= 0:
+    return target
+  return int(np.random.default_rng([seed, 0xA77AC4]).integers(num_classes))
+
+
+def skew_attack(rows: np.ndarray, y: np.ndarray, ratio: float,
+                target: int | None = None) -> np.ndarray:
+  """An attacker keeps all rows of class `target` (None: its own majority class) and
+  count(target)/ratio rows of every other class (ratio 0: the target class only; at
+  least one row of each class it holds), so its IR towards the target is >= ratio."""
   labels = y[rows]
   counts = np.bincount(labels)
-  major = int(np.argmax(counts))
+  major = int(np.argmax(counts)) if target is None else target
+  counts = np.bincount(labels, minlength=major + 1)
   keep = labels == major
   if ratio > 0:
     quota = int(counts[major] // ratio)
@@ -168,3 +179,20 @@ def skew_attack(rows: np.ndarray, y: np.ndarray, ratio: float) -> np.ndarray:
 def label_flip(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """Every label moved to the next class: y -> (y + 1) mod K."""
   return ((labels + 1) % num_classes).astype(np.int32)
+
+
+def attack_padded_clients(clients, attackers: np.ndarray, attack: str, ratio: float,
+                          target: int, num_classes: int):
+  """Padded ClientData with the attackers' data changed as `federate` changes real data:
+  skew/scale keep the rows `skew_attack` keeps (moved to the front, the rest masked out);
+  label_flip moves every real label to the next class. attackers: bool[C] for these rows."""
+  x, y, mask = (np.array(a) for a in (clients.x, clients.y, clients.mask))
+  for c in np.flatnonzero(attackers):
+    real = np.flatnonzero(mask[c])
+    if attack == 'label_flip':
+      y[c, real] = label_flip(y[c, real], num_classes)
+      continue
+    keep = skew_attack(real, y[c], ratio, target)
+    x[c, :len(keep)], y[c, :len(keep)] = x[c, keep], y[c, keep]
+    mask[c] = np.arange(mask.shape[1]) < len(keep)
+  return clients._replace(x=x, y=y, mask=mask)
