@@ -45,7 +45,8 @@ class Checkpoints:
   def __init__(self, directory: str, keep: int):
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int:
     """Rounds done at the newest checkpoint (0 if there is none)."""
@@ -61,13 +62,17 @@ class Checkpoints:
     self._manager.save(step, args=ocp.args.StandardSave(item))
     self._manager.wait_until_finished()
 
-  def restore(self, like_state: round_lib.ServerState, like_metrics: dict):
+  def restore(self, like_state: round_lib.ServerState, like_metrics: dict | None = None):
     """Restores the newest checkpoint as (ServerState, metrics).
 
     like_state, like_metrics: arrays or ShapeDtypeStructs with the structure,
     shapes and dtypes of what was saved (e.g. the initial state and
-    `jax.eval_shape` of the round's metrics).
+    `jax.eval_shape` of the round's metrics); like_metrics None takes the
+    metrics' shapes from the checkpoint (no trace of the round needed).
     """
+    if like_metrics is None:
+      saved = self._manager.item_metadata(self.latest_step())['metrics']
+      like_metrics = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)
     default = getattr(like_state.round, 'sharding', None) or jax.sharding.SingleDeviceSharding(
         jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
     target = _abstract({'params': like_state.params, 'round': like_state.round,

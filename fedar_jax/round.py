@@ -169,3 +169,55 @@ def make_round(spec: RoundSpec) -> Callable:
             RoundOutput(evaluation, result.stats, client_index))
 
   return round_step
+
+
+def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = None) -> Callable:
+  """Builds the function that runs a block of rounds in one call; wrap it in `jax.jit`.
+
+  `lax.scan` over `block_rounds` steps of the round; a traced `count` says how
+  many of them run (the rest are no-ops), so blocks of every length up to
+  `block_rounds` share one compiled program. The round is traced once.
+
+  Args:
+    spec: the round's static spec.
+    block_rounds: static, the most rounds one call runs.
+    round_fn: the round to scan (default `make_round(spec)`; e.g. the sweep's
+      vmapped round), with round_step's signature.
+
+  Returns:
+    rounds_step(state, clients, test, hparams, count: int32 scalar in
+    [0, block_rounds]) -> (ServerState after `count` rounds, RoundOutput with
+    every leaf stacked on a leading axis [block_rounds]; entries at or past
+    `count` are zeros).
+  """
+  if block_rounds < 1:
+    raise ValueError(f'block_rounds must be >= 1, got {block_rounds}')
+  # jit inside the trace: eval_shape and the scan body reuse one trace of the round.
+  step = jax.jit(round_fn or make_round(spec))
+
+  def rounds_step(state: ServerState, clients, test: TestData, hparams: HParams, count):
+    out_like = jax.eval_shape(step, state, clients, test, hparams)[1]
+
+    def run(s):
+      return step(s, clients, test, hparams)
+
+    def skip(s):
+      return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out_like)
+
+    def body(s, i):
+      return jax.lax.cond(i < count, run, skip, s)
+
+    return jax.lax.scan(body, state, jnp.arange(block_rounds))
+
+  return rounds_step
+
+
+def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:
+  """(first round, number of rounds) of each call after `done` of `rounds` rounds:
+  blocks end at multiples of `every` (the checkpoints) and at the last round."""
+  blocks, r = [], done + 1
+  while r <= rounds:
+    end = min(-(-r // every) * every, rounds)
+    blocks.append((r, end - r + 1))
+    r = end + 1
+  return blocks

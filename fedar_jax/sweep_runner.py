@@ -178,27 +178,27 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
     return inner(*args)
 
   t0 = time.perf_counter()
-  step = jax.jit(sweep_round).lower(state, clients, test, hparams).compile()
+  step = train.compile_rounds(first.spec, train.block_length(base), state, clients, test,
+                              hparams, round_fn=sweep_round)
   compile_s = time.perf_counter() - t0
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
   if start:
-    like = jax.eval_shape(inner, state, clients, test, hparams)[1].metrics
-    state, _ = ckpt.restore(state, like)
+    state, _ = ckpt.restore(state)
   settings = [point_settings(p) for p in group.points]
   times = []
-  for r in range(start + 1, base.rounds + 1):
-    t = time.perf_counter()
-    state, out = step(state, clients, test, hparams)
-    out = sharding.fetch(out)
-    times.append(time.perf_counter() - t)
-    for s, point in enumerate(settings):
-      writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+  for first_round, count in round_lib.round_blocks(start, base.rounds, base.checkpoint_every):
+    state, device_outs, outs, seconds = train.run_block(step, state, clients, test, hparams,
+                                                        count)
+    for i in range(count):
+      r, out = first_round + i, train.round_output(outs, i)
+      times.append(seconds / count)
+      for s, point in enumerate(settings):
+        writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+      bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
+                     points_done=len(settings) if r == base.rounds else 0)
     f.flush()
-    if r % base.checkpoint_every == 0 or r == base.rounds:
-      ckpt.save(state, out.metrics)
-    bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
-                   points_done=len(settings) if r == base.rounds else 0)
+    ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics))
   ckpt.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),

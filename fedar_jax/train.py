@@ -131,6 +131,38 @@ def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> lis
              f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
 
 
+def block_length(cfg: RunConfig) -> int:
+  """Rounds per compiled call: up to the next checkpoint."""
+  return min(cfg.checkpoint_every, cfg.rounds)
+
+
+def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
+                   round_fn=None):
+  """The compiled block of rounds (`round_lib.make_rounds`) for these arguments' shapes.
+
+  Returns step(state, clients, test, hparams, count) -> (state, RoundOutput [block_rounds, ...]).
+  """
+  rounds = jax.jit(round_lib.make_rounds(spec, block_rounds, round_fn))
+  return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile()
+
+
+def run_block(step, state, clients, test, hparams, count: int):
+  """One call of the compiled block running `count` rounds.
+
+  Returns (state, outputs on the device [block_rounds, ...], the first `count`
+  outputs as NumPy [count, ...] fetched in one transfer, seconds).
+  """
+  t = time.perf_counter()
+  state, device_outs = step(state, clients, test, hparams, jnp.int32(count))
+  outs = jax.tree.map(lambda a: a[:count], sharding.fetch(device_outs))
+  return state, device_outs, outs, time.perf_counter() - t
+
+
+def round_output(outs, i: int):
+  """Round i of stacked outputs (leading axis [rounds])."""
+  return jax.tree.map(lambda a: a[i], outs)
+
+
 def device_description() -> str:
   d = jax.devices()
   hosts = f' on {jax.process_count()} processes' if jax.process_count() > 1 else ''
@@ -185,42 +217,44 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
                block_size, device_description())
   writer_process = distributed.is_writer()
 
-  t0 = time.perf_counter()
-  step = jax.jit(round_lib.make_round(exp.spec)).lower(state, clients, test,
-                                                        hparams).compile()
-  compile_s = time.perf_counter() - t0
-  logging.info('compiled the round in %.2fs', compile_s)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  times, last_metrics, done = [], None, checkpoint.latest_step(ckpt_dir)
+  calls = round_lib.round_blocks(done, cfg.rounds, cfg.checkpoint_every)
+  compile_s = 0.0
+  if calls:  # A finished run compiles nothing.
+    t0 = time.perf_counter()
+    step = compile_rounds(exp.spec, block_length(cfg), state, clients, test, hparams)
+    compile_s = time.perf_counter() - t0
+    logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
+                 compile_s)
 
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
-  ckpt = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints)
-  times, last_metrics, done = [], None, ckpt.latest_step()
+  ckpt = checkpoint.Checkpoints(ckpt_dir, cfg.keep_checkpoints)
   if done:
-    like = jax.eval_shape(round_lib.make_round(exp.spec), state, clients, test, hparams)
-    state, last_metrics = ckpt.restore(state, like[1].metrics)
+    state, last_metrics = ckpt.restore(state)
     logging.info('resuming after round %d from %s', done, os.path.join(workdir, 'checkpoints'))
   header = csv_header(exp.data.class_names)
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header,
       keep=lambda row: int(row['round']) <= done)
   with f:
-    for r in range(done + 1, cfg.rounds + 1):
-      t = time.perf_counter()
-      state, out = step(state, clients, test, hparams)
-      jax.block_until_ready(out)
-      times.append(time.perf_counter() - t)
-      last_metrics = out.metrics
-      row = csv_row(r, out, times[-1])
-      writer.writerow(row)
+    for first, count in calls:
+      state, device_outs, outs, seconds = run_block(step, state, clients, test, hparams, count)
+      for i in range(count):
+        r, out = first + i, round_output(outs, i)
+        times.append(seconds / count)
+        row = csv_row(r, out, times[-1])
+        writer.writerow(row)
+        eta = statistics.median(times) * (cfg.rounds - r)
+        cell = dict(zip(header, row))
+        logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '
+                     'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
+                     cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
+                     cell['dropped_clients'], times[-1], eta)
       f.flush()
-      if r % cfg.checkpoint_every == 0 or r == cfg.rounds:
-        ckpt.save(state, out.metrics)
-      eta = statistics.median(times) * (cfg.rounds - r)
-      cell = dict(zip(header, row))
-      logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '
-                   'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
-                   cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
-                   cell['dropped_clients'], times[-1], eta)
+      last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+      ckpt.save(state, last_metrics)
 
   ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
