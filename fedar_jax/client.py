@@ -95,7 +95,7 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
 
 def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
                   epochs: int, batch_size: int, params, key, x, y, mask,
-                  threshold, learning_rate):
+                  threshold, learning_rate, resample_key=None):
   """FedAR on one client: resample iff IR > threshold, then train locally.
 
   Args:
@@ -106,11 +106,15 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
     key: this client's PRNG key for this round.
     x: float[N, ...]; y: int32[N]; mask: bool[N] (padded client data).
     threshold, learning_rate: float scalars (may be traced).
+    resample_key: if given, resampling uses this key's first half instead of
+      `key`'s (e.g. the first round's key for `--resample_every=once`).
 
   Returns:
     (params, ClientStats).
   """
   k_res, k_train = jax.random.split(key)
+  if resample_key is not None:
+    k_res, _ = jax.random.split(resample_key)
   counts = gate.class_counts(y, mask, num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)

@@ -15,6 +15,7 @@ from fedar_jax.data import synthetic
 DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
 MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
+RESAMPLE_EVERY = ('once', 'round')
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,10 @@ class RunConfig:
   keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
   data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
                           'set across its --seeds.')
+  # --- Resampling schedule ---
+  resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
+                                   'step: in the first round, kept on the device for later '
+                                   'rounds) or round (every round, with fresh keys).')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -203,6 +208,7 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'color', images.COLORS)
   _choice(cfg, 'model', MODELS)
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
+  _choice(cfg, 'resample_every', RESAMPLE_EVERY)
   if cfg.dataset == 'synthetic':
     for name in ('partition', 'classes', 'attacker_fraction', 'client_column',
                  'imbalance_ratio_max', 'imbalance_order'):
@@ -213,6 +219,10 @@ def _validate_data(cfg: RunConfig) -> None:
       raise ConfigError('model', 'cnn needs image data (--dataset=fer2013, image_folder or tfds)')
   if cfg.latent_resampling != 'none' and cfg.model != 'cnn':
     raise ConfigError('latent_resampling', f'{cfg.latent_resampling} needs --model=cnn')
+  if cfg.resample_every == 'once' and cfg.latent_resampling != 'none':
+    raise ConfigError('resample_every', f'once is not supported with --latent_resampling='
+                      f'{cfg.latent_resampling} (the CNN update resamples encoder outputs every '
+                      f'round); use --resample_every=round')
   if not 0 <= cfg.attacker_fraction <= 1:
     raise ConfigError('attacker_fraction', f'must be in [0, 1], got {cfg.attacker_fraction:g}')
   if cfg.attack_ratio != 0 and cfg.attack_ratio < 1:

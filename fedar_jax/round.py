@@ -135,7 +135,7 @@ def make_round(spec: RoundSpec) -> Callable:
 
   def participants(clients: ClientData, hparams: HParams, round_index):
     """The round's client slots (ClientData [P]) and which of them are active, bool[P]."""
-    rows = clients.x.shape[0]
+    rows = clients.client_id.shape[0]  # x may be a pytree (pretraining.ResampledRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
     slots = blocks * size

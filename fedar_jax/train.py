@@ -15,7 +15,7 @@ import json
 import os
 import statistics
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from absl import logging
 import jax
@@ -27,6 +27,7 @@ from fedar_jax import distributed
 from fedar_jax import latent
 from fedar_jax import metrics
 from fedar_jax import models
+from fedar_jax import pretraining
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
@@ -136,6 +137,38 @@ def block_length(cfg: RunConfig) -> int:
   return min(cfg.checkpoint_every, cfg.rounds)
 
 
+class Program(NamedTuple):
+  """A run's compiled programs. prepare: (clients, hparams) -> the round's client data
+  (the pre-training step of --resample_every=once; None for round). step: a block of
+  rounds, (state, clients, test, hparams, count) -> (state, RoundOutput [block, ...])."""
+  prepare: Callable | None
+  step: Callable
+
+
+def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every: str, state,
+                    clients, test, hparams, sweep: Callable | None = None) -> Program:
+  """Compiles the run's programs for these arguments' shapes.
+
+  sweep: for a sweep (leaves of state and hparams [S, ...]), builds the
+  vmapped round from (round spec, in_axes of the clients: None, or 0 for
+  prepared data, which has a leading S); None for a single run.
+  """
+  prepare, round_spec = None, spec
+  if resample_every == 'once':
+    if spec.local_update is not None:
+      raise ConfigError('resample_every', 'once needs the standard client update (not latent '
+                        'resampling); use --resample_every=round')
+    fn = pretraining.make_prepare(spec)
+    if sweep is not None:
+      fn = jax.vmap(fn, in_axes=(None, 0),
+                    spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+    prepare = jax.jit(fn).lower(clients, hparams).compile()
+    clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
+  round_fn = None if sweep is None else sweep(round_spec, None if prepare is None else 0)
+  return Program(prepare, compile_rounds(round_spec, block_rounds, state, clients, test, hparams,
+                                         round_fn))
+
+
 def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
                    round_fn=None):
   """The compiled block of rounds (`round_lib.make_rounds`) for these arguments' shapes.
@@ -223,10 +256,13 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   compile_s = 0.0
   if calls:  # A finished run compiles nothing.
     t0 = time.perf_counter()
-    step = compile_rounds(exp.spec, block_length(cfg), state, clients, test, hparams)
+    program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
+                              test, hparams)
     compile_s = time.perf_counter() - t0
     logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
                  compile_s)
+    if program.prepare is not None:  # Resampled once; the rows stay on the device.
+      clients = program.prepare(clients, hparams)
 
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
@@ -240,7 +276,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
       keep=lambda row: int(row['round']) <= done)
   with f:
     for first, count in calls:
-      state, device_outs, outs, seconds = run_block(step, state, clients, test, hparams, count)
+      state, device_outs, outs, seconds = run_block(program.step, state, clients, test, hparams,
+                                                    count)
       for i in range(count):
         r, out = first + i, round_output(outs, i)
         times.append(seconds / count)
