@@ -235,11 +235,12 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   for first_round, count in round_lib.round_blocks(start, base.rounds, base.checkpoint_every):
     state, device_outs, outs, seconds = train.run_block(program.step, state, clients, test,
                                                         hparams, count)
+    rows = train.csv_rows(first_round, outs, seconds / count)  # Round-major, then point.
     for i in range(count):
-      r, out = first_round + i, train.round_output(outs, i)
+      r = first_round + i
       times.append(seconds / count)
-      for s, point in enumerate(settings):
-        writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+      writer.writerows(point + row for point, row in
+                       zip(settings, rows[i * len(settings):(i + 1) * len(settings)]))
       bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
                      points_done=len(settings) if r == base.rounds else 0)
     f.flush()

@@ -121,15 +121,29 @@ def csv_header(class_names) -> list[str]:
 
 def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> list:
   """One metrics.csv row; client statistics over the round's participating clients."""
-  out = sharding.fetch(out)
-  m, stats = out.metrics, out.clients
-  if out.client_index is not None:  # Leave out padding slots.
-    stats = jax.tree.map(lambda a: a[out.client_index >= 0], stats)
-  return ([round_index] + [f'{float(m[k]):.6f}' for k in metrics.METRIC_NAMES]
-          + [f'{float(r):.6f}' for r in m['recall']]
-          + [int(np.sum(stats.resampled)), int(m.get('dropped_clients', 0)),
-             int(np.sum(stats.fallback)), f'{float(np.mean(stats.ir)):.4f}',
-             f'{float(np.mean(stats.loss)):.6f}', f'{seconds:.4f}'])
+  return csv_rows(round_index, jax.tree.map(lambda a: a[None], sharding.fetch(out)), seconds)[0]
+
+
+def csv_rows(first_round: int, outs: round_lib.RoundOutput, seconds: float) -> list[list]:
+  """metrics.csv rows of a block of R rounds from first_round, computed at once.
+
+  outs: NumPy leaves [R, ...], or [R, S, ...] for a sweep's S points (rows
+  round-major, then point). Client statistics are over each round's
+  participating clients (slots with client_index >= 0).
+  """
+  m, stats = outs.metrics, outs.clients
+  lead = np.shape(m['accuracy'])
+  real = (np.ones(np.shape(stats.ir), bool) if outs.client_index is None
+          else outs.client_index >= 0)
+  count = np.maximum(np.sum(real, -1), 1)
+  resampled, fallback = (np.sum(a & real, -1) for a in (stats.resampled, stats.fallback))
+  ir, loss = (np.sum(np.where(real, a, 0), -1, dtype=np.float64) / count
+              for a in (stats.ir, stats.loss))
+  dropped = m.get('dropped_clients', np.zeros(lead, np.int32))
+  return [[first_round + i[0]] + [f'{float(m[k][i]):.6f}' for k in metrics.METRIC_NAMES]
+          + [f'{float(r):.6f}' for r in m['recall'][i]]
+          + [int(resampled[i]), int(dropped[i]), int(fallback[i]), f'{float(ir[i]):.4f}',
+             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
 
 
 def block_length(cfg: RunConfig) -> int:
@@ -162,11 +176,11 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
     if sweep is not None:
       fn = jax.vmap(fn, in_axes=(None, 0),
                     spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
-    prepare = jax.jit(fn).lower(clients, hparams).compile()
+    prepare = jax.jit(fn).lower(clients, hparams)
     clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
   round_fn = None if sweep is None else sweep(round_spec, None if prepare is None else 0)
-  return Program(prepare, compile_rounds(round_spec, block_rounds, state, clients, test, hparams,
-                                         round_fn))
+  return Program(None if prepare is None else prepare.compile(),
+                 compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn))
 
 
 def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
@@ -278,10 +292,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
     for first, count in calls:
       state, device_outs, outs, seconds = run_block(program.step, state, clients, test, hparams,
                                                     count)
-      for i in range(count):
-        r, out = first + i, round_output(outs, i)
+      for r, row in enumerate(csv_rows(first, outs, seconds / count), first):
         times.append(seconds / count)
-        row = csv_row(r, out, times[-1])
         writer.writerow(row)
         eta = statistics.median(times) * (cfg.rounds - r)
         cell = dict(zip(header, row))
