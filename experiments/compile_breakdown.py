@@ -6,13 +6,15 @@ Paper workload at --clients (default 100) clients (benchmark_round.PAPER).
 For each resampler it times tracing (`jax.make_jaxpr`), lowering and XLA
 compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
 
-  round_per_call   the round as one program per round (resampling every round)
-                   [the layout before blocks of rounds];
-  block_round      `round.make_rounds` over --block rounds, resampling every round;
-  prepare          `pretraining.make_prepare` (--resample_every=once);
+  round_per_call   before: the round as one program per round, resampling every
+                   round, XLA's default options;
+  block_round      `round.make_rounds` over --block rounds, resampling every round
+                   (--resample_every=round), `train.compiler_options()`;
+  prepare          `pretraining.make_prepare` (--resample_every=once), same options;
   block_once       `round.make_rounds` on the prepared rows (--resample_every=once);
-  and the parts alone: resampler (vmapped over clients), local_train
-  (vmapped, no resampling), metrics (evaluate on the test set).
+  and the parts alone, default options: resampler (vmapped over clients),
+  local_train (vmapped, no resampling), metrics (evaluate on the test set).
+Programs that run also report seconds per round (a second call).
 
 Compilation caches are off (each program is compiled for real). Timings on a
 loaded machine are noisy: compare ratios within one run.
@@ -36,8 +38,9 @@ from fedar_jax import round as round_lib  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
 
-def measure(fn, *args) -> dict:
-  """Trace, lower and compile `fn` for `args`; seconds of each, HLO lines, flops."""
+def measure(fn, *args, options=None, rounds=0) -> dict:
+  """Trace, lower and compile `fn` for `args` (XLA `options`); seconds of each, HLO
+  lines, flops; with `rounds`, also seconds per round of a second call."""
   t = time.perf_counter()
   jax.make_jaxpr(fn)(*args)
   trace_s = time.perf_counter() - t
@@ -45,29 +48,37 @@ def measure(fn, *args) -> dict:
   lowered = jax.jit(fn).lower(*args)
   lower_s = time.perf_counter() - t
   t = time.perf_counter()
-  compiled = lowered.compile()
+  compiled = lowered.compile(options or {})
   compile_s = time.perf_counter() - t
+  run = {}
+  if rounds:
+    jax.block_until_ready(compiled(*args))
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    run = {'round_s': round((time.perf_counter() - t) / rounds, 4)}
   cost = compiled.cost_analysis() or {}
   if isinstance(cost, list):
     cost = cost[0] if cost else {}
   return {'trace_s': round(trace_s, 3), 'lower_s': round(lower_s, 3),
           'xla_compile_s': round(compile_s, 3),
           'hlo_lines': lowered.as_text().count('\n'),
-          'gflop': round(float(cost.get('flops', 0)) / 1e9, 3)}
+          'gflop': round(float(cost.get('flops', 0)) / 1e9, 3), **run,
+          'options': options or {}}
 
 
 def run(resampler: str, clients: int, block: int, parts: bool):
   exp = train.build(PAPER.replace(num_clients=clients, resampler=resampler))
   spec, state, hp = exp.spec, exp.state, exp.hparams
   data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
-  count = jnp.int32(block)
-  yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp)
-  yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp, count)
+  count, opts = jnp.int32(block), train.compiler_options()
+  yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp, rounds=1)
+  yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp, count,
+                               options=opts, rounds=block)
   prepare = pretraining.make_prepare(spec)
-  yield 'prepare', measure(prepare, data, hp)
+  yield 'prepare', measure(prepare, data, hp, options=opts)
   prepared = jax.jit(prepare)(data, hp)
   yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block), state,
-                              prepared, test, hp, count)
+                              prepared, test, hp, count, options=opts, rounds=block)
   if not parts:
     return
   keys = jax.random.split(jax.random.key(0), data.x.shape[0])

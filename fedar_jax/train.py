@@ -179,7 +179,7 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
     prepare = jax.jit(fn).lower(clients, hparams)
     clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
   round_fn = None if sweep is None else sweep(round_spec, None if prepare is None else 0)
-  return Program(None if prepare is None else prepare.compile(),
+  return Program(None if prepare is None else prepare.compile(compiler_options()),
                  compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn))
 
 
@@ -190,7 +190,14 @@ def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients,
   Returns step(state, clients, test, hparams, count) -> (state, RoundOutput [block_rounds, ...]).
   """
   rounds = jax.jit(round_lib.make_rounds(spec, block_rounds, round_fn))
-  return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile()
+  return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile(compiler_options())
+
+
+def compiler_options() -> dict:
+  """XLA options for the run's programs. On CPU, XLA's classic fusion emitters instead
+  of its MLIR ones: about half the compile time and a 2-6x faster round here
+  (BUILD_NOTES, *Compile time*)."""
+  return {'xla_cpu_use_fusion_emitters': False} if jax.default_backend() == 'cpu' else {}
 
 
 def run_block(step, state, clients, test, hparams, count: int):
