@@ -1,4 +1,6 @@
 """--resample_every=once: the pre-training step against the reference loop and against `round`."""
+import csv
+
 import jax
 import numpy as np
 import pytest
@@ -6,6 +8,9 @@ import pytest
 from fedar_jax import pretraining
 from fedar_jax import reference
 from fedar_jax import round as round_lib
+from fedar_jax import sweep_runner
+from fedar_jax import train
+from fedar_jax.config import ConfigError, RunConfig, validate
 from tests import helpers
 
 
@@ -50,3 +55,32 @@ def test_prepared_rows_do_not_depend_on_when_they_are_computed():
   c = prepare(clients, round_lib.HParams.create(1.5, 0.01, 4))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert not np.array_equal(a.x.x, c.x.x)  # The seed draws the synthetic rows.
+
+
+def test_once_with_latent_resampling_is_refused_naming_the_flag():
+  cnn = RunConfig(dataset='fer2013', data_path='faces.csv', model='cnn',
+                  latent_resampling='joint')
+  with pytest.raises(ConfigError, match='^--resample_every: once is not supported'):
+    validate(cnn)
+  validate(cnn.replace(resample_every='round'))
+  with pytest.raises(ConfigError, match="^--resample_every: unknown value 'twice'"):
+    validate(RunConfig(resample_every='twice'))
+
+
+@pytest.mark.parametrize('every', ['once', 'round'])
+def test_sweep_point_equals_single_run_for_both_schedules(tmp_path, every):
+  base = RunConfig(num_clients=3, samples_per_client=30, feature_dim=4, num_classes=2,
+                   test_per_class=10, local_epochs=1, imbalance_ratio=4.0, rounds=3,
+                   checkpoint_every=2, resample_every=every)
+  axes = sweep_runner.SweepAxes.of(base, thresholds=(1.0, 5.0), seeds=(0, 3))
+  [group] = sweep_runner.run_sweep(base, axes, str(tmp_path / 'sweep'))['groups']
+  assert group['traces'] == 1
+  with open(tmp_path / 'sweep' / 'sweep.csv') as f:
+    rows = [r for r in csv.DictReader(f) if (r['threshold'], r['seed']) == ('1', '3')]
+  train.train_and_evaluate(base.replace(threshold=1.0, seed=3, data_seed=0), str(tmp_path / 'one'))
+  with open(tmp_path / 'one' / 'metrics.csv') as f:
+    want = list(csv.DictReader(f))
+  assert len(rows) == len(want) == 3 and rows[0]['resampled_clients'] == '3'
+  for got, w in zip(rows, want):
+    for k in ('accuracy', 'gmean', 'train_loss', 'mean_client_ir', 'resampled_clients'):
+      assert float(got[k]) == pytest.approx(float(w[k]), abs=1e-5), k
