@@ -45,8 +45,9 @@ def main():
       for resampler in ('smote', 'none'):
         cfg = validate(RunConfig(
             dataset='fer2013', data_path=path, classes=('Happy', 'Sad'), image_size=size,
-            model='cnn', latent_resampling='joint', cnn_channels=(8, 16), latent_dim=32,
-            hidden=(16,), num_clients=clients, partition='imbalance', imbalance_order='fixed',
+            model='cnn', latent_resampling='joint', resample_every='round', cnn_channels=(8, 16),
+            latent_dim=32, hidden=(16,), num_clients=clients, partition='imbalance',
+            imbalance_order='fixed',
             samples_per_client=110, imbalance_ratio=10.0, test_per_class=200,
             rounds=rounds, local_epochs=2, batch_size=32, learning_rate=3e-3,
             resampler=resampler, threshold=1.5, seed=seed))

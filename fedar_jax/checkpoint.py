@@ -53,7 +53,10 @@ class Checkpoints:
     self._directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self._directory, options=options)
+    self._manager = ocp.CheckpointManager(
+        self._directory, options=options,
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'rows': ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int:
     """Rounds done at the newest checkpoint (0 if there is none); not checked for damage."""
@@ -106,13 +109,18 @@ class Checkpoints:
       os.replace(src, dst)
     self._manager.reload()
 
-  def restore(self, like_state: round_lib.ServerState, like_metrics: dict, step: int = 0):
+  def restore(self, like_state: round_lib.ServerState, like_metrics: dict | None = None,
+              step: int = 0):
     """Restores checkpoint `step` (default: the newest) as (ServerState, metrics).
 
     like_state, like_metrics: arrays or ShapeDtypeStructs with the structure,
     shapes and dtypes of what was saved (e.g. the initial state and
-    `jax.eval_shape` of the round's metrics).
+    `jax.eval_shape` of the round's metrics); like_metrics None takes the
+    metrics' shapes from the checkpoint (no trace of the round needed).
     """
+    if like_metrics is None:
+      saved = self._manager.item_metadata(step or self.latest_step())['state']['metrics']
+      like_metrics = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)
     default = getattr(like_state.round, 'sharding', None) or jax.sharding.SingleDeviceSharding(
         jax.devices()[0])  # For metrics given as shapes: placed like the round counter.
     like = {'params': like_state.params, 'round': like_state.round, 'metrics': like_metrics}

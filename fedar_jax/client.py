@@ -123,7 +123,8 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
 
 def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
                   epochs: int, batch_size: int, params, key, x, y, mask,
-                  threshold, learning_rate, method: LocalMethod = LocalMethod()):
+                  threshold, learning_rate, method: LocalMethod = LocalMethod(),
+                  resample_key=None):
   """FedAR on one client: resample iff IR > threshold, then train locally.
 
   Args:
@@ -136,11 +137,15 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
     threshold, learning_rate: float scalars (may be traced).
     method: client loss (from the real, pre-resampling class counts), optimizer and
       FedProx weight.
+    resample_key: if given, resampling uses this key's first half instead of
+      `key`'s (e.g. the first round's key for `--resample_every=once`).
 
   Returns:
     (params, ClientStats).
   """
   k_res, k_train = jax.random.split(key)
+  if resample_key is not None:
+    k_res, _ = jax.random.split(resample_key)
   counts = gate.class_counts(y, mask, num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)
@@ -152,6 +157,27 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
                              loss_fn=losses.make_loss(method.loss, counts, p),
                              optimizer=method.optimizer, prox_mu=p.prox_mu)
   return params, client_stats(resampler, ir, fire, mask, data[2], loss, fell_back)
+
+
+def train_prepared(apply_fn: Callable, epochs: int, batch_size: int, params, key, rows, y, mask,
+                   learning_rate, method: LocalMethod = LocalMethod()):
+  """Local training on rows resampled before training (`--resample_every=once`).
+
+  rows: `pretraining.ResampledRows` (x float[M, ...] and the client's facts:
+  ir, resampled, fallback, n_real, counts int32[K]); y: int32[M]; mask: bool[M].
+  key: the round key; its second half trains, as in `client_update`.
+
+  Returns:
+    (params, ClientStats) with the pre-training step's facts.
+  """
+  _, k_train = jax.random.split(key)
+  p = method.params if method.params is not None else MethodParams.create()
+  params, loss = local_train(apply_fn, params, k_train, rows.x, y, mask,
+                             learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                             loss_fn=losses.make_loss(method.loss, rows.counts, p),
+                             optimizer=method.optimizer, prox_mu=p.prox_mu)
+  return params, ClientStats(rows.ir, rows.resampled, rows.n_real,
+                             jnp.sum(mask).astype(jnp.int32), loss, rows.fallback)
 
 
 def resample_with_fallback(resampler: Resampler, key, x, y, mask):

@@ -21,6 +21,7 @@ from fedar_jax.data import synthetic
 DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
 MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
+RESAMPLE_EVERY = ('once', 'round')
 
 
 class ConfigError(ValueError):
@@ -145,6 +146,10 @@ class RunConfig:
                               'class drawn from the data seed.')
   attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
                                  'replacement), > 0.')
+  # --- Resampling schedule ---
+  resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
+                                   'step: in the first round, kept on the device for later '
+                                   'rounds) or round (every round, with fresh keys).')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -344,6 +349,7 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'color', images.COLORS)
   _choice(cfg, 'model', MODELS)
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
+  _choice(cfg, 'resample_every', RESAMPLE_EVERY)
   if cfg.dataset == 'synthetic':
     for name in ('partition', 'classes', 'client_column',
                  'imbalance_ratio_max', 'imbalance_order'):
@@ -356,6 +362,10 @@ def _validate_data(cfg: RunConfig) -> None:
     raise ConfigError('label_column', 'is empty; name the label column (class or Emotion)')
   if cfg.latent_resampling != 'none' and cfg.model != 'cnn':
     raise ConfigError('latent_resampling', f'{cfg.latent_resampling} needs --model=cnn')
+  if cfg.resample_every == 'once' and cfg.latent_resampling != 'none':
+    raise ConfigError('resample_every', f'once is not supported with --latent_resampling='
+                      f'{cfg.latent_resampling} (the CNN update resamples encoder outputs every '
+                      f'round); use --resample_every=round')
   if not 0 <= cfg.attacker_fraction <= 1:
     raise ConfigError('attacker_fraction', f'must be in [0, 1], got {cfg.attacker_fraction:g}')
   if cfg.attack_ratio != 0 and cfg.attack_ratio < 1:

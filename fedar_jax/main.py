@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import workdir as workdir_lib
 
@@ -64,6 +65,9 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
 
 
 flags.DEFINE_string('workdir', None, 'Directory for metrics.csv and summary.json.')
+flags.DEFINE_string('compilation_cache_dir', compile_cache.default_dir(),
+                    'JAX persistent compilation cache (an identical rerun loads its compiled '
+                    'programs instead of compiling); empty = off.')
 define_config_flags()
 
 
@@ -126,6 +130,7 @@ def _main(argv):
   except config_lib.ConfigError as e:
     fail(str(e))
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
+  compile_cache.enable(FLAGS.compilation_cache_dir)
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:

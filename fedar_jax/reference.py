@@ -90,25 +90,32 @@ def np_server_update(name: str, g: np.ndarray, target: np.ndarray, state: dict, 
   return g + lr * m / (np.sqrt(v) + tau), {'m': m, 'v': v}
 
 
-def make_reference_round(spec: round_lib.RoundSpec):
+def make_reference_round(spec: round_lib.RoundSpec, resample_every: str = 'round'):
   """Returns reference_step with the signature and results of `make_round`'s round_step.
 
   The NumPy server-optimizer state is kept by the returned function between calls
   (one reference run per function); the returned ServerState has opt_state None.
+  resample_every='once': every round resamples again with the first round's
+  resampling keys (the same rows every round), the oracle for `pretraining`.
   """
+  once = resample_every == 'once'
+  if once and spec.local_update is not None:
+    raise ValueError('resample_every=once needs the standard client update')
   evaluate = jax.jit(lambda p, x, y, m: metrics.evaluate(spec.apply_fn, p, x, y, m,
                                                          spec.num_classes))
-  update = jax.jit(lambda p, *args: round_lib.local_update_fn(spec, p)(*args))
+  update = jax.jit(lambda p, *args, **kw: round_lib.local_update_fn(spec, p)(*args, **kw))
   methods = spec.methods
   server_state = {}
 
   def reference_step(state, clients: ClientData, test: TestData, hparams: round_lib.HParams):
     p = hparams.method_params()
     keys = round_lib.client_keys(hparams.seed, state.round, clients.client_id)
+    first_keys = round_lib.client_keys(hparams.seed, 0, clients.client_id)
     results, stats = [], []
     for c in range(clients.x.shape[0]):
+      extra = {'resample_key': first_keys[c]} if once else {}
       q, s = update(p, state.params, keys[c], clients.x[c], clients.y[c], clients.mask[c],
-                    hparams.threshold, hparams.learning_rate)
+                    hparams.threshold, hparams.learning_rate, **extra)
       results.append(jax.tree.map(np.asarray, q))
       stats.append(s)
     flat_g, unravel = ravel_pytree(state.params)

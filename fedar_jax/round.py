@@ -90,6 +90,8 @@ class RoundSpec(NamedTuple):
   `local_update_fn`'s result (e.g. `latent.make_latent_update`); None is the
   standard `client.client_update`.
   methods: the server optimizer, aggregator, client loss and client optimizer.
+  trains_prepared: the clients' x holds `pretraining.ResampledRows` (resampled
+  once before training, `--resample_every=once`): the update only trains.
   """
   apply_fn: Callable
   resampler: Resampler
@@ -98,6 +100,7 @@ class RoundSpec(NamedTuple):
   batch_size: int
   local_update: Callable | None = None
   methods: Methods = Methods()
+  trains_prepared: bool = False
   # --- Scale ---
   num_clients: int = 0
   clients_per_round: int = 0
@@ -135,10 +138,18 @@ def local_update_fn(spec: RoundSpec, method_params: MethodParams | None = None) 
   local = client.LocalMethod(spec.methods.loss, spec.methods.client_optimizer,
                              method_params if method_params is not None
                              else MethodParams.create())
-  def update(params, key, x, y, mask, threshold, learning_rate):
+  if spec.trains_prepared:
+    def train_only(params, key, rows, y, mask, threshold, learning_rate):
+      del threshold  # The gate ran in the pre-training step.
+      return client.train_prepared(spec.apply_fn, spec.local_epochs, spec.batch_size, params,
+                                   key, rows, y, mask, learning_rate, method=local)
+    return train_only
+
+  def update(params, key, x, y, mask, threshold, learning_rate, resample_key=None):
     return client.client_update(spec.apply_fn, spec.resampler, spec.num_classes,
                                 spec.local_epochs, spec.batch_size, params, key, x, y, mask,
-                                threshold, learning_rate, method=local)
+                                threshold, learning_rate, method=local,
+                                resample_key=resample_key)
   return update
 
 
@@ -160,7 +171,7 @@ def make_round(spec: RoundSpec) -> Callable:
 
   def participants(clients: ClientData, hparams: HParams, round_index):
     """The round's client slots (ClientData [P]) and which of them are active, bool[P]."""
-    rows = clients.x.shape[0]
+    rows = clients.client_id.shape[0]  # x may be a pytree (pretraining.ResampledRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
     slots = blocks * size
@@ -201,3 +212,55 @@ def make_round(spec: RoundSpec) -> Callable:
             RoundOutput(evaluation, result.stats, client_index))
 
   return round_step
+
+
+def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = None) -> Callable:
+  """Builds the function that runs a block of rounds in one call; wrap it in `jax.jit`.
+
+  `lax.scan` over `block_rounds` steps of the round; a traced `count` says how
+  many of them run (the rest are no-ops), so blocks of every length up to
+  `block_rounds` share one compiled program. The round is traced once.
+
+  Args:
+    spec: the round's static spec.
+    block_rounds: static, the most rounds one call runs.
+    round_fn: the round to scan (default `make_round(spec)`; e.g. the sweep's
+      vmapped round), with round_step's signature.
+
+  Returns:
+    rounds_step(state, clients, test, hparams, count: int32 scalar in
+    [0, block_rounds]) -> (ServerState after `count` rounds, RoundOutput with
+    every leaf stacked on a leading axis [block_rounds]; entries at or past
+    `count` are zeros).
+  """
+  if block_rounds < 1:
+    raise ValueError(f'block_rounds must be >= 1, got {block_rounds}')
+  # jit inside the trace: eval_shape and the scan body reuse one trace of the round.
+  step = jax.jit(round_fn or make_round(spec))
+
+  def rounds_step(state: ServerState, clients, test: TestData, hparams: HParams, count):
+    out_like = jax.eval_shape(step, state, clients, test, hparams)[1]
+
+    def run(s):
+      return step(s, clients, test, hparams)
+
+    def skip(s):
+      return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out_like)
+
+    def body(s, i):
+      return jax.lax.cond(i < count, run, skip, s)
+
+    return jax.lax.scan(body, state, jnp.arange(block_rounds))
+
+  return rounds_step
+
+
+def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:
+  """(first round, number of rounds) of each call after `done` of `rounds` rounds:
+  blocks end at multiples of `every` (the checkpoints) and at the last round."""
+  blocks, r = [], done + 1
+  while r <= rounds:
+    end = min(-(-r // every) * every, rounds)
+    blocks.append((r, end - r + 1))
+    r = end + 1
+  return blocks

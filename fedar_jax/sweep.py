@@ -10,7 +10,6 @@ anything is written; faults (a second process, SIGINT/SIGTERM, a full disk)
 are handled as in `fedar_jax.main`.
 """
 import contextlib
-import os
 
 from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
 
@@ -21,6 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
 from fedar_jax import workdir as workdir_lib
@@ -86,10 +86,8 @@ def _main(argv):
   except config_lib.ConfigError as e:
     main_lib.fail(str(e))
   logging.set_verbosity(logging.WARNING)
-  import jax  # Imports JAX only after the flags are known good.
-  # Groups whose shapes repeat (and reruns) reuse compiled programs from the workdir.
-  jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'jax_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  # Groups whose programs repeat (and reruns) load them from the cache.
+  compile_cache.enable(FLAGS.compilation_cache_dir)
   from fedar_jax import report
   from fedar_jax import sweep_runner
   from fedar_jax.data.errors import DataError

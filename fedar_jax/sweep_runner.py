@@ -19,6 +19,7 @@ Workdir contents (besides the report's files):
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
 """
+import concurrent.futures
 import dataclasses
 import math
 import os
@@ -103,16 +104,18 @@ def stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def make_sweep_round(spec: round_lib.RoundSpec) -> Callable:
+def make_sweep_round(spec: round_lib.RoundSpec, clients_axis: int | None = None) -> Callable:
   """The round vmapped over a leading sweep axis S of the state and the hparams; wrap in jit.
 
   With `spec.mesh`, S is sharded over the mesh's SWEEP axis (and clients over CLIENTS).
+  clients_axis: None (every point shares the clients) or 0 (clients with a leading S,
+  e.g. the per-point data of `--resample_every=once`).
 
   Returns:
     sweep_step(state: ServerState with leaves [S, ...], clients, test,
     hparams: HParams of float32/int32[S]) -> (ServerState [S, ...], RoundOutput [S, ...]).
   """
-  return jax.vmap(round_lib.make_round(spec), in_axes=(0, None, None, 0),
+  return jax.vmap(round_lib.make_round(spec), in_axes=(0, clients_axis, None, 0),
                   spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
 
 
@@ -149,70 +152,118 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   done = {name: step for name, (step, _) in resume.items()}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
                               stream=stream)
+  todo = []
+  for group in groups:
+    start = min(done[group.name], base.rounds)
+    bar.skip(start, len(group.points) if start == base.rounds else 0)
+    if start < base.rounds:  # A finished group is neither built nor compiled.
+      todo.append((group, start))
   report, f = [], None
   try:
-    for index, group in enumerate(groups):
-      first = train.build(group.points[0], mesh=mesh)
-      if f is None:  # Rewrite the rows kept in the checkpoints, then append.
-        if on_start is not None:
-          on_start()
-        f, writer = workdir_lib.open_rows(
-            os.path.join(workdir, 'sweep.csv'), sweep_header(first.data.class_names),
-            rows=[row for g in groups for row in resume[g.name][1]])
-      start = min(done[group.name], base.rounds)
-      bar.skip(start, len(group.points) if start == base.rounds else 0)
-      if start == base.rounds:
-        continue
-      report.append(_run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar,
-                               groups_left=len(groups) - index - 1,
-                               rows=resume[group.name][1]))
+    def open_csv(class_names):  # Rewrite the rows kept in the checkpoints, then append.
+      if on_start is not None:
+        on_start()
+      return workdir_lib.open_rows(os.path.join(workdir, 'sweep.csv'), sweep_header(class_names),
+                                   rows=[row for g in groups for row in resume[g.name][1]])
+
+    # The next group is built and compiled in a background thread while this one runs.
+    for index, ready in enumerate(ahead(todo, lambda item: _compile_group(*item, base, mesh))):
+      if f is None:
+        f, writer = open_csv(ready.class_names)
+      report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
+                               groups_left=len(todo) - index - 1,
+                               rows=resume[ready.group.name][1]))
+    if f is None:  # Every group had finished: only sweep.csv is rewritten (no compile).
+      f, _ = open_csv(train.build(groups[0].points[0], mesh=mesh).data.class_names)
   finally:
     if f is not None:
       f.close()
   return {'groups': report}
 
 
-def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
-  """Runs one group's rounds start+1..base.rounds; returns its report dict.
+def ahead(items: list, fn: Callable):
+  """Yields fn(item) for the items in order; while the caller works on one result, the
+  next is computed in a background thread (XLA compiles outside Python's lock)."""
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    future = pool.submit(fn, items[0]) if items else None
+    for i in range(len(items)):
+      result = future.result()
+      future = pool.submit(fn, items[i + 1]) if i + 1 < len(items) else None
+      yield result
 
-  rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
-  """
+
+class ReadyGroup(NamedTuple):
+  """A group built and compiled: its stacked state, data, program and trace count."""
+  group: Group
+  start: int
+  class_names: tuple
+  state: round_lib.ServerState
+  hparams: round_lib.HParams
+  clients: object
+  test: object
+  program: train.Program
+  compile_s: float
+  traces: list
+
+
+def _compile_group(group, start, base, mesh) -> ReadyGroup:
+  """Builds group's points (stacked on S, sharded) and compiles its program."""
+  first = train.build(group.points[0], mesh=mesh)
   exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
   state, hparams = sharding.shard_leading(
       (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
   clients = sharding.shard_clients(first.data.clients, mesh)
   test = sharding.replicate(first.data.test, mesh)
-  traces, inner = [], make_sweep_round(first.spec)
+  traces = []
 
-  def sweep_round(*args):
-    traces.append(1)  # Counts traces: one per compiled program.
-    return inner(*args)
+  def counted_sweep_round(spec, clients_axis):
+    inner = make_sweep_round(spec, clients_axis)
+
+    def sweep_round(*args):
+      traces.append(1)  # Counts traces: one per compiled program.
+      return inner(*args)
+    return sweep_round
 
   t0 = time.perf_counter()
-  step = jax.jit(sweep_round).lower(state, clients, test, hparams).compile()
-  compile_s = time.perf_counter() - t0
+  program = train.compile_program(first.spec, train.block_length(base), base.resample_every,
+                                  state, clients, test, hparams, sweep=counted_sweep_round)
+  return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
+                    time.perf_counter() - t0, traces)
+
+
+def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
+  """Runs a ready group's rounds start+1..base.rounds; returns its report dict.
+
+  rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
+  """
+  group, start, state, hparams, clients, test, program, compile_s, traces = (
+      ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
+      ready.program, ready.compile_s, ready.traces)
+  if program.prepare is not None:  # Per-point resampled rows [S, C, M, ...].
+    clients = program.prepare(clients, hparams)
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
   if start:
-    like = jax.eval_shape(inner, state, clients, test, hparams)[1].metrics
-    state, _ = ckpt.restore(state, like, step=start)
+    state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
   times = []
-  for r in range(start + 1, base.rounds + 1):
-    t = time.perf_counter()
-    state, out = step(state, clients, test, hparams)
-    out = sharding.fetch(out)
-    times.append(time.perf_counter() - t)
-    for s, point in enumerate(settings):
-      rows.append(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
-      writer.writerow(rows[-1])
+  for first_round, count in round_lib.round_blocks(start, base.rounds, base.checkpoint_every):
+    state, device_outs, outs, seconds = train.run_block(program.step, state, clients, test,
+                                                        hparams, count)
+    block = train.csv_rows(first_round, outs, seconds / count)  # Round-major, then point.
+    for i in range(count):
+      r = first_round + i
+      times.append(seconds / count)
+      new = [point + row for point, row in
+             zip(settings, block[i * len(settings):(i + 1) * len(settings)])]
+      rows.extend(new)
+      writer.writerows(new)
+      bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
+                     points_done=len(settings) if r == base.rounds else 0)
     f.flush()
-    if r % base.checkpoint_every == 0 or r == base.rounds or interrupts.pending():
-      ckpt.save(state, out.metrics, rows=rows)
+    ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics), rows=rows)
     if interrupts.pending():
       interrupts.stop(r)
-    bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
-                   points_done=len(settings) if r == base.rounds else 0)
   ckpt.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),

@@ -19,7 +19,8 @@ def test_fer2013_cnn_joint_latent_resampling_from_cli(tmp_path):
   write_fer2013_csv(str(path), seed=0, per_class=[30, 12], emotions=(3, 4))
   workdir = tmp_path / 'run'
   proc = run_cli(f'--workdir={workdir}', '--dataset=fer2013', f'--data_path={path}',
-                 '--classes=Sad,Happy', '--latent_resampling=joint', *TINY_CNN)
+                 '--classes=Sad,Happy', '--latent_resampling=joint', '--resample_every=round',
+                 *TINY_CNN)
   assert proc.returncode == 0, proc.stderr
   with open(workdir / 'metrics.csv') as f:
     rows = list(csv.DictReader(f))

@@ -1,0 +1,111 @@
+"""Where the round's compile time goes: one JSON line per (resampler, program, part).
+
+  python experiments/compile_breakdown.py --resamplers=none,smote,cluster_centroids
+
+Paper workload at --clients (default 100) clients (benchmark_round.PAPER).
+For each resampler it times tracing (`jax.make_jaxpr`), lowering and XLA
+compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
+
+  round_per_call   before: the round as one program per round, resampling every
+                   round, XLA's default options;
+  block_round      `round.make_rounds` over --block rounds, resampling every round
+                   (--resample_every=round), `train.compiler_options()`;
+  prepare          `pretraining.make_prepare` (--resample_every=once), same options;
+  block_once       `round.make_rounds` on the prepared rows (--resample_every=once);
+  and the parts alone, default options: resampler (vmapped over clients),
+  local_train (vmapped, no resampling), metrics (evaluate on the test set).
+Programs that run also report seconds per round (a second call).
+
+Compilation caches are off (each program is compiled for real). Timings on a
+loaded machine are noisy: compare ratios within one run.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments.benchmark_round import PAPER  # noqa: E402
+from fedar_jax import client  # noqa: E402
+from fedar_jax import metrics  # noqa: E402
+from fedar_jax import pretraining  # noqa: E402
+from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import train  # noqa: E402
+
+
+def measure(fn, *args, options=None, rounds=0) -> dict:
+  """Trace, lower and compile `fn` for `args` (XLA `options`); seconds of each, HLO
+  lines, flops; with `rounds`, also seconds per round of a second call."""
+  t = time.perf_counter()
+  jax.make_jaxpr(fn)(*args)
+  trace_s = time.perf_counter() - t
+  t = time.perf_counter()
+  lowered = jax.jit(fn).lower(*args)
+  lower_s = time.perf_counter() - t
+  t = time.perf_counter()
+  compiled = lowered.compile(options or {})
+  compile_s = time.perf_counter() - t
+  run = {}
+  if rounds:
+    jax.block_until_ready(compiled(*args))
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    run = {'round_s': round((time.perf_counter() - t) / rounds, 4)}
+  cost = compiled.cost_analysis() or {}
+  if isinstance(cost, list):
+    cost = cost[0] if cost else {}
+  return {'trace_s': round(trace_s, 3), 'lower_s': round(lower_s, 3),
+          'xla_compile_s': round(compile_s, 3),
+          'hlo_lines': lowered.as_text().count('\n'),
+          'gflop': round(float(cost.get('flops', 0)) / 1e9, 3), **run,
+          'options': options or {}}
+
+
+def run(resampler: str, clients: int, block: int, parts: bool):
+  exp = train.build(PAPER.replace(num_clients=clients, resampler=resampler))
+  spec, state, hp = exp.spec, exp.state, exp.hparams
+  data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
+  count, opts = jnp.int32(block), train.compiler_options()
+  yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp, rounds=1)
+  yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp, count,
+                               options=opts, rounds=block)
+  prepare = pretraining.make_prepare(spec)
+  yield 'prepare', measure(prepare, data, hp, options=opts)
+  prepared = jax.jit(prepare)(data, hp)
+  yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block), state,
+                              prepared, test, hp, count, options=opts, rounds=block)
+  if not parts:
+    return
+  keys = jax.random.split(jax.random.key(0), data.x.shape[0])
+  yield 'resampler', measure(jax.vmap(spec.resampler.full or spec.resampler.fn), keys, data.x,
+                             data.y, data.mask)
+
+  def train_only(params, k, x, y, m):
+    return client.local_train(spec.apply_fn, params, k, x, y, m, learning_rate=1e-3,
+                              epochs=spec.local_epochs, batch_size=spec.batch_size)
+  yield 'local_train', measure(jax.vmap(train_only, in_axes=(None, 0, 0, 0, 0)), state.params,
+                               keys, data.x, data.y, data.mask)
+  yield 'metrics', measure(lambda p, t: metrics.evaluate(spec.apply_fn, p, t.x, t.y, t.mask,
+                                                         spec.num_classes), state.params, test)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--resamplers', default='none,smote,cluster_centroids')
+  parser.add_argument('--clients', type=int, default=100)
+  parser.add_argument('--block', type=int, default=5)
+  parser.add_argument('--no_parts', action='store_true', help='skip the parts alone')
+  args = parser.parse_args()
+  for name in args.resamplers.split(','):
+    for program, record in run(name, args.clients, args.block, not args.no_parts):
+      print(json.dumps({'resampler': name, 'program': program, **record,
+                        'device': train.device_description()}), flush=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,68 @@
+"""The driver's host work per round: one JSON line.
+
+  python experiments/driver_overhead.py --clients=100 --block=5
+
+Times what `train.train_and_evaluate` does on the host for each round of a
+fetched block (`train.csv_rows`, the CSV writes and the log lines'
+formatting) on outputs of the round's real structure for C clients
+(zeros), and what the sweep does per round for S points. Device time is not
+included: compare with the round's own time (e.g. 3.7 ms at C = 100 on one
+H200, issue 8).
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import train  # noqa: E402
+from tests import helpers  # noqa: E402
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--clients', type=int, default=100)
+  parser.add_argument('--block', type=int, default=5)
+  parser.add_argument('--points', type=int, default=30, help='sweep points S')
+  parser.add_argument('--repeats', type=int, default=200)
+  args = parser.parse_args()
+  clients, test = helpers.unequal_clients(sizes=(20,) * args.clients, d=4)
+  spec, state = helpers.small_spec(clients, num_classes=3)
+  hp = round_lib.HParams.create(1.5, 1e-3, 0)
+  like = jax.eval_shape(round_lib.make_rounds(spec, args.block), state, clients, test, hp,
+                        jnp.int32(args.block))[1]
+  outs = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), like)
+  header = train.csv_header(['a', 'b', 'c'])
+  writer = csv.writer(io.StringIO())
+
+  def per_call(out_block):
+    rows = train.csv_rows(1, out_block, 0.001)
+    writer.writerows(rows)
+    for row in rows[::len(rows) // args.block]:  # One log line per round.
+      cell = dict(zip(header, row))
+      '%s %s %s' % (cell['accuracy'], cell['gmean'], cell['f1'])
+
+  record = {'clients': args.clients}
+  swept = jax.tree.map(lambda a: np.zeros((a.shape[0], args.points) + a.shape[1:], a.dtype),
+                       outs)
+  for name, block in (('run', outs), ('sweep', swept)):
+    t = time.perf_counter()
+    for _ in range(args.repeats // args.block):
+      per_call(block)
+    record[f'{name}_host_ms_per_round'] = round(
+        1e3 * (time.perf_counter() - t) / (args.repeats // args.block * args.block), 3)
+  record['sweep_points'] = args.points
+  print(json.dumps(record))
+
+
+if __name__ == '__main__':
+  main()

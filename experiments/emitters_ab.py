@@ -1,0 +1,59 @@
+"""XLA:CPU fusion emitters A/B: compile seconds and seconds per round, alternated in one process.
+
+  python experiments/emitters_ab.py --resamplers=none,smote --clients=100
+
+For each resampler, the block of rounds (`round.make_rounds`, --block rounds,
+--resample_every=round) is compiled with XLA's default options and with
+`train.compiler_options()`; then the two executables are called alternately
+--repeats times and the median seconds per round of each are reported, so
+both see the same machine load.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments.benchmark_round import PAPER  # noqa: E402
+from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import train  # noqa: E402
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--resamplers', default='none,smote')
+  parser.add_argument('--clients', type=int, default=100)
+  parser.add_argument('--block', type=int, default=5)
+  parser.add_argument('--repeats', type=int, default=5)
+  args = parser.parse_args()
+  for name in args.resamplers.split(','):
+    exp = train.build(PAPER.replace(num_clients=args.clients, resampler=name))
+    data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
+    a = (exp.state, data, test, exp.hparams, jnp.int32(args.block))
+    lowered = jax.jit(round_lib.make_rounds(exp.spec, args.block)).lower(*a)
+    record, runs = {'resampler': name, 'clients': args.clients}, {}
+    for label, options in (('default', {}), ('classic', train.compiler_options())):
+      t = time.perf_counter()
+      runs[label] = lowered.compile(options)
+      record[f'{label}_compile_s'] = round(time.perf_counter() - t, 2)
+      jax.block_until_ready(runs[label](*a))
+    times = {label: [] for label in runs}
+    for _ in range(args.repeats):
+      for label, step in runs.items():
+        t = time.perf_counter()
+        jax.block_until_ready(step(*a))
+        times[label].append((time.perf_counter() - t) / args.block)
+    for label, ts in times.items():
+      record[f'{label}_round_s'] = round(statistics.median(ts), 4)
+    record['device'] = train.device_description()
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == '__main__':
+  main()

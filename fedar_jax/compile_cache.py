@@ -1,0 +1,29 @@
+"""JAX's persistent compilation cache for the command lines (`--compilation_cache_dir`).
+
+Compiled programs are stored on disk, keyed by the program and the platform,
+so an identical rerun (or a resume, or a sweep group whose program repeats)
+loads them instead of compiling. On GPUs, XLA's per-fusion autotuning results
+(most of a GPU compile) are kept in the same directory
+(`jax_persistent_cache_enable_xla_caches`).
+"""
+import os
+
+# Programs that compile faster than this are not worth a disk entry.
+MIN_COMPILE_SECONDS = 0.1
+
+
+def default_dir() -> str:
+  """The per-user cache directory: $XDG_CACHE_HOME (or ~/.cache)/fedar_jax/jax."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'fedar_jax', 'jax')
+
+
+def enable(directory: str) -> None:
+  """Turns the persistent cache on in `directory` (created if absent); '' leaves it off."""
+  if not directory:
+    return
+  import jax  # Imported here: flag parsing must not import JAX.
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', directory)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECONDS)
+  jax.config.update('jax_persistent_cache_enable_xla_caches', 'all')
