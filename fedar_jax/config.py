@@ -149,7 +149,8 @@ class RunConfig:
   # --- Resampling schedule ---
   resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
                                    'step: in the first round, kept on the device for later '
-                                   'rounds) or round (every round, with fresh keys).')
+                                   'rounds) or round (every round, with fresh keys). With '
+                                   '--latent_resampling the default is round.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)

@@ -61,6 +61,9 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
         raise config_lib.ConfigError(field.name, f'expected a comma-separated list of '
                                      f'{elem.__name__}, got {",".join(value)!r}')
     values[field.name] = value
+  if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
+    # Latent resampling redraws encoder outputs every round; `once` applies to input rows.
+    values['resample_every'] = 'round'
   return config_lib.validate(config_lib.RunConfig(**values))
 
 
