@@ -70,6 +70,21 @@ def parse_flags(argv):
     fail(str(e))
 
 
+HELP_ARGS = ('-h', '-?', '--help', '--helpshort')
+
+
+def exit_if_help(argv, *modules) -> None:
+  """On --help: prints the first module's docstring and every module's flags, exits 0
+  (absl's own --help exits 1; --helpfull still lists absl's flags too)."""
+  if not any(a in HELP_ARGS for a in argv[1:]):
+    return
+  print(modules[0].__doc__.strip())
+  for module in modules:
+    flag_help = FLAGS.module_help(module).strip().split('\n', 1)[1]  # Drops the '__main__:' line.
+    print(f'\n{getattr(module.__spec__, "name", module.__name__)} flags:\n{flag_help}')
+  sys.exit(0)
+
+
 def main(argv):
   if len(argv) > 1:
     fail(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -99,5 +114,11 @@ def main(argv):
         f"round {round_s}  -> {FLAGS.workdir}")
 
 
-if __name__ == '__main__':
+def run():
+  """Console script `fedar-run` (and `python -m fedar_jax.main`)."""
+  exit_if_help(sys.argv, sys.modules[__name__])
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

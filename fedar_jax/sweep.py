@@ -8,6 +8,7 @@ DIR/summary.csv, DIR/plots/*.png and DIR/report.md; rerunning the same
 command resumes. Bad input exits with status 2 and a one-line error.
 """
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -90,5 +91,11 @@ def main(argv):
   print(f"wrote {', '.join(outputs)}")
 
 
-if __name__ == '__main__':
+def run():
+  """Console script `fedar-sweep` (and `python -m fedar_jax.sweep`)."""
+  main_lib.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
   app.run(main, flags_parser=main_lib.parse_flags)
+
+
+if __name__ == '__main__':
+  run()
