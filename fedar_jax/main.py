@@ -94,7 +94,9 @@ def main(argv):
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
   except config_lib.ConfigError as e:
     fail(str(e))
+  from fedar_jax import progress
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
+  progress.use_short_log_format()
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:

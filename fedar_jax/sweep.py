@@ -78,7 +78,9 @@ def main(argv):
   # Groups whose shapes repeat (and reruns) reuse compiled programs from the workdir.
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'jax_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from fedar_jax import progress
   from fedar_jax import report
+  progress.use_short_log_format()
   from fedar_jax import sweep_runner
   axes = sweep_runner.SweepAxes.of(base, **lists)
   workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)

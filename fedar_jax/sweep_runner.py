@@ -18,6 +18,7 @@ Workdir contents (besides the report's files):
                   every column of a single run's metrics.csv
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
+  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
 """
 import dataclasses
 import math
@@ -33,6 +34,7 @@ from fedar_jax import checkpoint
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
+from fedar_jax import tensorboard_writer
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -146,7 +148,8 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   report, f = [], None
   try:
     for index, group in enumerate(groups):
-      first = train.build(group.points[0], mesh=mesh)
+      with progress_lib.stage(f'{group.name}: loading data', bar.stream):
+        first = train.build(group.points[0], mesh=mesh)
       if f is None:  # Drop rows past each group's checkpoint, then append.
         f, writer = workdir_lib.open_rows(
             os.path.join(workdir, 'sweep.csv'), sweep_header(first.data.class_names),
@@ -178,7 +181,8 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
     return inner(*args)
 
   t0 = time.perf_counter()
-  step = jax.jit(sweep_round).lower(state, clients, test, hparams).compile()
+  with progress_lib.stage(f'{group.name}: compiling', bar.stream):
+    step = jax.jit(sweep_round).lower(state, clients, test, hparams).compile()
   compile_s = time.perf_counter() - t0
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
@@ -186,6 +190,10 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
     like = jax.eval_shape(inner, state, clients, test, hparams)[1].metrics
     state, _ = ckpt.restore(state, like)
   settings = [point_settings(p) for p in group.points]
+  header = train.csv_header(first.data.class_names)
+  tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
+  tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
+      dict(zip(SETTING_COLUMNS, point)))), start + 1) for point in settings]
   times = []
   for r in range(start + 1, base.rounds + 1):
     t = time.perf_counter()
@@ -193,13 +201,17 @@ def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, group
     out = sharding.fetch(out)
     times.append(time.perf_counter() - t)
     for s, point in enumerate(settings):
-      writer.writerow(point + train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1]))
+      row = train.csv_row(r, jax.tree.map(lambda a: a[s], out), times[-1])
+      writer.writerow(point + row)
+      tbs[s].write(r, dict(zip(header, row)))
     f.flush()
     if r % base.checkpoint_every == 0 or r == base.rounds:
       ckpt.save(state, out.metrics)
     bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
                    points_done=len(settings) if r == base.rounds else 0)
   ckpt.close()
+  for tb in tbs:
+    tb.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}
