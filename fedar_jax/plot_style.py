@@ -16,13 +16,17 @@ BAND_ALPHA = 0.18
 def line_style(i: int, n: int = 1, points: int = 0) -> dict:
   """Matplotlib keyword arguments for the i-th of n lines of `points` points each.
 
-  Markers of line i sit at every n-th point starting at point i (for n <= points),
-  so n coinciding lines show n disjoint marker sets.
+  Markers of line i sit at every n-th point starting at point i (for points > 2n),
+  so n coinciding lines show n disjoint marker sets; with fewer points, later
+  lines get larger markers, to peek out from under earlier ones (draw line i
+  above line i + 1).
   """
   style = {'color': PALETTE[i % len(PALETTE)], 'marker': MARKERS[i % len(MARKERS)],
            'linestyle': DASHES[i % len(DASHES)], 'markersize': 5, 'linewidth': 1.6}
   if points > 2 * n:
     style['markevery'] = (i % n, n)
+  elif n > 1:
+    style['markersize'] = 5 + 2.5 * min(i, 4)
   return style
 
 

@@ -157,11 +157,12 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   for i, p in enumerate(panels):
     pts = [s for s in summary if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p]
     pts.sort(key=lambda s: float(s['threshold']))
-    x = [float(s['threshold']) for s in pts]
-    style = plot_style.line_style(i)
+    dodge = 10 ** (0.01 * (i - (len(panels) - 1) / 2))  # Keeps error bars apart (log x).
+    x = [float(s['threshold']) * dodge for s in pts]
+    style = plot_style.line_style(i, len(panels), len(pts))
     yerr = [s['gmean_std'] for s in pts] if seeds > 1 else None
     ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=yerr, capsize=3, label=label(p),
-                **style)
+                zorder=3 + len(panels) - i, **style)
   ax.set_xscale('log')
   ax.set_xticks([float(t) for t in thresholds], labels=thresholds)
   ax.minorticks_off()
@@ -275,8 +276,9 @@ def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str]) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   lines = ['# Sweep report', '',
-           f'{len(summary)} settings; final-round metrics, mean ± sample std over seeds '
-           f'(from `sweep.csv`; all numbers also in `summary.csv`).', '',
+           f'{len(summary)} settings; final-round metrics, '
+           f'{_spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
+           f'numbers also in `summary.csv`).', '',
            '## Best threshold by final G-mean', '',
            'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
            'together.', '',
