@@ -348,13 +348,17 @@ def write_run_plot(workdir: str) -> str:
             ('per-class recall', recalls, 'recall'),
             ('mean local training loss', ['train_loss'], 'loss'),
             ('clients per round', counts, 'clients')]
+  # The metrics and recall panels share one y-range, fitted to both.
+  shared = [float(row[c]) for row in rows for c in metric_cols + recalls]
+  lo, hi = (min(shared), max(shared)) if shared else (0.0, 1.0)
+  pad = max(0.05 * (hi - lo), 0.01)
   fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
   for ax, (name, cols, ylabel) in zip(axes.flat, panels):
     for i, c in enumerate(cols):
       ax.plot(r, [float(row[c]) for row in rows], label=c, **plot_style.line_style(
           i, len(cols), len(r)))
     if ylabel in ('value', 'recall'):
-      ax.set_ylim(-0.02, 1.02)
+      ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
     ax.set(title=name, xlabel='round', ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
