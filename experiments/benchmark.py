@@ -9,10 +9,6 @@ Each section is a module `experiments/benchmark_<section>.py` with a
 import argparse
 import importlib
 import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices')
 
@@ -33,7 +29,7 @@ def main():
   for name in args.sections.split(','):
     if name not in SECTIONS:
       parser.error(f'--sections: unknown section {name!r}; allowed: {", ".join(SECTIONS)}')
-    module = importlib.import_module(f'experiments.benchmark_{name}')
+    module = importlib.import_module(f'benchmark_{name}')
     for record in module.run(args):
       print(json.dumps({'section': name, **record}), flush=True)
 

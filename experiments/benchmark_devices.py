@@ -9,7 +9,7 @@ faster: this measures the sharding overhead, and checks equality at scale.
 """
 import os
 
-from experiments.benchmark_scale import run_config
+from benchmark_scale import run_config
 
 
 def run(args):

@@ -10,11 +10,8 @@ size of the client features alone (data_gib).
   python experiments/benchmark.py --sections=scale [--quick]
 """
 import json
-import os
 import subprocess
 import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = '''
 import json, resource, sys, tempfile
@@ -31,7 +28,7 @@ print('RESULT ' + json.dumps({
 
 def run_config(settings: dict, env=None) -> dict:
   """Runs one RunConfig (as a dict) in a fresh Python process; returns its RESULT dict."""
-  proc = subprocess.run([sys.executable, '-c', CHILD, json.dumps(settings)], cwd=ROOT,
+  proc = subprocess.run([sys.executable, '-c', CHILD, json.dumps(settings)],
                         capture_output=True, text=True, env=env)
   if proc.returncode:
     raise RuntimeError(f'{settings}: {proc.stderr[-2000:]}')

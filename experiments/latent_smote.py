@@ -13,14 +13,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from fedar_jax import train  # noqa: E402
-from fedar_jax.config import RunConfig, validate  # noqa: E402
-from fedar_jax.data.pattern_faces import write_fer2013_csv  # noqa: E402
+from fedar_jax import train
+from fedar_jax.config import RunConfig, validate
+from fedar_jax.data.pattern_faces import write_fer2013_csv
 
 
 def main():

@@ -13,17 +13,14 @@ Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
 """
 import argparse
 import json
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fedar_jax import client  # noqa: E402
-from fedar_jax import models  # noqa: E402
+from fedar_jax import client
+from fedar_jax import models
 
 
 def median_ms(f, *args, repeats=5):

@@ -11,21 +11,17 @@ resampled once with imbalanced-learn before training, then plain FedAvg rounds
   python experiments/resampler_gmean.py [--rounds=5] [--samplers=smote,enn]
 """
 import argparse
-import os
-import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.benchmark_resamplers import IMBLEARN  # noqa: E402
-from fedar_jax import round as round_lib  # noqa: E402
-from fedar_jax import train  # noqa: E402
-from fedar_jax.config import RunConfig  # noqa: E402
-from fedar_jax.data import federated  # noqa: E402
-from fedar_jax.data.load import FederatedDataset, load_federated  # noqa: E402
+from benchmark_resamplers import IMBLEARN
+from fedar_jax import round as round_lib
+from fedar_jax import train
+from fedar_jax.config import RunConfig
+from fedar_jax.data import federated
+from fedar_jax.data.load import FederatedDataset, load_federated
 
 
 def final_gmean(cfg, data):

@@ -118,6 +118,21 @@ def faults_reported(workdir: str):
       sys.exit(1)
 
 
+HELP_ARGS = ('-h', '-?', '--help', '--helpshort')
+
+
+def exit_if_help(argv, *modules) -> None:
+  """On --help: prints the first module's docstring and every module's flags, exits 0
+  (absl's own --help exits 1; --helpfull still lists absl's flags too)."""
+  if not any(a in HELP_ARGS for a in argv[1:]):
+    return
+  print(modules[0].__doc__.strip())
+  for module in modules:
+    flag_help = FLAGS.module_help(module).strip().split('\n', 1)[1]  # Drops the '__main__:' line.
+    print(f'\n{getattr(module.__spec__, "name", module.__name__)} flags:\n{flag_help}')
+  sys.exit(0)
+
+
 def main(argv):
   with faults_reported(FLAGS.workdir or ''):
     _main(argv)
@@ -132,8 +147,10 @@ def _main(argv):
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
   except config_lib.ConfigError as e:
     fail(str(e))
+  from fedar_jax import progress
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
   compile_cache.enable(FLAGS.compilation_cache_dir)
+  progress.use_short_log_format()
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:
@@ -156,5 +173,11 @@ def _main(argv):
         f"round {round_s}  -> {FLAGS.workdir}")
 
 
-if __name__ == '__main__':
+def run():
+  """Console script `fedar-run` (and `python -m fedar_jax.main`)."""
+  exit_if_help(sys.argv, sys.modules[__name__])
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,4 +1,5 @@
-"""Sweep report: `python -m fedar_jax.report --workdir=DIR` (re)writes, from DIR/sweep.csv,
+"""Reports: `python -m fedar_jax.report --workdir=DIR` (or `fedar-report`) (re)writes,
+from a sweep's DIR/sweep.csv,
 
   DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
                     empty for one seed) over seeds, keyed by imbalance_ratio,
@@ -6,19 +7,28 @@
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
-  DIR/report.md     the tables and the plots
+  DIR/report.md     the tables (thresholds tied at the best G-mean named together) and
+                    the plots
+
+and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
+metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
 """
 import collections
 import csv
+import json
 import os
 import sys
 
 import numpy as np
 
+from fedar_jax import plot_style
+
 KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate')
 # sweep.csv columns that are settings or bookkeeping, not metrics.
 NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
                'round_s')
+# sweep.csv holds 6 decimals: values that agree there are tied.
+TIE_TOL = 5e-7
 
 
 def read_rows(path: str) -> tuple[list[str], list[dict]]:
@@ -97,78 +107,113 @@ def _panels(keys):
   return panels, label
 
 
-def _grid(plt, n):
+def _grid(plt, n, sharey=True):
   cols = min(3, n)
   rows = (n + cols - 1) // cols
-  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False,
+                           sharey=sharey)
   for ax in axes.flat[n:]:
     ax.set_visible(False)
   return fig, axes.flat
 
 
+def _count(values, one: str, many: str) -> str:
+  """'20 rounds', '1 seed', '5-20 rounds' from a collection of ints."""
+  lo, hi = min(values), max(values)
+  n = f'{lo}' if lo == hi else f'{lo}-{hi}'
+  return f'{n} {one if hi == 1 else many}'
+
+
+def describe(summary: list[dict]) -> str:
+  """'resampler smote, 20 rounds, 3 seeds': the figure-title suffix of a sweep."""
+  resamplers = sorted({s['resampler'] for s in summary})
+  return (f'resampler{"s" if len(resamplers) > 1 else ""} {", ".join(resamplers)}, '
+          f'{_count({s["rounds"] for s in summary}, "round", "rounds")}, '
+          f'{_count({s["n_seeds"] for s in summary}, "seed", "seeds")}')
+
+
+def _spread(summary: list[dict]) -> str:
+  seeds = max(s['n_seeds'] for s in summary)
+  return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
+
+
 def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
                 summary: list[dict]) -> list[str]:
   """Writes the three PNG figures; returns their paths."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  plt = plot_style.pyplot()
+  from matplotlib.patches import Patch
   from matplotlib.ticker import MaxNLocator
 
   os.makedirs(plot_dir, exist_ok=True)
   panels, label = _panels([_key(s) for s in summary])
   thresholds = sorted({s['threshold'] for s in summary}, key=float)
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
+  seeds = max(s['n_seeds'] for s in summary)
+  title = describe(summary)
   paths = []
 
   # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for p in panels:
+  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  for i, p in enumerate(panels):
     pts = [s for s in summary if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p]
     pts.sort(key=lambda s: float(s['threshold']))
-    x = [float(s['threshold']) for s in pts]
-    ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=[s['gmean_std'] or 0.0 for s in pts],
-                marker='o', capsize=3, label=label(p))
+    dodge = 10 ** (0.01 * (i - (len(panels) - 1) / 2))  # Keeps error bars apart (log x).
+    x = [float(s['threshold']) * dodge for s in pts]
+    style = plot_style.line_style(i, len(panels), len(pts))
+    yerr = [s['gmean_std'] for s in pts] if seeds > 1 else None
+    ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=yerr, capsize=3, label=label(p),
+                zorder=3 + len(panels) - i, **style)
   ax.set_xscale('log')
   ax.set_xticks([float(t) for t in thresholds], labels=thresholds)
   ax.minorticks_off()
   ax.set_xlabel('FedAR threshold (resample iff client IR > threshold)')
-  ax.set_ylabel('final G-mean (mean ± std over seeds)')
-  ax.set_title('Final G-mean vs threshold')
+  ax.set_ylabel(f'final G-mean ({_spread(summary)})')
+  ax.set_title(f'Final G-mean vs threshold\n{title}')
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(plot_dir, 'gmean_vs_threshold.png'))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  ax.legend(fontsize=9)
+  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'gmean_vs_threshold.png')))
 
-  # 2. G-mean per round, a line per threshold, a panel per imbalance ratio.
+  # 2. G-mean per round, a line per threshold, a panel per imbalance ratio (one y-scale).
   curves = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
     curves[_key(row)][int(row['round'])].append(float(row['gmean']))
   fig, axes = _grid(plt, len(panels))
-  cmap = plt.get_cmap('viridis')
   for ax, p in zip(axes, panels):
-    for i, t in enumerate(thresholds):
+    means = {}
+    for t in thresholds:
       per_round = curves.get((p[0], p[1], t, p[2]))
-      if not per_round:
+      if per_round:
+        r = sorted(per_round)
+        means[t] = (r, np.array([np.mean(per_round[k]) for k in r]),
+                    np.array([np.std(per_round[k], ddof=1) if len(per_round[k]) > 1 else 0.0
+                              for k in r]))
+    ties = _tied_curves(means)
+    repeats = {t for g in ties for t in g[1:]}  # Their band is drawn once, by g[0].
+    for i, t in enumerate(thresholds):
+      if t not in means:
         continue
-      r = sorted(per_round)
-      mean = np.array([np.mean(per_round[k]) for k in r])
-      std = np.array([np.std(per_round[k], ddof=1) if len(per_round[k]) > 1 else 0.0
-                      for k in r])
-      color = cmap(i / max(len(thresholds) - 1, 1))
-      ax.plot(r, mean, color=color, label=f'threshold {t}')
-      ax.fill_between(r, mean - std, mean + std, color=color, alpha=0.15)
-    ax.set_title(label(p))
+      r, mean, std = means[t]
+      style = plot_style.line_style(i, len(thresholds), len(r))
+      ax.plot(r, mean, label=f'threshold {t}', zorder=3 + len(thresholds) - i, **style)
+      if seeds > 1 and t not in repeats:
+        ax.fill_between(r, mean - std, mean + std, color=style['color'],
+                        alpha=plot_style.BAND_ALPHA, linewidth=0)
+    handles, labels = ax.get_legend_handles_labels()
+    if seeds > 1:
+      handles.append(Patch(color='0.5', alpha=plot_style.BAND_ALPHA * 2))
+      labels.append(f'band: ± 1 std over {seeds} seeds')
+    tied = {f'threshold {t}' for g in ties for t in g}
+    labels = [f'{lab} (tied)' if lab in tied else lab for lab in labels]
+    ax.legend(handles, labels, fontsize=8)
+    ax.set_title(label(p) + (''.join(f'\nthresholds {", ".join(g)}: identical curves'
+                                     for g in ties)), fontsize=10)
     ax.set_xlabel('round')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel('G-mean (mean over seeds)')
+    ax.set_ylabel('G-mean' + (f' (mean over {seeds} seeds)' if seeds > 1 else ''))
+    ax.yaxis.set_tick_params(labelleft=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(os.path.join(plot_dir, 'gmean_per_round.png'))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  fig.suptitle(f'G-mean per round, {title}')
+  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'gmean_per_round.png')))
 
   # 3. Final per-class recall, bars per class grouped by threshold, a panel per IR.
   fig, axes = _grid(plt, len(panels))
@@ -179,21 +224,34 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
     ts = [t for t in thresholds if t in pts]
     x = np.arange(len(ts))
     for j, c in enumerate(classes):
+      yerr = [pts[t][f'recall_{c}_std'] for t in ts] if seeds > 1 else None
       ax.bar(x + (j - (len(classes) - 1) / 2) * width,
-             [pts[t][f'recall_{c}_mean'] for t in ts], width,
-             yerr=[pts[t][f'recall_{c}_std'] or 0.0 for t in ts], capsize=2,
-             label=f'class {c}')
+             [pts[t][f'recall_{c}_mean'] for t in ts], width, yerr=yerr, capsize=2,
+             color=plot_style.PALETTE[j % len(plot_style.PALETTE)], label=f'class {c}')
     ax.set_xticks(x, labels=ts)
     ax.set_ylim(0, 1.05)
-    ax.set_title(label(p))
+    ax.set_title(label(p), fontsize=10)
     ax.set_xlabel('threshold')
-    ax.set_ylabel('final recall (mean ± std)')
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(os.path.join(plot_dir, 'recall_per_class.png'))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+    ax.set_ylabel(f'final recall ({_spread(summary)})')
+    ax.yaxis.set_tick_params(labelleft=True)
+    ax.legend(fontsize=8)
+  fig.suptitle(f'Final per-class recall, {title}')
+  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'recall_per_class.png')))
   return paths
+
+
+def _tied_curves(means: dict) -> list[list]:
+  """Thresholds whose mean curves (rounds, values) agree at every round within TIE_TOL."""
+  groups = []
+  for t, (r, mean, _) in means.items():
+    for g in groups:
+      r0, mean0, _ = means[g[0]]
+      if r0 == r and np.all(np.abs(mean0 - mean) <= TIE_TOL):
+        g.append(t)
+        break
+    else:
+      groups.append([t])
+  return [g for g in groups if len(g) > 1]
 
 
 def _pm(row, metric) -> str:
@@ -201,21 +259,34 @@ def _pm(row, metric) -> str:
   return f'{row[f"{metric}_mean"]:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
+def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
+  """(imbalance_ratio, resampler, learning_rate) -> (best summary row, thresholds tied at
+  the best final `metric` mean within TIE_TOL, in summary order)."""
+  by_panel = collections.defaultdict(list)
+  for s in summary:
+    by_panel[(s['imbalance_ratio'], s['resampler'], s['learning_rate'])].append(s)
+  out = {}
+  for p, pts in by_panel.items():
+    best = max(pts, key=lambda s: s[f'{metric}_mean'])
+    out[p] = (best, [s['threshold'] for s in pts
+                     if best[f'{metric}_mean'] - s[f'{metric}_mean'] <= TIE_TOL])
+  return out
+
+
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str]) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   lines = ['# Sweep report', '',
-           f'{len(summary)} settings; final-round metrics, mean ± sample std over seeds '
-           f'(from `sweep.csv`; all numbers also in `summary.csv`).', '',
+           f'{len(summary)} settings; final-round metrics, '
+           f'{_spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
+           f'numbers also in `summary.csv`).', '',
            '## Best threshold by final G-mean', '',
+           'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
+           'together.', '',
            '| imbalance ratio | resampler | learning rate | best threshold | G-mean |',
            '|---|---|---|---|---|']
-  best = {}
-  for s in summary:
-    p = (s['imbalance_ratio'], s['resampler'], s['learning_rate'])
-    if p not in best or s['gmean_mean'] > best[p]['gmean_mean']:
-      best[p] = s
-  for p, s in best.items():
-    lines.append(f'| {p[0]} | {p[1]} | {p[2]} | {s["threshold"]} | {_pm(s, "gmean")} |')
+  for p, (s, tied) in best_thresholds(summary).items():
+    names = tied[0] if len(tied) == 1 else f'{", ".join(tied)} tied'
+    lines.append(f'| {p[0]} | {p[1]} | {p[2]} | {names} | {_pm(s, "gmean")} |')
   metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
   lines += ['', '## Final metrics', '',
             '| IR | resampler | threshold | lr | seeds | ' + ' | '.join(metrics)
@@ -256,19 +327,81 @@ def write_report(workdir: str) -> list[str]:
   return [summary_path, *plots, report_path]
 
 
-def main(argv=None):
-  from absl import flags
-  flag_values = flags.FlagValues()
-  flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv).',
-                      flag_values=flag_values)
+def write_run_plot(workdir: str) -> str:
+  """Writes DIR/plots/metrics_per_round.png from a single run's DIR/metrics.csv: the
+  balanced-test metrics, the per-class recall, the training loss and the client counts
+  per round (title from DIR/config.json where present). Returns the path.
+
+  Raises FileNotFoundError if there is no metrics.csv, ValueError if it has no rows.
+  """
+  columns, rows = read_rows(os.path.join(workdir, 'metrics.csv'))
+  if not rows:
+    raise ValueError(f'{os.path.join(workdir, "metrics.csv")} has no rows yet')
+  plt = plot_style.pyplot()
+  from matplotlib.ticker import MaxNLocator
+  recalls = [c for c in columns if c.startswith('recall_')]
+  metric_cols = columns[1:columns.index(recalls[0])] if recalls else []
+  counts = [c for c in ('resampled_clients', 'dropped_clients', 'fallback_clients')
+            if c in columns]
+  r = [int(row['round']) for row in rows]
+  panels = [('balanced-test metrics', metric_cols, 'value'),
+            ('per-class recall', recalls, 'recall'),
+            ('mean local training loss', ['train_loss'], 'loss'),
+            ('clients per round', counts, 'clients')]
+  # The metrics and recall panels share one y-range, fitted to both.
+  shared = [float(row[c]) for row in rows for c in metric_cols + recalls]
+  lo, hi = (min(shared), max(shared)) if shared else (0.0, 1.0)
+  pad = max(0.05 * (hi - lo), 0.01)
+  fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+  for ax, (name, cols, ylabel) in zip(axes.flat, panels):
+    for i, c in enumerate(cols):
+      ax.plot(r, [float(row[c]) for row in rows], label=c, **plot_style.line_style(
+          i, len(cols), len(r)))
+    if ylabel in ('value', 'recall'):
+      ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
+    ax.set(title=name, xlabel='round', ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if len(cols) > 1:
+      ax.legend(fontsize=8, ncol=2 if len(cols) > 4 else 1)
+  fig.suptitle(run_title(workdir, r[-1]))
+  os.makedirs(os.path.join(workdir, 'plots'), exist_ok=True)
+  return plot_style.save(fig, os.path.join(workdir, 'plots', 'metrics_per_round.png'))
+
+
+def run_title(workdir: str, rounds: int) -> str:
+  """'smote, threshold 1.5, IR 10, 10 clients, 20 rounds, seed 0' from DIR/config.json."""
   try:
-    flag_values(argv or sys.argv)
+    with open(os.path.join(workdir, 'config.json')) as f:
+      c = json.load(f)
+  except (OSError, ValueError):
+    return f'{rounds} rounds'
+  return (f'{c["resampler"]}, threshold {c["threshold"]:g}, IR {c["imbalance_ratio"]:g}, '
+          f'{c["dataset"]}, {c["num_clients"]} clients, {rounds} rounds, seed {c["seed"]}')
+
+
+def main(argv=None):
+  """`python -m fedar_jax.report --workdir=DIR`, the console script `fedar-report`."""
+  from absl import flags
+  argv = sys.argv if argv is None else argv
+  flag_values = flags.FlagValues()
+  flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a single '
+                      "run's workdir (holding metrics.csv).", flag_values=flag_values)
+  if any(a in ('-h', '-help', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
+    print(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
+    return
+  try:
+    flag_values(argv)
     if not flag_values.workdir:
       raise ValueError('--workdir: is required')
-    path = os.path.join(flag_values.workdir, 'sweep.csv')
-    if not os.path.isfile(path):
-      raise ValueError(f'--workdir: {path} does not exist (run fedar_jax.sweep first)')
-    outputs = write_report(flag_values.workdir)
+    sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))
+    if os.path.isfile(sweep):
+      outputs = write_report(flag_values.workdir)
+    elif os.path.isfile(run):
+      outputs = [write_run_plot(flag_values.workdir)]
+    else:
+      raise ValueError(f'--workdir: neither {sweep} nor {run} exists (run fedar_jax.sweep '
+                       'or fedar_jax.main first)')
   except (flags.Error, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

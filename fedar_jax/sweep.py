@@ -10,6 +10,7 @@ anything is written; faults (a second process, SIGINT/SIGTERM, a full disk)
 are handled as in `fedar_jax.main`.
 """
 import contextlib
+import sys
 
 from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
 
@@ -88,7 +89,9 @@ def _main(argv):
   logging.set_verbosity(logging.WARNING)
   # Groups whose programs repeat (and reruns) load them from the cache.
   compile_cache.enable(FLAGS.compilation_cache_dir)
+  from fedar_jax import progress
   from fedar_jax import report
+  progress.use_short_log_format()
   from fedar_jax import sweep_runner
   from fedar_jax.data.errors import DataError
   axes = sweep_runner.SweepAxes.of(base, **lists)
@@ -112,5 +115,11 @@ def _main(argv):
   print(f"wrote {', '.join(outputs)}")
 
 
-if __name__ == '__main__':
+def run():
+  """Console script `fedar-sweep` (and `python -m fedar_jax.sweep`)."""
+  main_lib.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
   app.run(main, flags_parser=main_lib.parse_flags)
+
+
+if __name__ == '__main__':
+  run()

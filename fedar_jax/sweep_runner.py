@@ -18,6 +18,7 @@ Workdir contents (besides the report's files):
                   every column of a single run's metrics.csv
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
+  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
 """
 import concurrent.futures
 import dataclasses
@@ -35,6 +36,7 @@ from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
+from fedar_jax import tensorboard_writer
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -167,7 +169,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
                                    rows=[row for g in groups for row in resume[g.name][1]])
 
     # The next group is built and compiled in a background thread while this one runs.
-    for index, ready in enumerate(ahead(todo, lambda item: _compile_group(*item, base, mesh))):
+    for index, ready in enumerate(ahead(todo, lambda item: _compile_group(*item, base, mesh, bar.stream))):
       if f is None:
         f, writer = open_csv(ready.class_names)
       report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
@@ -206,9 +208,10 @@ class ReadyGroup(NamedTuple):
   traces: list
 
 
-def _compile_group(group, start, base, mesh) -> ReadyGroup:
+def _compile_group(group, start, base, mesh, stream=None) -> ReadyGroup:
   """Builds group's points (stacked on S, sharded) and compiles its program."""
-  first = train.build(group.points[0], mesh=mesh)
+  with progress_lib.stage(f'{group.name}: loading data', stream):
+    first = train.build(group.points[0], mesh=mesh)
   exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
   state, hparams = sharding.shard_leading(
       (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
@@ -225,8 +228,9 @@ def _compile_group(group, start, base, mesh) -> ReadyGroup:
     return sweep_round
 
   t0 = time.perf_counter()
-  program = train.compile_program(first.spec, train.block_length(base), base.resample_every,
-                                  state, clients, test, hparams, sweep=counted_sweep_round)
+  with progress_lib.stage(f'{group.name}: compiling', stream):
+    program = train.compile_program(first.spec, train.block_length(base), base.resample_every,
+                                    state, clients, test, hparams, sweep=counted_sweep_round)
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces)
 
@@ -246,6 +250,10 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
+  header = train.csv_header(ready.class_names)
+  tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
+  tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
+      dict(zip(SETTING_COLUMNS, point)))), start + 1) for point in settings]
   times = []
   for first_round, count in round_lib.round_blocks(start, base.rounds, base.checkpoint_every):
     state, device_outs, outs, seconds = train.run_block(program.step, state, clients, test,
@@ -254,10 +262,12 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
     for i in range(count):
       r = first_round + i
       times.append(seconds / count)
-      new = [point + row for point, row in
-             zip(settings, block[i * len(settings):(i + 1) * len(settings)])]
+      metric_rows = block[i * len(settings):(i + 1) * len(settings)]
+      new = [point + row for point, row in zip(settings, metric_rows)]
       rows.extend(new)
       writer.writerows(new)
+      for tb, row in zip(tbs, metric_rows):
+        tb.write(r, dict(zip(header, row)))
       bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
                      points_done=len(settings) if r == base.rounds else 0)
     f.flush()
@@ -265,6 +275,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
     if interrupts.pending():
       interrupts.stop(r)
   ckpt.close()
+  for tb in tbs:
+    tb.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}

@@ -6,6 +6,8 @@ Workdir contents:
   config.json   the settings the workdir was started with (a rerun must match)
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
   partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
+  tb/           TensorBoard events: every metrics.csv column per round (tensorboard_writer.py)
+  plots/metrics_per_round.png   the metrics per round (report.write_run_plot)
 
 The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
@@ -30,11 +32,13 @@ from fedar_jax import methods
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import pretraining
+from fedar_jax import progress
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
+from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
@@ -246,7 +250,9 @@ def setup(cfg: RunConfig):
   """
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
   mesh = sharding.make_mesh()
-  return build(cfg, mesh=mesh), mesh
+  with progress.stage('loading data, building the model'):
+    exp = build(cfg, mesh=mesh)
+  return exp, mesh
 
 
 def write_partition_summary(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
@@ -294,8 +300,9 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   compile_s = 0.0
   if calls:  # A finished run compiles nothing.
     t0 = time.perf_counter()
-    program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
-                              test, hparams)
+    with progress.stage('compiling the round'):
+      program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
+                                test, hparams)
     compile_s = time.perf_counter() - t0
     logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
                  compile_s)
@@ -311,26 +318,33 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   header = csv_header(exp.data.class_names)
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
-  with f, interrupts.deferred(enabled=jax.process_count() == 1):
-    for first, count in calls:
-      state, device_outs, outs, seconds = run_block(program.step, state, clients, test, hparams,
-                                                    count)
-      for r, row in enumerate(csv_rows(first, outs, seconds / count), first):
-        times.append(seconds / count)
-        rows.append(row)
-        writer.writerow(row)
-        eta = statistics.median(times) * (cfg.rounds - r)
-        cell = dict(zip(header, row))
-        logging.info('round %d/%d  acc %s  gmean %s  f1 %s  resampled %s/%d  dropped %s  %.3fs  '
-                     'eta %.1fs', r, cfg.rounds, cell['accuracy'], cell['gmean'], cell['f1'],
-                     cell['resampled_clients'], exp.spec.clients_per_round or cfg.num_clients,
-                     cell['dropped_clients'], times[-1], eta)
-      f.flush()
-      last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
-      ckpt.save(state, last_metrics, rows=rows)
-      if interrupts.pending():
-        interrupts.stop(first + count - 1)
-
+  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)
+        if writer_process else None)
+  bar = progress.Progress(cfg.rounds, 1, desc='run')
+  bar.skip(done)
+  try:
+    with f, interrupts.deferred(enabled=jax.process_count() == 1):
+      for first, count in calls:
+        state, device_outs, outs, seconds = run_block(program.step, state, clients, test,
+                                                      hparams, count)
+        for r, row in enumerate(csv_rows(first, outs, seconds / count), first):
+          times.append(seconds / count)
+          rows.append(row)
+          writer.writerow(row)
+          cell = dict(zip(header, row))
+          if tb is not None:
+            tb.write(r, cell)
+          bar.round_done(times[-1], round_label(cell, exp.spec.clients_per_round
+                                                or cfg.num_clients))
+        f.flush()
+        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        ckpt.save(state, last_metrics, rows=rows)
+        if interrupts.pending():
+          interrupts.stop(first + count - 1)
+  finally:
+    bar.close()
+    if tb is not None:
+      tb.close()
   ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
@@ -346,4 +360,14 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   if writer_process:
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
+    from fedar_jax import report  # Imports matplotlib.
+    report.write_run_plot(workdir)
   return summary
+
+
+def round_label(cell: dict, participants: int) -> str:
+  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s'."""
+  dropped = int(cell['dropped_clients'])
+  return (f"gmean {float(cell['gmean']):.3f} acc {float(cell['accuracy']):.3f} "
+          f"f1 {float(cell['f1']):.3f} resampled {cell['resampled_clients']}/{participants}"
+          + (f' dropped {dropped}' if dropped else '') + f"  {float(cell['round_s']):.3f}s")

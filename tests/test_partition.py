@@ -176,7 +176,9 @@ def test_partition_summary_files(tmp_path):
   s = summary.write_partition_summary(str(tmp_path), data)
   assert s['counts'] == [[3, 2, 0], [1, 4, 0], [0, 0, 2]]
   assert s['ir'] == [1.5, 4.0, 1.0] and s['attacker'] == [False, True, False]
-  assert s['ir_histogram']['clients'] == [1, 1, 0, 1, 0, 0, 0, 0, 0]
+  assert s['ir_histogram']['clients'] == [2, 0, 0, 1, 0, 0, 0, 0, 0]  # (a, b]: 1.5 in [1, 1.5]
+  assert summary.ir_histogram([1.0, 10.0, 10.5, 250.0]).tolist() == [1, 0, 0, 0, 1, 1, 0, 0, 1]
+  assert summary.ir_bin_labels(summary.IR_BINS)[4] == '(5, 10]'
   assert json.loads((tmp_path / 'partition.json').read_text())['n'] == [5, 5, 2]
   with open(tmp_path / 'partition.csv') as f:
     rows = list(csv.reader(f))

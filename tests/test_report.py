@@ -71,6 +71,48 @@ def test_report_cli(tmp_path):
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2 and proc.stderr.startswith('error: --workdir: ')
   assert len(proc.stderr.strip().splitlines()) == 1
+  proc = subprocess.run([sys.executable, '-m', 'fedar_jax.report', '--help'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0 and '--workdir' in proc.stdout, proc.stderr
+
+
+def test_report_names_tied_thresholds(tmp_path):
+  """Thresholds 1, 1.5 and 3 give identical runs (as when every client's IR exceeds 3);
+  report.md names them together, and a best threshold without a tie stands alone."""
+  rng = np.random.default_rng(2)
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for ir, tied in (('2', ('1', '1.5', '3')), ('10', ())):
+      shared = rng.uniform(0.5, 0.6, size=(2, len(COLUMNS) - 6)).round(6)
+      for t in ('1', '1.5', '3', '10'):
+        for r in (1, 2):
+          metrics = shared[r - 1].copy() if t in tied else rng.uniform(
+              0.0, 0.4, size=len(COLUMNS) - 6).round(6)
+          if ir == '10' and t == '1.5':
+            metrics[COLUMNS.index('gmean') - 6] = 0.9
+          writer.writerow([ir, 'smote', t, '0', '0.001', r] + list(metrics))
+  report.write_report(str(tmp_path))
+  md = (tmp_path / 'report.md').read_text()
+  assert '| 2 | smote | 0.001 | 1, 1.5, 3 tied | ' in md
+  assert '| 10 | smote | 0.001 | 1.5 | 0.9000 |' in md
+  best = report.best_thresholds(report.summarize(*report.read_rows(tmp_path / 'sweep.csv'))[1])
+  assert best[('2', 'smote', '0.001')][1] == ['1', '1.5', '3']
+  assert best[('10', 'smote', '0.001')][1] == ['1.5']
+
+
+def test_run_plot_from_metrics_csv(tmp_path):
+  header = ['round', 'accuracy', 'gmean', 'recall_a', 'recall_b', 'resampled_clients',
+            'dropped_clients', 'fallback_clients', 'mean_client_ir', 'train_loss', 'round_s']
+  with open(tmp_path / 'metrics.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for r in (1, 2, 3):
+      writer.writerow([r, 0.5, 0.4, 0.3, 0.6, 3, 0, 0, 10.0, 0.7, 0.01])
+  proc = subprocess.run([sys.executable, '-m', 'fedar_jax.report', f'--workdir={tmp_path}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / 'plots' / 'metrics_per_round.png').stat().st_size > 10000
 
 
 def test_progress_eta_is_median_round_time_times_rounds_left():

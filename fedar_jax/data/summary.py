@@ -4,12 +4,17 @@
                   flags, and the IR histogram (bin edges and client counts)
   partition.csv   one row per client: client, n, count_<class>..., ir, attacker
   partition.png   per-client stacked class counts and the IR histogram
+
+IR histogram bins include their right edge, (a, b] (the first is [1, 1.5]), so a
+client at IR 10 counts in (5, 10].
 """
 import csv
 import json
 import os
 
 import numpy as np
+
+from fedar_jax import plot_style
 
 IR_BINS = (1, 1.5, 2, 3, 5, 10, 20, 50, 100, np.inf)
 
@@ -22,7 +27,7 @@ def partition_summary(data) -> dict:
   present = np.where(counts > 0, counts, np.inf).min(axis=1)
   ir = np.where(np.isfinite(present), counts.max(axis=1) / np.where(np.isfinite(present),
                                                                   present, 1), 1.0)
-  hist, _ = np.histogram(ir, bins=np.array(IR_BINS, float))
+  hist = ir_histogram(ir)
   attackers = (np.zeros(len(ir), bool) if data.attackers is None
                else np.asarray(data.attackers, bool))
   return {
@@ -32,9 +37,25 @@ def partition_summary(data) -> dict:
       'ir': [float(v) for v in ir],
       'attacker': attackers.tolist(),
       'ir_histogram': {'bin_edges': [float(b) if np.isfinite(b) else 'inf' for b in IR_BINS],
-                       'clients': hist.tolist()},
+                       'closed': 'right', 'clients': hist.tolist()},
       'test_per_class': np.bincount(data.test.y[data.test.mask], minlength=k).tolist(),
   }
+
+
+def ir_histogram(ir) -> np.ndarray:
+  """Clients per IR bin (a, b] of IR_BINS (the first bin [1, 1.5]): int64[len(IR_BINS) - 1]."""
+  edges = np.array(IR_BINS, float)
+  index = np.clip(np.searchsorted(edges, np.asarray(ir, float), side='left') - 1, 0, None)
+  return np.bincount(index, minlength=len(edges) - 1)
+
+
+def ir_bin_labels(edges) -> list[str]:
+  """'[1, 1.5]', '(1.5, 2]', ..., '(5, 10]', ..., '> 100' for bin edges (last may be inf)."""
+  edges = [float(e) for e in edges]
+  labels = [f'({a:g}, {b:g}]' if np.isfinite(b) else f'> {a:g}'
+            for a, b in zip(edges[:-1], edges[1:])]
+  labels[0] = f'[{edges[0]:g}, {edges[1]:g}]'
+  return labels
 
 
 def write_partition_summary(workdir: str, data) -> dict:
@@ -52,24 +73,23 @@ def write_partition_summary(workdir: str, data) -> dict:
 
 
 def _plot(path: str, s: dict) -> None:
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  plt = plot_style.pyplot()
   counts = np.array(s['counts'])
   shown = counts[:200]  # Keep the bar chart readable for huge client counts.
-  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8))
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.4))
   bottom = np.zeros(len(shown))
   for k, name in enumerate(s['class_names']):
-    ax0.bar(np.arange(len(shown)), shown[:, k], bottom=bottom, label=name, width=1.0)
+    color = plot_style.PALETTE[k] if len(s['class_names']) <= len(plot_style.PALETTE) else None
+    ax0.bar(np.arange(len(shown)), shown[:, k], bottom=bottom, label=name, width=1.0,
+            color=color, edgecolor='white', linewidth=0.3 if len(shown) <= 50 else 0)
     bottom += shown[:, k]
   ax0.set(xlabel='client' + (' (first 200)' if len(counts) > 200 else ''), ylabel='rows',
-          title='class counts per client')
-  ax0.legend(fontsize=7, ncol=2)
-  edges = [float(e) for e in s['ir_histogram']['bin_edges']]
-  labels = [f'[{a:g}, {b:g})' for a, b in zip(edges[:-1], edges[1:])]
-  ax1.bar(np.arange(len(labels)), s['ir_histogram']['clients'])
-  ax1.set_xticks(np.arange(len(labels)), labels, rotation=45, fontsize=7)
-  ax1.set(xlabel='imbalance ratio', ylabel='clients', title='client IR histogram')
-  fig.tight_layout()
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+          title=f'class counts per client ({len(counts)} clients)')
+  ax0.legend(title='class', fontsize=9, title_fontsize=9, loc='upper left',
+             bbox_to_anchor=(1.0, 1.0), ncol=1 if len(s['class_names']) <= 12 else 2)
+  labels = ir_bin_labels(s['ir_histogram']['bin_edges'])
+  ax1.bar(np.arange(len(labels)), s['ir_histogram']['clients'], color=plot_style.PALETTE[0])
+  ax1.set_xticks(np.arange(len(labels)), labels, rotation=30, fontsize=9)
+  ax1.set(xlabel='client imbalance ratio (bin (a, b]: a < IR <= b)', ylabel='clients',
+          title='client IR histogram')
+  plot_style.save(fig, path)

@@ -1,0 +1,58 @@
+"""TensorBoard event files: every metrics.csv column as a scalar per round.
+
+Written with tensorboardX (protobuf only, no TensorFlow). A single run writes
+DIR/tb/; a sweep writes one run directory per point, DIR/tb/<point>/, named by
+`point_dir`. Open with `tensorboard --logdir DIR/tb`.
+"""
+import math
+import os
+
+# metrics.csv columns that are not scalars of the round (the step itself).
+NOT_SCALARS = ('round',)
+
+
+def scalars(row: dict) -> dict[str, float]:
+  """The finite numeric values of a metrics row {column: str or number}, less NOT_SCALARS."""
+  out = {}
+  for name, value in row.items():
+    if name in NOT_SCALARS:
+      continue
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      continue
+    if math.isfinite(value):
+      out[name] = value
+  return out
+
+
+def point_dir(settings: dict) -> str:
+  """A sweep point's run directory name, e.g.
+  'imbalance_ratio=10,resampler=smote,threshold=1.5,seed=0,learning_rate=0.001'."""
+  return ','.join(f'{k}={v}' for k, v in settings.items())
+
+
+class ScalarWriter:
+  """Writes one scalar per metric column per round to a TensorBoard run directory.
+
+  `first_round`: the first round this writer writes. When it is above 1 (a
+  resumed run), the events file records a purge step, so TensorBoard drops
+  events of rounds >= first_round that an interrupted invocation wrote before.
+  """
+
+  def __init__(self, logdir: str, first_round: int = 1):
+    from tensorboardX import SummaryWriter  # Imported here: only writers need protobuf.
+    os.makedirs(logdir, exist_ok=True)
+    self._writer = SummaryWriter(logdir, purge_step=first_round if first_round > 1 else None,
+                                 flush_secs=10)
+
+  def write(self, round_index: int, row: dict) -> None:
+    """Adds every scalar of `row` (a metrics.csv row as {column: value}) at step round_index."""
+    for name, value in scalars(row).items():
+      self._writer.add_scalar(name, value, round_index)
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()

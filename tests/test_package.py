@@ -1,0 +1,65 @@
+"""Packaging: pyproject.toml agrees with requirements.txt, and an install from it
+provides the console scripts, which run `--help` outside the repository."""
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _pins(lines) -> set[str]:
+  return {l.split('#')[0].strip().lower() for l in lines if re.match(r'^[A-Za-z]', l.strip())}
+
+
+def test_pyproject_pins_are_requirements_txt():
+  project = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
+  declared = _pins(project['dependencies'] + project['optional-dependencies']['test'])
+  assert declared == _pins((ROOT / 'requirements.txt').read_text().splitlines())
+  assert all('==' in p for p in declared)
+
+
+def test_install_provides_console_scripts(tmp_path):
+  """`pip install .` of a copy of the project into a fresh venv without network: the
+  venv sees this interpreter's site-packages (pip, setuptools, the runtime
+  dependencies) through a .pth, and pip installs only the project (--no-deps,
+  --ignore-installed, no build isolation). The scripts then run `--help` from a
+  directory outside the repository and import the installed copy."""
+  src = tmp_path / 'src'
+  src.mkdir()
+  for name in ('pyproject.toml', 'README.md'):
+    shutil.copy(ROOT / name, src / name)
+  shutil.copytree(ROOT / 'fedar_jax', src / 'fedar_jax',
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  venv = tmp_path / 'venv'
+  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True,
+                 timeout=120)
+  python = str(venv / 'bin' / 'python')
+  site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))'],
+                        capture_output=True, text=True, check=True).stdout.strip()
+  (pathlib.Path(site) / 'parent_env.pth').write_text(sysconfig.get_path('purelib') + '\n')
+  env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'PIP_USER')}
+  proc = subprocess.run([python, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index',
+                         '--no-build-isolation', '--ignore-installed', str(src)],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  where = subprocess.run([python, '-c', 'import fedar_jax; print(fedar_jax.__file__)'],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+  assert where.stdout.strip().startswith(site), where.stdout + where.stderr
+  for script, expect in (('fedar-run', '--workdir'), ('fedar-sweep', '--thresholds'),
+                         ('fedar-report', '--workdir')):
+    proc = subprocess.run([str(venv / 'bin' / script), '--help'], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f'{script}: {proc.stderr[-2000:]}'
+    assert expect in proc.stdout, f'{script}: {proc.stdout[-2000:]}'
+
+
+def test_ci_runs_the_readme_test_command():
+  readme = (ROOT / 'README.md').read_text()
+  command = readme.split('Run the tests:', 1)[1].split('```')[1].strip()
+  assert command.endswith('python -m pytest -q tests') and 'pip install' in command
+  assert command in (ROOT / '.ci' / 'run').read_text().splitlines()
