@@ -145,6 +145,7 @@ def _main(argv):
     cfg = config_from_flags()
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
+    workdir_lib.check_unlocked(FLAGS.workdir)
   except config_lib.ConfigError as e:
     fail(str(e))
   from fedar_jax import progress

@@ -84,6 +84,7 @@ def _main(argv):
     lists = sweep_lists(FLAGS, base)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
+    workdir_lib.check_unlocked(FLAGS.workdir)
   except config_lib.ConfigError as e:
     main_lib.fail(str(e))
   logging.set_verbosity(logging.WARNING)

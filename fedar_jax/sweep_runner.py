@@ -255,9 +255,11 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       dict(zip(SETTING_COLUMNS, point)))), start + 1) for point in settings]
   times = []
-  for first_round, count in round_lib.round_blocks(start, base.rounds, base.checkpoint_every):
+  calls = train.CallPlan(start, base.rounds, base.checkpoint_every, train.block_length(base))
+  for first_round, count in calls:
     state, device_outs, outs, seconds = train.run_block(program.step, state, clients, test,
                                                         hparams, count)
+    calls.record(count, seconds)
     block = train.csv_rows(first_round, outs, seconds / count)  # Round-major, then point.
     for i in range(count):
       r = first_round + i
@@ -271,7 +273,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
       bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
                      points_done=len(settings) if r == base.rounds else 0)
     f.flush()
-    ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics), rows=rows)
+    if calls.checkpoint_due(r) or interrupts.pending():
+      ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics), rows=rows)
     if interrupts.pending():
       interrupts.stop(r)
   ckpt.close()

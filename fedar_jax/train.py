@@ -165,9 +165,53 @@ def csv_rows(first_round: int, outs: round_lib.RoundOutput, seconds: float) -> l
              f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
 
 
+# A compiled call runs at most about this many seconds of rounds (at the speed measured so
+# far), so a signal, a progress update or a CSV row is never far away on a slow machine.
+CALL_SECONDS = 2.0
+
+
+class CallPlan:
+  """The compiled calls of rounds done+1..rounds as (first round, count).
+
+  Calls never cross a checkpoint (a multiple of `every`) or the last round, and
+  hold at most `block` rounds (the compiled block length). The first call runs
+  one round; later ones as many as fit in `seconds` at the speed `record`ed so
+  far. Results do not depend on the split (the round count is traced).
+  """
+
+  def __init__(self, done: int, rounds: int, every: int, block: int,
+               seconds: float | None = None):
+    self.next, self.rounds, self.every, self.block = done + 1, rounds, every, block
+    self.seconds = CALL_SECONDS if seconds is None else seconds
+    self.per_round = None
+
+  def __bool__(self) -> bool:
+    return self.next <= self.rounds
+
+  def __iter__(self):
+    while self.next <= self.rounds:
+      first = self.next
+      count = min(-(-first // self.every) * self.every, self.rounds) - first + 1
+      count = min(count, self.block, 1 if self.per_round is None else max(
+          1, int(self.seconds / max(self.per_round, 1e-9))))
+      self.next = first + count
+      yield first, count
+
+  def record(self, count: int, seconds: float) -> None:
+    self.per_round = seconds / count
+
+  def checkpoint_due(self, last_round: int) -> bool:
+    """Whether the call that ended with `last_round` ends on a checkpoint."""
+    return last_round % self.every == 0 or last_round == self.rounds
+
+
+# The most rounds one compiled call can run (its outputs are stacked [block, ...]).
+MAX_BLOCK = 50
+
+
 def block_length(cfg: RunConfig) -> int:
-  """Rounds per compiled call: up to the next checkpoint."""
-  return min(cfg.checkpoint_every, cfg.rounds)
+  """Rounds the compiled call holds: up to the next checkpoint, at most MAX_BLOCK."""
+  return min(cfg.checkpoint_every, cfg.rounds, MAX_BLOCK)
 
 
 class Program(NamedTuple):
@@ -296,7 +340,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   times, last_metrics = [], None
   # The newest checkpoint that reads back (newer unreadable ones are set aside).
   done, rows = checkpoint.resume_point(ckpt_dir, cfg.keep_checkpoints)
-  calls = round_lib.round_blocks(done, cfg.rounds, cfg.checkpoint_every)
+  calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
   compile_s = 0.0
   if calls:  # A finished run compiles nothing.
     t0 = time.perf_counter()
@@ -327,6 +371,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
       for first, count in calls:
         state, device_outs, outs, seconds = run_block(program.step, state, clients, test,
                                                       hparams, count)
+        calls.record(count, seconds)
         for r, row in enumerate(csv_rows(first, outs, seconds / count), first):
           times.append(seconds / count)
           rows.append(row)
@@ -338,7 +383,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
                                                 or cfg.num_clients))
         f.flush()
         last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
-        ckpt.save(state, last_metrics, rows=rows)
+        if calls.checkpoint_due(first + count - 1) or interrupts.pending():
+          ckpt.save(state, last_metrics, rows=rows)
         if interrupts.pending():
           interrupts.stop(first + count - 1)
   finally:

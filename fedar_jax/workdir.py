@@ -91,6 +91,24 @@ def check_paths(workdir: str, subdirs=('checkpoints',)) -> None:
                         'or use a new --workdir')
 
 
+def check_unlocked(workdir: str) -> None:
+  """ConfigError naming the holder's pid if another process holds `workdir/lock`
+  (a probe that creates nothing, so a busy workdir is refused before data loads)."""
+  path = os.path.join(workdir, 'lock')
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError:
+    holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+    raise ConfigError('workdir', f'{workdir!r} is in use by process {holder} (pid); wait for '
+                      'it to end or use another --workdir') from None
+  finally:
+    os.close(fd)
+
+
 @contextlib.contextmanager
 def lock(workdir: str):
   """Holds `workdir/lock` for the body; ConfigError naming the holder's pid if another has it."""

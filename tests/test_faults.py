@@ -71,15 +71,16 @@ def reference(tmp_path_factory):
 
 def _signal_at_round(monkeypatch, signum, at_round):
   """Makes the run send `signum` to itself while round `at_round` is being written."""
-  csv_row = train.csv_row
+  csv_rows = train.csv_rows
 
   sent = []
 
-  def row(r, *args):
-    if r == at_round and not sent:  # Once (a sweep writes a row per point).
+  def rows(first, outs, *args):  # Rows of a compiled call of len(outs.metrics['gmean']) rounds.
+    if first <= at_round < first + len(outs.metrics['gmean']) and not sent:  # Once.
       sent.append(os.kill(os.getpid(), signum))
-    return csv_row(r, *args)
-  monkeypatch.setattr(train, 'csv_row', row)
+    return csv_rows(first, outs, *args)
+  monkeypatch.setattr(train, 'csv_rows', rows)
+  monkeypatch.setattr(train, 'CALL_SECONDS', 0.0)  # One round per call: stops at at_round.
 
 
 def _corrupt(step_dir):

@@ -57,3 +57,15 @@ def test_resuming_a_finished_run_compiles_nothing(tmp_path, monkeypatch):
   assert traces == [] and again['compile_s'] == 0 and again['final'] == first['final']
   with open(tmp_path / 'metrics.csv') as f:
     assert [r['round'] for r in csv.DictReader(f)] == ['1', '2', '3']
+
+
+def test_call_plan_grows_calls_to_the_time_budget_and_stops_at_checkpoints():
+  plan = train.CallPlan(0, 12, 5, 5, seconds=1.0)
+  calls = []
+  for first, count in plan:
+    calls.append((first, count))
+    plan.record(count, 0.3 * count)  # 0.3 s per round: 3 rounds fit in a call.
+  assert calls == [(1, 1), (2, 3), (5, 1), (6, 3), (9, 2), (11, 2)]
+  assert [plan.checkpoint_due(f + c - 1) for f, c in calls] == [
+      False, False, True, False, True, True]
+  assert not train.CallPlan(12, 12, 5, 5)
