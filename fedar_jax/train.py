@@ -185,6 +185,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
                block_size, device_description())
   writer_process = distributed.is_writer()
 
+  logging.info('compiling the round ...')
   t0 = time.perf_counter()
   step = jax.jit(round_lib.make_round(exp.spec)).lower(state, clients, test,
                                                         hparams).compile()
