@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data')
 
 
 def main():
