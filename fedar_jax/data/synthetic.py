@@ -39,13 +39,18 @@ class SyntheticProblem:
 
   def sample(self, labels: np.ndarray, rng: np.random.Generator,
              out: np.ndarray | None = None) -> np.ndarray:
-    """Draws one feature vector float32[len(labels), D] per label (into `out` if given)."""
+    """Draws one feature vector float32[len(labels), D] per label.
+
+    out: optional C-contiguous float32[len(labels), D] to fill (and return).
+    """
     k, modes, latent = self.centers.shape
     n, d = len(labels), self.embedding.shape[1]
     mode = rng.integers(0, modes, size=n)
     z = self.centers[labels, mode] + rng.standard_normal((n, latent), dtype=np.float32)
     if out is None:
       out = np.empty((n, d), np.float32)
+    if not out.flags.c_contiguous:
+      raise ValueError('out must be C-contiguous')
     bits = rng.bit_generator.random_raw(-(-n * d // 4)).view(np.uint16)[:n * d]
     np.take(_normal_table(float(self.noise)), bits, out=out.reshape(-1))
     out += z.astype(np.float32) @ self.embedding.astype(np.float32)
