@@ -10,7 +10,7 @@ import argparse
 import importlib
 import json
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data')
 
 
 def main():

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from fedar_jax import client
+from fedar_jax import models
 from fedar_jax.models import EncoderHead
 from fedar_jax.resample import Resampler
 from fedar_jax.resample import gate
@@ -44,10 +45,14 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
   """
   if mode not in MODES:
     raise ValueError(f'unknown latent resampling mode {mode!r}; allowed: {", ".join(MODES)}')
+  # The incoming parameters are every client's: lax convolutions (one plain
+  # convolution over all vmapped clients' images) encode them fastest. The
+  # trained, per-client parameters use `model`'s form (patch matmuls).
+  incoming = models.with_lax_convs(model)
 
   def update(params, key, x, y, mask, threshold, learning_rate):
     k_res, k_train = jax.random.split(key)
-    z = jax.lax.stop_gradient(model.encode(params, x))
+    z = jax.lax.stop_gradient(incoming.encode(params, x))
     counts = gate.class_counts(y, mask, num_classes)
     ir = gate.imbalance_ratio(counts)
     fire = gate.fedar_gate(ir, threshold)
@@ -56,7 +61,7 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
       zs, ys, ms = gate.select(fire, resampled, (z, y, mask))
 
       def head_logits(head, zb):
-        return model.classify({'encoder': params['encoder'], 'head': head}, zb)
+        return incoming.classify({'encoder': params['encoder'], 'head': head}, zb)
       head, loss = client.local_train(head_logits, params['head'], k_train, zs, ys, ms,
                                       learning_rate=learning_rate, epochs=epochs,
                                       batch_size=batch_size)

@@ -130,3 +130,28 @@ def test_pretrain_fits_the_pooled_images():
   before = client.masked_cross_entropy(model.apply(state.params, x), y, m)
   after = client.masked_cross_entropy(model.apply(params, x), y, m)
   assert float(after) < 0.7 * float(before)
+
+
+def test_latent_round_in_blocks_of_one_equals_vmapped():
+  # The automatic client block of a CNN on CPU (train.auto_client_block) runs
+  # one client at a time; the result must be the vmapped round's.
+  clients, test = image_clients()
+  _, spec, state = latent_spec(clients, 'joint', epochs=1)
+  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.02, seed=1)
+  vmapped = jax.jit(round_lib.make_round(spec))(state, clients, test, hp)
+  blocked = jax.jit(round_lib.make_round(spec._replace(client_block=1)))(state, clients, test, hp)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0),
+               blocked[0].params, vmapped[0].params)
+  np.testing.assert_array_equal(blocked[1].clients.n_train, vmapped[1].clients.n_train)
+
+
+def test_auto_client_block_rule():
+  from fedar_jax import train
+  from fedar_jax.config import RunConfig
+  cnn = RunConfig(model='cnn', dataset='fer2013')
+  assert train.auto_client_block(cnn, 'cpu') == train.CPU_CNN_CLIENT_BLOCK == 1
+  assert train.auto_client_block(cnn, 'gpu') == 0
+  assert train.auto_client_block(cnn, 'tpu') == 0
+  assert train.auto_client_block(RunConfig(), 'cpu') == 0
+  assert train.auto_client_block(cnn.replace(client_block=4), 'cpu') == 4
+  assert train.auto_client_block(RunConfig(client_block=3), 'gpu') == 3

@@ -54,3 +54,32 @@ def test_imbalance_costs_minority_recall():
     return np.mean(clf.predict(x_test[y_test == 1]) == 1)
 
   assert minority_recall([400, 40]) < minority_recall([400, 400]) - 0.1
+
+
+def test_client_data_does_not_depend_on_the_other_clients():
+  # A host of a multi-host run generates only its own clients: client c's rows
+  # (and the test set) must be the same alone, in a slice, or among all.
+  every, test = synthetic.synthetic_federated(3, 6, 33, 3, 12, 4, 5)
+  alone, test_alone = synthetic.synthetic_federated(3, 6, 33, 3, 12, 4, 5, client_ids=[4])
+  part, _ = synthetic.synthetic_federated(3, 6, 33, 3, 12, 4, 5, client_ids=range(2, 5))
+  np.testing.assert_array_equal(alone.x[0], every.x[4])
+  np.testing.assert_array_equal(alone.y[0], every.y[4])
+  np.testing.assert_array_equal(part.x, every.x[2:5])
+  np.testing.assert_array_equal(part.client_id, [2, 3, 4])
+  np.testing.assert_array_equal(test_alone.x, test.x)
+  counts = synthetic.imbalanced_counts(33, 3, 4)
+  for c in range(6):
+    assert np.bincount(every.y[c], minlength=3).tolist() == counts.tolist()
+  assert not np.array_equal(every.x[0], every.x[1])
+
+
+def test_noise_is_normal():
+  # The quantile-table noise alone (no latent part): i.i.d. N(0, noise^2) up to the table.
+  from scipy import stats
+  problem = synthetic.SyntheticProblem(np.zeros((1, 1, 1)), np.zeros((1, 50)), 2.0)
+  x = problem.sample(np.zeros(2000, np.int32), np.random.default_rng(0))
+  assert abs(x.mean()) < 0.03 and abs(x.std() - 2) < 0.02
+  assert stats.kstest(x[:, 7] / 2, 'norm').pvalue > 0.01
+  assert abs(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) < 0.1
+  table = synthetic._normal_table(1.0)
+  assert abs(table.mean()) < 1e-6 and abs(np.mean(table.astype(np.float64) ** 2) - 1) < 1e-6

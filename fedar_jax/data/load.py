@@ -4,8 +4,10 @@ Real sources load a Pool; then: class selection/relabelling (--classes), a
 balanced test split carved out first (--test_per_class), the partition of the
 remaining rows over clients (--partition), optional attacker clients, padding.
 """
+import time
 from typing import NamedTuple
 
+from absl import logging
 import numpy as np
 
 from fedar_jax.data import federated
@@ -121,12 +123,23 @@ def load_federated(cfg, client_ids=None) -> FederatedDataset:
   """Builds the clients and the test set that `cfg.dataset` names.
 
   client_ids: the clients to load (default all); a host of a multi-host run
-  loads only its own (synthetic clients are generated one by one; a real data
-  set is read and partitioned whole, then sliced).
+  loads only its own (synthetic client c depends only on (seed, c); a real
+  data set is read and partitioned whole, then sliced). Logs a line before and
+  after loading.
 
   Raises:
     DataError: bad input file/folder or data that cannot satisfy the flags.
   """
+  source = cfg.data_path or cfg.data_dir or cfg.dataset
+  logging.info('loading data: %s, %d clients ...', source, cfg.num_clients)
+  start = time.perf_counter()
+  data = _load(cfg, client_ids)
+  logging.info('loaded data in %.1fs: %d clients here x %d rows x %s', time.perf_counter() - start,
+               *data.clients.x.shape[:2], data.clients.x.shape[2:])
+  return data
+
+
+def _load(cfg, client_ids) -> FederatedDataset:
   if cfg.dataset == 'synthetic':
     clients, test = synthetic.synthetic_federated(
         cfg.seed, cfg.num_clients, cfg.samples_per_client, cfg.num_classes, cfg.feature_dim,

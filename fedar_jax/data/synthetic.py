@@ -5,10 +5,23 @@ space, linearly embedded in D dims (default 432, like the paper's encoded
 AffectNet vectors) plus isotropic noise. Modes of different classes sit close
 relative to the noise, so a learner trained on imbalanced data shifts its
 decision boundary into the minority classes and loses their recall.
+
+Speed: the D-dim noise is nearly all of the random numbers (10,000 clients x
+220 rows x 432 dims = 950M draws). It is drawn as 16-bit random integers
+looked up in a table of the 65,536 N(0, 1) quantiles at (i + 1/2) / 65,536,
+rescaled to unit variance (i.e. a normal truncated at +-4.3 sigma, in steps
+of 1/65,536 probability): ~4x less CPU than NumPy's ziggurat normals. Clients
+are generated in threads (NumPy releases the GIL), each from its own
+generator seeded with (seed, client). This generator (issue 8) replaced a
+per-client float64 `rng.normal` loop; the numbers differ from that one.
 """
+import concurrent.futures
 import dataclasses
+import functools
+import os
 
 import numpy as np
+from scipy.special import ndtri
 
 from fedar_jax.data.federated import ClientData, TestData
 
@@ -24,13 +37,34 @@ class SyntheticProblem:
   def num_classes(self) -> int:
     return self.centers.shape[0]
 
-  def sample(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Draws one feature vector float32[len(labels), D] per label."""
+  def sample(self, labels: np.ndarray, rng: np.random.Generator,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Draws one feature vector float32[len(labels), D] per label.
+
+    out: optional C-contiguous float32[len(labels), D] to fill (and return).
+    """
     k, modes, latent = self.centers.shape
-    mode = rng.integers(0, modes, size=len(labels))
-    z = self.centers[labels, mode] + rng.normal(size=(len(labels), latent))
-    x = z @ self.embedding + self.noise * rng.normal(size=(len(labels), self.embedding.shape[1]))
-    return x.astype(np.float32)
+    n, d = len(labels), self.embedding.shape[1]
+    mode = rng.integers(0, modes, size=n)
+    z = self.centers[labels, mode] + rng.standard_normal((n, latent), dtype=np.float32)
+    if out is None:
+      out = np.empty((n, d), np.float32)
+    if not out.flags.c_contiguous:
+      raise ValueError('out must be C-contiguous')
+    bits = rng.bit_generator.random_raw(-(-n * d // 4)).view(np.uint16)[:n * d]
+    np.take(_normal_table(float(self.noise)), bits, out=out.reshape(-1))
+    out += z.astype(np.float32) @ self.embedding.astype(np.float32)
+    return out
+
+
+@functools.cache
+def _normal_table(scale: float) -> np.ndarray:
+  """float32[65536]: scale * the N(0, 1) quantiles at (i + 1/2) / 65536, unit variance."""
+  q = ndtri((np.arange(65536) + 0.5) / 65536)
+  q /= np.sqrt(np.mean(q * q))
+  table = (scale * q).astype(np.float32)
+  table.flags.writeable = False
+  return table
 
 
 def make_problem(seed: int, num_classes: int, feature_dim: int, latent_dim: int = 8,
@@ -93,14 +127,25 @@ def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
   labels = np.repeat(np.arange(num_classes), counts).astype(np.int32)
   ids = np.asarray(range(num_clients) if client_ids is None else client_ids, np.int32)
   # Every client holds exactly samples_per_client rows: fill one preallocated array
-  # (no per-client copies; 10,000 x 200 x 432 float32 is 3.5 GB).
+  # (no per-client copies; 10,000 x 220 x 432 float32 is 3.8 GB).
   x = np.empty((len(ids), samples_per_client, feature_dim), np.float32)
   y = np.empty((len(ids), samples_per_client), np.int32)
-  for i, c in enumerate(ids):
-    rng = np.random.default_rng([seed, 1, int(c)])
-    y[i] = rng.permutation(labels)
-    x[i] = problem.sample(y[i], rng)
-  rng = np.random.default_rng([seed, 2])
+
+  def fill(rows):
+    for i in rows:
+      rng = client_rng(seed, int(ids[i]))
+      y[i] = rng.permutation(labels)
+      problem.sample(y[i], rng, out=x[i])
+
+  workers = max(1, min(os.cpu_count() or 1, 8, len(ids)))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    list(pool.map(fill, np.array_split(np.arange(len(ids)), workers)))
+  rng = np.random.Generator(np.random.SFC64([seed, 2]))
   y_test = np.repeat(np.arange(num_classes), test_per_class).astype(np.int32)
   test = TestData(problem.sample(y_test, rng), y_test, np.ones(len(y_test), bool))
   return ClientData(x, y, np.ones(y.shape, bool), ids), test
+
+
+def client_rng(seed: int, client: int) -> np.random.Generator:
+  """Client `client`'s generator: depends on (seed, client) only."""
+  return np.random.Generator(np.random.SFC64([seed, 1, client]))
