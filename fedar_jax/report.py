@@ -2,7 +2,7 @@
 
   DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
                     empty for one seed) over seeds, keyed by imbalance_ratio,
-                    resampler, threshold, learning_rate
+                    resampler, threshold, learning_rate, data_seed, attacker_fraction
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
@@ -15,10 +15,12 @@ import sys
 
 import numpy as np
 
-KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate')
+KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
+               'attacker_fraction')
+THRESHOLD = KEY_COLUMNS.index('threshold')
 # sweep.csv columns that are settings or bookkeeping, not metrics.
-NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
-               'round_s')
+NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
+               'data_seed', 'attacker_fraction', 'round', 'round_s')
 
 
 def read_rows(path: str) -> tuple[list[str], list[dict]]:
@@ -28,12 +30,24 @@ def read_rows(path: str) -> tuple[list[str], list[dict]]:
 
 
 def _key(row) -> tuple:
-  return tuple(row[k] for k in KEY_COLUMNS)
+  # Workdirs from before data_seed / attacker_fraction existed lack those columns.
+  return tuple(row.get(k, '') for k in KEY_COLUMNS)
+
+
+def _sort_value(value: str):
+  try:
+    return (0, float(value), '')
+  except ValueError:
+    return (1, 0.0, value)
 
 
 def _sort_key(key) -> tuple:
-  ir, resampler, threshold, lr = key
-  return (float(ir), resampler, float(threshold), float(lr))
+  return tuple(_sort_value(v) for v in key)
+
+
+def _panel(key) -> tuple:
+  """A summary key without its threshold: what one line / panel of the plots shows."""
+  return key[:THRESHOLD] + key[THRESHOLD + 1:]
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -81,18 +95,14 @@ def _fmt(value) -> str:
 
 
 def _panels(keys):
-  """Panel label per (imbalance_ratio, resampler, learning_rate) in sorted order."""
-  panels = sorted({(k[0], k[1], k[3]) for k in keys},
-                  key=lambda p: (float(p[0]), p[1], float(p[2])))
-  lrs = {p[2] for p in panels}
-  resamplers = {p[1] for p in panels}
+  """Panel label per summary key without its threshold (`_panel`), in sorted order."""
+  panels = sorted({_panel(k) for k in keys}, key=_sort_key)
+  varies = [len({p[i] for p in panels}) > 1 for i in range(len(KEY_COLUMNS) - 1)]
+  names = ('', '', 'lr ', 'data seed ', 'attackers ')
 
   def label(p):
     parts = [f'IR {p[0]}']
-    if len(resamplers) > 1:
-      parts.append(p[1])
-    if len(lrs) > 1:
-      parts.append(f'lr {p[2]}')
+    parts += [f'{names[i]}{p[i]}' for i in range(1, len(p)) if varies[i]]
     return ', '.join(parts)
   return panels, label
 
@@ -123,7 +133,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for p in panels:
-    pts = [s for s in summary if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p]
+    pts = [s for s in summary if _panel(_key(s)) == p]
     pts.sort(key=lambda s: float(s['threshold']))
     x = [float(s['threshold']) for s in pts]
     ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=[s['gmean_std'] or 0.0 for s in pts],
@@ -149,7 +159,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   cmap = plt.get_cmap('viridis')
   for ax, p in zip(axes, panels):
     for i, t in enumerate(thresholds):
-      per_round = curves.get((p[0], p[1], t, p[2]))
+      per_round = curves.get(p[:THRESHOLD] + (t,) + p[THRESHOLD:])
       if not per_round:
         continue
       r = sorted(per_round)
@@ -174,8 +184,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   fig, axes = _grid(plt, len(panels))
   width = 0.8 / max(len(classes), 1)
   for ax, p in zip(axes, panels):
-    pts = {s['threshold']: s for s in summary
-           if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p}
+    pts = {s['threshold']: s for s in summary if _panel(_key(s)) == p}
     ts = [t for t in thresholds if t in pts]
     x = np.arange(len(ts))
     for j, c in enumerate(classes):
@@ -207,31 +216,31 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
            f'{len(summary)} settings; final-round metrics, mean ± sample std over seeds '
            f'(from `sweep.csv`; all numbers also in `summary.csv`).', '',
            '## Best threshold by final G-mean', '',
-           '| imbalance ratio | resampler | learning rate | best threshold | G-mean |',
-           '|---|---|---|---|---|']
+           '| imbalance ratio | resampler | learning rate | data seed | attackers | '
+           'best threshold | G-mean |',
+           '|---|---|---|---|---|---|---|']
   best = {}
   for s in summary:
-    p = (s['imbalance_ratio'], s['resampler'], s['learning_rate'])
+    p = _panel(_key(s))
     if p not in best or s['gmean_mean'] > best[p]['gmean_mean']:
       best[p] = s
   for p, s in best.items():
-    lines.append(f'| {p[0]} | {p[1]} | {p[2]} | {s["threshold"]} | {_pm(s, "gmean")} |')
+    lines.append(f'| {" | ".join(p)} | {s["threshold"]} | {_pm(s, "gmean")} |')
   metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
   lines += ['', '## Final metrics', '',
-            '| IR | resampler | threshold | lr | seeds | ' + ' | '.join(metrics)
-            + ' | resampled clients |',
-            '|---' * (len(metrics) + 6) + '|']
+            '| IR | resampler | threshold | lr | data seed | attackers | seeds | '
+            + ' | '.join(metrics) + ' | resampled clients |',
+            '|---' * (len(metrics) + 8) + '|']
   for s in summary:
-    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
-                 f'{s["learning_rate"]} | {s["n_seeds"]} | '
+    lines.append(f'| {" | ".join(_key(s))} | {s["n_seeds"]} | '
                  + ' | '.join(_pm(s, m) for m in metrics)
                  + f' | {s["resampled_clients_mean"]:.1f} |')
   lines += ['', '## Final per-class recall', '',
-            '| IR | resampler | threshold | lr | ' + ' | '.join(f'class {c}' for c in classes)
-            + ' |', '|---' * (len(classes) + 4) + '|']
+            '| IR | resampler | threshold | lr | data seed | attackers | '
+            + ' | '.join(f'class {c}' for c in classes) + ' |',
+            '|---' * (len(classes) + 6) + '|']
   for s in summary:
-    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
-                 f'{s["learning_rate"]} | '
+    lines.append(f'| {" | ".join(_key(s))} | '
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
   lines += ['', '## Plots', '']
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]

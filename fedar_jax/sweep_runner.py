@@ -1,30 +1,37 @@
-"""Sweeps: settings that only change numbers run as one compiled program over a sweep axis.
+"""Sweeps: settings that only change numbers or data run as one compiled program.
 
-A sweep is the product of five lists. Threshold, seed and learning rate only
-change numbers, so every combination of them becomes one slice of a leading
-axis S of the server state and of HParams, and the round is `vmap`ped over it
-(with the clients `vmap`ped inside): one program per *group*. Imbalance ratio
-and resampler change the data or the code, so they loop outside, one group
-each. Seeds share one data set (drawn with the base config's
-`effective_data_seed`); a seed sets the model initialisation and all client
-randomness. The sweep axis is sharded over the devices (`sweep_mesh`: as many
-as divide S on the mesh's SWEEP axis, the rest shard the clients); sweeps run
-in one process. Point (threshold t, seed s, learning rate l) of a group therefore
-equals the single run `fedar_jax.main --threshold=t --seed=s --learning_rate=l
---data_seed=<data seed>` with the group's imbalance ratio and resampler.
+A sweep is the product of the sweep lists (sweep_axes.SWEEP_FLAGS). Lists of
+kind 'traced' (threshold, seed, learning rate) and 'data' (imbalance ratio,
+data seed, attacker fraction) only change numbers or data, so every
+combination of them becomes one slice of a leading axis S of the server state
+and of HParams, and the round is `vmap`ped over it (with the clients `vmap`ped
+inside): one program per *group*. The U distinct data sets are built once and
+stacked (sweep_data); the points are data-major (S = U x R), and inside the
+program each data set is repeated for its R points and the round vmapped
+over S with the clients' in_axes 0; with U = 1 the clients are not stacked
+and every point shares them (in_axes None). Lists of kind
+'code' (resampler) change the program: one group each. A seed sets the model
+initialisation and all client randomness; the data comes from the point's
+data seed. The sweep axis is sharded over the devices (`mesh_for`: as many
+as divide U, or S when U = 1, on the mesh's SWEEP axis, the rest shard the
+clients); sweeps run in one process. Point (threshold t, seed s, learning rate
+l, imbalance ratio r, data seed d, attacker fraction a) of group (resampler z)
+therefore equals the single run `fedar_jax.main --threshold=t --seed=s
+--learning_rate=l --imbalance_ratio=r --data_seed=d --attacker_fraction=a
+--resampler=z` (see sweep_data for when padding breaks the exact equality).
 
 Workdir contents (besides the report's files):
-  sweep.csv       one row per sweep point per round: the point's settings, then
-                  every column of a single run's metrics.csv
+  sweep.csv       one row per sweep point per round: the point's settings
+                  (SETTING_COLUMNS), then every column of a single run's metrics.csv
   sweep.json      the settings the workdir was started with (a rerun must match)
-  checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
+  checkpoints/G/  Orbax checkpoints of group G's stacked state (G: the group's code
+                  values joined by '_', e.g. 'smote'); reruns resume
 """
-import dataclasses
 import math
 import os
 import statistics
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,68 +40,12 @@ from fedar_jax import checkpoint
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
+from fedar_jax import sweep_data
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
-
-# sweep.csv columns that name a point, ahead of the metrics columns.
-SETTING_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate')
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepAxes:
-  """The values swept. Outer (one group each): imbalance_ratios x resamplers.
-  Inner (the axis S, one program): thresholds x seeds x learning_rates."""
-  thresholds: tuple[float, ...]
-  seeds: tuple[int, ...]
-  learning_rates: tuple[float, ...]
-  imbalance_ratios: tuple[float, ...]
-  resamplers: tuple[str, ...]
-
-  @classmethod
-  def of(cls, base: RunConfig, **lists) -> 'SweepAxes':
-    """Axes from the given lists; an empty or missing list is the base config's one value."""
-    single = {'thresholds': (base.threshold,), 'seeds': (base.seed,),
-              'learning_rates': (base.learning_rate,),
-              'imbalance_ratios': (base.imbalance_ratio,), 'resamplers': (base.resampler,)}
-    return cls(**{k: tuple(lists.get(k) or v) for k, v in single.items()})
-
-  @property
-  def points_per_group(self) -> int:
-    return len(self.thresholds) * len(self.seeds) * len(self.learning_rates)
-
-
-class Group(NamedTuple):
-  """One compiled program's worth of sweep points.
-
-  name: directory-safe name, e.g. 'ir10_smote'. points: S single-run configs,
-  ordered threshold-major, then seed, then learning rate.
-  """
-  name: str
-  points: tuple[RunConfig, ...]
-
-
-def make_groups(base: RunConfig, axes: SweepAxes) -> list[Group]:
-  """The sweep's groups in run order (imbalance ratio-major, then resampler)."""
-  groups = []
-  for ir in axes.imbalance_ratios:
-    for resampler in axes.resamplers:
-      points = tuple(
-          base.replace(imbalance_ratio=ir, resampler=resampler, threshold=t, seed=s,
-                       learning_rate=lr, data_seed=base.effective_data_seed)
-          for t in axes.thresholds for s in axes.seeds for lr in axes.learning_rates)
-      groups.append(Group(group_name(points[0]), points))
-  return groups
-
-
-def group_name(cfg: RunConfig) -> str:
-  return f'ir{cfg.imbalance_ratio:g}_{cfg.resampler}'
-
-
-def point_settings(cfg: RunConfig) -> list[str]:
-  """The SETTING_COLUMNS values of a point, as written to sweep.csv."""
-  return [f'{cfg.imbalance_ratio:g}', cfg.resampler, f'{cfg.threshold:g}', str(cfg.seed),
-          f'{cfg.learning_rate:g}']
+from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
+                                  group_name, make_groups, point_settings)
 
 
 def stack(trees):
@@ -102,35 +53,65 @@ def stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def make_sweep_round(spec: round_lib.RoundSpec) -> Callable:
+def make_sweep_round(spec: round_lib.RoundSpec, num_data: int = 1) -> Callable:
   """The round vmapped over a leading sweep axis S of the state and the hparams; wrap in jit.
 
-  With `spec.mesh`, S is sharded over the mesh's SWEEP axis (and clients over CLIENTS).
+  num_data: U. With U = 1 every point shares the clients and the test set
+  (ClientData [C, ...], TestData [T, ...]). With U > 1 they are stacked
+  ([U, C, ...], [U, T, ...]) and point s uses data set s // (S / U).
+  With `spec.mesh`, S (or U) is sharded over the mesh's SWEEP axis (and clients
+  over CLIENTS).
 
   Returns:
     sweep_step(state: ServerState with leaves [S, ...], clients, test,
     hparams: HParams of float32/int32[S]) -> (ServerState [S, ...], RoundOutput [S, ...]).
   """
-  return jax.vmap(round_lib.make_round(spec), in_axes=(0, None, None, 0),
-                  spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+  vmapped = jax.vmap(round_lib.make_round(spec), in_axes=(0, 0 if num_data > 1 else None,
+                                                         0 if num_data > 1 else None, 0),
+                     spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+  if num_data <= 1:
+    return vmapped
+
+  def sweep_step(state, clients, test, hparams):
+    # [U, ...] -> [S, ...], data-major. One flat vmap over S compiles in half the time
+    # of a vmap over U around a vmap over S / U (measured); the copies live only
+    # inside the program.
+    points = jax.tree.leaves(hparams)[0].shape[0]
+    repeat = lambda a: jnp.broadcast_to(
+        a[:, None], (num_data, points // num_data) + a.shape[1:]).reshape(
+            (points,) + a.shape[1:])
+    if points != num_data:
+      clients, test = jax.tree.map(repeat, (clients, test))
+    return vmapped(state, clients, test, hparams)
+  return sweep_step
 
 
 def sweep_mesh(points: int, devices=None) -> jax.sharding.Mesh:
   """A mesh of all devices: as many on the SWEEP axis as divide both the device count
-  and the S = `points` sweep points, the rest on the CLIENTS axis."""
+  and `points` (the sweep points S, or the data sets U when stacked), the rest on
+  the CLIENTS axis."""
   devices = list(jax.devices() if devices is None else devices)
   return sharding.make_mesh(devices, sweep_devices=math.gcd(len(devices), points))
+
+
+def mesh_for(axes: SweepAxes, devices=None) -> jax.sharding.Mesh:
+  """The sweep's mesh: the SWEEP axis divides U when the data is stacked, else S."""
+  u = axes.data_sets
+  return sweep_mesh(u if u > 1 else axes.points_per_group, devices)
 
 
 def sweep_header(class_names) -> list[str]:
   return list(SETTING_COLUMNS) + train.csv_header(class_names)
 
 
-def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> dict:
+def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
+              data: sweep_data.SweepData | None = None, mesh=None) -> dict:
   """Runs every group of the sweep for `base.rounds` rounds, appending to `workdir/sweep.csv`.
 
   Resumes each group from its newest checkpoint; a finished group is skipped.
-  Progress goes to `stream` (default stderr).
+  Progress goes to `stream` (default stderr). `data` and `mesh` are
+  `sweep_data.prepare`'s result and its mesh (`mesh_for(axes)`), made here if
+  not given.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
@@ -138,40 +119,44 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None) -> di
   if jax.process_count() > 1:
     raise NotImplementedError('sweeps run in one process (on all its devices)')
   groups = make_groups(base, axes)
-  mesh = sweep_mesh(axes.points_per_group)
+  mesh = mesh or mesh_for(axes)
+  data = data or sweep_data.prepare(base, axes, mesh)
   ckpt_root = os.path.join(workdir, 'checkpoints')
   done = {g.name: checkpoint.latest_step(os.path.join(ckpt_root, g.name)) for g in groups}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
                               stream=stream)
-  report, f = [], None
-  try:
+  report = []
+  # Drop rows past each group's checkpoint, then append.
+  f, writer = workdir_lib.open_rows(
+      os.path.join(workdir, 'sweep.csv'), sweep_header(data.sets[0].class_names),
+      keep=lambda row: int(row['round']) <= done.get(group_name(row), 0))
+  with f:
     for index, group in enumerate(groups):
-      first = train.build(group.points[0], mesh=mesh)
-      if f is None:  # Drop rows past each group's checkpoint, then append.
-        f, writer = workdir_lib.open_rows(
-            os.path.join(workdir, 'sweep.csv'), sweep_header(first.data.class_names),
-            keep=lambda row: int(row['round']) <= done.get(
-                f'ir{row["imbalance_ratio"]}_{row["resampler"]}', 0))
       start = min(done[group.name], base.rounds)
       bar.skip(start, len(group.points) if start == base.rounds else 0)
       if start == base.rounds:
         continue
-      report.append(_run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar,
+      report.append(_run_group(group, data, start, base, mesh, ckpt_root, writer, f, bar,
                                groups_left=len(groups) - index - 1))
-  finally:
-    if f is not None:
-      f.close()
   return {'groups': report}
 
 
-def _run_group(group, first, start, base, mesh, ckpt_root, writer, f, bar, groups_left):
+def build_points(group: Group, data: sweep_data.SweepData, mesh) -> list[train.Experiment]:
+  """Every point's Experiment, on its data set, with the sweep's resampler bound."""
+  per_set = len(group.points) // group.num_data
+  return [train.build(p, data.sets[s // per_set], mesh=mesh,
+                      max_class_count=data.max_class_count)
+          for s, p in enumerate(group.points)]
+
+
+def _run_group(group, data, start, base, mesh, ckpt_root, writer, f, bar, groups_left):
   """Runs one group's rounds start+1..base.rounds; returns its report dict."""
-  exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
+  exps = build_points(group, data, mesh)
+  first = exps[0]
   state, hparams = sharding.shard_leading(
       (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
-  clients = sharding.shard_clients(first.data.clients, mesh)
-  test = sharding.replicate(first.data.test, mesh)
-  traces, inner = [], make_sweep_round(first.spec)
+  clients, test = data.clients, data.test
+  traces, inner = [], make_sweep_round(first.spec, group.num_data)
 
   def sweep_round(*args):
     traces.append(1)  # Counts traces: one per compiled program.
