@@ -6,7 +6,9 @@
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
-  DIR/report.md     the tables and the plots
+  DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
+                                     (sweeps over two or more ratios)
+  DIR/report.md     the tables (with the paper's resampler x imbalance ratio table) and the plots
 """
 import collections
 import csv
@@ -210,7 +212,8 @@ def _pm(row, metric) -> str:
   return f'{row[f"{metric}_mean"]:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
-def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str]) -> None:
+def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
+                   sections: list[str] = ()) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   lines = ['# Sweep report', '',
            f'{len(summary)} settings; final-round metrics, mean ± sample std over seeds '
@@ -242,10 +245,136 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
   for s in summary:
     lines.append(f'| {" | ".join(_key(s))} | '
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
+  lines += [''] + list(sections)
   lines += ['', '## Plots', '']
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
+
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+OKABE_ITO = ('#000000', '#E69F00', '#56B4E9', '#009E73', '#F0E442', '#0072B2', '#D55E00',
+             '#CC79A7')
+LINE_STYLES = ('-', '--', ':', '-.')
+MARKERS = ('o', 's', '^', 'D', 'v', 'P')
+
+
+def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
+  """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
+  (columns), mean and sample std over every seed and data seed of the cell.
+
+  One table per other setting (threshold, learning rate, attacker fraction).
+  Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
+  'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resamplers]},
+  'rounds': int, 'seeds': int}]; best lists every resampler whose mean equals the
+  column's best at the 4 decimals shown (ties).
+  """
+  final = {}
+  for row in rows:
+    point = tuple(row.get(k, '') for k in ('imbalance_ratio', 'resampler', 'threshold',
+                                           'learning_rate', 'attacker_fraction', 'seed',
+                                           'data_seed'))
+    if point not in final or int(row['round']) > int(final[point]['round']):
+      final[point] = row
+  tables = collections.defaultdict(lambda: collections.defaultdict(list))
+  rounds = collections.defaultdict(set)
+  for point, row in final.items():
+    setting = point[2:5]
+    tables[setting][point[:2]].append(float(row[metric]))
+    rounds[setting].add(int(row['round']))
+  out = []
+  for setting in sorted(tables, key=_sort_key):
+    values = tables[setting]
+    ratios = sorted({ir for ir, _ in values}, key=float)
+    resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
+    cells = {}
+    for (ir, r), v in values.items():
+      v = np.asarray(v)
+      cells[(r, ir)] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
+    best = {}
+    for ir in ratios:
+      top = max(round(cells[(r, ir)][0], 4) for r in resamplers if (r, ir) in cells)
+      best[ir] = [r for r in resamplers if (r, ir) in cells and round(cells[(r, ir)][0], 4) == top]
+    out.append({'setting': dict(zip(('threshold', 'learning_rate', 'attacker_fraction'), setting)),
+                'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
+                'rounds': min(rounds[setting]),
+                'seeds': max(c[2] for c in cells.values())})
+  return out
+
+
+def _setting_label(setting: dict) -> str:
+  names = {'threshold': 'threshold', 'learning_rate': 'learning rate',
+           'attacker_fraction': 'attacker fraction'}
+  return ', '.join(f'{names[k]} {v}' for k, v in setting.items() if v != '')
+
+
+def ir_table_markdown(tables: list[dict]) -> list[str]:
+  """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
+  lines = ['## Final G-mean by resampler and imbalance ratio', '',
+           'Mean ± sample std over seeds (and data seeds); the best per column in bold '
+           '(ties: all of them, named below the table).', '']
+  for t in tables:
+    lines += [f'### {_setting_label(t["setting"])} ({t["rounds"]} rounds, '
+              f'{t["seeds"]} seeds)', '',
+              '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
+              '|---' * (len(t['ratios']) + 1) + '|']
+    for r in t['resamplers']:
+      cells = []
+      for ir in t['ratios']:
+        if (r, ir) not in t['cells']:
+          cells.append('')
+          continue
+        mean, std, _ = t['cells'][(r, ir)]
+        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+        cells.append(f'**{text}**' if r in t['best'][ir] else text)
+      lines.append(f'| {r} | ' + ' | '.join(cells) + ' |')
+    ties = [f'IR {ir}: {", ".join(b)}' for ir, b in t['best'].items() if len(b) > 1]
+    if ties:
+      lines += ['', 'Ties for best: ' + '; '.join(ties) + '.']
+    lines.append('')
+  return lines
+
+
+def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
+  """plots/gmean_vs_ir.png: final G-mean vs imbalance ratio, a line per resampler
+  (error bars: ± std), a panel per setting; returns the path."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+
+  os.makedirs(plot_dir, exist_ok=True)
+  if len(tables) == 1:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    axes = [ax]
+  else:
+    fig, flat = _grid(plt, len(tables))
+    axes = list(flat)
+  for ax, t in zip(axes, tables):
+    for i, r in enumerate(t['resamplers']):
+      ratios = [ir for ir in t['ratios'] if (r, ir) in t['cells']]
+      mean = [t['cells'][(r, ir)][0] for ir in ratios]
+      std = [t['cells'][(r, ir)][1] or 0.0 for ir in ratios]
+      ax.errorbar([float(ir) for ir in ratios], mean, yerr=std, capsize=2, linewidth=1.4,
+                  color=OKABE_ITO[i % len(OKABE_ITO)],
+                  linestyle=LINE_STYLES[i // len(OKABE_ITO) % len(LINE_STYLES)],
+                  marker=MARKERS[i % len(MARKERS)], markersize=4, label=r)
+    ax.set_xticks([float(ir) for ir in t['ratios']], labels=t['ratios'])
+    ax.set_xlabel('imbalance ratio (majority / minority per client)')
+    ax.set_ylabel('final G-mean (mean ± std)')
+    ax.grid(alpha=0.3)
+    if len(tables) > 1:
+      ax.set_title(_setting_label(t['setting']), fontsize=10)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
+             title='resampler', ncol=1 if len(labels) <= 16 else 2)
+  t = tables[0]
+  fig.suptitle(f'Final G-mean vs imbalance ratio ({t["rounds"]} rounds, {t["seeds"]} seeds)'
+               + (f'\n{_setting_label(t["setting"])}' if len(tables) == 1 else ''))
+  fig.tight_layout()
+  path = os.path.join(plot_dir, 'gmean_vs_ir.png')
+  fig.savefig(path, dpi=150, bbox_inches='tight')
+  plt.close(fig)
+  return path
 
 
 def write_report(workdir: str) -> list[str]:
@@ -260,8 +389,13 @@ def write_report(workdir: str) -> list[str]:
   summary_path = os.path.join(workdir, 'summary.csv')
   write_summary(summary_path, header, summary)
   plots = write_plots(os.path.join(workdir, 'plots'), columns, rows, summary)
+  sections = []
+  tables = ir_tables(rows)
+  if any(len(t['ratios']) > 1 for t in tables):
+    plots.append(write_ir_plot(os.path.join(workdir, 'plots'), tables))
+    sections = ir_table_markdown(tables)
   report_path = os.path.join(workdir, 'report.md')
-  write_markdown(report_path, columns, summary, plots)
+  write_markdown(report_path, columns, summary, plots, sections)
   return [summary_path, *plots, report_path]
 
 
