@@ -70,18 +70,25 @@ def main(argv):
   # Groups whose shapes repeat (and reruns) reuse compiled programs from the workdir.
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'jax_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from fedar_jax import distributed
   from fedar_jax import report
   from fedar_jax import sweep_data
   from fedar_jax import sweep_runner
   from fedar_jax.data.errors import DataError
+  # Multi-host: every process runs this same command; process 0 writes the workdir.
+  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
+  writer = distributed.is_writer()
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)
   try:  # Builds (and checks) every data set; nothing is written before this succeeds.
     data = sweep_data.prepare(base, axes, mesh)
   except (DataError, config_lib.ConfigError) as e:
     main_lib.fail(str(e))
-  workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
+  if writer:
+    workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
   result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, data=data, mesh=mesh)
+  if not writer:
+    return
   outputs = report.write_report(FLAGS.workdir)
   for g in result['groups']:
     print(f"group {g['name']}: {g['points']} points in one program, compile "

@@ -12,11 +12,13 @@ over S with the clients' in_axes 0; with U = 1 the clients are not stacked
 and every point shares them (in_axes None). Lists of kind
 'code' (resampler) change the program: one group each. A seed sets the model
 initialisation and all client randomness; the data comes from the point's
-data seed. The sweep axis is sharded over the devices (`mesh_for`: as many
-as divide U, or S when U = 1, on the mesh's SWEEP axis, the rest shard the
-clients); sweeps run in one process. Point (threshold t, seed s, learning rate
-l, imbalance ratio r, data seed d, attacker fraction a) of group (resampler z)
-therefore equals the single run `fedar_jax.main --threshold=t --seed=s
+data seed. The sweep axis is sharded over the devices of all processes
+(`mesh_for`: as many as divide U, or S when U = 1, on the mesh's SWEEP axis,
+the rest shard the clients); in a multi-host sweep every process runs the same
+command, loads the client rows its devices hold, and process 0 writes the
+workdir (every process takes part in the checkpoints). Point (threshold t,
+seed s, learning rate l, imbalance ratio r, data seed d, attacker fraction a)
+of group (resampler z) therefore equals the single run `fedar_jax.main --threshold=t --seed=s
 --learning_rate=l --imbalance_ratio=r --data_seed=d --attacker_fraction=a
 --resampler=z` (see sweep_data for when padding breaks the exact equality).
 
@@ -37,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from fedar_jax import checkpoint
+from fedar_jax import distributed
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
@@ -116,19 +119,19 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
   """
-  if jax.process_count() > 1:
-    raise NotImplementedError('sweeps run in one process (on all its devices)')
   groups = make_groups(base, axes)
+  writer_process = distributed.is_writer()
   mesh = mesh or mesh_for(axes)
   data = data or sweep_data.prepare(base, axes, mesh)
   ckpt_root = os.path.join(workdir, 'checkpoints')
   done = {g.name: checkpoint.latest_step(os.path.join(ckpt_root, g.name)) for g in groups}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
-                              stream=stream)
+                              stream=stream if writer_process else open(os.devnull, 'w'))
   report = []
-  # Drop rows past each group's checkpoint, then append.
+  # Drop rows past each group's checkpoint, then append (process 0 only).
   f, writer = workdir_lib.open_rows(
-      os.path.join(workdir, 'sweep.csv'), sweep_header(data.sets[0].class_names),
+      os.path.join(workdir, 'sweep.csv') if writer_process else None,
+      sweep_header(data.sets[0].class_names),
       keep=lambda row: int(row['round']) <= done.get(group_name(row), 0))
   with f:
     for index, group in enumerate(groups):
