@@ -3,12 +3,14 @@ from a sweep's DIR/sweep.csv,
 
   DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
                     empty for one seed) over seeds, keyed by imbalance_ratio,
-                    resampler, threshold, learning_rate
+                    resampler, threshold, learning_rate, data_seed, attacker_fraction
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
-  DIR/report.md     the tables (thresholds tied at the best G-mean named together) and
-                    the plots
+  DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
+                                     (sweeps over two or more ratios)
+  DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
+                    paper's resampler x imbalance ratio table) and the plots
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
@@ -23,10 +25,12 @@ import numpy as np
 
 from fedar_jax import plot_style
 
-KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate')
+KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
+               'attacker_fraction')
+THRESHOLD = KEY_COLUMNS.index('threshold')
 # sweep.csv columns that are settings or bookkeeping, not metrics.
-NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
-               'round_s')
+NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
+               'data_seed', 'attacker_fraction', 'round', 'round_s')
 # sweep.csv holds 6 decimals: values that agree there are tied.
 TIE_TOL = 5e-7
 
@@ -38,12 +42,24 @@ def read_rows(path: str) -> tuple[list[str], list[dict]]:
 
 
 def _key(row) -> tuple:
-  return tuple(row[k] for k in KEY_COLUMNS)
+  # Workdirs from before data_seed / attacker_fraction existed lack those columns.
+  return tuple(row.get(k, '') for k in KEY_COLUMNS)
+
+
+def _sort_value(value: str):
+  try:
+    return (0, float(value), '')
+  except ValueError:
+    return (1, 0.0, value)
 
 
 def _sort_key(key) -> tuple:
-  ir, resampler, threshold, lr = key
-  return (float(ir), resampler, float(threshold), float(lr))
+  return tuple(_sort_value(v) for v in key)
+
+
+def _panel(key) -> tuple:
+  """A summary key without its threshold: what one line / panel of the plots shows."""
+  return key[:THRESHOLD] + key[THRESHOLD + 1:]
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -91,18 +107,14 @@ def _fmt(value) -> str:
 
 
 def _panels(keys):
-  """Panel label per (imbalance_ratio, resampler, learning_rate) in sorted order."""
-  panels = sorted({(k[0], k[1], k[3]) for k in keys},
-                  key=lambda p: (float(p[0]), p[1], float(p[2])))
-  lrs = {p[2] for p in panels}
-  resamplers = {p[1] for p in panels}
+  """Panel label per summary key without its threshold (`_panel`), in sorted order."""
+  panels = sorted({_panel(k) for k in keys}, key=_sort_key)
+  varies = [len({p[i] for p in panels}) > 1 for i in range(len(KEY_COLUMNS) - 1)]
+  names = ('', '', 'lr ', 'data seed ', 'attackers ')
 
   def label(p):
     parts = [f'IR {p[0]}']
-    if len(resamplers) > 1:
-      parts.append(p[1])
-    if len(lrs) > 1:
-      parts.append(f'lr {p[2]}')
+    parts += [f'{names[i]}{p[i]}' for i in range(1, len(p)) if varies[i]]
     return ', '.join(parts)
   return panels, label
 
@@ -155,7 +167,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
   fig, ax = plt.subplots(figsize=(7.5, 4.8))
   for i, p in enumerate(panels):
-    pts = [s for s in summary if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p]
+    pts = [s for s in summary if _panel(_key(s)) == p]
     pts.sort(key=lambda s: float(s['threshold']))
     dodge = 10 ** (0.01 * (i - (len(panels) - 1) / 2))  # Keeps error bars apart (log x).
     x = [float(s['threshold']) * dodge for s in pts]
@@ -181,7 +193,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   for ax, p in zip(axes, panels):
     means = {}
     for t in thresholds:
-      per_round = curves.get((p[0], p[1], t, p[2]))
+      per_round = curves.get(p[:THRESHOLD] + (t,) + p[THRESHOLD:])
       if per_round:
         r = sorted(per_round)
         means[t] = (r, np.array([np.mean(per_round[k]) for k in r]),
@@ -220,7 +232,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   width = 0.8 / max(len(classes), 1)
   for ax, p in zip(axes, panels):
     pts = {s['threshold']: s for s in summary
-           if (s['imbalance_ratio'], s['resampler'], s['learning_rate']) == p}
+           if _panel(_key(s)) == p}
     ts = [t for t in thresholds if t in pts]
     x = np.arange(len(ts))
     for j, c in enumerate(classes):
@@ -260,11 +272,11 @@ def _pm(row, metric) -> str:
 
 
 def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
-  """(imbalance_ratio, resampler, learning_rate) -> (best summary row, thresholds tied at
-  the best final `metric` mean within TIE_TOL, in summary order)."""
+  """A summary key without its threshold (`_panel`) -> (best summary row, thresholds tied
+  at the best final `metric` mean within TIE_TOL, in summary order)."""
   by_panel = collections.defaultdict(list)
   for s in summary:
-    by_panel[(s['imbalance_ratio'], s['resampler'], s['learning_rate'])].append(s)
+    by_panel[_panel(_key(s))].append(s)
   out = {}
   for p, pts in by_panel.items():
     best = max(pts, key=lambda s: s[f'{metric}_mean'])
@@ -273,7 +285,8 @@ def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
   return out
 
 
-def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str]) -> None:
+def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
+                   sections: list[str] = ()) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   lines = ['# Sweep report', '',
            f'{len(summary)} settings; final-round metrics, '
@@ -282,32 +295,147 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
            '## Best threshold by final G-mean', '',
            'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
            'together.', '',
-           '| imbalance ratio | resampler | learning rate | best threshold | G-mean |',
-           '|---|---|---|---|---|']
+           '| imbalance ratio | resampler | learning rate | data seed | attackers | '
+           'best threshold | G-mean |',
+           '|---|---|---|---|---|---|---|']
   for p, (s, tied) in best_thresholds(summary).items():
     names = tied[0] if len(tied) == 1 else f'{", ".join(tied)} tied'
-    lines.append(f'| {p[0]} | {p[1]} | {p[2]} | {names} | {_pm(s, "gmean")} |')
+    lines.append(f'| {" | ".join(p)} | {names} | {_pm(s, "gmean")} |')
   metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
   lines += ['', '## Final metrics', '',
-            '| IR | resampler | threshold | lr | seeds | ' + ' | '.join(metrics)
-            + ' | resampled clients |',
-            '|---' * (len(metrics) + 6) + '|']
+            '| IR | resampler | threshold | lr | data seed | attackers | seeds | '
+            + ' | '.join(metrics) + ' | resampled clients |',
+            '|---' * (len(metrics) + 8) + '|']
   for s in summary:
-    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
-                 f'{s["learning_rate"]} | {s["n_seeds"]} | '
+    lines.append(f'| {" | ".join(_key(s))} | {s["n_seeds"]} | '
                  + ' | '.join(_pm(s, m) for m in metrics)
                  + f' | {s["resampled_clients_mean"]:.1f} |')
   lines += ['', '## Final per-class recall', '',
-            '| IR | resampler | threshold | lr | ' + ' | '.join(f'class {c}' for c in classes)
-            + ' |', '|---' * (len(classes) + 4) + '|']
+            '| IR | resampler | threshold | lr | data seed | attackers | '
+            + ' | '.join(f'class {c}' for c in classes) + ' |',
+            '|---' * (len(classes) + 6) + '|']
   for s in summary:
-    lines.append(f'| {s["imbalance_ratio"]} | {s["resampler"]} | {s["threshold"]} | '
-                 f'{s["learning_rate"]} | '
+    lines.append(f'| {" | ".join(_key(s))} | '
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
+  lines += [''] + list(sections)
   lines += ['', '## Plots', '']
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
+
+
+def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
+  """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
+  (columns), mean and sample std over every seed and data seed of the cell.
+
+  One table per other setting (threshold, learning rate, attacker fraction).
+  Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
+  'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resamplers]},
+  'rounds': int, 'seeds': int}]; best lists every resampler whose mean equals the
+  column's best at the 4 decimals shown (ties).
+  """
+  final = {}
+  for row in rows:
+    point = tuple(row.get(k, '') for k in ('imbalance_ratio', 'resampler', 'threshold',
+                                           'learning_rate', 'attacker_fraction', 'seed',
+                                           'data_seed'))
+    if point not in final or int(row['round']) > int(final[point]['round']):
+      final[point] = row
+  tables = collections.defaultdict(lambda: collections.defaultdict(list))
+  rounds = collections.defaultdict(set)
+  for point, row in final.items():
+    setting = point[2:5]
+    tables[setting][point[:2]].append(float(row[metric]))
+    rounds[setting].add(int(row['round']))
+  out = []
+  for setting in sorted(tables, key=_sort_key):
+    values = tables[setting]
+    ratios = sorted({ir for ir, _ in values}, key=float)
+    resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
+    cells = {}
+    for (ir, r), v in values.items():
+      v = np.asarray(v)
+      cells[(r, ir)] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
+    best = {}
+    for ir in ratios:
+      top = max(round(cells[(r, ir)][0], 4) for r in resamplers if (r, ir) in cells)
+      best[ir] = [r for r in resamplers if (r, ir) in cells and round(cells[(r, ir)][0], 4) == top]
+    out.append({'setting': dict(zip(('threshold', 'learning_rate', 'attacker_fraction'), setting)),
+                'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
+                'rounds': min(rounds[setting]),
+                'seeds': max(c[2] for c in cells.values())})
+  return out
+
+
+def _setting_label(setting: dict) -> str:
+  names = {'threshold': 'threshold', 'learning_rate': 'learning rate',
+           'attacker_fraction': 'attacker fraction'}
+  return ', '.join(f'{names[k]} {v}' for k, v in setting.items() if v != '')
+
+
+def ir_table_markdown(tables: list[dict]) -> list[str]:
+  """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
+  lines = ['## Final G-mean by resampler and imbalance ratio', '',
+           'Mean ± sample std over seeds (and data seeds); the best per column in bold '
+           '(ties: all of them, named below the table).', '']
+  for t in tables:
+    lines += [f'### {_setting_label(t["setting"])} ({t["rounds"]} rounds, '
+              f'{t["seeds"]} seeds)', '',
+              '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
+              '|---' * (len(t['ratios']) + 1) + '|']
+    for r in t['resamplers']:
+      cells = []
+      for ir in t['ratios']:
+        if (r, ir) not in t['cells']:
+          cells.append('')
+          continue
+        mean, std, _ = t['cells'][(r, ir)]
+        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+        cells.append(f'**{text}**' if r in t['best'][ir] else text)
+      lines.append(f'| {r} | ' + ' | '.join(cells) + ' |')
+    ties = [f'IR {ir}: {", ".join(b)}' for ir, b in t['best'].items() if len(b) > 1]
+    if ties:
+      lines += ['', 'Ties for best: ' + '; '.join(ties) + '.']
+    lines.append('')
+  return lines
+
+
+def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
+  """plots/gmean_vs_ir.png: final G-mean vs imbalance ratio, a line per resampler
+  (error bars: ± std), a panel per setting; returns the path."""
+  plt = plot_style.pyplot()
+
+  os.makedirs(plot_dir, exist_ok=True)
+  if len(tables) == 1:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    axes = [ax]
+  else:
+    fig, flat = _grid(plt, len(tables))
+    axes = list(flat)
+  for ax, t in zip(axes, tables):
+    for i, r in enumerate(t['resamplers']):
+      ratios = [ir for ir in t['ratios'] if (r, ir) in t['cells']]
+      mean = [t['cells'][(r, ir)][0] for ir in ratios]
+      std = [t['cells'][(r, ir)][1] or 0.0 for ir in ratios]
+      ax.errorbar([float(ir) for ir in ratios], mean, yerr=std, capsize=2, label=r,
+                  **{**plot_style.line_style(i), 'markersize': 4})
+    ax.set_xticks([float(ir) for ir in t['ratios']], labels=t['ratios'])
+    ax.set_xlabel('imbalance ratio (majority / minority per client)')
+    ax.set_ylabel('final G-mean (mean ± std)')
+    ax.grid(alpha=0.3)
+    if len(tables) > 1:
+      ax.set_title(_setting_label(t['setting']), fontsize=10)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
+             title='resampler', ncol=1 if len(labels) <= 16 else 2)
+  t = tables[0]
+  fig.suptitle(f'Final G-mean vs imbalance ratio ({t["rounds"]} rounds, {t["seeds"]} seeds)'
+               + (f'\n{_setting_label(t["setting"])}' if len(tables) == 1 else ''))
+  fig.tight_layout()
+  path = os.path.join(plot_dir, 'gmean_vs_ir.png')
+  fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
+  plt.close(fig)
+  return path
 
 
 def write_report(workdir: str) -> list[str]:
@@ -322,8 +450,13 @@ def write_report(workdir: str) -> list[str]:
   summary_path = os.path.join(workdir, 'summary.csv')
   write_summary(summary_path, header, summary)
   plots = write_plots(os.path.join(workdir, 'plots'), columns, rows, summary)
+  sections = []
+  tables = ir_tables(rows)
+  if any(len(t['ratios']) > 1 for t in tables):
+    plots.append(write_ir_plot(os.path.join(workdir, 'plots'), tables))
+    sections = ir_table_markdown(tables)
   report_path = os.path.join(workdir, 'report.md')
-  write_markdown(report_path, columns, summary, plots)
+  write_markdown(report_path, columns, summary, plots, sections)
   return [summary_path, *plots, report_path]
 
 

@@ -84,6 +84,21 @@ def shard_clients(local: ClientData, mesh: Mesh, global_clients: int | None = No
   return ClientData(*(global_array(a, sharding, global_clients) for a in local))
 
 
+def shard_stacked_clients(local: ClientData, mesh: Mesh,
+                          global_clients: int | None = None) -> ClientData:
+  """Puts stacked ClientData [U, C, ...] (this process's client rows) on the mesh: the
+  data-set axis U sharded over SWEEP, the clients over CLIENTS."""
+  sharding = NamedSharding(mesh, P(SWEEP, CLIENTS))
+
+  def put(a):
+    a = np.asarray(a)
+    if jax.process_count() == 1:
+      return jax.device_put(a, sharding)
+    shape = (a.shape[0], global_clients or a.shape[1]) + a.shape[2:]
+    return jax.make_array_from_process_local_data(sharding, a, shape)
+  return ClientData(*(put(a) for a in local))
+
+
 def replicate(tree, mesh: Mesh):
   """Puts every leaf of `tree` on every device of the mesh (same value on every process)."""
   sharding = replicated(mesh)

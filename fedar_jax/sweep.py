@@ -1,13 +1,16 @@
 """Command line: `python -m fedar_jax.sweep --workdir=DIR --thresholds=1,1.5,2 --seeds=0,1,2 [flags]`.
 
-Sweep lists: --thresholds, --seeds, --learning_rates (one compiled program
-over a sweep axis) and --imbalance_ratios, --resamplers (an outer loop). An
-empty list means the single value of --threshold, --seed, ... Every run flag
-of `fedar_jax.main` applies to every point. Writes DIR/sweep.csv,
-DIR/summary.csv, DIR/plots/*.png and DIR/report.md; rerunning the same
-command resumes. Bad input exits with status 2 and a one-line error, before
-anything is written; faults (a second process, SIGINT/SIGTERM, a full disk)
-are handled as in `fedar_jax.main`.
+Sweep lists (sweep_axes.SWEEP_FLAGS): --thresholds, --seeds, --learning_rates
+(traced numbers) and --imbalance_ratios, --data_seeds, --attacker_fractions
+(stacked data) run as one compiled program per group; --resamplers (code)
+makes a group per value. An empty list means the single value of
+--threshold, --seed, ... Every run flag of `fedar_jax.main` applies to every
+point. Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
+DIR/report.md; rerunning the same command resumes. Bad input (a bad list
+value, data that cannot be built, a sweep whose stacked data would not fit in
+memory) exits with status 2 and a one-line error before anything is written;
+faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
+`fedar_jax.main`.
 """
 import contextlib
 import sys
@@ -25,33 +28,20 @@ from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
 from fedar_jax import workdir as workdir_lib
+from fedar_jax.sweep_axes import SWEEP_FLAGS
 
 FLAGS = flags.FLAGS
 
-# Sweep flag -> (RunConfig field it lists, element type).
-SWEEP_FLAGS = {
-    'thresholds': ('threshold', float),
-    'seeds': ('seed', int),
-    'learning_rates': ('learning_rate', float),
-    'imbalance_ratios': ('imbalance_ratio', float),
-    'resamplers': ('resampler', str),
-}
-flags.DEFINE_list('thresholds', [], 'FedAR thresholds to sweep (sweep axis); default --threshold.')
-flags.DEFINE_list('seeds', [], 'Seeds to sweep (sweep axis: initialisation and client '
-                  'randomness; the data comes from --data_seed, or --seed); default --seed.')
-flags.DEFINE_list('learning_rates', [], 'Learning rates to sweep (sweep axis); default '
-                  '--learning_rate.')
-flags.DEFINE_list('imbalance_ratios', [], 'Imbalance ratios to sweep (outer loop: new data); '
-                  'default --imbalance_ratio.')
-flags.DEFINE_list('resamplers', [], 'Resamplers to sweep (outer loop: new code); default '
-                  '--resampler.')
+for _name, _entry in SWEEP_FLAGS.items():
+  flags.DEFINE_list(_name, [], _entry.help)
 
 
 def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
   """Parses and validates the sweep flags; raises ConfigError naming the sweep flag."""
   lists = {}
-  for name, (field, kind) in SWEEP_FLAGS.items():
+  for name, entry in SWEEP_FLAGS.items():
     raw = flag_values[name].value
+    kind = entry.type
     try:
       values = tuple(kind(v) for v in raw)
     except ValueError:
@@ -59,11 +49,14 @@ def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
                                    f'got {",".join(raw)!r}')
     if len(set(values)) != len(values):
       raise config_lib.ConfigError(name, f'repeats a value: {",".join(raw)}')
+    if name == 'data_seeds' and any(v < 0 for v in values):
+      raise config_lib.ConfigError(name, f'must be >= 0, got {",".join(raw)} (-1 would tie '
+                                   'the data to --seeds)')
     for value in values:
       try:
-        config_lib.validate(base.replace(**{field: value}))
+        config_lib.validate(base.replace(**{entry.field: value}))
       except config_lib.ConfigError as e:
-        if e.flag != field:
+        if e.flag != entry.field:
           raise
         raise config_lib.ConfigError(name, str(e).split(': ', 1)[1]) from None
     lists[name] = values
@@ -90,24 +83,40 @@ def _main(argv):
   logging.set_verbosity(logging.WARNING)
   # Groups whose programs repeat (and reruns) load them from the cache.
   compile_cache.enable(FLAGS.compilation_cache_dir)
+  import jax
+  from fedar_jax import distributed
   from fedar_jax import progress
   from fedar_jax import report
-  progress.use_short_log_format()
+  from fedar_jax import sweep_data
   from fedar_jax import sweep_runner
   from fedar_jax.data.errors import DataError
+  progress.use_short_log_format()
+  # Multi-host: every process runs this same command; process 0 writes the workdir.
+  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
+  writer = distributed.is_writer()
   axes = sweep_runner.SweepAxes.of(base, **lists)
+  mesh = sweep_runner.mesh_for(axes)
+  try:  # Builds (and checks) every data set; nothing is written before this succeeds.
+    with progress.stage('loading data'):
+      data = sweep_data.prepare(base, axes, mesh)
+  except (DataError, config_lib.ConfigError) as e:
+    main_lib.fail(str(e))
   with contextlib.ExitStack() as held:
 
-    def start():  # The first group's data has loaded: take the workdir, record the settings.
-      held.enter_context(workdir_lib.lock(FLAGS.workdir))
-      workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
-      workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
+    def start():  # The data has loaded: take the workdir, record the settings.
+      if writer:
+        held.enter_context(workdir_lib.lock(FLAGS.workdir))
+        workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
+        workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
 
-    try:  # A signal is acted on at the end of the current round, with its checkpoint.
-      with interrupts.deferred():
-        result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, on_start=start)
+    try:  # A signal is acted on at the end of the current call, with its checkpoint.
+      with interrupts.deferred(enabled=jax.process_count() == 1):
+        result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, data=data, mesh=mesh,
+                                        on_start=start)
     except (DataError, config_lib.ConfigError) as e:
       main_lib.fail(str(e))
+    if not writer:
+      return
     outputs = report.write_report(FLAGS.workdir)
   for g in result['groups']:
     print(f"group {g['name']}: {g['points']} points in one program, compile "

@@ -1,27 +1,39 @@
-"""Sweeps: settings that only change numbers run as one compiled program over a sweep axis.
+"""Sweeps: settings that only change numbers or data run as one compiled program.
 
-A sweep is the product of five lists. Threshold, seed and learning rate only
-change numbers, so every combination of them becomes one slice of a leading
-axis S of the server state and of HParams, and the round is `vmap`ped over it
-(with the clients `vmap`ped inside): one program per *group*. Imbalance ratio
-and resampler change the data or the code, so they loop outside, one group
-each. Seeds share one data set (drawn with the base config's
-`effective_data_seed`); a seed sets the model initialisation and all client
-randomness. The sweep axis is sharded over the devices (`sweep_mesh`: as many
-as divide S on the mesh's SWEEP axis, the rest shard the clients); sweeps run
-in one process. Point (threshold t, seed s, learning rate l) of a group therefore
-equals the single run `fedar_jax.main --threshold=t --seed=s --learning_rate=l
---data_seed=<data seed>` with the group's imbalance ratio and resampler.
+A sweep is the product of the sweep lists (sweep_axes.SWEEP_FLAGS). Lists of
+kind 'traced' (threshold, seed, learning rate) and 'data' (imbalance ratio,
+data seed, attacker fraction) only change numbers or data, so every
+combination of them becomes one slice of a leading axis S of the server state
+and of HParams, and the round is `vmap`ped over it (with the clients `vmap`ped
+inside): one program per *group*. The U distinct data sets are built once and
+stacked (sweep_data); the points are data-major (S = U x R), and inside the
+program each data set is repeated for its R points and the round vmapped
+over S with the clients' in_axes 0; with U = 1 the clients are not stacked
+and every point shares them (in_axes None). Lists of kind
+'code' (resampler) change the program: one group each. A seed sets the model
+initialisation and all client randomness; the data comes from the point's
+data seed. The sweep axis is sharded over the devices of all processes
+(`mesh_for`: as many as divide U, or S when U = 1, on the mesh's SWEEP axis,
+the rest shard the clients); in a multi-host sweep every process runs the same
+command, loads the client rows its devices hold, and process 0 writes the
+workdir (every process takes part in the checkpoints). Point (threshold t,
+seed s, learning rate l, imbalance ratio r, data seed d, attacker fraction a)
+of group (resampler z) therefore equals the single run `fedar_jax.main --threshold=t --seed=s
+--learning_rate=l --imbalance_ratio=r --data_seed=d --attacker_fraction=a
+--resampler=z` (see sweep_data for when padding breaks the exact equality).
 
 Workdir contents (besides the report's files):
-  sweep.csv       one row per sweep point per round: the point's settings, then
-                  every column of a single run's metrics.csv
+  sweep.csv       one row per sweep point per round: the point's settings
+                  (SETTING_COLUMNS), then every column of a single run's metrics.csv
   sweep.json      the settings the workdir was started with (a rerun must match)
-  checkpoints/G/  Orbax checkpoints of group G's stacked state; reruns resume
+  checkpoints/G/  Orbax checkpoints of group G's stacked state (G: the group's code
+                  values joined by '_', e.g. 'smote'); reruns resume
   tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
+
+The next group is built and compiled in a background thread while the current
+one runs; a group's rounds run in compiled calls of several rounds (train.CallPlan).
 """
 import concurrent.futures
-import dataclasses
 import math
 import os
 import statistics
@@ -32,73 +44,18 @@ import jax
 import jax.numpy as jnp
 
 from fedar_jax import checkpoint
+from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
 from fedar_jax import round as round_lib
 from fedar_jax import sharding
+from fedar_jax import sweep_data
 from fedar_jax import tensorboard_writer
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
-
-# sweep.csv columns that name a point, ahead of the metrics columns.
-SETTING_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate')
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepAxes:
-  """The values swept. Outer (one group each): imbalance_ratios x resamplers.
-  Inner (the axis S, one program): thresholds x seeds x learning_rates."""
-  thresholds: tuple[float, ...]
-  seeds: tuple[int, ...]
-  learning_rates: tuple[float, ...]
-  imbalance_ratios: tuple[float, ...]
-  resamplers: tuple[str, ...]
-
-  @classmethod
-  def of(cls, base: RunConfig, **lists) -> 'SweepAxes':
-    """Axes from the given lists; an empty or missing list is the base config's one value."""
-    single = {'thresholds': (base.threshold,), 'seeds': (base.seed,),
-              'learning_rates': (base.learning_rate,),
-              'imbalance_ratios': (base.imbalance_ratio,), 'resamplers': (base.resampler,)}
-    return cls(**{k: tuple(lists.get(k) or v) for k, v in single.items()})
-
-  @property
-  def points_per_group(self) -> int:
-    return len(self.thresholds) * len(self.seeds) * len(self.learning_rates)
-
-
-class Group(NamedTuple):
-  """One compiled program's worth of sweep points.
-
-  name: directory-safe name, e.g. 'ir10_smote'. points: S single-run configs,
-  ordered threshold-major, then seed, then learning rate.
-  """
-  name: str
-  points: tuple[RunConfig, ...]
-
-
-def make_groups(base: RunConfig, axes: SweepAxes) -> list[Group]:
-  """The sweep's groups in run order (imbalance ratio-major, then resampler)."""
-  groups = []
-  for ir in axes.imbalance_ratios:
-    for resampler in axes.resamplers:
-      points = tuple(
-          base.replace(imbalance_ratio=ir, resampler=resampler, threshold=t, seed=s,
-                       learning_rate=lr, data_seed=base.effective_data_seed)
-          for t in axes.thresholds for s in axes.seeds for lr in axes.learning_rates)
-      groups.append(Group(group_name(points[0]), points))
-  return groups
-
-
-def group_name(cfg: RunConfig) -> str:
-  return f'ir{cfg.imbalance_ratio:g}_{cfg.resampler}'
-
-
-def point_settings(cfg: RunConfig) -> list[str]:
-  """The SETTING_COLUMNS values of a point, as written to sweep.csv."""
-  return [f'{cfg.imbalance_ratio:g}', cfg.resampler, f'{cfg.threshold:g}', str(cfg.seed),
-          f'{cfg.learning_rate:g}']
+from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
+                                  group_name, make_groups, point_settings)
 
 
 def stack(trees):
@@ -106,26 +63,74 @@ def stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def make_sweep_round(spec: round_lib.RoundSpec, clients_axis: int | None = None) -> Callable:
+def _repeat(tree, num_data: int, points: int):
+  """[U, ...] -> [S, ...] data-major: data set u for points u * S/U .. (u + 1) * S/U - 1."""
+  return jax.tree.map(lambda a: jnp.broadcast_to(
+      a[:, None], (num_data, points // num_data) + a.shape[1:]).reshape((points,) + a.shape[1:]),
+                      tree)
+
+
+def make_sweep_round(spec: round_lib.RoundSpec, num_data: int = 1,
+                     prepared: bool = False) -> Callable:
   """The round vmapped over a leading sweep axis S of the state and the hparams; wrap in jit.
 
-  With `spec.mesh`, S is sharded over the mesh's SWEEP axis (and clients over CLIENTS).
-  clients_axis: None (every point shares the clients) or 0 (clients with a leading S,
-  e.g. the per-point data of `--resample_every=once`).
+  num_data: U. With U = 1 every point shares the clients and the test set
+  (ClientData [C, ...], TestData [T, ...]). With U > 1 they are stacked
+  ([U, C, ...], [U, T, ...]) and point s uses data set s // (S / U).
+  prepared: the clients are per point ([S, C, ...], `make_sweep_prepare`'s
+  output for `--resample_every=once`).
+  With `spec.mesh`, S (or U) is sharded over the mesh's SWEEP axis (and clients
+  over CLIENTS).
 
   Returns:
     sweep_step(state: ServerState with leaves [S, ...], clients, test,
     hparams: HParams of float32/int32[S]) -> (ServerState [S, ...], RoundOutput [S, ...]).
   """
-  return jax.vmap(round_lib.make_round(spec), in_axes=(0, clients_axis, None, 0),
-                  spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+  data_axis = 0 if num_data > 1 else None
+  vmapped = jax.vmap(round_lib.make_round(spec),
+                     in_axes=(0, 0 if prepared else data_axis, data_axis, 0),
+                     spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+  if num_data <= 1:
+    return vmapped
+
+  def sweep_step(state, clients, test, hparams):
+    # [U, ...] -> [S, ...]. One flat vmap over S compiles in half the time of a vmap
+    # over U around a vmap over S / U (measured); the copies live only inside the program.
+    points = jax.tree.leaves(hparams)[0].shape[0]
+    if points != num_data:
+      test = _repeat(test, num_data, points)
+      if not prepared:
+        clients = _repeat(clients, num_data, points)
+    return vmapped(state, clients, test, hparams)
+  return sweep_step
+
+
+def make_sweep_prepare(prepare: Callable, num_data: int, mesh) -> Callable:
+  """`pretraining.make_prepare`'s function over the sweep axis: (clients [C, ...] or
+  [U, C, ...], hparams [S]) -> per-point prepared clients [S, C, ...]."""
+  vmapped = jax.vmap(prepare, in_axes=(0 if num_data > 1 else None, 0),
+                     spmd_axis_name=sharding.SWEEP if mesh is not None else None)
+
+  def sweep_prepare(clients, hparams):
+    points = jax.tree.leaves(hparams)[0].shape[0]
+    if num_data > 1 and points != num_data:
+      clients = _repeat(clients, num_data, points)
+    return vmapped(clients, hparams)
+  return sweep_prepare
 
 
 def sweep_mesh(points: int, devices=None) -> jax.sharding.Mesh:
   """A mesh of all devices: as many on the SWEEP axis as divide both the device count
-  and the S = `points` sweep points, the rest on the CLIENTS axis."""
+  and `points` (the sweep points S, or the data sets U when stacked), the rest on
+  the CLIENTS axis."""
   devices = list(jax.devices() if devices is None else devices)
   return sharding.make_mesh(devices, sweep_devices=math.gcd(len(devices), points))
+
+
+def mesh_for(axes: SweepAxes, devices=None) -> jax.sharding.Mesh:
+  """The sweep's mesh: the SWEEP axis divides U when the data is stacked, else S."""
+  u = axes.data_sets
+  return sweep_mesh(u if u > 1 else axes.points_per_group, devices)
 
 
 def sweep_header(class_names) -> list[str]:
@@ -133,53 +138,50 @@ def sweep_header(class_names) -> list[str]:
 
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
+              data: sweep_data.SweepData | None = None, mesh=None,
               on_start: Callable[[], None] | None = None) -> dict:
   """Runs every group of the sweep for `base.rounds` rounds, appending to `workdir/sweep.csv`.
 
   Resumes each group from its newest intact checkpoint (sweep.csv is rewritten
-  from the rows kept in the checkpoints); a finished group is skipped.
-  Progress goes to `stream` (default stderr). `on_start()` runs once the first
-  group's data has loaded, before anything is written.
+  from the rows kept in the checkpoints); a finished group is neither built nor
+  compiled. Progress goes to `stream` (default stderr). `data` and `mesh` are
+  `sweep_data.prepare`'s result and its mesh (`mesh_for(axes)`), made here if
+  not given. `on_start()` runs once the data is built, before anything is written.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
   """
-  if jax.process_count() > 1:
-    raise NotImplementedError('sweeps run in one process (on all its devices)')
   groups = make_groups(base, axes)
-  mesh = sweep_mesh(axes.points_per_group)
+  writer_process = distributed.is_writer()
+  mesh = mesh or mesh_for(axes)
+  data = data or sweep_data.prepare(base, axes, mesh)
   ckpt_root = os.path.join(workdir, 'checkpoints')
   resume = {g.name: checkpoint.resume_point(os.path.join(ckpt_root, g.name),
                                            base.keep_checkpoints) for g in groups}
   done = {name: step for name, (step, _) in resume.items()}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
-                              stream=stream)
+                              stream=stream if writer_process else open(os.devnull, 'w'))
   todo = []
   for group in groups:
     start = min(done[group.name], base.rounds)
     bar.skip(start, len(group.points) if start == base.rounds else 0)
-    if start < base.rounds:  # A finished group is neither built nor compiled.
+    if start < base.rounds:
       todo.append((group, start))
-  report, f = [], None
-  try:
-    def open_csv(class_names):  # Rewrite the rows kept in the checkpoints, then append.
-      if on_start is not None:
-        on_start()
-      return workdir_lib.open_rows(os.path.join(workdir, 'sweep.csv'), sweep_header(class_names),
-                                   rows=[row for g in groups for row in resume[g.name][1]])
-
+  if on_start is not None:
+    on_start()
+  report = []
+  # Rewrite the rows kept in the checkpoints, then append (process 0 only).
+  f, writer = workdir_lib.open_rows(
+      os.path.join(workdir, 'sweep.csv') if writer_process else None,
+      sweep_header(data.sets[0].class_names),
+      rows=[row for g in groups for row in resume[g.name][1]])
+  with f:
     # The next group is built and compiled in a background thread while this one runs.
-    for index, ready in enumerate(ahead(todo, lambda item: _compile_group(*item, base, mesh, bar.stream))):
-      if f is None:
-        f, writer = open_csv(ready.class_names)
+    compile_next = lambda item: _compile_group(*item, data, base, mesh, bar.stream)
+    for index, ready in enumerate(ahead(todo, compile_next)):
       report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
                                groups_left=len(todo) - index - 1,
                                rows=resume[ready.group.name][1]))
-    if f is None:  # Every group had finished: only sweep.csv is rewritten (no compile).
-      f, _ = open_csv(train.build(groups[0].points[0], mesh=mesh).data.class_names)
-  finally:
-    if f is not None:
-      f.close()
   return {'groups': report}
 
 
@@ -192,6 +194,14 @@ def ahead(items: list, fn: Callable):
       result = future.result()
       future = pool.submit(fn, items[i + 1]) if i + 1 < len(items) else None
       yield result
+
+
+def build_points(group: Group, data: sweep_data.SweepData, mesh) -> list[train.Experiment]:
+  """Every point's Experiment, on its data set, with the sweep's resampler bound."""
+  per_set = len(group.points) // group.num_data
+  return [train.build(p, data.sets[s // per_set], mesh=mesh,
+                      max_class_count=data.max_class_count)
+          for s, p in enumerate(group.points)]
 
 
 class ReadyGroup(NamedTuple):
@@ -208,19 +218,18 @@ class ReadyGroup(NamedTuple):
   traces: list
 
 
-def _compile_group(group, start, base, mesh, stream=None) -> ReadyGroup:
+def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
   """Builds group's points (stacked on S, sharded) and compiles its program."""
-  with progress_lib.stage(f'{group.name}: loading data', stream):
-    first = train.build(group.points[0], mesh=mesh)
-  exps = [first] + [train.build(p, first.data, mesh=mesh) for p in group.points[1:]]
+  with progress_lib.stage(f'{group.name}: building', stream):
+    exps = build_points(group, data, mesh)
+  first = exps[0]
   state, hparams = sharding.shard_leading(
       (stack([e.state for e in exps]), stack([e.hparams for e in exps])), mesh)
-  clients = sharding.shard_clients(first.data.clients, mesh)
-  test = sharding.replicate(first.data.test, mesh)
+  clients, test = data.clients, data.test
   traces = []
 
-  def counted_sweep_round(spec, clients_axis):
-    inner = make_sweep_round(spec, clients_axis)
+  def counted_sweep_round(spec, prepared):
+    inner = make_sweep_round(spec, group.num_data, prepared)
 
     def sweep_round(*args):
       traces.append(1)  # Counts traces: one per compiled program.
@@ -229,8 +238,10 @@ def _compile_group(group, start, base, mesh, stream=None) -> ReadyGroup:
 
   t0 = time.perf_counter()
   with progress_lib.stage(f'{group.name}: compiling', stream):
-    program = train.compile_program(first.spec, train.block_length(base), base.resample_every,
-                                    state, clients, test, hparams, sweep=counted_sweep_round)
+    program = train.compile_program(
+        first.spec, train.block_length(base), base.resample_every, state, clients, test,
+        hparams, sweep=counted_sweep_round,
+        sweep_prepare=lambda fn: make_sweep_prepare(fn, group.num_data, mesh))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces)
 

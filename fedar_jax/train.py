@@ -74,17 +74,13 @@ def auto_client_block(cfg: RunConfig, platform: str) -> int:
   return 0
 
 
-def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Experiment:
-  """Creates data (unless given), model, resampler and initial global state for `cfg`.
-
-  With a `mesh`, the round shards clients over it and only the client rows this
-  process's devices hold are loaded. The client data is padded with empty
-  clients to the rows the round's layout needs (`round_lib.data_rows`); given
-  `data` must hold all clients.
-  """
+def client_rows(cfg: RunConfig, mesh) -> tuple[round_lib.RoundSpec, int, int, int]:
+  """(layout, rows, start, stop): a RoundSpec with only the scale fields set, the
+  client rows its layout needs, and the [start, stop) of them this process's
+  devices hold."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
-  # Only the scale fields decide the client layout; the rest is filled in below.
+  # Only the scale fields decide the client layout.
   layout = round_lib.RoundSpec(
       None, None, 0, 0, 0, num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
@@ -92,10 +88,34 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   rows = round_lib.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
+  return layout, rows, start, stop
+
+
+def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
+  """The data `cfg` names (drawn with its effective data seed): the client rows
+  this process's devices hold under `mesh` (all rows without one), padded with
+  empty clients to the rows the round's layout needs (`round_lib.data_rows`)."""
+  _, _, start, stop = client_rows(cfg, mesh)
+  data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
+                        client_ids=range(start, min(stop, cfg.num_clients)))
+  return data._replace(clients=sharding.pad_clients(data.clients, stop - start,
+                                                    max(start, cfg.num_clients)))
+
+
+def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
+          max_class_count: int | None = None) -> Experiment:
+  """Creates data (unless given), model, resampler and initial global state for `cfg`.
+
+  With a `mesh`, the round shards clients over it and only the client rows this
+  process's devices hold are loaded (`load_data`). Given `data` holds all
+  clients, or (multi-process) exactly `load_data`'s rows for this process.
+  max_class_count: the resamplers' static bound on a client's largest class
+  count; default the data's (over all processes).
+  """
+  layout, rows, start, stop = client_rows(cfg, mesh)
   if data is None:
-    data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
-                          client_ids=range(start, min(stop, cfg.num_clients)))
-  elif (start, stop) != (0, rows):
+    data = load_data(cfg, mesh)
+  elif (start, stop) != (0, rows) and data.clients.x.shape[0] != stop - start:
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
@@ -108,7 +128,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
   capacity = data.clients.x.shape[1]
   resampler = resample.make_resampler(
       cfg.resampler, num_classes=num_classes, capacity=capacity,
-      max_class_count=distributed.global_max(
+      max_class_count=max_class_count or distributed.global_max(
           federated.max_class_count(data.clients, num_classes)),
       **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
   local_update = None
@@ -246,12 +266,15 @@ class Program(NamedTuple):
 
 
 def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every: str, state,
-                    clients, test, hparams, sweep: Callable | None = None) -> Program:
+                    clients, test, hparams, sweep: Callable | None = None,
+                    sweep_prepare: Callable | None = None) -> Program:
   """Compiles the run's programs for these arguments' shapes.
 
   sweep: for a sweep (leaves of state and hparams [S, ...]), builds the
-  vmapped round from (round spec, in_axes of the clients: None, or 0 for
-  prepared data, which has a leading S); None for a single run.
+  vmapped round from (round spec, prepared: whether the clients are the
+  per-point output of the pre-training step); None for a single run.
+  sweep_prepare: for a sweep, maps `pretraining.make_prepare`'s function to its
+  version over the sweep axis.
   """
   prepare, round_spec = None, spec
   if resample_every == 'once':
@@ -260,11 +283,10 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
                         'resampling); use --resample_every=round')
     fn = pretraining.make_prepare(spec)
     if sweep is not None:
-      fn = jax.vmap(fn, in_axes=(None, 0),
-                    spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
+      fn = sweep_prepare(fn)
     prepare = jax.jit(fn).lower(clients, hparams)
     clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
-  round_fn = None if sweep is None else sweep(round_spec, None if prepare is None else 0)
+  round_fn = None if sweep is None else sweep(round_spec, prepare is not None)
   return Program(None if prepare is None else prepare.compile(compiler_options()),
                  compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn))
 

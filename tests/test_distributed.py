@@ -59,3 +59,42 @@ def test_two_processes_equal_one_process(tmp_path):
   assert all(row['dropped_clients'] == '0' and row['resampled_clients'] == '4' for row in one)
   # The model did train: the loss moves between rounds.
   assert len({row['train_loss'] for row in one}) == 3
+
+
+SWEEP_FLAGS = ['--num_clients=3', '--samples_per_client=30', '--feature_dim=8', '--rounds=2',
+               '--test_per_class=20', '--local_epochs=1', '--learning_rate=0.05',
+               '--imbalance_ratios=2,4', '--thresholds=1,5', '--checkpoint_every=1']
+
+
+def test_two_process_sweep_equals_one_process(tmp_path):
+  # 2 stacked data sets x 2 thresholds on 2 processes of one CPU device each: the data
+  # sets are sharded over the processes (SWEEP axis), process 0 writes the workdir.
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['JAX_CPU_COLLECTIVES_IMPLEMENTATION'] = 'gloo'
+  address = f'127.0.0.1:{free_port()}'
+  sweep = lambda workdir, *extra: [sys.executable, '-m', 'fedar_jax.sweep',
+                                   f'--workdir={workdir}', *SWEEP_FLAGS, *extra]
+  procs = [subprocess.Popen(sweep(tmp_path / 'multi', f'--coordinator_address={address}',
+                                  '--num_processes=2', f'--process_id={i}'),
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=500) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'wrote' in outs[0][0] and 'wrote' not in outs[1][0]
+  single = subprocess.run(sweep(tmp_path / 'single'), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=500)
+  assert single.returncode == 0, single.stderr[-3000:]
+  multi, one = (read_rows(tmp_path / w / 'sweep.csv') for w in ('multi', 'single'))
+  assert len(multi) == len(one) == 2 * 2 * 2
+  for a, b in zip(multi, one):
+    assert a.keys() == b.keys()
+    assert [a[k] for k in list(a)[:8]] == [b[k] for k in list(b)[:8]]  # Settings, round.
+    np.testing.assert_allclose([float(v) for v in list(a.values())[8:]],
+                               [float(v) for v in list(b.values())[8:]], atol=2e-5, rtol=0)
+  assert (tmp_path / 'multi' / 'report.md').exists()

@@ -54,10 +54,12 @@ def test_summary_is_final_round_mean_and_sample_std_over_seeds(tmp_path):
   for path in outputs:
     assert os.path.getsize(path) > 0
   assert sorted(os.listdir(tmp_path / 'plots')) == [
-      'gmean_per_round.png', 'gmean_vs_threshold.png', 'recall_per_class.png']
+      'gmean_per_round.png', 'gmean_vs_ir.png', 'gmean_vs_threshold.png',
+      'recall_per_class.png']
   md = (tmp_path / 'report.md').read_text()
   best_10 = max(rows[3:], key=lambda r: float(r['gmean_mean']))
-  assert f'| 10 | smote | 0.001 | {best_10["threshold"]} | ' in md
+  # A sweep.csv from before the data_seed / attacker_fraction columns: those cells are empty.
+  assert f'| 10 | smote | 0.001 |  |  | {best_10["threshold"]} | ' in md
 
 
 def test_report_cli(tmp_path):
@@ -126,3 +128,36 @@ def test_progress_eta_is_median_round_time_times_rounds_left():
   assert bar.eta(groups_left=1) == pytest.approx(2.0 * 5 + 4.0)
   last = out.getvalue().strip().splitlines()[-1]
   assert 'rounds 5/10' in last and 'points 0/6' in last and 'eta 0:00:10' in last
+
+
+def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_path):
+  # 3 resamplers x 2 ratios x 3 seeds (final round 2; round 1 must be ignored).
+  final = {('none', '2'): [0.5, 0.6, 0.7], ('smote', '2'): [0.7, 0.8, 0.9],
+           ('enn', '2'): [0.9, 0.8, 0.7], ('none', '10'): [0.3, 0.3, 0.3],
+           ('smote', '10'): [0.1, 0.2, 0.3], ('enn', '10'): [0.2, 0.25, 0.3]}
+  columns = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'data_seed',
+             'attacker_fraction', 'round', 'gmean', 'accuracy', 'sensitivity', 'specificity',
+             'precision', 'f1', 'recall_0', 'recall_1', 'resampled_clients', 'round_s']
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for (resampler, ir), values in final.items():
+      for seed, v in enumerate(values):
+        for r, g in ((1, 1.0), (2, v)):
+          writer.writerow([ir, resampler, '1.5', seed, '0.001', '0', '0', r, g] + [0.5] * 7
+                          + [1, 0.1])
+  outputs = report.write_report(str(tmp_path))
+  [table] = report.ir_tables(report.read_rows(str(tmp_path / 'sweep.csv'))[1])
+  assert table['ratios'] == ['2', '10'] and table['resamplers'] == ['none', 'enn', 'smote']
+  assert table['rounds'] == 2 and table['seeds'] == 3
+  mean, std, n = table['cells'][('smote', '2')]
+  assert (mean, n) == (pytest.approx(0.8), 3) and std == pytest.approx(0.1)
+  assert table['best'] == {'2': ['enn', 'smote'], '10': ['none']}
+  md = (tmp_path / 'report.md').read_text()
+  assert '| resampler | IR 2 | IR 10 |' in md
+  assert '| none | 0.6000 ± 0.1000 | **0.3000 ± 0.0000** |' in md
+  assert '| smote | **0.8000 ± 0.1000** | 0.2000 ± 0.1000 |' in md
+  assert 'Ties for best: IR 2: enn, smote.' in md
+  png = tmp_path / 'plots' / 'gmean_vs_ir.png'
+  assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert 'plots/gmean_vs_ir.png' in md

@@ -2,10 +2,12 @@
 import csv
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from fedar_jax import sweep_runner
@@ -87,6 +89,94 @@ EIGHT_DEVICES = textwrap.dedent('''
 ''')
 
 
+def _point_rows(rows, cfg):
+  """The sweep.csv rows of the point whose settings are `cfg`'s."""
+  want = sweep_runner.point_settings(cfg)
+  return [r for r in rows if [r[c] for c in sweep_runner.SETTING_COLUMNS] == want]
+
+
+def _assert_equals_single_run(rows, cfg, workdir):
+  train.train_and_evaluate(cfg, str(workdir))
+  want = [_metrics(r) for r in _rows(workdir / 'metrics.csv')]
+  got = [_metrics(r) for r in _point_rows(rows, cfg)]
+  assert len(got) == len(want) == cfg.rounds
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for k in w:
+      assert g[k] == pytest.approx(w[k], abs=1e-5), (cfg, k)
+
+
+STACKED = dict(imbalance_ratios=(2.0, 4.0), data_seeds=(0, 3), thresholds=(1.0, 5.0))
+
+
+def test_data_axes_are_stacked_in_one_program_and_equal_single_runs(tmp_path):
+  # 2 ratios x 2 data seeds x 2 thresholds: one group, one trace. The ratios give
+  # different largest class counts, so the ratio-2 point runs with the ratio-4 bound.
+  base = BASE.replace(rounds=2)
+  axes = sweep_runner.SweepAxes.of(base, **STACKED)
+  result = sweep_runner.run_sweep(base, axes, str(tmp_path / 'sweep'))
+  [group] = result['groups']
+  assert group['name'] == 'smote' and group['points'] == 8 and group['traces'] == 1
+  rows = _rows(tmp_path / 'sweep' / 'sweep.csv')
+  assert len(rows) == 8 * base.rounds
+  assert [(r['imbalance_ratio'], r['data_seed'], r['threshold']) for r in rows[:8]] == [
+      (ir, ds, t) for ir in ('2', '4') for ds in ('0', '3') for t in ('1', '5')]
+  for cfg in [base.replace(imbalance_ratio=2.0, data_seed=3, threshold=1.0),
+              base.replace(imbalance_ratio=4.0, data_seed=0, threshold=1.0)]:
+    _assert_equals_single_run(rows, cfg, tmp_path / f'single_{cfg.imbalance_ratio}')
+  # The data really differs per point: ratio and data seed change the client IR / metrics.
+  final = {(r['imbalance_ratio'], r['data_seed']): r for r in rows
+           if r['round'] == '2' and r['threshold'] == '1'}
+  assert final[('2', '0')]['mean_client_ir'] != final[('4', '0')]['mean_client_ir']
+  assert final[('2', '0')]['accuracy'] != final[('2', '3')]['accuracy']
+
+  # The same sweep over 8 (forced host) devices: the U = 4 data sets on the SWEEP axis.
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  proc = subprocess.run([sys.executable, '-c', EIGHT_STACKED, str(tmp_path / 'sweep8')],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0 and 'SWEEP-S8-OK' in proc.stdout, proc.stderr[-3000:]
+  rows4 = _rows(tmp_path / 'sweep8' / 'sweep.csv')
+  assert len(rows4) == len(rows)
+  for a, b in zip(rows4, rows):
+    assert [a[c] for c in sweep_runner.SETTING_COLUMNS] == [b[c] for c in
+                                                           sweep_runner.SETTING_COLUMNS]
+    for k, v in _metrics(b).items():
+      assert _metrics(a)[k] == pytest.approx(v, abs=1e-5), k
+
+
+EIGHT_STACKED = textwrap.dedent('''
+    import os, sys
+    os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+    import jax
+    from fedar_jax import sweep_runner
+    from tests.test_sweep import BASE, STACKED
+    base = BASE.replace(rounds=2)
+    axes = sweep_runner.SweepAxes.of(base, **STACKED)
+    [group] = sweep_runner.run_sweep(base, axes, sys.argv[1])['groups']
+    assert group['devices'] == {'sweep': 4, 'clients': 2} and group['traces'] == 1, group
+    print('SWEEP-S8-OK')
+''')
+
+
+def test_attacker_fractions_stack_real_data_and_equal_single_runs(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(400, 6)).astype(np.float32)
+  y = (rng.uniform(size=400) < 0.5).astype(np.int64)
+  x[y == 1] += 0.7
+  np.savez(tmp_path / 'lat.npz', x=x, y=y)
+  base = BASE.replace(dataset='latent_csv', data_path=str(tmp_path / 'lat.npz'), num_clients=4,
+                      samples_per_client=30, num_classes=2, feature_dim=6, test_per_class=20,
+                      rounds=2, imbalance_ratio=3.0, attack_ratio=10.0)
+  axes = sweep_runner.SweepAxes.of(base, attacker_fractions=(0.0, 0.5), thresholds=(1.0,))
+  [group] = sweep_runner.run_sweep(base, axes, str(tmp_path / 'sweep'))['groups']
+  assert group['points'] == 2 and group['traces'] == 1
+  rows = _rows(tmp_path / 'sweep' / 'sweep.csv')
+  final = {r['attacker_fraction']: r for r in rows if r['round'] == '2'}
+  assert float(final['0.5']['mean_client_ir']) > float(final['0']['mean_client_ir'])
+  _assert_equals_single_run(rows, base.replace(attacker_fraction=0.5, data_seed=0, threshold=1.0),
+                            tmp_path / 'single')
+
+
 def _sweep(workdir, *extra):
   return subprocess.run(
       [sys.executable, '-m', 'fedar_jax.sweep', f'--workdir={workdir}', *SMALL, *extra],
@@ -103,11 +193,14 @@ def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
   assert 'eta' in ref.stderr and 'points 8/8' in ref.stderr
   rows = _rows(tmp_path / 'ref' / 'sweep.csv')
   assert len(rows) == 2 * 4 * 4  # groups x points x rounds
-  assert list(rows[0])[:6] == ['imbalance_ratio', 'resampler', 'threshold', 'seed',
-                               'learning_rate', 'round']
+  assert list(rows[0])[:8] == ['imbalance_ratio', 'resampler', 'threshold', 'seed',
+                               'learning_rate', 'data_seed', 'attacker_fraction', 'round']
   summary = _rows(tmp_path / 'ref' / 'summary.csv')
-  assert [(s['imbalance_ratio'], s['threshold'], s['n_seeds']) for s in summary] == [
-      ('2', '1', '2'), ('2', '5', '2'), ('4', '1', '2'), ('4', '5', '2')]
+  assert list(summary[0])[:8] == ['imbalance_ratio', 'resampler', 'threshold', 'learning_rate',
+                                  'data_seed', 'attacker_fraction', 'n_seeds', 'rounds']
+  assert [(s['imbalance_ratio'], s['threshold'], s['data_seed'], s['n_seeds'])
+          for s in summary] == [('2', '1', '0', '2'), ('2', '5', '0', '2'), ('4', '1', '0', '2'),
+                                ('4', '5', '0', '2')]
   for name in ('gmean_vs_threshold', 'gmean_per_round', 'recall_per_class'):
     with open(tmp_path / 'ref' / 'plots' / f'{name}.png', 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -145,10 +238,30 @@ def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
     ('--seeds=1,1', '--seeds: repeats a value'),
     ('--resamplers=smote,bogus', '--resamplers: unknown resampler'),
     ('--learning_rates=0', '--learning_rates: must be > 0'),
+    ('--imbalance_ratios=2,0.5', '--imbalance_ratios: must be >= 1'),
+    ('--data_seeds=0,-1', '--data_seeds: must be >= 0'),
+    ('--attacker_fractions=0,0.5', '--attacker_fractions: applies to real data only'),
 ])
 def test_bad_sweep_flags_are_one_line_exit_2(tmp_path, flag, pattern):
   proc = _sweep(tmp_path / 'w', flag)
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and pattern in lines[0], proc.stderr
+  assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('flags,pattern', [
+    # 2 x 3 stacked data sets of 100,000 clients x 40 rows x 100,000 features: ~10 PB.
+    (['--imbalance_ratios=2,4', '--data_seeds=0,1,2', '--num_clients=100000',
+      '--feature_dim=100000'],
+     r'^error: --imbalance_ratios/--data_seeds: stacked client data needs [0-9.]+ GiB, '
+     r'[0-9.]+ GiB available; use --client_block or shorter lists$'),
+    (['--imbalance_ratios=2,4', '--dataset=latent_csv', '--data_path=absent.npz'],
+     r'^error: .*absent\.npz'),
+])
+def test_sweeps_that_cannot_be_built_are_refused_before_writing(tmp_path, flags, pattern):
+  proc = _sweep(tmp_path / 'w', *flags)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and re.match(pattern, lines[0]), proc.stderr
   assert not (tmp_path / 'w').exists()

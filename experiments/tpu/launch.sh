@@ -5,7 +5,7 @@
 #   experiments/tpu/launch.sh all -- --thresholds=1,1.5,2,3,5,10 --seeds=0,1,2,3,4
 #
 # Settings (environment): TPU_NAME, ZONE, ACCELERATOR_TYPE, RUNTIME_VERSION, WORKDIR,
-# and optionally PROJECT (else gcloud's default project).
+# COORDINATOR (default auto), and optionally PROJECT (else gcloud's default project).
 set -euo pipefail
 
 TPU_NAME="${TPU_NAME:-fedar-jax}"
@@ -13,6 +13,7 @@ ZONE="${ZONE:-us-central2-b}"
 ACCELERATOR_TYPE="${ACCELERATOR_TYPE:-v4-8}"
 RUNTIME_VERSION="${RUNTIME_VERSION:-tpu-ubuntu2204-base}"
 WORKDIR="${WORKDIR:-runs/tpu_sweep}"      # relative to ~/fedar_jax on the workers
+COORDINATOR="${COORDINATOR-auto}"         # --coordinator_address; empty: independent processes
 JAX_VERSION="$(sed -n 's/^jax==//p' "$(dirname "$0")/../../requirements.txt")"
 REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -45,7 +46,9 @@ install() {  # The pinned requirements, then the TPU build of the same JAX versi
 }
 
 run() {  # The same command on every worker (multi-host: one JAX process per host).
-  on_all_workers ". .venv/bin/activate && python -m fedar_jax.sweep --workdir=$WORKDIR $*"
+  local join=""
+  [[ -n "$COORDINATOR" ]] && join="--coordinator_address=$COORDINATOR"
+  on_all_workers ". .venv/bin/activate && python -m fedar_jax.sweep --workdir=$WORKDIR $join $*"
 }
 
 collect() {  # Worker 0 writes the CSV files, plots and report.

@@ -109,7 +109,11 @@ def federate(cfg, pool: Pool) -> FederatedDataset:
     raise DataError('--num_clients', f'client {empty[0]} got no rows from '
                     f'--partition={cfg.partition}')
   test = federated.TestData(pool.x[test_idx], pool.y[test_idx], np.ones(len(test_idx), bool))
-  return FederatedDataset(federated.pad_clients(xs, ys), test, pool.class_names, attackers)
+  # The imbalance partition's capacity is fixed by the flags (attackers may only shrink a
+  # client), so data sets that differ in ratio, seed or attackers share one shape.
+  capacity = cfg.samples_per_client if cfg.partition == 'imbalance' else None
+  return FederatedDataset(federated.pad_clients(xs, ys, capacity), test, pool.class_names,
+                          attackers)
 
 
 def _attack_target(cfg, num_classes: int) -> int:
