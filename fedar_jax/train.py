@@ -284,10 +284,11 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
     fn = pretraining.make_prepare(spec)
     if sweep is not None:
       fn = sweep_prepare(fn)
-    prepare = jax.jit(fn).lower(clients, hparams)
+    prepare = jax.jit(fn).lower(clients, hparams).compile(compiler_options())
+    # The round is compiled for the shardings the compiled step really outputs.
     clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
   round_fn = None if sweep is None else sweep(round_spec, prepare is not None)
-  return Program(None if prepare is None else prepare.compile(compiler_options()),
+  return Program(prepare,
                  compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn))
 
 
