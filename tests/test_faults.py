@@ -183,7 +183,7 @@ def test_sweep_signal_unreadable_checkpoint_and_lost_csv(tmp_path, monkeypatch, 
   assert capsys.readouterr().err.splitlines()[-1].startswith('interrupted after round 2;')
   monkeypatch.undo()
   assert _rows(workdir / 'sweep.csv') == want[:4]
-  _corrupt(workdir / 'checkpoints' / 'ir2_smote' / '2')
+  _corrupt(workdir / 'checkpoints' / 'smote' / '2')
   (workdir / 'sweep.csv').unlink()
   sweep_runner.run_sweep(base, axes, str(workdir))
   assert _rows(workdir / 'sweep.csv') == want

@@ -96,11 +96,13 @@ def test_report_names_tied_thresholds(tmp_path):
           writer.writerow([ir, 'smote', t, '0', '0.001', r] + list(metrics))
   report.write_report(str(tmp_path))
   md = (tmp_path / 'report.md').read_text()
-  assert '| 2 | smote | 0.001 | 1, 1.5, 3 tied | ' in md
-  assert '| 10 | smote | 0.001 | 1.5 | 0.9000 |' in md
+  # Columns: ratio, resampler, learning rate, data seed and attackers (empty: a sweep.csv
+  # without those columns), best threshold, G-mean.
+  assert '| 2 | smote | 0.001 |  |  | 1, 1.5, 3 tied | ' in md
+  assert '| 10 | smote | 0.001 |  |  | 1.5 | 0.9000 |' in md
   best = report.best_thresholds(report.summarize(*report.read_rows(tmp_path / 'sweep.csv'))[1])
-  assert best[('2', 'smote', '0.001')][1] == ['1', '1.5', '3']
-  assert best[('10', 'smote', '0.001')][1] == ['1.5']
+  assert best[('2', 'smote', '0.001', '', '')][1] == ['1', '1.5', '3']
+  assert best[('10', 'smote', '0.001', '', '')][1] == ['1.5']
 
 
 def test_run_plot_from_metrics_csv(tmp_path):

@@ -240,7 +240,7 @@ def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
     ('--learning_rates=0', '--learning_rates: must be > 0'),
     ('--imbalance_ratios=2,0.5', '--imbalance_ratios: must be >= 1'),
     ('--data_seeds=0,-1', '--data_seeds: must be >= 0'),
-    ('--attacker_fractions=0,0.5', '--attacker_fractions: applies to real data only'),
+    ('--attacker_fractions=0,1.5', '--attacker_fractions: must be in [0, 1], got 1.5'),
 ])
 def test_bad_sweep_flags_are_one_line_exit_2(tmp_path, flag, pattern):
   proc = _sweep(tmp_path / 'w', flag)
@@ -251,9 +251,10 @@ def test_bad_sweep_flags_are_one_line_exit_2(tmp_path, flag, pattern):
 
 
 @pytest.mark.parametrize('flags,pattern', [
-    # 2 x 3 stacked data sets of 100,000 clients x 40 rows x 100,000 features: ~10 PB.
-    (['--imbalance_ratios=2,4', '--data_seeds=0,1,2', '--num_clients=100000',
-      '--feature_dim=100000'],
+    # 6 x 5 stacked data sets of 10,000 clients x 220 rows x 432 features: ~115 GiB (one
+    # set, ~3.8 GiB, passes the single-run memory check).
+    (['--imbalance_ratios=2,4,6,8,10,12', '--data_seeds=0,1,2,3,4', '--num_clients=10000',
+      '--samples_per_client=220', '--feature_dim=432'],
      r'^error: --imbalance_ratios/--data_seeds: stacked client data needs [0-9.]+ GiB, '
      r'[0-9.]+ GiB available; use --client_block or shorter lists$'),
     (['--imbalance_ratios=2,4', '--dataset=latent_csv', '--data_path=absent.npz'],
