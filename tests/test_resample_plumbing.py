@@ -16,7 +16,7 @@ def test_options_reach_the_sampler_and_zero_means_the_imblearn_default():
   exp = train.build(RunConfig(num_clients=2, samples_per_client=22, feature_dim=4,
                               test_per_class=2, resampler='borderline_smote1', m_neighbors=3,
                               n_neighbors=7))
-  bound = inspect.getclosurevars(exp.spec.resampler.fn).nonlocals['kwargs']
+  bound = inspect.getclosurevars(exp.spec.resampler.resample).nonlocals['kwargs']
   assert bound['m_neighbors'] == 3 and bound['kind'] == 1
   assert 'k_neighbors' not in bound and 'n_neighbors' not in bound  # default / not taken
   # kmeans_smote's default k_neighbors is 2, smote's 5: visible in the fallback rule.
@@ -26,8 +26,8 @@ def test_options_reach_the_sampler_and_zero_means_the_imblearn_default():
   key = jax.random.key(0)
   smote = resample.make_resampler('smote', num_classes=2, capacity=20, k_neighbors=0)
   smote2 = resample.make_resampler('smote', num_classes=2, capacity=20, k_neighbors=2)
-  assert bool(smote.fallback(key, x, y, m))          # 3 rows <= k = 5
-  assert not bool(smote2.fallback(key, x, y, m))     # 3 rows > k = 2
+  assert bool(smote.resample(key, x, y, m)[3])          # 3 rows <= k = 5
+  assert not bool(smote2.resample(key, x, y, m)[3])     # 3 rows > k = 2
 
 
 def test_negative_neighbour_flags_are_rejected():

@@ -62,8 +62,8 @@ def test_fallback_where_imblearn_raises(name):
   assert raised == raises
   r = resample.make_resampler(name, num_classes=2, capacity=33, max_class_count=30)
   key, mask = jax.random.key(0), np.ones(33, bool)
-  xo, yo, mo = jax.jit(r.fn)(key, x, y, mask)
-  assert bool(jax.jit(r.fallback)(key, x, y, mask)) == raises
+  xo, yo, mo, fell_back = jax.jit(r.resample)(key, x, y, mask)
+  assert bool(fell_back) == raises
   assert np.all(np.isfinite(np.asarray(xo)))
   assert np.all(np.bincount(np.asarray(yo)[np.asarray(mo)]) <= 30 + 8)  # ceilings, rounding
 
