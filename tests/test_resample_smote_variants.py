@@ -70,7 +70,7 @@ def test_fallback_where_imblearn_raises(name):
 
 def test_borderline_danger_set_equals_imblearn():
   ours = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')
+      smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[0], 'danger')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     ref = ios.BorderlineSMOTE(random_state=0)
@@ -121,7 +121,7 @@ def _segments(set_name, out, bases_of, neighbours_of):
 def _danger(set_name):
   """Our Borderline "danger" rows (m=10) of a data set, computed on the batched sets."""
   return rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+      smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[0], 'danger')[set_name]
 
 
 @pytest.mark.parametrize('set_name', rd.NAMES)

@@ -74,7 +74,7 @@ def tomek_remove(sq, y, alive, act):
 
 def _setup(x, y, mask, num_classes):
   counts = gate.class_counts(y, mask, num_classes)
-  return neighbors.pairwise_sq_distances(x, x), counts
+  return neighbors.pairwise_sq_distances(x, x, mask), counts
 
 
 def tomek(key, x, y, mask, *, num_classes: int):
@@ -275,7 +275,7 @@ def cv_parzen_log_odds(key, x, y, mask, *, num_classes: int, folds: int = 5):
   probability, so the same rows pass a percentile threshold; continuous, so
   ties are rare).
   """
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   rank = strategy.rank_in_class(y, mask, num_classes,
                                 strategy.row_uniforms(key, y.shape[0]))
   fold = rank % folds
