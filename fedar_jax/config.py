@@ -6,6 +6,7 @@ flags. `validate` raises `ConfigError` naming the flag and what is allowed.
 import dataclasses
 import os
 
+from fedar_jax import precision
 from fedar_jax import resample
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
@@ -15,6 +16,7 @@ from fedar_jax.data import synthetic
 DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
 MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
+STANDARDIZE = ('none', 'client', 'federated')
 
 
 class ConfigError(ValueError):
@@ -113,6 +115,12 @@ class RunConfig:
   keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
   data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
                           'set across its --seeds.')
+  # --- Numerics ---
+  matmul_precision: str = _f('default', f'Float32 matmul/conv precision of training and '
+                                        f'evaluation: {", ".join(precision.PRECISIONS)} (see '
+                                        f'README; neighbour search is always highest).')
+  standardize: str = _f('none', f'Feature scaling before resampling and training: '
+                                f'{", ".join(STANDARDIZE)} (see README).')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -158,6 +166,7 @@ def validate(cfg: RunConfig) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  _validate_numerics(cfg)
   if cfg.partition != 'imbalance':
     return cfg
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
@@ -188,6 +197,11 @@ def _validate_scale(cfg: RunConfig) -> None:
   if cfg.coordinator_address not in ('', 'auto') and ':' not in cfg.coordinator_address:
     raise ConfigError('coordinator_address', f'expected host:port or auto, got '
                       f'{cfg.coordinator_address!r}')
+
+
+def _validate_numerics(cfg: RunConfig) -> None:
+  _choice(cfg, 'matmul_precision', precision.PRECISIONS)
+  _choice(cfg, 'standardize', STANDARDIZE)
 
 
 def _choice(cfg, name, allowed):

@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 from fedar_jax import client
 from fedar_jax import client_blocks
 from fedar_jax import metrics
+from fedar_jax import precision
 from fedar_jax import sampling
 from fedar_jax import sharding
 from fedar_jax.data.federated import ClientData, TestData
@@ -71,6 +72,7 @@ class RoundSpec(NamedTuple):
   local_update: optional custom single-client update with the signature of
   `local_update_fn`'s result (e.g. `latent.make_latent_update`); None is the
   standard `client.client_update`.
+  matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
   """
   apply_fn: Callable
   resampler: Resampler
@@ -83,6 +85,8 @@ class RoundSpec(NamedTuple):
   clients_per_round: int = 0
   client_block: int = 0
   mesh: Mesh | None = None
+  # --- Numerics ---
+  matmul_precision: str = 'default'
 
 
 def slot_layout(spec: RoundSpec, num_clients: int) -> tuple[int, int]:
@@ -168,4 +172,4 @@ def make_round(spec: RoundSpec) -> Callable:
     return (ServerState(params, state.round + 1),
             RoundOutput(evaluation, result.stats, client_index))
 
-  return round_step
+  return precision.with_matmul_precision(round_step, spec.matmul_precision)

@@ -27,6 +27,7 @@ from fedar_jax import distributed
 from fedar_jax import latent
 from fedar_jax import metrics
 from fedar_jax import models
+from fedar_jax import precision
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
@@ -92,10 +93,11 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
     else:
       if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
         c = data.clients
-        params = latent.pretrain(model, params, jax.random.key(cfg.seed + 1),
-                                 c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
-                                 c.mask.reshape(-1), learning_rate=cfg.learning_rate,
-                                 epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
+        pretrain = precision.with_matmul_precision(latent.pretrain, cfg.matmul_precision)
+        params = pretrain(model, params, jax.random.key(cfg.seed + 1),
+                          c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
+                          c.mask.reshape(-1), learning_rate=cfg.learning_rate,
+                          epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
       local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
                                                cfg.batch_size, cfg.latent_resampling)
     apply_fn = model.apply
@@ -107,7 +109,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
       resampler = resample.flattened(resampler)
   spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
                          local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
-                         local_update=local_update)
+                         local_update=local_update, matmul_precision=cfg.matmul_precision)
   return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0)),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed))
 

@@ -1,6 +1,5 @@
 """Resampler options and fallback reporting through the round, the CLI and metrics.csv."""
 import csv
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,7 @@ def test_options_reach_the_sampler_and_zero_means_the_imblearn_default():
   exp = train.build(RunConfig(num_clients=2, samples_per_client=22, feature_dim=4,
                               test_per_class=2, resampler='borderline_smote1', m_neighbors=3,
                               n_neighbors=7))
-  bound = inspect.getclosurevars(exp.spec.resampler.resample).nonlocals['kwargs']
+  bound = dict(exp.spec.resampler.bound)
   assert bound['m_neighbors'] == 3 and bound['kind'] == 1
   assert 'k_neighbors' not in bound and 'n_neighbors' not in bound  # default / not taken
   # kmeans_smote's default k_neighbors is 2, smote's 5: visible in the fallback rule.

@@ -34,11 +34,15 @@ class Resampler(NamedTuple):
   capacity: M, the number of output rows (static).
   resamples: False for `none` (the identity, M = N): a client never counts as
     resampled however the gate decides.
+  bound: the static keyword arguments the sampler is bound to, as sorted
+    (name, value) pairs (num_classes, num_slots, options given; an option left
+    out takes the sampler's imbalanced-learn default).
   """
   name: str
   resample: Callable
   capacity: int
   resamples: bool = True
+  bound: tuple = ()
 
 
 def flattened(r: Resampler) -> Resampler:
@@ -64,7 +68,7 @@ def _bind(name, core, capacity, **kwargs):
     *out, flag = core(key, x, y, mask, **kwargs)
     return (*out, jnp.asarray(flag))
 
-  return Resampler(name, resample_fn, capacity)
+  return Resampler(name, resample_fn, capacity, bound=tuple(sorted(kwargs.items())))
 
 
 def _none(name, num_classes, capacity, max_class_count, options):
