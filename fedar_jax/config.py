@@ -11,12 +11,13 @@ from fedar_jax import resample
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
 from fedar_jax.data import partition as partition_lib
+from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data import synthetic
 
 DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
 MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
-STANDARDIZE = ('none', 'client', 'federated')
+STANDARDIZE = standardize_lib.MODES
 
 
 class ConfigError(ValueError):

@@ -35,6 +35,7 @@ from fedar_jax import sharding
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset, load_federated
 
@@ -72,6 +73,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None) -> Ex
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
+  # Scaling comes before everything else, so resampling sees the scaled rows.
+  data = standardize_lib.standardize(data, cfg.standardize, distributed.global_sum)
   num_classes = len(data.class_names)
   images = data.clients.x.ndim == 5
   if cfg.model == 'cnn' and not images:
