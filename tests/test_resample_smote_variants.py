@@ -1,4 +1,5 @@
 """BorderlineSMOTE-1/2, ADASYN, KMeansSMOTE, SVMSMOTE against imbalanced-learn 0.14."""
+import math
 from unittest import mock
 
 import jax
@@ -274,3 +275,38 @@ def test_svm_smote_points_and_counts(set_name):
   if ref is not None:
     deficit = np.where(before > 0, before.max() - before, 0)
     assert np.all(np.abs(ours - rd.counts(ref[1])) <= deficit // 2 + 1)
+
+
+def test_kmeans_smote_allocation_equals_imblearns_rules_on_our_clusters():
+  """Given our clusters, eligibility (balance threshold, k + 1 class rows), sparsity
+  weights and per-cluster ceilings are exactly imbalanced-learn's loop."""
+  out = rd.on_batch(lambda x, y, m: smote_variants.kmeans_smote_allocation(
+      jax.random.key(0), x, y, m, num_classes=rd.K), 'kmeans_alloc')
+  tool = ios.KMeansSMOTE()
+  checked = 0
+  for set_name in rd.NAMES:
+    x, y = rd.dataset(set_name)
+    group, alloc, fallback = out[set_name]
+    clusters = np.asarray(group)[:len(y)] % 8
+    before = rd.counts(y)
+    deficits = np.where(before > 0, before.max() - before, 0)
+    want = np.zeros((rd.K, 8), np.int64)
+    raised = False
+    for c in np.flatnonzero(deficits):
+      valid, sparsity = [], []
+      for j in range(8):
+        members = np.flatnonzero(clusters == j)
+        if members.size == 0:
+          continue
+        share = np.mean(y[members] == c)
+        if share < deficits[c] / deficits.sum() / 2 or share * members.size < 3:
+          continue
+        valid.append(j)
+        sparsity.append(tool._find_cluster_sparsity(x[members][y[members] == c]))
+      raised |= not valid
+      for j, s in zip(valid, sparsity):
+        want[c, j] = math.ceil(deficits[c] * s / np.sum(sparsity))
+    np.testing.assert_array_equal(np.asarray(alloc).reshape(rd.K, 8), want, err_msg=set_name)
+    assert bool(fallback) == raised, set_name
+    checked += int(want.sum() > 0)
+  assert checked >= 2
