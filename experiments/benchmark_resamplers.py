@@ -69,7 +69,7 @@ def run(args):
     r = resample.make_resampler(name, num_classes=2, capacity=n,
                                 max_class_count=federated.max_class_count(data, 2))
     t = time.perf_counter()
-    f = jax.jit(jax.vmap(r.fn)).lower(keys, x, y, m).compile()
+    f = jax.jit(jax.vmap(r.resample)).lower(keys, x, y, m).compile()
     compile_s = time.perf_counter() - t
     jax.block_until_ready(f(keys, x, y, m))  # warm-up
     t = time.perf_counter()

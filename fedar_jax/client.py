@@ -24,7 +24,7 @@ class ClientStats(NamedTuple):
   n_real: int32 real samples (the FedAvg weight). n_train: int32 rows trained on.
   loss: float32 mean training loss of the last local epoch.
   fallback: bool, the gate fired and the resampler fell back where
-  imbalanced-learn would have raised (see `Resampler.fallback`).
+  imbalanced-learn would have raised (see `Resampler.resample`).
   """
   ir: jax.Array
   resampled: jax.Array
@@ -149,8 +149,8 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   counts = gate.class_counts(y, mask, num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)
-  resampled, fell_back = resample_with_fallback(resampler, k_res, x, y, mask)
-  data = gate.select(fire, resampled, (x, y, mask))
+  *resampled, fell_back = resampler.resample(k_res, x, y, mask)
+  data = gate.select(fire, tuple(resampled), (x, y, mask))
   p = method.params if method.params is not None else MethodParams.create()
   params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
                              epochs=epochs, batch_size=batch_size,
@@ -180,22 +180,10 @@ def train_prepared(apply_fn: Callable, epochs: int, batch_size: int, params, key
                              jnp.sum(mask).astype(jnp.int32), loss, rows.fallback)
 
 
-def resample_with_fallback(resampler: Resampler, key, x, y, mask):
-  """((x[M, ...], y[M], mask[M]), fell_back bool) in one resampler pass.
-
-  fell_back: the resampler went on where imbalanced-learn would have raised
-  (False for resamplers without such a case).
-  """
-  if resampler.full is not None:
-    *resampled, fell_back = resampler.full(key, x, y, mask)
-    return tuple(resampled), fell_back
-  return resampler.fn(key, x, y, mask), jnp.asarray(False)
-
-
 def client_stats(resampler: Resampler, ir, fire, mask, train_mask, loss,
                  fell_back) -> ClientStats:
   """One client's ClientStats. `resampled` (and so `fallback`) is False for the
   `none` resampler, where nothing is resampled whatever the gate says."""
-  resampled = fire if resampler.name != 'none' else jnp.asarray(False)
+  resampled = fire if resampler.resamples else jnp.asarray(False)
   return ClientStats(ir, resampled, jnp.sum(mask).astype(jnp.int32),
                      jnp.sum(train_mask).astype(jnp.int32), loss, resampled & fell_back)

@@ -11,17 +11,20 @@ import typing
 import numpy as np
 
 from fedar_jax import methods as methods_lib
+from fedar_jax import precision
 from fedar_jax import resample
 from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
 from fedar_jax.data import partition as partition_lib
+from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data import synthetic
 
 DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
 MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
+STANDARDIZE = standardize_lib.MODES
 
 
 class ConfigError(ValueError):
@@ -152,6 +155,12 @@ class RunConfig:
                                    'step: in the first round, kept on the device for later '
                                    'rounds) or round (every round, with fresh keys). With '
                                    '--latent_resampling the default is round.')
+  # --- Numerics ---
+  matmul_precision: str = _f('default', f'Float32 matmul/conv precision of training and '
+                                        f'evaluation: {", ".join(precision.PRECISIONS)} (see '
+                                        f'README; neighbour search is always highest).')
+  standardize: str = _f('none', f'Feature scaling before resampling and training: '
+                                f'{", ".join(STANDARDIZE)} (see README).')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -265,6 +274,7 @@ def validate(cfg: RunConfig) -> RunConfig:
   _validate_scale(cfg)
   _validate_methods(cfg)
   _validate_memory(cfg)
+  _validate_numerics(cfg)
   if cfg.partition != 'imbalance':
     return cfg
   need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
@@ -336,6 +346,11 @@ def _validate_methods(cfg: RunConfig) -> None:
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, f'is not supported with --latent_resampling='
                           f'{cfg.latent_resampling} (its own local update)')
+
+
+def _validate_numerics(cfg: RunConfig) -> None:
+  _choice(cfg, 'matmul_precision', precision.PRECISIONS)
+  _choice(cfg, 'standardize', STANDARDIZE)
 
 
 def _choice(cfg, name, allowed):

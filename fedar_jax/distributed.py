@@ -46,6 +46,18 @@ def global_max(value: int) -> int:
   return int(np.max(multihost_utils.process_allgather(np.int64(value))))
 
 
+def global_sum(value: np.ndarray) -> np.ndarray:
+  """`value` summed over all processes (float64; the value itself in a single process)."""
+  if jax.process_count() == 1:
+    return np.asarray(value, np.float64)
+  # JAX moves float32 (x64 off): send value as hi + lo float32 parts, add in float64.
+  value = np.asarray(value, np.float64)
+  hi = value.astype(np.float32)
+  lo = (value - hi).astype(np.float32)
+  parts = np.asarray(multihost_utils.process_allgather(np.stack([hi, lo])), np.float64)
+  return np.sum(parts[:, 0] + parts[:, 1], axis=0)
+
+
 def is_writer() -> bool:
   """Only process 0 writes the workdir."""
   return jax.process_index() == 0

@@ -57,8 +57,8 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
     ir = gate.imbalance_ratio(counts)
     fire = gate.fedar_gate(ir, threshold)
     if mode == 'frozen':
-      resampled, fell_back = client.resample_with_fallback(resampler, k_res, z, y, mask)
-      zs, ys, ms = gate.select(fire, resampled, (z, y, mask))
+      *resampled, fell_back = resampler.resample(k_res, z, y, mask)
+      zs, ys, ms = gate.select(fire, tuple(resampled), (z, y, mask))
 
       def head_logits(head, zb):
         return incoming.classify({'encoder': params['encoder'], 'head': head}, zb)
@@ -94,8 +94,8 @@ def source_weights(resampler: Resampler, key: jax.Array, z: jax.Array, y: jax.Ar
   """
   n = z.shape[0]
   aug = jnp.concatenate([z, jnp.eye(n, dtype=z.dtype)], axis=-1)
-  resampled, fell_back = client.resample_with_fallback(resampler, key, aug, y, mask)
-  out, ys, ms = gate.select(fire, resampled, (aug, y, mask))
+  *resampled, fell_back = resampler.resample(key, aug, y, mask)
+  out, ys, ms = gate.select(fire, tuple(resampled), (aug, y, mask))
   return out[:, z.shape[1]:], ys, ms, fell_back
 
 

@@ -62,8 +62,8 @@ def resample_client(spec: round_lib.RoundSpec, key, x, y, mask, threshold):
   counts = gate.class_counts(y, mask, spec.num_classes)
   ir = gate.imbalance_ratio(counts)
   fire = gate.fedar_gate(ir, threshold)
-  resampled, fell_back = client.resample_with_fallback(spec.resampler, k_res, x, y, mask)
-  xs, ys, ms = gate.select(fire, resampled, (x, y, mask))
+  *resampled, fell_back = spec.resampler.resample(k_res, x, y, mask)
+  xs, ys, ms = gate.select(fire, tuple(resampled), (x, y, mask))
   stats = client.client_stats(spec.resampler, ir, fire, mask, ms, jnp.float32(0), fell_back)
   return (ResampledRows(xs, stats.ir, stats.resampled, stats.fallback, stats.n_real,
                         counts.astype(jnp.int32)), ys, ms)

@@ -27,6 +27,7 @@ from jax.sharding import Mesh
 from fedar_jax import client
 from fedar_jax import client_blocks
 from fedar_jax import metrics
+from fedar_jax import precision
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
@@ -92,6 +93,7 @@ class RoundSpec(NamedTuple):
   methods: the server optimizer, aggregator, client loss and client optimizer.
   trains_prepared: the clients' x holds `pretraining.ResampledRows` (resampled
   once before training, `--resample_every=once`): the update only trains.
+  matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
   """
   apply_fn: Callable
   resampler: Resampler
@@ -106,6 +108,8 @@ class RoundSpec(NamedTuple):
   clients_per_round: int = 0
   client_block: int = 0
   mesh: Mesh | None = None
+  # --- Numerics ---
+  matmul_precision: str = 'default'
 
 
 def slot_layout(spec: RoundSpec, num_clients: int) -> tuple[int, int]:
@@ -211,7 +215,7 @@ def make_round(spec: RoundSpec) -> Callable:
     return (ServerState(params, state.round + 1, opt_state),
             RoundOutput(evaluation, result.stats, client_index))
 
-  return round_step
+  return precision.with_matmul_precision(round_step, spec.matmul_precision)
 
 
 def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = None) -> Callable:

@@ -33,6 +33,7 @@ from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import pretraining
 from fedar_jax import progress
+from fedar_jax import precision
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from fedar_jax import sampling
@@ -42,6 +43,7 @@ from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset, load_federated
 
@@ -119,6 +121,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
     raise ValueError('given data must be loaded per process in a multi-process run')
   data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
+  # Scaling comes before everything else, so resampling sees the scaled rows.
+  data = standardize_lib.standardize(data, cfg.standardize, distributed.global_sum)
   num_classes = len(data.class_names)
   images = data.clients.x.ndim == 5
   if cfg.model == 'cnn' and not images:
@@ -143,10 +147,11 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
     else:
       if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
         c = data.clients
-        params = latent.pretrain(model, params, jax.random.key(cfg.seed + 1),
-                                 c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
-                                 c.mask.reshape(-1), learning_rate=cfg.learning_rate,
-                                 epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
+        pretrain = precision.with_matmul_precision(latent.pretrain, cfg.matmul_precision)
+        params = pretrain(model, params, jax.random.key(cfg.seed + 1),
+                          c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
+                          c.mask.reshape(-1), learning_rate=cfg.learning_rate,
+                          epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
       local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
                                                cfg.batch_size, cfg.latent_resampling)
     apply_fn = model.apply
@@ -158,7 +163,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
       resampler = resample.flattened(resampler)
   spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
                          local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
-                         local_update=local_update, methods=methods.methods_of(cfg))
+                         local_update=local_update, methods=methods.methods_of(cfg),
+                         matmul_precision=cfg.matmul_precision)
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(params, method_params)
   attackers = None

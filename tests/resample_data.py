@@ -59,7 +59,10 @@ def make(name, **options):
 @functools.lru_cache(maxsize=None)
 def _compiled(name, options):
   r = make(name, **dict(options))
-  return jax.jit(jax.vmap(lambda k, x, y, m: (r.fn(k, x, y, m), r.fallback(k, x, y, m))))
+  def both(k, x, y, m):
+    *out, fell_back = r.resample(k, x, y, m)
+    return tuple(out), fell_back
+  return jax.jit(jax.vmap(both))
 
 
 @functools.lru_cache(maxsize=None)

@@ -94,7 +94,7 @@ def test_joint_latents_rebuild_the_resampled_ones_and_follow_the_encoder():
   x, y, m = jnp.asarray(clients.x[0]), jnp.asarray(clients.y[0]), jnp.asarray(clients.mask[0])
   key = jax.random.key(0)
   z = model.encode(state.params, x)
-  zs, ys, ms = spec.resampler.fn(key, z, y, m)
+  zs, ys, ms, _ = spec.resampler.resample(key, z, y, m)
   w, ys_w, ms_w, _ = latent.source_weights(spec.resampler, key, z, y, m, jnp.bool_(True))
   np.testing.assert_array_equal(ys_w, ys)
   np.testing.assert_array_equal(ms_w, ms)

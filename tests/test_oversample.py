@@ -25,7 +25,7 @@ def _run(name, x, y, k, pad=0, max_class_count=None, **opts):
   mp = np.arange(n + pad) < n
   r = resample.make_resampler(name, num_classes=k, capacity=n + pad,
                               max_class_count=max_class_count, **opts)
-  xo, yo, mo = jax.jit(r.fn)(jax.random.key(0), xp, yp, mp)
+  xo, yo, mo, _ = jax.jit(r.resample)(jax.random.key(0), xp, yp, mp)
   assert xo.shape == (r.capacity, x.shape[1])
   mo = np.asarray(mo)
   return np.asarray(xo)[mo], np.asarray(yo)[mo], r
@@ -93,9 +93,9 @@ def test_vmap_over_clients_matches_single_calls():
   r = resample.make_resampler('smote', num_classes=2, capacity=36)
   xs, ys, ms = np.stack([x1, x2]), np.stack([y1, y2]), np.ones((2, 36), bool)
   keys = jax.random.split(jax.random.key(0), 2)
-  out = jax.vmap(r.fn)(keys, xs, ys, ms)
+  out = jax.vmap(r.resample)(keys, xs, ys, ms)
   for c in range(2):
-    single = r.fn(keys[c], xs[c], ys[c], ms[c])
+    single = r.resample(keys[c], xs[c], ys[c], ms[c])
     for a, b in zip(out, single):
       np.testing.assert_allclose(np.asarray(a[c]), np.asarray(b), rtol=1e-6)
 

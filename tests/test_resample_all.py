@@ -55,7 +55,10 @@ def test_registry_has_every_sampler_of_the_paper():
 
 
 def _both(r):
-  return lambda k, x, y, m: (r.fn(k, x, y, m), r.fallback(k, x, y, m))
+  def both(k, x, y, m):
+    *out, fell_back = r.resample(k, x, y, m)
+    return tuple(out), fell_back
+  return both
 
 
 @pytest.mark.parametrize('name', [n for n in resample.RESAMPLER_NAMES if n != 'none'])
@@ -89,7 +92,7 @@ def test_vmapped_padded_clients_degenerate_inputs_and_padding_invariance(name):
   c = list(CLIENTS).index('padded')
   n = sum(CLIENTS['padded'])
   single = _make(name, n)
-  a = jax.jit(single.fn)(keys[c], xs[c, :n], ys[c, :n], ms[c, :n])
+  a = jax.jit(single.resample)(keys[c], xs[c, :n], ys[c, :n], ms[c, :n])[:3]
   xa, ya, ma = map(np.asarray, a)
   xb = np.concatenate([xo[c][:n], xo[c][N:]])
   yb = np.concatenate([yo[c][:n], yo[c][N:]])

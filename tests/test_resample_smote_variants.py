@@ -1,4 +1,5 @@
 """BorderlineSMOTE-1/2, ADASYN, KMeansSMOTE, SVMSMOTE against imbalanced-learn 0.14."""
+import math
 from unittest import mock
 
 import jax
@@ -62,15 +63,15 @@ def test_fallback_where_imblearn_raises(name):
   assert raised == raises
   r = resample.make_resampler(name, num_classes=2, capacity=33, max_class_count=30)
   key, mask = jax.random.key(0), np.ones(33, bool)
-  xo, yo, mo = jax.jit(r.fn)(key, x, y, mask)
-  assert bool(jax.jit(r.fallback)(key, x, y, mask)) == raises
+  xo, yo, mo, fell_back = jax.jit(r.resample)(key, x, y, mask)
+  assert bool(fell_back) == raises
   assert np.all(np.isfinite(np.asarray(xo)))
   assert np.all(np.bincount(np.asarray(yo)[np.asarray(mo)]) <= 30 + 8)  # ceilings, rounding
 
 
 def test_borderline_danger_set_equals_imblearn():
   ours = rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')
+      smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[0], 'danger')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     ref = ios.BorderlineSMOTE(random_state=0)
@@ -121,7 +122,7 @@ def _segments(set_name, out, bases_of, neighbours_of):
 def _danger(set_name):
   """Our Borderline "danger" rows (m=10) of a data set, computed on the batched sets."""
   return rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
-      smote_variants.neighbors.pairwise_sq_distances(x, x), y, m, 10)[0], 'danger')[set_name]
+      smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[0], 'danger')[set_name]
 
 
 @pytest.mark.parametrize('set_name', rd.NAMES)
@@ -274,3 +275,38 @@ def test_svm_smote_points_and_counts(set_name):
   if ref is not None:
     deficit = np.where(before > 0, before.max() - before, 0)
     assert np.all(np.abs(ours - rd.counts(ref[1])) <= deficit // 2 + 1)
+
+
+def test_kmeans_smote_allocation_equals_imblearns_rules_on_our_clusters():
+  """Given our clusters, eligibility (balance threshold, k + 1 class rows), sparsity
+  weights and per-cluster ceilings are exactly imbalanced-learn's loop."""
+  out = rd.on_batch(lambda x, y, m: smote_variants.kmeans_smote_allocation(
+      jax.random.key(0), x, y, m, num_classes=rd.K), 'kmeans_alloc')
+  tool = ios.KMeansSMOTE()
+  checked = 0
+  for set_name in rd.NAMES:
+    x, y = rd.dataset(set_name)
+    group, alloc, fallback = out[set_name]
+    clusters = np.asarray(group)[:len(y)] % 8
+    before = rd.counts(y)
+    deficits = np.where(before > 0, before.max() - before, 0)
+    want = np.zeros((rd.K, 8), np.int64)
+    raised = False
+    for c in np.flatnonzero(deficits):
+      valid, sparsity = [], []
+      for j in range(8):
+        members = np.flatnonzero(clusters == j)
+        if members.size == 0:
+          continue
+        share = np.mean(y[members] == c)
+        if share < deficits[c] / deficits.sum() / 2 or share * members.size < 3:
+          continue
+        valid.append(j)
+        sparsity.append(tool._find_cluster_sparsity(x[members][y[members] == c]))
+      raised |= not valid
+      for j, s in zip(valid, sparsity):
+        want[c, j] = math.ceil(deficits[c] * s / np.sum(sparsity))
+    np.testing.assert_array_equal(np.asarray(alloc).reshape(rd.K, 8), want, err_msg=set_name)
+    assert bool(fallback) == raised, set_name
+    checked += int(want.sum() > 0)
+  assert checked >= 2

@@ -57,3 +57,8 @@ def test_cluster_centroids_counts_and_kmeans_quality():
       ours = np.sum(np.min(((members[:, None] - centers[None]) ** 2).sum(-1), 1))
       theirs = KMeans(n_clusters=m, random_state=0).fit(members).inertia_
       assert ours <= 1.1 * theirs, (set_name, c, ours, theirs)
+      # Converged Lloyd: every centroid is the mean of the members nearest to it (NumPy).
+      nearest = np.argmin(((members[:, None] - centers[None]) ** 2).sum(-1), 1)
+      for j in np.unique(nearest):
+        np.testing.assert_allclose(centers[j], members[nearest == j].mean(0), atol=1e-4,
+                                   err_msg=f'{set_name} class {c} centre {j}')

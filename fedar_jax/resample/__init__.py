@@ -1,8 +1,8 @@
 """Resamplers as pure, jit/vmap-able functions with fixed output capacity.
 
-Every resampler maps `(key, x[N, D], y[N], mask[N]) -> (x[M, D], y[M], mask[M])`
-with a static capacity M, and has a companion `fallback(key, x, y, mask) -> bool`
-that is True where imbalanced-learn would have raised and we went on (fewer
+Every resampler is one pure function `(key, x[N, D], y[N], mask[N]) ->
+(x[M, D], y[M], mask[M], fell_back)` with a static capacity M; `fell_back` is
+True where imbalanced-learn would have raised and we went on (fewer
 neighbours, fewer or no synthetic rows). `make_resampler` builds one by its flag
 name (imbalanced-learn class names in snake case).
 
@@ -25,67 +25,55 @@ from fedar_jax.resample.gate import class_counts, fedar_gate, imbalance_ratio  #
 
 
 class Resampler(NamedTuple):
-  """A resampler bound to static shapes.
+  """A resampler bound to static shapes: one pure function plus static facts.
 
-  name: flag value. fn: (key, x[N,D], y[N], mask[N]) -> (x[M,D], y[M], mask[M]).
-  capacity: M, the number of output rows. fallback: (key, x, y, mask) -> bool
-  scalar, True where imbalanced-learn would have raised (None: never).
-  full: (key, x, y, mask) -> (x, y, mask, fallback) in one call (None: fn only).
+  name: flag value.
+  resample: (key, x[N, D], y[N], mask[N]) -> (x[M, D], y[M], mask[M], fell_back),
+    fell_back a bool scalar, True where imbalanced-learn would have raised and
+    the resampler went on (fewer neighbours, fewer or no synthetic rows).
+  capacity: M, the number of output rows (static).
+  resamples: False for `none` (the identity, M = N): a client never counts as
+    resampled however the gate decides.
+  bound: the static keyword arguments the sampler is bound to, as sorted
+    (name, value) pairs (num_classes, num_slots, options given; an option left
+    out takes the sampler's imbalanced-learn default).
   """
   name: str
-  fn: Callable
+  resample: Callable
   capacity: int
-  fallback: Callable | None = None
-  full: Callable | None = None
-
+  resamples: bool = True
+  bound: tuple = ()
 
 
 def flattened(r: Resampler) -> Resampler:
   """`r` applied to rows flattened to vectors: x[N, ...] -> x[M, ...] of the same row shape.
 
-  For pixel-space resampling of images x[N, H, W, ch] (fn, fallback and full all see
-  x[N, H*W*ch]).
+  For pixel-space resampling of images x[N, H, W, ch] (`r.resample` sees x[N, H*W*ch]).
   """
-  def flat(f):
-    return None if f is None else (lambda key, x, y, mask: f(key, x.reshape(x.shape[0], -1),
-                                                             y, mask))
+  def resample_flat(key, x, y, mask):
+    xs, ys, ms, fell_back = r.resample(key, x.reshape(x.shape[0], -1), y, mask)
+    return xs.reshape((xs.shape[0],) + x.shape[1:]), ys, ms, fell_back
 
-  def unflatten(x_out, like):
-    return x_out.reshape((x_out.shape[0],) + like.shape[1:])
+  return r._replace(resample=resample_flat)
 
-  def fn(key, x, y, mask):
-    xs, ys, ms = flat(r.fn)(key, x, y, mask)
-    return unflatten(xs, x), ys, ms
-
-  def full(key, x, y, mask):
-    xs, ys, ms, fell_back = flat(r.full)(key, x, y, mask)
-    return unflatten(xs, x), ys, ms, fell_back
-
-  return r._replace(fn=fn, fallback=flat(r.fallback), full=full if r.full else None)
 
 def _identity(key, x, y, mask):
   del key
-  return x, y, mask
+  return x, y, mask, jnp.asarray(False)
 
 
 def _bind(name, core, capacity, **kwargs):
   """A Resampler from a core returning (x, y, mask, fallback)."""
-  def fn(key, x, y, mask):
-    return core(key, x, y, mask, **kwargs)[:3]
-
-  def fallback(key, x, y, mask):
-    return jnp.asarray(core(key, x, y, mask, **kwargs)[3])
-
-  def full(key, x, y, mask):
+  def resample_fn(key, x, y, mask):
     *out, flag = core(key, x, y, mask, **kwargs)
     return (*out, jnp.asarray(flag))
 
-  return Resampler(name, fn, capacity, fallback, full)
+  return Resampler(name, resample_fn, capacity, bound=tuple(sorted(kwargs.items())))
 
 
 def _none(name, num_classes, capacity, max_class_count, options):
   del name, num_classes, max_class_count, options
-  return Resampler('none', _identity, capacity)
+  return Resampler('none', _identity, capacity, resamples=False)
 
 
 def _over(core, extra, name, num_classes, capacity, max_class_count, options, **fixed):

@@ -74,7 +74,7 @@ def tomek_remove(sq, y, alive, act):
 
 def _setup(x, y, mask, num_classes):
   counts = gate.class_counts(y, mask, num_classes)
-  return neighbors.pairwise_sq_distances(x, x), counts
+  return neighbors.pairwise_sq_distances(x, x, mask), counts
 
 
 def tomek(key, x, y, mask, *, num_classes: int):
@@ -162,7 +162,7 @@ def ncr(key, x, y, mask, *, num_classes: int, n_neighbors: int = 3,
   act = strategy.not_minority(counts)
   knn = _knn(sq, mask, n_neighbors)
   keep_a1, short = enn_keep(sq, y, mask, act, n_neighbors, num_classes, kind='mode', knn=knn)
-  minority = strategy.minority_class(counts)
+  minority = strategy.reference_minority(counts, y, mask)
   clean = act & (counts > strategy.minority_count(counts) * threshold_cleaning)
   # Prediction: the row itself is its own nearest neighbour, then n_neighbors - 1 others.
   idx, cnt = knn
@@ -196,7 +196,7 @@ def cnn_given_seeds(x, y, mask, seed_rank, *, num_classes: int, n_neighbors: int
   """
   sq, counts = _setup(x, y, mask, num_classes)
   act = strategy.not_minority(counts)
-  minority = strategy.minority_class(counts)
+  minority = strategy.reference_minority(counts, y, mask)
   rank = strategy.rank_in_class(y, mask, num_classes)
   in_c = mask & ((y == minority) | (act[y] & (rank == seed_rank[y])))
   k = min(n_neighbors, y.shape[0])
@@ -230,7 +230,7 @@ def oss_given_seeds(x, y, mask, seed_rank, *, num_classes: int, n_neighbors: int
   """OneSidedSelection with the seed row of each class given (see `oss`)."""
   sq, counts = _setup(x, y, mask, num_classes)
   act = strategy.not_minority(counts)
-  minority = strategy.minority_class(counts)
+  minority = strategy.reference_minority(counts, y, mask)
   rank = strategy.rank_in_class(y, mask, num_classes)
   seed = mask & act[y] & (rank == seed_rank[y])
   store = mask & ((y == minority) | seed)
@@ -268,22 +268,24 @@ def cv_parzen_log_odds(key, x, y, mask, *, num_classes: int, folds: int = 5):
   """Cross-validated hardness score: own-class log-odds from a Gaussian-kernel
   (Parzen window) classifier.
 
-  Stratified random folds (each class's rows dealt round-robin in random
-  order); a row's probability is the kernel mass of its own class among the
+  Stratified random folds sized as scikit-learn's StratifiedKFold (labels in
+  sorted order dealt round-robin over the folds, so class c's row of in-class
+  rank r, in random order, goes to fold (rows of lower labels + r) % folds); a row's probability is the kernel mass of its own class among the
   rows of the other folds, with bandwidth h^2 = mean squared distance to the
   nearest other-fold row. Returns its log-odds, float32[N] (monotone in the
   probability, so the same rows pass a percentile threshold; continuous, so
   ties are rare).
   """
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   rank = strategy.rank_in_class(y, mask, num_classes,
                                 strategy.row_uniforms(key, y.shape[0]))
-  fold = rank % folds
+  counts = gate.class_counts(y, mask, num_classes)
+  fold = (jnp.cumsum(counts)[y] - counts[y] + rank) % folds
   allowed = mask[:, None] & mask[None, :] & (fold[:, None] != fold[None, :])
   nearest = jnp.min(jnp.where(allowed, sq, jnp.inf), axis=1)
   has = mask & jnp.isfinite(nearest)
   h2 = jnp.sum(jnp.where(has, nearest, 0.0)) / jnp.maximum(jnp.sum(has), 1)
-  logits = -sq / (2.0 * jnp.maximum(h2, 1e-12))
+  logits = -sq / (2.0 * jnp.maximum(h2, jnp.finfo(jnp.float32).tiny))
   lse_all = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=1)
   same = allowed & (y[:, None] == y[None, :])
   other = allowed & (y[:, None] != y[None, :])
@@ -316,5 +318,5 @@ def iht(key, x, y, mask, *, num_classes: int, cv: int = 5):
 
   thr = jax.vmap(threshold)(jnp.arange(num_classes))
   keep = mask & (~act[y] | (score >= thr[y]))
-  # StratifiedKFold needs every class to have at least `cv` rows.
-  return x, y, keep, jnp.any((counts > 0) & (counts < cv))
+  # StratifiedKFold raises only when every class has fewer than `cv` rows (else it warns).
+  return x, y, keep, jnp.all((counts == 0) | (counts < cv)) & jnp.any(act)

@@ -17,7 +17,7 @@ def smote_tomek(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbor
   """SMOTETomek (see module doc)."""
   x, y, mask, fallback = smote_variants.smote(key, x, y, mask, num_classes=num_classes,
                                               num_slots=num_slots, k_neighbors=k_neighbors)
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   remove = cleaning.tomek_remove(sq, y, mask, jnp.ones((num_classes,), bool))
   return x, y, mask & ~remove, fallback
 
@@ -27,7 +27,7 @@ def smote_enn(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors:
   """SMOTEENN (see module doc)."""
   x, y, mask, fallback = smote_variants.smote(key, x, y, mask, num_classes=num_classes,
                                               num_slots=num_slots, k_neighbors=k_neighbors)
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   keep, short = cleaning.enn_keep(sq, y, mask, jnp.ones((num_classes,), bool), n_neighbors,
                                   num_classes)
   return x, y, keep, fallback | short

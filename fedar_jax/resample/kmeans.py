@@ -24,11 +24,14 @@ def kmeans_pp_init(key, x, mask, group, center_group, center_active, trials: int
   s_total = center_group.shape[0]
   trials = trials or 2 + int(math.log(max(s_total, 1)))
   x = x.astype(jnp.float32)
-  sqn = jnp.sum(x * x, axis=-1)
+  mu = neighbors.masked_mean(x, mask)  # centred: stable under a common feature offset
+  xc = x - mu
+  sqn = jnp.sum(xc * xc, axis=-1)
 
   def dist_to(c):
+    c = c - mu
     return jnp.maximum(sqn + jnp.sum(c * c) - 2.0 * jnp.matmul(
-        x, c, precision=jax.lax.Precision.HIGHEST), 0.0)
+        xc, c, precision=jax.lax.Precision.HIGHEST), 0.0)
 
   def body(s, state):
     centers, mind2 = state
@@ -56,7 +59,7 @@ def kmeans_pp_init(key, x, mask, group, center_group, center_active, trials: int
 
 def assign(x, mask, group, centers, center_group, center_active):
   """Nearest usable centre of every row (int32[N]; S for rows with none)."""
-  d = neighbors.pairwise_sq_distances(x, centers)
+  d = neighbors.pairwise_sq_distances(x, centers, mask)
   ok = mask[:, None] & center_active[None, :] & (group[:, None] == center_group[None, :])
   d = jnp.where(ok, d, jnp.inf)
   a = jnp.argmin(d, axis=1)

@@ -3,17 +3,31 @@ import jax
 import jax.numpy as jnp
 
 
-def pairwise_sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Squared Euclidean distances |a|^2 + |b|^2 - 2ab, clipped at 0.
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of the real rows of x[N, D] (mask bool[N]) as float32[D]; zeros when none."""
+  w = mask.astype(jnp.float32)[:, None]
+  return jnp.sum(x.astype(jnp.float32) * w, axis=0) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def pairwise_sq_distances(a: jax.Array, b: jax.Array, a_mask: jax.Array) -> jax.Array:
+  """Squared Euclidean distances |a|^2 + |b|^2 - 2ab, clipped at 0, in a stable form.
+
+  Both sides are first centred on the mean of a's real rows (distances do not
+  change), so a common offset in the features (e.g. all-positive latents) does
+  not cancel catastrophically in float32; the matmul runs at HIGHEST precision
+  on every platform (no TF32-class passes on GPUs/TPUs), whatever
+  `jax.default_matmul_precision` says.
 
   Args:
-    a: float[N, D]; b: float[M, D].
+    a: float[N, D]; b: float[M, D]; a_mask: bool[N], a's real rows (padding
+      rows may hold anything finite).
 
   Returns:
     float32[N, M].
   """
-  a = a.astype(jnp.float32)
-  b = b.astype(jnp.float32)
+  mu = masked_mean(a, a_mask)
+  a = a.astype(jnp.float32) - mu
+  b = b.astype(jnp.float32) - mu
   aa = jnp.sum(a * a, axis=-1)[:, None]
   bb = jnp.sum(b * b, axis=-1)[None, :]
   ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)

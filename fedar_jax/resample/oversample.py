@@ -69,7 +69,7 @@ def same_class_knn(x, y, mask, k: int):
   """
   n = x.shape[0]
   allowed = (y[:, None] == y[None, :]) & mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
-  return neighbors.masked_knn(neighbors.pairwise_sq_distances(x, x), allowed, k)
+  return neighbors.masked_knn(neighbors.pairwise_sq_distances(x, x, mask), allowed, k)
 
 
 def interpolate(key, x, seed, nn_idx, nn_count, step_size=1.0):

@@ -78,7 +78,7 @@ def borderline_smote(key, x, y, mask, *, num_classes: int, num_slots: int, kind:
   k_plan, k_col, k_step, k_shrink = jax.random.split(key, 4)
   counts = gate.class_counts(y, mask, num_classes)
   deficits = oversample.oversampling_deficits(counts)
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   danger, _, m_found = danger_and_noise(sq, y, mask, m_neighbors)
   has_danger = gate.class_counts(y, danger, num_classes) > 0
   plan = oversample.plan_slots(k_plan, y, danger, jnp.where(has_danger, deficits, 0), num_slots)
@@ -113,7 +113,7 @@ def adasyn_allocation(x, y, mask, *, num_classes: int, n_neighbors: int = 5):
   """
   counts = gate.class_counts(y, mask, num_classes)
   deficits = oversample.oversampling_deficits(counts)
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   idx, cnt = _all_knn(sq, mask, n_neighbors)
   valid = jnp.arange(idx.shape[1])[None, :] < cnt[:, None]
   ratio = jnp.sum((y[idx] != y[:, None]) & valid, axis=1) / jnp.maximum(cnt, 1).astype(jnp.float32)
@@ -174,7 +174,7 @@ def kmeans_smote_allocation(key, x, y, mask, *, num_classes: int, k_neighbors: i
   balance = deficits / jnp.maximum(jnp.sum(deficits), 1) / 2.0
   eligible = ((deficits > 0)[:, None] & (size > 0)[None, :] & (frac >= balance[:, None])
               & (n_cj >= k_neighbors + 1))
-  dist = jnp.sqrt(neighbors.pairwise_sq_distances(x, x))
+  dist = jnp.sqrt(neighbors.pairwise_sq_distances(x, x, mask))
   pair_sum = jnp.sum(onehot * jnp.matmul(dist, onehot, precision=jax.lax.Precision.HIGHEST),
                      axis=0).reshape(num_classes, n_clusters)
   nc = jnp.maximum(n_cj, 2.0)
@@ -224,7 +224,7 @@ def svm_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors:
   k_beta, k_d, k_s, k_nd, k_ns = jax.random.split(key, 5)
   counts = gate.class_counts(y, mask, num_classes)
   deficits = oversample.oversampling_deficits(counts)
-  sq = neighbors.pairwise_sq_distances(x, x)
+  sq = neighbors.pairwise_sq_distances(x, x, mask)
   sv = svm_lib.support_vectors(x, y, mask, num_classes=num_classes, sweeps=svm_sweeps)
   danger, noise, _ = danger_and_noise(sq, y, mask, m_neighbors)
   usable = sv & ~noise

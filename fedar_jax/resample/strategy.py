@@ -15,6 +15,19 @@ def minority_class(counts: jax.Array) -> jax.Array:
   return jnp.argmin(jnp.where(counts > 0, counts, big)).astype(jnp.int32)
 
 
+def reference_minority(counts: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
+  """The minority class the prototype selectors (NearMiss, CNN, OSS, NCR) measure
+  against: imbalanced-learn's `min(Counter(y), key=...)`, i.e. among the classes
+  tied at the smallest non-empty count, the one whose first real row comes first
+  in y (int32 scalar). Which classes are acted on still follows `not_minority`
+  (np.unique order: the lowest tied label is left alone)."""
+  n, k = y.shape[0], counts.shape[0]
+  first = jnp.full((k,), n, jnp.int32).at[jnp.where(mask, y, k)].min(
+      jnp.arange(n, dtype=jnp.int32), mode='drop')
+  tied = (counts > 0) & (counts == minority_count(counts))
+  return jnp.argmin(jnp.where(tied, first, n + 1)).astype(jnp.int32)
+
+
 def minority_count(counts: jax.Array) -> jax.Array:
   """Size of the smallest non-empty class (int32 scalar; 0 if all are empty)."""
   return jnp.where(jnp.any(counts > 0), counts[minority_class(counts)], 0).astype(jnp.int32)

@@ -25,7 +25,7 @@ def rbf_kernel(x, mask):
   mean = jnp.sum(xf * w) / n
   var = jnp.sum(((xf - mean) ** 2) * w) / n
   gamma = jnp.where(var > 0, 1.0 / (d * jnp.where(var > 0, var, 1.0)), 1.0)
-  return jnp.exp(-gamma * neighbors.pairwise_sq_distances(x, x))
+  return jnp.exp(-gamma * neighbors.pairwise_sq_distances(x, x, mask))
 
 
 def dual_alphas(kernel, sign, active, c: float = 1.0, sweeps: int = 50):

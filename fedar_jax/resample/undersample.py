@@ -37,9 +37,9 @@ def nearmiss_scores(x, y, mask, *, num_classes: int, version: int, n_neighbors: 
   n_neighbors_ver3 nearest same-class rows of some minority row are candidates.
   """
   counts = gate.class_counts(y, mask, num_classes)
-  minority = strategy.minority_class(counts)
+  minority = strategy.reference_minority(counts, y, mask)
   m = strategy.minority_count(counts)
-  dist = jnp.sqrt(neighbors.pairwise_sq_distances(x, x))
+  dist = jnp.sqrt(neighbors.pairwise_sq_distances(x, x, mask))
   is_min = mask & (y == minority)
   k = min(n_neighbors, y.shape[0])
   if version == 2:
