@@ -10,7 +10,6 @@ from fedar_jax import reference
 from fedar_jax import resample
 from fedar_jax import round as round_lib
 from tests import helpers
-from tests.test_round import assert_round_equals_reference
 
 OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in ('none', 'smote', 'random_over')]
 

@@ -30,7 +30,7 @@ def test_oversampler_draws_do_not_depend_on_the_class_count_bound():
                     for m in (b, b + 9))
     if small.capacity == large.capacity:
       continue  # Under-samplers: the bound does not enter.
-    a, z = jax.jit(lambda key: (small.full(key, x, y, mask), large.full(key, x, y, mask)))(
+    a, z = jax.jit(lambda key: (small.resample(key, x, y, mask), large.resample(key, x, y, mask)))(
         jax.random.key(3))
     m = small.capacity
     for got, want in zip(z[:3], a[:3]):
