@@ -10,7 +10,7 @@ import argparse
 import importlib
 import json
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study')
 
 
 def main():
@@ -25,6 +25,9 @@ def main():
                            'extrapolated to --clients (default 50)')
   parser.add_argument('--samplers', default=None,
                       help='resamplers: comma-separated subset of sampler names')
+  parser.add_argument('--study_points', type=int, default=None,
+                      help='study: points of the grid run as separate fedar_jax.main '
+                           'runs, extrapolated to the grid (default 4; --quick 2)')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

@@ -1,0 +1,129 @@
+"""Whole-process figures on the machine at hand: one JSON line per measurement.
+
+  python experiments/device_check.py            # full sizes (an accelerator; <= 5 minutes)
+  python experiments/device_check.py --quick    # small sizes (this CPU; about a minute)
+
+Every figure comes from the command line a user runs (`python -m fedar_jax.main`,
+`python -m fedar_jax.sweep`) in a subprocess, so it includes start-up, data
+generation and compilation:
+  main        C = 100 / 1,000 / 10,000 clients (paper workload: 220 rows x 432 dims,
+              MLP 10, 5 local epochs, batch 32, SMOTE): whole-process wall seconds and
+              summary.json's compile_s and round_s;
+  rerun       the C = 100 command again in a new workdir: with the persistent
+              compilation cache it starts without compiling (compile_s, wall);
+  sweep30     6 thresholds x 5 seeds, 100 clients, 20 rounds, one command;
+  imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
+              time limit: wall seconds, rows written, and whether it finished.
+Each section runs in its own workdir under --root (default a new temporary directory)
+with the compilation cache in --root/cache, so the first command of a run is cold.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = ['--dataset=synthetic', '--samples_per_client=220', '--feature_dim=432',
+         '--num_classes=2', '--imbalance_ratio=10', '--hidden=10', '--local_epochs=5',
+         '--batch_size=32', '--resampler=smote', '--threshold=1.5']
+QUICK = ['--dataset=synthetic', '--samples_per_client=60', '--feature_dim=32',
+         '--num_classes=2', '--imbalance_ratio=10', '--hidden=10', '--local_epochs=2',
+         '--batch_size=32', '--resampler=smote', '--threshold=1.5', '--test_per_class=100']
+
+
+def _run(module: str, args: list[str], timeout: float) -> tuple[float, int, str]:
+  """Runs `python -m module args`; returns (wall seconds, exit status, stderr tail)."""
+  t = time.perf_counter()
+  try:
+    p = subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=timeout)
+    rc, err = p.returncode, p.stderr
+  except subprocess.TimeoutExpired as e:
+    rc = 124
+    err = e.stderr.decode(errors='replace') if isinstance(e.stderr, bytes) else (e.stderr or '')
+  return time.perf_counter() - t, rc, err.strip()[-400:]
+
+
+def _summary(workdir: str) -> dict:
+  path = os.path.join(workdir, 'summary.json')
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    s = json.load(f)
+  return {'compile_s': s.get('compile_s'), 'round_s': s.get('round_s'),
+          'device': s.get('device'), 'final_gmean': s.get('final', {}).get('gmean')}
+
+
+def _rows(path: str) -> int:
+  if not os.path.exists(path):
+    return 0
+  with open(path, newline='') as f:
+    return sum(1 for _ in csv.DictReader(f))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--quick', action='store_true', help='small sizes for a CPU')
+  parser.add_argument('--root', default='', help='directory for workdirs and the cache')
+  parser.add_argument('--preset_timeout', type=float, default=0,
+                      help='seconds the IMR preset may run (default 150; quick 120)')
+  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset')
+  args = parser.parse_args()
+  root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
+  cache = f'--compilation_cache_dir={os.path.join(root, "cache")}'
+  base = QUICK if args.quick else PAPER
+  sizes = (10, 40, 100) if args.quick else (100, 1000, 10000)
+  rounds = 5 if args.quick else 20
+  sections = args.sections.split(',')
+
+  def emit(record):
+    print(json.dumps(record), flush=True)
+
+  if 'main' in sections:
+    for c in sizes:
+      workdir = os.path.join(root, f'main_c{c}')
+      r = rounds if c <= sizes[0] * 10 else 5
+      wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', f'--rounds={r}',
+                                              f'--workdir={workdir}', cache], 600)
+      emit({'section': 'main', 'clients': c, 'rounds': r, 'wall_s': round(wall, 2), 'rc': rc,
+            **_summary(workdir), **({'error': err} if rc else {})})
+  if 'rerun' in sections:
+    for label in ('first', 'rerun'):
+      workdir = os.path.join(root, f'rerun_{label}')
+      wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={sizes[0]}',
+                                              f'--rounds={rounds}', '--seed=7',
+                                              f'--workdir={workdir}', cache], 600)
+      emit({'section': 'rerun', 'run': label, 'clients': sizes[0], 'wall_s': round(wall, 2),
+            'rc': rc, **_summary(workdir), **({'error': err} if rc else {})})
+  if 'sweep30' in sections:
+    workdir = os.path.join(root, 'sweep30')
+    c = sizes[0] if args.quick else 100
+    wall, rc, err = _run('fedar_jax.sweep', [*base, f'--num_clients={c}', f'--rounds={rounds}',
+                                             '--thresholds=1,1.5,2,3,5,10', '--seeds=0,1,2,3,4',
+                                             f'--workdir={workdir}', cache], 600)
+    emit({'section': 'sweep30', 'points': 30, 'clients': c, 'rounds': rounds,
+          'wall_s': round(wall, 2), 'rc': rc, 'rows': _rows(os.path.join(workdir, 'sweep.csv')),
+          **({'error': err} if rc else {})})
+  if 'imr_preset' in sections:
+    name = 'imr_study_cpu.flags' if args.quick else 'imr_study.flags'
+    flagfile = os.path.join(REPO, 'experiments', 'paper', name)
+    workdir = os.path.join(root, 'imr_preset')
+    limit = args.preset_timeout or (120 if args.quick else 150)
+    if not os.path.exists(flagfile):
+      emit({'section': 'imr_preset', 'error': f'{flagfile} does not exist'})
+    else:
+      wall, rc, err = _run('fedar_jax.sweep', [f'--flagfile={flagfile}', f'--workdir={workdir}',
+                                               cache], limit)
+      emit({'section': 'imr_preset', 'flagfile': name, 'wall_s': round(wall, 2), 'rc': rc,
+            'finished': rc == 0, 'timeout_s': limit,
+            'rows': _rows(os.path.join(workdir, 'sweep.csv')),
+            **({'error': err} if rc not in (0, 124) else {})})
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One script for a lent accelerator (<= 5 minutes) or, with --quick, this CPU (about a minute).
+#
+#   experiments/device_check.sh            # GPU/TPU machine: full sizes
+#   experiments/device_check.sh --quick    # CPU: small sizes, proves the script works
+#
+# Prints JSON lines (experiments/device_check.py): whole-process wall, compile and round
+# seconds of `fedar_jax.main` at C = 100/1,000/10,000, a cached rerun, one 30-point sweep
+# and the IMR preset's wall time; then the round-vs-reference tests under the platform's
+# precision (the lent machines have JAX with CUDA, flax, optax, orbax, absl, pytest; the
+# project's other pins, e.g. tensorboardX and tqdm, install from a wheels/ folder if
+# one was carried along).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [[ -d wheels ]]; then "$PY" -m pip install -q --no-index --find-links=wheels \
+  tensorboardx tqdm imbalanced-learn sklearn-compat 2>/dev/null || true; fi
+"$PY" -c 'import jax; print("jax", jax.__version__, jax.devices())'
+ROOT="${OUT:-/tmp}/device_check"
+rm -rf "$ROOT"; mkdir -p "$ROOT"
+"$PY" experiments/device_check.py --root="$ROOT" "$@" | tee "$ROOT/figures.jsonl"
+if [[ "${1:-}" != "--quick" ]]; then  # Reference equality under --matmul_precision=highest.
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_round.py tests/test_precision.py 2>&1 | tail -5
+fi
