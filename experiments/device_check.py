@@ -92,12 +92,13 @@ def main():
                                               f'--workdir={workdir}', cache], 600)
       emit({'section': 'main', 'clients': c, 'rounds': r, 'wall_s': round(wall, 2), 'rc': rc,
             **_summary(workdir), **({'error': err} if rc else {})})
-  if 'rerun' in sections:
+  if 'rerun' in sections:  # Its own cache: the first command compiles, the rerun loads.
+    rerun_cache = f'--compilation_cache_dir={os.path.join(root, "cache_rerun")}'
     for label in ('first', 'rerun'):
       workdir = os.path.join(root, f'rerun_{label}')
       wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={sizes[0]}',
                                               f'--rounds={rounds}', '--seed=7',
-                                              f'--workdir={workdir}', cache], 600)
+                                              f'--workdir={workdir}', rerun_cache], 600)
       emit({'section': 'rerun', 'run': label, 'clients': sizes[0], 'wall_s': round(wall, 2),
             'rc': rc, **_summary(workdir), **({'error': err} if rc else {})})
   if 'sweep30' in sections:
