@@ -13,12 +13,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-if [[ -d wheels ]]; then "$PY" -m pip install -q --no-index --find-links=wheels \
-  tensorboardx tqdm imbalanced-learn sklearn-compat 2>/dev/null || true; fi
+if [[ -d wheels ]]; then  # Only what the machine lacks; a system Python may need the override.
+  PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install -q --no-index --no-deps wheels/*.whl \
+    2>&1 | tail -2 || true
+fi
 "$PY" -c 'import jax; print("jax", jax.__version__, jax.devices())'
-ROOT="${OUT:-/tmp}/device_check"
+ROOT="${TMPDIR:-/tmp}/fedar_device_check"  # Workdirs and the compilation cache.
 rm -rf "$ROOT"; mkdir -p "$ROOT"
 "$PY" experiments/device_check.py --root="$ROOT" "$@" | tee "$ROOT/figures.jsonl"
+if [[ -n "${OUT:-}" ]]; then cp "$ROOT/figures.jsonl" "$OUT/"; fi
 if [[ "${1:-}" != "--quick" ]]; then  # Reference equality under --matmul_precision=highest.
   "$PY" -m pytest -q -p no:cacheprovider tests/test_round.py tests/test_precision.py 2>&1 | tail -5
 fi

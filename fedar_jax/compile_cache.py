@@ -2,9 +2,10 @@
 
 Compiled programs are stored on disk, keyed by the program and the platform,
 so an identical rerun (or a resume, or a sweep group whose program repeats)
-loads them instead of compiling. On GPUs, XLA's per-fusion autotuning results
-(most of a GPU compile) are kept in the same directory
-(`jax_persistent_cache_enable_xla_caches`).
+loads them instead of compiling. XLA's own caches (per-fusion GPU autotuning,
+`jax_persistent_cache_enable_xla_caches`) stay off: on an H200 (JAX 0.11.2), a
+program compiled after other programs had filled them failed at run time with
+CUDA_ERROR_ILLEGAL_INSTRUCTION, and the same program with them off ran.
 """
 import os
 
@@ -26,4 +27,4 @@ def enable(directory: str) -> None:
   os.makedirs(directory, exist_ok=True)
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECONDS)
-  jax.config.update('jax_persistent_cache_enable_xla_caches', 'all')
+  jax.config.update('jax_persistent_cache_enable_xla_caches', 'none')
