@@ -28,22 +28,29 @@ def read_rows(path):
     return [{k: v for k, v in row.items() if k != 'round_s'} for row in csv.DictReader(f)]
 
 
-def test_two_processes_equal_one_process(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env['JAX_CPU_COLLECTIVES_IMPLEMENTATION'] = 'gloo'
-  address = f'127.0.0.1:{free_port()}'
-  procs = [subprocess.Popen(command(tmp_path / 'multi', f'--coordinator_address={address}',
-                                    '--num_processes=2', f'--process_id={i}'),
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
+def _two_processes(command_of, env, timeout):
+  """Runs command_of(0) and command_of(1) at once; both must exit 0. Returns their
+  (stdout, stderr)."""
+  procs = [subprocess.Popen(command_of(i), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
   try:
-    outs = [p.communicate(timeout=400) for p in procs]
+    outs = [p.communicate(timeout=timeout) for p in procs]
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
+  return outs
+
+
+def test_two_processes_equal_one_process(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['JAX_CPU_COLLECTIVES_IMPLEMENTATION'] = 'gloo'
+  address = f'127.0.0.1:{free_port()}'
+  outs = _two_processes(lambda i: command(tmp_path / 'multi', f'--coordinator_address={address}',
+                                          '--num_processes=2', f'--process_id={i}'), env, 400)
+  for _, err in outs:
     # 5 clients padded to 6 rows (a multiple of 2 devices): each process generated its 3.
     assert '5 clients (6 rows, 3 here)' in err and '2 x cpu' in err and '2 processes' in err, err
   single = subprocess.run(command(tmp_path / 'single'), cwd=ROOT, env=env, capture_output=True,
@@ -74,18 +81,8 @@ def test_two_process_sweep_equals_one_process(tmp_path):
   address = f'127.0.0.1:{free_port()}'
   sweep = lambda workdir, *extra: [sys.executable, '-m', 'fedar_jax.sweep',
                                    f'--workdir={workdir}', *SWEEP_FLAGS, *extra]
-  procs = [subprocess.Popen(sweep(tmp_path / 'multi', f'--coordinator_address={address}',
-                                  '--num_processes=2', f'--process_id={i}'),
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
-  try:
-    outs = [p.communicate(timeout=500) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  outs = _two_processes(lambda i: sweep(tmp_path / 'multi', f'--coordinator_address={address}',
+                                        '--num_processes=2', f'--process_id={i}'), env, 500)
   assert 'wrote' in outs[0][0] and 'wrote' not in outs[1][0]
   single = subprocess.run(sweep(tmp_path / 'single'), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=500)

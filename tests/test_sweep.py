@@ -61,11 +61,17 @@ def test_sweep_points_equal_single_runs_in_one_program(tmp_path):
   assert final[('1', '0', '0.02')]['train_loss'] != final[('1', '7', '0.02')]['train_loss']
 
   # The same sweep with its S = 8 points sharded over 8 (forced host) devices.
+  _assert_eight_devices_match(EIGHT_DEVICES, 'SWEEP-8-OK', tmp_path / 'sweep8', rows)
+
+
+def _assert_eight_devices_match(script, marker, workdir, rows):
+  """Runs `script` (a sweep on 8 forced host devices writing `workdir`); its sweep.csv
+  must equal `rows` in the settings and, to 1e-5, in every metric column but round_s."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  proc = subprocess.run([sys.executable, '-c', EIGHT_DEVICES, str(tmp_path / 'sweep8')],
+  proc = subprocess.run([sys.executable, '-c', script, str(workdir)],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0 and 'SWEEP-8-OK' in proc.stdout, proc.stderr[-3000:]
-  rows8 = _rows(tmp_path / 'sweep8' / 'sweep.csv')
+  assert proc.returncode == 0 and marker in proc.stdout, proc.stderr[-3000:]
+  rows8 = _rows(workdir / 'sweep.csv')
   assert len(rows8) == len(rows)
   for a, b in zip(rows8, rows):
     assert [a[c] for c in sweep_runner.SETTING_COLUMNS] == [b[c] for c in
@@ -131,17 +137,7 @@ def test_data_axes_are_stacked_in_one_program_and_equal_single_runs(tmp_path):
   assert final[('2', '0')]['accuracy'] != final[('2', '3')]['accuracy']
 
   # The same sweep over 8 (forced host) devices: the U = 4 data sets on the SWEEP axis.
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  proc = subprocess.run([sys.executable, '-c', EIGHT_STACKED, str(tmp_path / 'sweep8')],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0 and 'SWEEP-S8-OK' in proc.stdout, proc.stderr[-3000:]
-  rows4 = _rows(tmp_path / 'sweep8' / 'sweep.csv')
-  assert len(rows4) == len(rows)
-  for a, b in zip(rows4, rows):
-    assert [a[c] for c in sweep_runner.SETTING_COLUMNS] == [b[c] for c in
-                                                           sweep_runner.SETTING_COLUMNS]
-    for k, v in _metrics(b).items():
-      assert _metrics(a)[k] == pytest.approx(v, abs=1e-5), k
+  _assert_eight_devices_match(EIGHT_STACKED, 'SWEEP-S8-OK', tmp_path / 'sweep8', rows)
 
 
 EIGHT_STACKED = textwrap.dedent('''
