@@ -4,7 +4,9 @@
 `deferred()` a signal raises `Interrupted` at once (nothing is lost: the last
 checkpoint stands). Inside `deferred()` (the round loop) the first signal is
 held until the loop reaches `pending()` at the end of the round, saves, and
-calls `stop(round)`; a second signal raises at once. `Interrupted` derives
+calls `stop(round)`; a second signal raises at once. A signal that raised
+outside the loop stays pending, so if something swallowed that exception the
+loop still stops after its next round. `Interrupted` derives
 from BaseException, so no `except Exception` on the way swallows it.
 """
 import contextlib
@@ -49,22 +51,37 @@ _state = {'installed': False, 'deferring': False, 'pending': None}
 
 def _handler(signum, frame):
   del frame
-  if _state['deferring'] and _state['pending'] is None:
+  first = _state['pending'] is None
+  if first:
+    # Recorded even when raising: code that swallows the exception (a callback
+    # from C++, a __del__) cannot lose the signal; the next round end stops.
     _state['pending'] = signum
+  if _state['deferring'] and first:
     return
   raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def handled():
-  """Installs the SIGINT/SIGTERM handlers for the body (call from the main thread)."""
+  """Installs the SIGINT/SIGTERM handlers for the body (call from the main thread).
+
+  An Interrupted raised where Python cannot propagate it (e.g. inside JAX's gc
+  callback) is not printed; the signal stays pending for the round loop.
+  """
   old = {s: signal.signal(s, _handler) for s in SIGNALS}
+  old_hook = sys.unraisablehook
+
+  def unraisable(info):
+    if not isinstance(info.exc_value, Interrupted):
+      old_hook(info)
+  sys.unraisablehook = unraisable
   _state.update(installed=True, deferring=False, pending=None)
   try:
     yield
   finally:
     for s, h in old.items():
       signal.signal(s, h)
+    sys.unraisablehook = old_hook
     _state.update(installed=False, deferring=False, pending=None)
 
 

@@ -154,6 +154,25 @@ def test_disk_full_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, caps
   assert _rows(os.path.join(workdir, 'metrics.csv')) == reference
 
 
+def test_a_signal_raised_where_it_cannot_propagate_stays_pending(capsys):
+  """JAX's gc callback swallowed an early Ctrl-C: the signal must still stop the loop."""
+
+  class Swallows:
+    def __del__(self):  # Exceptions raised in __del__ cannot propagate (like a gc callback).
+      os.kill(os.getpid(), signal.SIGINT)
+      for _ in range(1000):  # Python runs the handler here.
+        pass
+
+  with interrupts.handled():
+    Swallows()
+    assert interrupts.pending()
+    with pytest.raises(interrupts.Interrupted) as e:
+      interrupts.stop(3)
+  assert e.value.exit_code == 130 and e.value.message(0).startswith('interrupted after round 3;')
+  assert 'Traceback' not in capsys.readouterr().err
+  assert not interrupts.pending()
+
+
 def test_lock_names_the_holder_and_takes_over_a_stale_one(tmp_path):
   workdir = str(tmp_path / 'w')
   os.makedirs(workdir)
@@ -232,7 +251,7 @@ def test_cli_second_process_then_sigterm_at_a_random_round(tmp_path, compiled_on
 
 
 def test_cli_early_signal_is_one_line_not_swallowed(tmp_path):
-  """SIGINT during start-up (imports, data, compile): exit 130 and one line, never a traceback."""
+  """SIGINT during start-up (imports, then compile): exit 130 and one line, never a traceback."""
   cmd = [sys.executable, '-m', 'fedar_jax.main', f'--workdir={tmp_path / "w"}', *RUN,
          '--rounds=100000', '--checkpoint_every=1000']
   for delay in (0.3, random.uniform(1.0, 4.0)):
@@ -248,3 +267,18 @@ def test_cli_early_signal_is_one_line_not_swallowed(tmp_path):
     assert proc.returncode == 130, (delay, stderr)
     assert 'Traceback' not in stderr
     assert stderr.strip().splitlines()[-1].startswith('interrupted '), (delay, stderr)
+  # Once the data has loaded (compiling or in the first rounds): the run's own handler.
+  with open(tmp_path / 'err', 'w') as err:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+  try:
+    deadline = time.time() + 240
+    while 'data: ' not in (tmp_path / 'err').read_text() and time.time() < deadline:
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  stderr = (tmp_path / 'err').read_text()
+  assert 'Traceback' not in stderr
+  assert stderr.strip().splitlines()[-1].startswith('interrupted after round '), stderr
