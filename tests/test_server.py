@@ -42,7 +42,7 @@ def test_server_optimizer_matches_numpy_published_update_over_three_rounds(name)
   step = server.make_server(methods.Methods(server_optimizer=name))
   update = jax.jit(step.update)
   state = step.init(params, P)
-  g = ravel_pytree(params)[0].astype(np.float64)
+  g = np.asarray(ravel_pytree(params)[0], np.float64)
   np_state = reference.np_server_init(name, g, P)
   for _ in range(3):
     x, w = _clients(rng)
