@@ -176,11 +176,12 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
     if sweep is not None:
       fn = jax.vmap(fn, in_axes=(None, 0),
                     spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
-    prepare = jax.jit(fn).lower(clients, hparams)
+    prepare = jax.jit(fn).lower(clients, hparams).compile(compiler_options())
+    # The compiled step's output shardings, so the round takes its rows as they come.
     clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
   round_fn = None if sweep is None else sweep(round_spec, None if prepare is None else 0)
-  return Program(None if prepare is None else prepare.compile(compiler_options()),
-                 compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn))
+  return Program(prepare, compile_rounds(round_spec, block_rounds, state, clients, test, hparams,
+                                         round_fn))
 
 
 def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
