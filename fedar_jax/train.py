@@ -310,8 +310,8 @@ def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients,
 
 def compiler_options() -> dict:
   """XLA options for the run's programs. On CPU, XLA's classic fusion emitters instead
-  of its MLIR ones: about half the compile time and a 2-6x faster round here
-  (BUILD_NOTES, *Compile time*)."""
+  of its MLIR ones: 0.37-0.96x the compile time; round time within this machine's
+  noise (BUILD_NOTES, *Compile time*)."""
   return {'xla_cpu_use_fusion_emitters': False} if jax.default_backend() == 'cpu' else {}
 
 
