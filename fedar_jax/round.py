@@ -259,12 +259,18 @@ def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = 
   return rounds_step
 
 
+def checkpoint_end(r: int, rounds: int, every: int) -> int:
+  """The round a call that starts at round r may run to: the next multiple of `every`
+  (a checkpoint) at or after r, or the last round."""
+  return min(-(-r // every) * every, rounds)
+
+
 def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:
   """(first round, number of rounds) of each call after `done` of `rounds` rounds:
   blocks end at multiples of `every` (the checkpoints) and at the last round."""
   blocks, r = [], done + 1
   while r <= rounds:
-    end = min(-(-r // every) * every, rounds)
+    end = checkpoint_end(r, rounds, every)
     blocks.append((r, end - r + 1))
     r = end + 1
   return blocks

@@ -240,7 +240,7 @@ class CallPlan:
   def __iter__(self):
     while self.next <= self.rounds:
       first = self.next
-      count = min(-(-first // self.every) * self.every, self.rounds) - first + 1
+      count = round_lib.checkpoint_end(first, self.rounds, self.every) - first + 1
       count = min(count, self.block, 1 if self.per_round is None else max(
           1, int(self.seconds / max(self.per_round, 1e-9))))
       self.next = first + count
@@ -251,7 +251,7 @@ class CallPlan:
 
   def checkpoint_due(self, last_round: int) -> bool:
     """Whether the call that ended with `last_round` ends on a checkpoint."""
-    return last_round % self.every == 0 or last_round == self.rounds
+    return last_round == round_lib.checkpoint_end(last_round, self.rounds, self.every)
 
 
 # The most rounds one compiled call can run (its outputs are stacked [block, ...]).
