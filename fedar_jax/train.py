@@ -395,7 +395,6 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
   compile_s = 0.0
   if calls:  # A finished run compiles nothing.
-    logging.info('compiling the round ...')
     t0 = time.perf_counter()
     with progress.stage('compiling the round'):
       program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
