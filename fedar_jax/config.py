@@ -163,8 +163,8 @@ class RunConfig:
                                 f'{", ".join(STANDARDIZE)} (see README).')
   fast_compile: bool = _f(False, 'GPU: compile without Triton GEMM fusions (cuBLAS only), '
                                  'skipping most of XLA\'s GEMM autotuning: H200, 1,000 '
-                                 'clients: compile 14.1 -> 3.6 s, round 11.4 -> 16.0 ms. For '
-                                 'sweeps of many short groups. No effect on CPU.')
+                                 'clients: compile 13.4 -> 4.2 s, round 11.7 -> 16.2 ms. For '
+                                 'runs of few rounds. No effect on CPU.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)

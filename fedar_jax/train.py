@@ -319,7 +319,7 @@ def compiler_options(fast_compile: bool = False) -> dict:
   CPU: XLA's classic fusion emitters instead of its MLIR ones (0.37-0.96x the
   compile time; round time within the machine's noise). GPU with `fast_compile`
   (--fast_compile): no Triton GEMM fusions, so no Triton tiling autotuning (H200,
-  1,000 clients: compile 14.1 -> 3.6 s; round 11.4 -> 16.0 ms).
+  1,000 clients: compile 13.4 -> 4.2 s; round 11.7 -> 16.2 ms).
   """
   backend = jax.default_backend()
   if backend == 'cpu':
