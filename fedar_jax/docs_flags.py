@@ -15,11 +15,12 @@ PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     'flags.md')
 
 
-def _default(value) -> str:
+def _default(value, name: str = '') -> str:
   from fedar_jax import compile_cache
   if isinstance(value, (tuple, list)):
     value = ','.join(str(v) for v in value)
-  if value == compile_cache.default_dir():  # Per user: name the rule, not this machine's path.
+  if name == 'compilation_cache_dir' or value == compile_cache.default_dir():
+    # Per user: name the rule, not this machine's path.
     return '`$XDG_CACHE_HOME/fedar_jax/jax` (or `~/.cache/fedar_jax/jax`)'
   if value is None:
     return '(required)'
@@ -65,7 +66,7 @@ def render() -> str:
   header = ['| flag | default | meaning |', '|---|---|---|']
   cli = [f for f in by_module['fedar_jax.main'] if f.name not in fields]
   out += ['## Command line', ''] + header
-  out += [_row(f.name, _default(f.default), f.help) for f in cli] + ['']
+  out += [_row(f.name, _default(f.default, f.name), f.help) for f in cli] + ['']
   for title, names in _sections(config_lib.RunConfig):
     out += [f'## {title}', ''] + header
     out += [_row(n, _default(fields[n].default), fields[n].metadata.get('help', n))
