@@ -6,7 +6,8 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = [ROOT / 'README.md'] + sorted((ROOT / 'docs').glob('*.md'))
+PAGES = ([ROOT / 'README.md', ROOT / 'experiments' / 'tpu' / 'README.md']
+         + sorted((ROOT / 'docs').glob('*.md')))
 
 
 def anchors(path: pathlib.Path) -> set[str]:
@@ -25,7 +26,7 @@ def test_readme_is_at_most_10_kb():
   assert (ROOT / 'README.md').stat().st_size <= 10 * 1024
 
 
-@pytest.mark.parametrize('page', PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_exist(page):
   text = re.sub(r'```.*?```', '', page.read_text(), flags=re.S)  # Links, not code.
   for target in re.findall(r'\]\(([^)\s]+)\)', text):
