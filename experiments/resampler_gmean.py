@@ -47,7 +47,7 @@ def imblearn_per_client(name, data):
       raised += 1
     xs.append(np.asarray(x, np.float32))
     ys.append(np.asarray(y, np.int32))
-  return FederatedDataset(federated.pad_clients(xs, ys), data.test, data.class_names), raised
+  return FederatedDataset(federated.stack_clients(xs, ys), data.test, data.class_names), raised
 
 
 def main():

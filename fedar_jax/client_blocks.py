@@ -27,7 +27,7 @@ def round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
-def slot_layout(num_slots: int, block: int, devices: int = 1) -> tuple[int, int]:
+def block_layout(num_slots: int, block: int, devices: int = 1) -> tuple[int, int]:
   """(num_blocks, block_size) for `num_slots` clients in blocks of at most ~`block`.
 
   block_size is a multiple of `devices` (each block splits evenly over the

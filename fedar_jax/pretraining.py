@@ -91,7 +91,7 @@ def make_prepare(spec: round_lib.RoundSpec) -> Callable:
   def prepare(clients: ClientData, hparams: round_lib.HParams) -> ClientData:
     rows = clients.client_id.shape[0]
     devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
-    blocks, size = client_blocks.slot_layout(rows, spec.client_block, devices)
+    blocks, size = client_blocks.block_layout(rows, spec.client_block, devices)
     if blocks * size != rows:
       blocks, size = 1, rows
     keys = round_lib.client_keys(hparams.seed, jnp.int32(ONCE_ROUND), clients.client_id)

@@ -116,7 +116,7 @@ def slot_layout(spec: RoundSpec, num_clients: int) -> tuple[int, int]:
   """(num_blocks, block_size) of a round's client slots for C = `num_clients`."""
   devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
   slots = spec.clients_per_round or num_clients
-  return client_blocks.slot_layout(slots, spec.client_block, devices)
+  return client_blocks.block_layout(slots, spec.client_block, devices)
 
 
 def data_rows(spec: RoundSpec, num_clients: int) -> int:

@@ -47,24 +47,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def pad_clients(clients: ClientData, num_rows: int, first_id: int) -> ClientData:
-  """Appends empty clients (mask all False, so FedAvg weight 0) up to `num_rows`.
-
-  The padding clients get ids first_id, first_id + 1, ... (pass the number of
-  real clients before them, so no id is a real client's).
-  """
-  c = clients.x.shape[0]
-  extra = num_rows - c
-  if extra < 0:
-    raise ValueError(f'cannot pad {c} clients down to {num_rows}')
-  if not extra:
-    return clients
-  pad = lambda a: np.concatenate([np.asarray(a), np.zeros((extra,) + a.shape[1:], a.dtype)])
-  return ClientData(pad(clients.x), pad(clients.y), pad(clients.mask),
-                    np.concatenate([np.asarray(clients.client_id),
-                                    np.arange(first_id, first_id + extra, dtype=np.int32)]))
-
-
 def global_array(local: np.ndarray, sharding: NamedSharding, global_rows: int | None = None):
   """A global jax.Array from this process's rows (all rows on one process).
 

@@ -100,7 +100,7 @@ def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
   _, _, start, stop = client_rows(cfg, mesh)
   data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
                         client_ids=range(start, min(stop, cfg.num_clients)))
-  return data._replace(clients=sharding.pad_clients(data.clients, stop - start,
+  return data._replace(clients=federated.append_empty_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
 
 
@@ -119,7 +119,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
     data = load_data(cfg, mesh)
   elif (start, stop) != (0, rows) and data.clients.x.shape[0] != stop - start:
     raise ValueError('given data must be loaded per process in a multi-process run')
-  data = data._replace(clients=sharding.pad_clients(data.clients, stop - start,
+  data = data._replace(clients=federated.append_empty_clients(data.clients, stop - start,
                                                     max(start, cfg.num_clients)))
   # Scaling comes before everything else, so resampling sees the scaled rows.
   data = standardize_lib.standardize(data, cfg.standardize, distributed.global_sum)

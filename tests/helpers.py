@@ -21,7 +21,7 @@ def unequal_clients(seed=0, sizes=(40, 25, 33, 12), num_classes=3, d=8, ratio=4.
     ys.append(y)
   y_test = np.repeat(np.arange(num_classes), 20).astype(np.int32)
   test = federated.TestData(problem.sample(y_test, rng), y_test, np.ones(len(y_test), bool))
-  return federated.pad_clients(xs, ys), test
+  return federated.stack_clients(xs, ys), test
 
 
 def small_spec(clients, num_classes=3, resampler='smote', epochs=2, batch_size=8):

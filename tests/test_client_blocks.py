@@ -4,25 +4,25 @@ import pytest
 
 from fedar_jax import client_blocks
 from fedar_jax import round as round_lib
-from fedar_jax import sharding
+from fedar_jax.data import federated
 from tests import helpers
 
 SIZES = (40, 25, 33, 12, 30, 18, 27)
 
 
-def test_slot_layout():
-  assert client_blocks.slot_layout(10, 0) == (1, 10)
-  assert client_blocks.slot_layout(10, 4) == (3, 4)
-  assert client_blocks.slot_layout(1001, 1000) == (2, 501)
-  assert client_blocks.slot_layout(10, 3, devices=8) == (2, 8)
-  assert client_blocks.slot_layout(100, 10, devices=8) == (7, 16)
+def test_block_layout():
+  assert client_blocks.block_layout(10, 0) == (1, 10)
+  assert client_blocks.block_layout(10, 4) == (3, 4)
+  assert client_blocks.block_layout(1001, 1000) == (2, 501)
+  assert client_blocks.block_layout(10, 3, devices=8) == (2, 8)
+  assert client_blocks.block_layout(100, 10, devices=8) == (7, 16)
   for slots, block, dev in [(7, 3, 1), (10000, 1000, 8), (37, 5, 4), (5, 100, 2)]:
-    n, size = client_blocks.slot_layout(slots, block, dev)
+    n, size = client_blocks.block_layout(slots, block, dev)
     assert n * size >= slots and size % dev == 0 and (n - 1) * size < slots
 
 
 def _padded(clients, spec):
-  return sharding.pad_clients(clients, round_lib.data_rows(spec, clients.x.shape[0]),
+  return federated.append_empty_clients(clients, round_lib.data_rows(spec, clients.x.shape[0]),
                               clients.x.shape[0])
 
 

@@ -21,7 +21,7 @@ def image_clients(sizes=(20, 13, 17), side=8, seed=0):
   y_test = np.repeat(np.arange(K), 6).astype(np.int32)
   test = federated.TestData((pattern_faces(rng, y_test, K, side)[..., None] / 255.0)
                             .astype(np.float32), y_test, np.ones(len(y_test), bool))
-  return federated.pad_clients(xs, ys), test
+  return federated.stack_clients(xs, ys), test
 
 
 def latent_spec(clients, mode, resampler='smote', epochs=2, batch_size=8):

@@ -168,7 +168,7 @@ def test_partition_summary_files(tmp_path):
   import json
   from fedar_jax.data import federated, summary
   from fedar_jax.data.load import FederatedDataset
-  clients = federated.pad_clients([np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((2, 2))],
+  clients = federated.stack_clients([np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((2, 2))],
                                   [np.array([0, 0, 0, 1, 1]), np.array([0, 1, 1, 1, 1]),
                                    np.array([2, 2])])
   test = federated.TestData(np.zeros((3, 2)), np.array([0, 1, 2]), np.ones(3, bool))

@@ -13,7 +13,7 @@ from fedar_jax import methods
 from fedar_jax import reference
 from fedar_jax import round as round_lib
 from fedar_jax import server
-from fedar_jax import sharding
+from fedar_jax.data import federated
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 from tests import helpers
@@ -155,7 +155,7 @@ def test_blocked_round_with_robust_aggregator_equals_unblocked():
   spec, state = helpers.small_spec(clients, resampler='none', epochs=1)
   spec = spec._replace(methods=methods.Methods(aggregator='median'))
   blocked_spec = spec._replace(num_clients=len(sizes), client_block=3)
-  padded = sharding.pad_clients(clients, round_lib.data_rows(blocked_spec, len(sizes)),
+  padded = federated.append_empty_clients(clients, round_lib.data_rows(blocked_spec, len(sizes)),
                                 len(sizes))
   assert padded.x.shape[0] == 9  # Two padding slots, which the median must not count.
   hp = round_lib.HParams.create(1.5, 0.01, 3)

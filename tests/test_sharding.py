@@ -9,7 +9,6 @@ import textwrap
 
 import numpy as np
 
-from fedar_jax import sharding
 from fedar_jax.data import federated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +21,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     from fedar_jax import round as round_lib
     from fedar_jax import sharding
+    from fedar_jax.data import federated
     from tests import helpers
 
     assert jax.device_count() == 8, jax.devices()
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent('''
       mesh = sharding.make_mesh(devices, sweep_devices)
       s = spec._replace(num_clients=C, mesh=mesh, **scale)
       rows = round_lib.data_rows(s, C)
-      data = sharding.shard_clients(sharding.pad_clients(clients, rows, C), mesh)
+      data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
       t, st, h = sharding.replicate((test, state, hp), mesh)
       step = jax.jit(round_lib.make_round(s))
       for _ in range(2):
@@ -65,7 +65,7 @@ SCRIPT = textwrap.dedent('''
     mesh = sharding.make_mesh(devices, sweep_devices=2)
     s = spec._replace(num_clients=C, mesh=mesh)
     rows = round_lib.data_rows(s, C)
-    data = sharding.shard_clients(sharding.pad_clients(clients, rows, C), mesh)
+    data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
     t = sharding.replicate(test, mesh)
     stack = lambda *v: np.stack([np.asarray(a) for a in v])
     sweep_hp = round_lib.HParams(np.float32([1.5, 100.0]), np.float32([0.01, 0.01]),
@@ -89,10 +89,10 @@ def test_eight_devices_equal_one_device():
   assert proc.returncode == 0 and 'SHARDING-OK' in proc.stdout, proc.stderr[-4000:]
 
 
-def test_pad_clients_appends_empty_clients_with_fresh_ids():
-  data = federated.pad_clients([np.ones((3, 2)), np.ones((2, 2))], [np.zeros(3), np.ones(2)])
-  padded = sharding.pad_clients(data, 5, first_id=2)
+def test_append_empty_clients_with_fresh_ids():
+  data = federated.stack_clients([np.ones((3, 2)), np.ones((2, 2))], [np.zeros(3), np.ones(2)])
+  padded = federated.append_empty_clients(data, 5, first_id=2)
   assert padded.x.shape == (5, 3, 2)
   np.testing.assert_array_equal(padded.client_id, [0, 1, 2, 3, 4])
   assert not padded.mask[2:].any() and padded.mask[:2].any()
-  assert sharding.pad_clients(data, 2, first_id=2) is data
+  assert federated.append_empty_clients(data, 2, first_id=2) is data

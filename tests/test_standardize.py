@@ -16,7 +16,7 @@ def _data(seed=0):
   xs = [rng.uniform(0, 409, size=(n, 5)).astype(np.float32) + 94 for n in (12, 7, 20)]
   xs[1][:, 3] = 5.0  # a constant feature in one client
   ys = [rng.integers(0, 2, len(x)).astype(np.int32) for x in xs]
-  clients = federated.pad_clients(xs, ys, capacity=24)
+  clients = federated.stack_clients(xs, ys, capacity=24)
   xt = rng.uniform(0, 409, size=(10, 5)).astype(np.float32)
   test = federated.TestData(xt, np.zeros(10, np.int32), np.arange(10) < 8)
   return FederatedDataset(clients, test, ('a', 'b')), xs, xt[:8]

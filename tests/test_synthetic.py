@@ -30,10 +30,10 @@ def test_federated_arrays_are_deterministic_and_balanced_test():
   assert not np.array_equal(a.x, c.x)
 
 
-def test_pad_clients_unequal_sizes():
+def test_stack_clients_unequal_sizes():
   xs = [np.ones((3, 2)), np.ones((1, 2))]
   ys = [np.array([0, 1, 1]), np.array([1])]
-  data = federated.pad_clients(xs, ys)
+  data = federated.stack_clients(xs, ys)
   assert data.x.shape == (2, 3, 2)
   np.testing.assert_array_equal(data.mask, [[1, 1, 1], [1, 0, 0]])
   assert federated.max_class_count(data, 2) == 2

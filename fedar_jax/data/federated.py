@@ -24,8 +24,8 @@ class TestData(NamedTuple):
   mask: np.ndarray
 
 
-def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
-                capacity: int | None = None) -> ClientData:
+def stack_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
+                  capacity: int | None = None) -> ClientData:
   """Stacks per-client arrays (unequal sizes allowed) into padded ClientData.
 
   Args:
@@ -49,10 +49,29 @@ def pad_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
   return ClientData(x, y, mask, np.arange(len(xs), dtype=np.int32))
 
 
+def append_empty_clients(clients: ClientData, num_rows: int, first_id: int) -> ClientData:
+  """Appends empty clients (mask all False, so FedAvg weight 0) up to `num_rows` on the
+  client axis (the rows a round's layout needs: `round.data_rows`).
+
+  The padding clients get ids first_id, first_id + 1, ... (pass the number of
+  real clients before them, so no id is a real client's).
+  """
+  c = clients.x.shape[0]
+  extra = num_rows - c
+  if extra < 0:
+    raise ValueError(f'cannot pad {c} clients down to {num_rows}')
+  if not extra:
+    return clients
+  pad = lambda a: np.concatenate([np.asarray(a), np.zeros((extra,) + a.shape[1:], a.dtype)])
+  return ClientData(pad(clients.x), pad(clients.y), pad(clients.mask),
+                    np.concatenate([np.asarray(clients.client_id),
+                                    np.arange(first_id, first_id + extra, dtype=np.int32)]))
+
 
 def take_clients(clients: ClientData, index) -> ClientData:
   """The clients at `index` (int indices or a bool mask over the client axis)."""
   return ClientData(*(np.asarray(a)[index] for a in clients))
+
 
 def max_class_count(data: ClientData, num_classes: int) -> int:
   """Largest per-class count of real rows over all clients (a static resampling bound)."""

@@ -112,7 +112,7 @@ def federate(cfg, pool: Pool) -> FederatedDataset:
   # The imbalance partition's capacity is fixed by the flags (attackers may only shrink a
   # client), so data sets that differ in ratio, seed or attackers share one shape.
   capacity = cfg.samples_per_client if cfg.partition == 'imbalance' else None
-  return FederatedDataset(federated.pad_clients(xs, ys, capacity), test, pool.class_names,
+  return FederatedDataset(federated.stack_clients(xs, ys, capacity), test, pool.class_names,
                           attackers)
 
 
