@@ -112,14 +112,23 @@ class RoundSpec(NamedTuple):
   matmul_precision: str = 'default'
 
 
-def slot_layout(spec: RoundSpec, num_clients: int) -> tuple[int, int]:
+class ClientLayout(NamedTuple):
+  """How a round lays out its clients: RoundSpec's scale fields alone (same names and
+  meanings), enough for `slot_layout` and `data_rows` before the model exists."""
+  num_clients: int = 0
+  clients_per_round: int = 0
+  client_block: int = 0
+  mesh: Mesh | None = None
+
+
+def slot_layout(spec: RoundSpec | ClientLayout, num_clients: int) -> tuple[int, int]:
   """(num_blocks, block_size) of a round's client slots for C = `num_clients`."""
   devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
   slots = spec.clients_per_round or num_clients
   return client_blocks.block_layout(slots, spec.client_block, devices)
 
 
-def data_rows(spec: RoundSpec, num_clients: int) -> int:
+def data_rows(spec: RoundSpec | ClientLayout, num_clients: int) -> int:
   """Rows the ClientData must have for C real clients (the rest empty padding)."""
   if spec.clients_per_round:
     devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1

@@ -157,7 +157,7 @@ def prepare(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
       (`check_memory`); raised before anything is written.
   """
   cfgs = data_configs(base, axes)
-  layout, rows, _, _ = train.client_rows(base, mesh)
+  layout, rows, _, _ = train.build_layout(base, mesh)
   _, block = round_lib.slot_layout(layout, base.num_clients)
   expected = _expected_shape(base)
   if expected is not None:  # Refuse before generating anything.

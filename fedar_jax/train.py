@@ -1,5 +1,10 @@
 """The driver: build the experiment, run the compiled round for every round, write the workdir.
 
+`build` composes small builders: `build_layout` (the round's client layout and
+rows), `load_data` / `prepare_data` (this process's padded, scaled clients),
+`build_resampler`, and the --model's builder in MODEL_BUILDERS (a new model is
+one function returning a `Model`).
+
 Workdir contents:
   metrics.csv   one row per round (written and flushed as each round ends)
   summary.json  the config, final metrics, compile_s, round_s, device
@@ -76,32 +81,135 @@ def auto_client_block(cfg: RunConfig, platform: str) -> int:
   return 0
 
 
-def client_rows(cfg: RunConfig, mesh) -> tuple[round_lib.RoundSpec, int, int, int]:
-  """(layout, rows, start, stop): a RoundSpec with only the scale fields set, the
-  client rows its layout needs, and the [start, stop) of them this process's
-  devices hold."""
+class ClientRows(NamedTuple):
+  """The round's client layout and the client rows it needs.
+
+  layout: RoundSpec's scale fields. rows: client rows of the data (the C real
+  clients, then empty padding clients up to what the layout needs,
+  `round_lib.data_rows`). [start, stop): the rows this process's devices hold
+  ([0, rows) without a mesh or on one process).
+  """
+  layout: round_lib.ClientLayout
+  rows: int
+  start: int
+  stop: int
+
+
+def build_layout(cfg: RunConfig, mesh) -> ClientRows:
+  """The client layout of `cfg` (sampling, blocks, `mesh`) and its client rows."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
-  # Only the scale fields decide the client layout.
-  layout = round_lib.RoundSpec(
-      None, None, 0, 0, 0, num_clients=cfg.num_clients,
+  layout = round_lib.ClientLayout(
+      num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
       client_block=auto_client_block(cfg, jax.devices()[0].platform), mesh=mesh)
   rows = round_lib.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
-  return layout, rows, start, stop
+  return ClientRows(layout, rows, start, stop)
 
 
 def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
   """The data `cfg` names (drawn with its effective data seed): the client rows
   this process's devices hold under `mesh` (all rows without one), padded with
   empty clients to the rows the round's layout needs (`round_lib.data_rows`)."""
-  _, _, start, stop = client_rows(cfg, mesh)
+  _, _, start, stop = build_layout(cfg, mesh)
   data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
                         client_ids=range(start, min(stop, cfg.num_clients)))
-  return data._replace(clients=federated.append_empty_clients(data.clients, stop - start,
-                                                    max(start, cfg.num_clients)))
+  return data._replace(clients=federated.append_empty_clients(
+      data.clients, stop - start, max(start, cfg.num_clients)))
+
+
+def prepare_data(cfg: RunConfig, data: FederatedDataset, rows: ClientRows) -> FederatedDataset:
+  """`data` as the round takes it: its clients padded with empty ones to this process's
+  rows (ClientData x[stop - start, N, ...]), then scaled (--standardize, statistics over
+  all processes), so resampling sees the scaled rows.
+
+  `data` holds all clients, or (multi-process) exactly `load_data`'s rows.
+  """
+  start, stop = rows.start, rows.stop
+  if (start, stop) != (0, rows.rows) and data.clients.x.shape[0] != stop - start:
+    raise ValueError('given data must be loaded per process in a multi-process run')
+  data = data._replace(clients=federated.append_empty_clients(
+      data.clients, stop - start, max(start, cfg.num_clients)))
+  return standardize_lib.standardize(data, cfg.standardize, distributed.global_sum)
+
+
+def build_resampler(cfg: RunConfig, data: FederatedDataset,
+                    max_class_count: int | None = None) -> resample.Resampler:
+  """--resampler with its options, for clients of `data`'s capacity N (rows of x[C, N, ...]).
+
+  max_class_count: the static bound on a client's largest class count; default
+  the data's (over all processes). The resampler works on rows [N, D]; a model
+  builder wraps it (`resample.flattened`) for image rows.
+  """
+  num_classes = len(data.class_names)
+  return resample.make_resampler(
+      cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
+      max_class_count=max_class_count or distributed.global_max(
+          federated.max_class_count(data.clients, num_classes)),
+      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
+
+
+class Model(NamedTuple):
+  """What a model builder gives the round.
+
+  apply_fn: (params, x[B, ...]) -> logits[B, K] for the data's rows x[..., *row shape].
+  params: the initial global parameters (from key `cfg.seed`).
+  resampler: the client resampler for the data's rows (the given one, flattened
+  for image rows where the update resamples input rows).
+  local_update: a custom single-client update (`round_lib.local_update_fn`'s
+  signature), or None for the standard `client.client_update`.
+  """
+  apply_fn: Callable
+  params: object
+  resampler: resample.Resampler
+  local_update: Callable | None = None
+
+
+def build_mlp(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resampler) -> Model:
+  """--model=mlp: an MLP on rows [D], or on image rows [H, W, ch] flattened."""
+  x = data.clients.x  # [C, N, ...]
+  model = models.MLP(num_classes=len(data.class_names), hidden=tuple(cfg.hidden))
+  params = model.init(jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
+  if x.ndim > 3:
+    return Model(models.flat_apply(model.apply), params, resample.flattened(resampler))
+  return Model(model.apply, params, resampler)
+
+
+def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resampler) -> Model:
+  """--model=cnn: conv encoder + MLP head on images x[C, N, H, W, ch].
+
+  --latent_resampling=none resamples the flattened input images; joint/frozen
+  resample encoder outputs in the client update (`latent.make_latent_update`),
+  frozen after --pretrain_epochs of central pretraining on the pooled clients.
+  """
+  c = data.clients
+  if c.x.ndim != 5:
+    raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
+                      f'{c.x.shape[2:]}')
+  num_classes = len(data.class_names)
+  # Patch-matmul convolutions on CPU (vmapped lax convolutions over per-client
+  # parameters are grouped convolutions, slow on XLA:CPU); lax ones elsewhere.
+  model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels,
+                     patches=jax.devices()[0].platform == 'cpu')
+  params = model.init(jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
+  if cfg.latent_resampling == 'none':
+    return Model(model.apply, params, resample.flattened(resampler))
+  if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
+    pretrain = precision.with_matmul_precision(latent.pretrain, cfg.matmul_precision)
+    params = pretrain(model, params, jax.random.key(cfg.seed + 1),
+                      c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
+                      c.mask.reshape(-1), learning_rate=cfg.learning_rate,
+                      epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
+  local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
+                                           cfg.batch_size, cfg.latent_resampling)
+  return Model(model.apply, params, resampler, local_update)
+
+
+# --model: a new model is one builder (cfg, data, resampler) -> Model, and its name in
+# config.MODELS.
+MODEL_BUILDERS: dict[str, Callable[..., Model]] = {'mlp': build_mlp, 'cnn': build_cnn}
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
@@ -114,67 +222,29 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   max_class_count: the resamplers' static bound on a client's largest class
   count; default the data's (over all processes).
   """
-  layout, rows, start, stop = client_rows(cfg, mesh)
-  if data is None:
-    data = load_data(cfg, mesh)
-  elif (start, stop) != (0, rows) and data.clients.x.shape[0] != stop - start:
-    raise ValueError('given data must be loaded per process in a multi-process run')
-  data = data._replace(clients=federated.append_empty_clients(data.clients, stop - start,
-                                                    max(start, cfg.num_clients)))
-  # Scaling comes before everything else, so resampling sees the scaled rows.
-  data = standardize_lib.standardize(data, cfg.standardize, distributed.global_sum)
-  num_classes = len(data.class_names)
-  images = data.clients.x.ndim == 5
-  if cfg.model == 'cnn' and not images:
-    raise ConfigError('model', f'cnn needs images [N, H, W, ch]; the data has rows of shape '
-                      f'{data.clients.x.shape[2:]}')
-  sample = jnp.asarray(data.clients.x[0, :1])
-  capacity = data.clients.x.shape[1]
-  resampler = resample.make_resampler(
-      cfg.resampler, num_classes=num_classes, capacity=capacity,
-      max_class_count=max_class_count or distributed.global_max(
-          federated.max_class_count(data.clients, num_classes)),
-      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
-  local_update = None
-  if cfg.model == 'cnn':
-    # Patch-matmul convolutions on CPU (vmapped lax convolutions over per-client
-    # parameters are grouped convolutions, slow on XLA:CPU); lax ones elsewhere.
-    model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels,
-                       patches=jax.devices()[0].platform == 'cpu')
-    params = model.init(jax.random.key(cfg.seed), sample)
-    if cfg.latent_resampling == 'none':
-      resampler = resample.flattened(resampler)
-    else:
-      if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
-        c = data.clients
-        pretrain = precision.with_matmul_precision(latent.pretrain, cfg.matmul_precision)
-        params = pretrain(model, params, jax.random.key(cfg.seed + 1),
-                          c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
-                          c.mask.reshape(-1), learning_rate=cfg.learning_rate,
-                          epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
-      local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
-                                               cfg.batch_size, cfg.latent_resampling)
-    apply_fn = model.apply
-  else:
-    model = models.MLP(num_classes=num_classes, hidden=tuple(cfg.hidden))
-    params = model.init(jax.random.key(cfg.seed), sample.reshape(1, -1))
-    apply_fn = models.flat_apply(model.apply) if data.clients.x.ndim > 3 else model.apply
-    if data.clients.x.ndim > 3:
-      resampler = resample.flattened(resampler)
-  spec = layout._replace(apply_fn=apply_fn, resampler=resampler, num_classes=num_classes,
-                         local_epochs=cfg.local_epochs, batch_size=cfg.batch_size,
-                         local_update=local_update, methods=methods.methods_of(cfg),
-                         matmul_precision=cfg.matmul_precision)
+  rows = build_layout(cfg, mesh)
+  data = prepare_data(cfg, load_data(cfg, mesh) if data is None else data, rows)
+  model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
+  spec = round_lib.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
+                             cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
+                             methods=methods.methods_of(cfg),
+                             matmul_precision=cfg.matmul_precision, **rows.layout._asdict())
   method_params = methods.params_of(cfg)
-  opt_state = server.make_server(spec.methods).init(params, method_params)
-  attackers = None
-  if cfg.attack == 'scale':  # Slot of each client id; padding rows are never attackers.
-    attackers = np.zeros(data.clients.x.shape[0], bool)
-    if data.attackers is not None:
-      attackers[:len(data.attackers)] = data.attackers
-  return Experiment(spec, data, round_lib.ServerState(params, jnp.int32(0), opt_state),
+  opt_state = server.make_server(spec.methods).init(model.params, method_params)
+  return Experiment(spec, data, round_lib.ServerState(model.params, jnp.int32(0), opt_state),
                     round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
-                                             method_params, attackers))
+                                             method_params, attackers(cfg, data)))
+
+
+def attackers(cfg: RunConfig, data: FederatedDataset) -> np.ndarray | None:
+  """bool[rows] by client slot: whose update is scaled (--attack=scale), else None.
+  Padding rows are never attackers."""
+  if cfg.attack != 'scale':
+    return None
+  scaled = np.zeros(data.clients.x.shape[0], bool)
+  if data.attackers is not None:
+    scaled[:len(data.attackers)] = data.attackers
+  return scaled
 
 
 def csv_header(class_names) -> list[str]:

@@ -1,0 +1,41 @@
+"""train.build's builders: the layout, the data, the resampler and one builder per model."""
+import numpy as np
+
+from fedar_jax import config
+from fedar_jax import round as round_lib
+from fedar_jax import train
+from fedar_jax.config import RunConfig
+
+SMALL = RunConfig(num_clients=5, samples_per_client=40, feature_dim=6, num_classes=3,
+                  test_per_class=10, local_epochs=1, hidden=(4,))
+
+
+def test_every_model_flag_has_a_builder():
+  assert tuple(train.MODEL_BUILDERS) == config.MODELS
+
+
+def test_layout_is_the_specs_scale_fields():
+  cfg = SMALL.replace(clients_per_round=3, client_block=2)
+  rows = train.build_layout(cfg, None)
+  assert rows.layout == round_lib.ClientLayout(5, 3, 2, None)
+  assert (rows.rows, rows.start, rows.stop) == (5, 0, 5)
+  exp = train.build(cfg)
+  assert rows.layout == round_lib.ClientLayout(*(getattr(exp.spec, f)
+                                                 for f in round_lib.ClientLayout._fields))
+  assert (round_lib.slot_layout(rows.layout, 5) == round_lib.slot_layout(exp.spec, 5) == (2, 2))
+  # Every client in blocks of 2: 3 blocks of 2 slots, one empty padding client (id 5).
+  rows = train.build_layout(SMALL.replace(client_block=2), None)
+  assert rows.rows == 6
+  data = train.prepare_data(SMALL, train.load_data(SMALL.replace(client_block=2)), rows)
+  assert data.clients.x.shape[0] == 6 and not data.clients.mask[5].any()
+  np.testing.assert_array_equal(data.clients.client_id, np.arange(6))
+
+
+def test_model_builders_give_the_round_its_parts():
+  data = train.prepare_data(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
+  resampler = train.build_resampler(SMALL, data)
+  assert resampler.capacity >= data.clients.x.shape[1]
+  model = train.build_mlp(SMALL, data, resampler)
+  assert model.resampler is resampler and model.local_update is None
+  logits = model.apply_fn(model.params, data.test.x[:2])
+  assert logits.shape == (2, 3)
