@@ -435,7 +435,7 @@ def setup(cfg: RunConfig):
   return exp, mesh
 
 
-def write_partition_summary(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
+def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
   """Writes partition.{json,csv,png} for the real clients (single-process runs only)."""
   if jax.process_count() > 1:
     logging.info('multi-host run: no partition summary (each host holds only its clients)')
@@ -457,7 +457,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
   exp, mesh = prepared or setup(cfg)
   if distributed.is_writer():
-    write_partition_summary(workdir, cfg, exp.data)
+    write_partition_files(workdir, cfg, exp.data)
   rows = round_lib.data_rows(exp.spec, cfg.num_clients)
   clients = sharding.shard_clients(exp.data.clients, mesh, rows)
   test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
