@@ -35,16 +35,38 @@ class ConfigError(ValueError):
     self.flag = flag
 
 
+# RunConfig's flag groups, in order: title -> what its flags set. `--help` and
+# docs/flags.md (docs_flags.py) list the flags under these titles (`groups`).
+GROUPS = {
+    'Data': 'the data source, its partition over clients, sizes and feature scaling',
+    'Model': 'the model and its latent-space resampling',
+    'FedAR': 'the gate and the client-side resampler',
+    'Training': 'rounds, local training with its loss and optimizer, the server optimizer',
+    'Attacks and defences': 'attacking clients and robust aggregation',
+    'Scale and devices': 'client sampling and blocks, hosts, numerics and compilation',
+    'Run': 'seeds and checkpoints',
+}
+_current_group = ['']  # The group of the fields defined next in RunConfig's body.
+
+
+def _group(title: str) -> None:
+  """Puts the RunConfig fields that follow in group `title` (a GROUPS key)."""
+  if title not in GROUPS:
+    raise KeyError(f'{title!r} is not in GROUPS')
+  _current_group[0] = title
+
+
 def _f(default, help_text: str):
-  """A config field whose CLI flag help is `help_text`."""
-  return dataclasses.field(default=default, metadata={'help': help_text})
+  """A config field whose CLI flag help is `help_text`, in the group set last by `_group`."""
+  return dataclasses.field(default=default,
+                           metadata={'help': help_text, 'group': _current_group[0]})
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """One run's settings. Every field is also a CLI flag of the same name
   (`main.py` defines the flags from these fields and their help texts)."""
-  # --- Data ---
+  _group('Data')
   dataset: str = _f('synthetic', f'Dataset: {", ".join(DATASETS)}.')
   data_path: str = _f('', 'Input file for latent_csv (.csv or .npz) and fer2013.')
   data_dir: str = _f('', 'Input directory for image_folder (one sub-folder per class) and '
@@ -71,15 +93,14 @@ class RunConfig:
                                      'every client\'s majority, last its minority).')
   shards_per_client: int = _f(2, 'Classes per client (--partition=shards).')
   quantity_exponent: float = _f(1.5, 'Pareto exponent of client sizes (--partition=quantity).')
-  attacker_fraction: float = _f(0.0, 'Fraction of clients that attack (--attack).')
-  attack: str = _f('skew', f'Attacker data: {", ".join(partition_lib.ATTACKS)}.')
-  attack_ratio: float = _f(100.0, 'skew attackers keep majority/ratio rows of each other class '
-                                  '(0: the majority class only).')
   num_classes: int = _f(2, 'Number of classes K (synthetic data).')
   feature_dim: int = _f(432, 'Feature dimension D (synthetic data).')
   imbalance_ratio: float = _f(10.0, 'Per-client majority/minority class ratio (>= 1).')
   test_per_class: int = _f(500, 'Balanced test samples per class.')
-  # --- Model and local training ---
+  standardize: str = _f('none', f'Feature scaling before resampling and training: '
+                                f'{", ".join(STANDARDIZE)} (see docs/design.md).')
+
+  _group('Model')
   model: str = _f('mlp', f'Model: {", ".join(MODELS)} (cnn: conv encoder + MLP head, images).')
   hidden: tuple[int, ...] = _f((10,), 'MLP (or CNN head) hidden widths, e.g. 10 or 64,32.')
   cnn_channels: tuple[int, ...] = _f((16, 32), 'CNN encoder conv widths (each conv halves H, W).')
@@ -88,11 +109,8 @@ class RunConfig:
                                       'encoder latent space (see docs/data.md).')
   pretrain_epochs: int = _f(0, 'frozen: epochs of central encoder pretraining on the pooled '
                                'client data before federating the head (0: random encoder).')
-  rounds: int = _f(20, 'Federated rounds.')
-  local_epochs: int = _f(5, 'Local epochs per round.')
-  batch_size: int = _f(32, 'Local minibatch size.')
-  learning_rate: float = _f(1e-3, 'Local learning rate (of --client_optimizer).')
-  # --- FedAR gate and resampling ---
+
+  _group('FedAR')
   resampler: str = _f('smote', 'Client-side resampler (see docs/resamplers.md).')
   k_neighbors: int = _f(0, 'k_neighbors of the SMOTE family (SMOTE, Borderline, KMeans, SVM, '
                             'SMOTETomek/ENN); 0 = imbalanced-learn default (5; kmeans_smote 2).')
@@ -103,9 +121,49 @@ class RunConfig:
                             'cnn/oss 1, others 3).')
   threshold: float = _f(1.5, 'FedAR threshold: a client resamples iff its imbalance ratio '
                              'exceeds it (>= 1).')
-  # --- Run ---
-  seed: int = _f(0, 'Seed for data, initialisation and all client randomness.')
-  # --- Scale ---
+  resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
+                                   'step: in the first round, kept on the device for later '
+                                   'rounds) or round (every round, with fresh keys). With '
+                                   '--latent_resampling the default is round.')
+
+  _group('Training')
+  rounds: int = _f(20, 'Federated rounds.')
+  local_epochs: int = _f(5, 'Local epochs per round.')
+  batch_size: int = _f(32, 'Local minibatch size.')
+  learning_rate: float = _f(1e-3, 'Local learning rate (of --client_optimizer).')
+  client_optimizer: str = _f('adam', 'Local optimizer: '
+                             f'{", ".join(methods_lib.CLIENT_OPTIMIZERS)} (momentum 0.9).')
+  prox_mu: float = _f(0.0, 'FedProx proximal weight mu (>= 0; 0 = off).')
+  loss: str = _f('ce', f'Client loss: {", ".join(methods_lib.LOSSES)}.')
+  focal_gamma: float = _f(2.0, 'focal: focusing gamma (>= 0; 0 = CE).')
+  cb_beta: float = _f(0.999, 'class_balanced: beta in [0, 1) (0 = CE).')
+  la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
+  fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
+  fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
+  server_optimizer: str = _f('fedavg', 'Server optimizer on the pseudo-gradient: '
+                             f'{", ".join(methods_lib.SERVER_OPTIMIZERS)}.')
+  server_learning_rate: float = _f(1.0, 'Server learning rate (fedavg with 1: plain FedAvg).')
+  server_momentum: float = _f(0.9, 'fedavgm server momentum, in [0, 1).')
+  server_beta1: float = _f(0.9, 'fedadam/fedyogi/fedadagrad first-moment decay, in [0, 1).')
+  server_beta2: float = _f(0.99, 'fedadam/fedyogi second-moment decay, in [0, 1).')
+  server_tau: float = _f(1e-3, 'fedadam/fedyogi/fedadagrad adaptivity tau (> 0).')
+
+  _group('Attacks and defences')
+  attacker_fraction: float = _f(0.0, 'Fraction of clients that attack (--attack).')
+  attack: str = _f('skew', f'Attacker data: {", ".join(partition_lib.ATTACKS)}.')
+  attack_ratio: float = _f(100.0, 'skew attackers keep majority/ratio rows of each other class '
+                                  '(0: the majority class only).')
+  attack_target: int = _f(-1, 'skew/scale attackers: the class they all inflate; -1 = one '
+                              'class drawn from the data seed.')
+  attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
+                                 'replacement), > 0.')
+  aggregator: str = _f('mean', f'Server aggregator: {", ".join(methods_lib.AGGREGATORS)}.')
+  trim_fraction: float = _f(0.1, 'trimmed_mean: fraction cut at each end, in [0, 0.5).')
+  byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
+                                 'per round).')
+  clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
+
+  _group('Scale and devices')
   client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
                             'vmap inside one; bounds memory); 0 = automatic (1 for a CNN '
                             'on CPU, else all clients at once).')
@@ -118,53 +176,21 @@ class RunConfig:
                                     'empty = one process.')
   num_processes: int = _f(1, 'Multi-host: number of processes (hosts).')
   process_id: int = _f(0, 'Multi-host: this process\'s index in [0, --num_processes).')
-  # --- Checkpoints ---
-  checkpoint_every: int = _f(5, 'Save an Orbax checkpoint in WORKDIR/checkpoints every this many '
-                                'rounds (and after the last); rerunning the same command resumes.')
-  keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
-  data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
-                          'set across its --seeds.')
-  # --- Server optimizer, aggregation, client loss and optimizer (docs/defences.md) ---
-  server_optimizer: str = _f('fedavg', 'Server optimizer on the pseudo-gradient: '
-                             f'{", ".join(methods_lib.SERVER_OPTIMIZERS)}.')
-  server_learning_rate: float = _f(1.0, 'Server learning rate (fedavg with 1: plain FedAvg).')
-  server_momentum: float = _f(0.9, 'fedavgm server momentum, in [0, 1).')
-  server_beta1: float = _f(0.9, 'fedadam/fedyogi/fedadagrad first-moment decay, in [0, 1).')
-  server_beta2: float = _f(0.99, 'fedadam/fedyogi second-moment decay, in [0, 1).')
-  server_tau: float = _f(1e-3, 'fedadam/fedyogi/fedadagrad adaptivity tau (> 0).')
-  aggregator: str = _f('mean', f'Server aggregator: {", ".join(methods_lib.AGGREGATORS)}.')
-  trim_fraction: float = _f(0.1, 'trimmed_mean: fraction cut at each end, in [0, 0.5).')
-  byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
-                                 'per round).')
-  clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
-  client_optimizer: str = _f('adam', 'Local optimizer: '
-                             f'{", ".join(methods_lib.CLIENT_OPTIMIZERS)} (momentum 0.9).')
-  prox_mu: float = _f(0.0, 'FedProx proximal weight mu (>= 0; 0 = off).')
-  loss: str = _f('ce', f'Client loss: {", ".join(methods_lib.LOSSES)}.')
-  focal_gamma: float = _f(2.0, 'focal: focusing gamma (>= 0; 0 = CE).')
-  cb_beta: float = _f(0.999, 'class_balanced: beta in [0, 1) (0 = CE).')
-  la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
-  fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
-  fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
-  attack_target: int = _f(-1, 'skew/scale attackers: the class they all inflate; -1 = one '
-                              'class drawn from the data seed.')
-  attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
-                                 'replacement), > 0.')
-  # --- Resampling schedule ---
-  resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
-                                   'step: in the first round, kept on the device for later '
-                                   'rounds) or round (every round, with fresh keys). With '
-                                   '--latent_resampling the default is round.')
-  # --- Numerics ---
   matmul_precision: str = _f('default', f'Float32 matmul/conv precision of training and '
                                         f'evaluation: {", ".join(precision.PRECISIONS)} (see '
                                         f'docs/design.md; neighbour search is always highest).')
-  standardize: str = _f('none', f'Feature scaling before resampling and training: '
-                                f'{", ".join(STANDARDIZE)} (see docs/design.md).')
   fast_compile: bool = _f(False, 'GPU: compile without Triton GEMM fusions (cuBLAS only), '
                                  'skipping most of XLA\'s GEMM autotuning: H200, 1,000 '
                                  'clients: compile 13.4 -> 4.2 s, round 11.7 -> 16.2 ms. For '
                                  'runs of few rounds. No effect on CPU.')
+
+  _group('Run')
+  seed: int = _f(0, 'Seed for data, initialisation and all client randomness.')
+  data_seed: int = _f(-1, 'Seed for the data alone; -1 uses --seed. A sweep shares one data '
+                          'set across its --seeds.')
+  checkpoint_every: int = _f(5, 'Save an Orbax checkpoint in WORKDIR/checkpoints every this many '
+                                'rounds (and after the last); rerunning the same command resumes.')
+  keep_checkpoints: int = _f(3, 'Number of newest checkpoints kept.')
 
   def replace(self, **changes) -> 'RunConfig':
     return dataclasses.replace(self, **changes)
@@ -180,6 +206,16 @@ class RunConfig:
       if isinstance(value, tuple):
         d[name] = list(value)
     return d
+
+
+def groups() -> list[tuple[str, list[dataclasses.Field]]]:
+  """[(group title, its RunConfig fields in definition order)] in GROUPS order."""
+  fields = dataclasses.fields(RunConfig)
+  stray = [f.name for f in fields if f.metadata.get('group') not in GROUPS]
+  if stray:
+    raise ValueError(f'RunConfig fields outside a group (define them after a _group call): '
+                     f'{", ".join(stray)}')
+  return [(title, [f for f in fields if f.metadata['group'] == title]) for title in GROUPS]
 
 
 def _at_least(cfg, name, low):

@@ -1,14 +1,12 @@
 """Writes docs/flags.md from the code: `python -m fedar_jax.docs_flags [--check]`.
 
-Every flag of `fedar_jax.main` (RunConfig's fields with their help texts, grouped
-by RunConfig's `# --- Section ---` comments, plus the CLI-only flags) and of
+Every flag of `fedar_jax.main` (RunConfig's fields with their help texts, under
+their groups: config.GROUPS, as `--help` lists them, plus the CLI-only flags) and of
 `fedar_jax.sweep` (sweep_axes.SWEEP_FLAGS). `--check` exits with status 1 when
 docs/flags.md differs from what the code gives (tests/test_docs_flags.py).
 """
 import dataclasses
-import inspect
 import os
-import re
 import sys
 
 PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
@@ -32,22 +30,6 @@ def _row(name, default, help_text) -> str:
   return f'| `--{name}` | {default} | {help_text} |'
 
 
-def _sections(cls) -> list[tuple[str, list[str]]]:
-  """[(section title, field names)] in source order, from `# --- Title ---` comments."""
-  sections = [('Run', [])]
-  names = {f.name for f in dataclasses.fields(cls)}
-  for line in inspect.getsource(cls).splitlines():
-    title = re.match(r'\s*# -+ (.+?) -+\s*$', line)
-    field = re.match(r'\s*(\w+)\s*:', line)
-    if title:
-      sections.append((title.group(1), []))
-    elif field and field.group(1) in names:
-      sections[-1][1].append(field.group(1))
-  listed = {n for _, fields in sections for n in fields}
-  sections[-1][1].extend(f.name for f in dataclasses.fields(cls) if f.name not in listed)
-  return [(t, fields) for t, fields in sections if fields]
-
-
 def render() -> str:
   from absl import flags
   from fedar_jax import config as config_lib
@@ -67,10 +49,11 @@ def render() -> str:
   cli = [f for f in by_module['fedar_jax.main'] if f.name not in fields]
   out += ['## Command line', ''] + header
   out += [_row(f.name, _default(f.default, f.name), f.help) for f in cli] + ['']
-  for title, names in _sections(config_lib.RunConfig):
-    out += [f'## {title}', ''] + header
-    out += [_row(n, _default(fields[n].default), fields[n].metadata.get('help', n))
-            for n in names] + ['']
+  for title, group in config_lib.groups():
+    out += [f'## {title}', '', f'{config_lib.GROUPS[title][0].upper()}'
+            f'{config_lib.GROUPS[title][1:]}.', ''] + header
+    out += [_row(f.name, _default(f.default), f.metadata.get('help', f.name))
+            for f in group] + ['']
   out += ['## Sweep lists (`fedar-sweep`)', '',
           'Comma-separated values of one run flag each; a sweep runs every combination. '
           'Kind `traced` and `data` lists run in one compiled program, each `code` value '

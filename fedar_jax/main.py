@@ -121,15 +121,48 @@ def faults_reported(workdir: str):
 HELP_ARGS = ('-h', '-?', '--help', '--helpshort')
 
 
+def flag_help(flag) -> str:
+  """One flag as absl's --help shows it: '  --name: help' wrapped, then its default."""
+  name = f'--[no]{flag.name}' if flag.boolean else f'--{flag.name}'
+  lines = [flags.text_wrap(f'{name}: {flag.help}', indent='    ', firstline_indent='  '),
+           f'    (default: {flag.default_as_str})']
+  if flag.parser.syntactic_help:
+    lines.append(f'    ({flag.parser.syntactic_help})')
+  return '\n'.join(lines)
+
+
+def help_text(*modules) -> str:
+  """The first module's docstring, then each module's flags: RunConfig's under their
+  group titles (config.GROUPS), in definition order."""
+  fields = {f.name for f in dataclasses.fields(config_lib.RunConfig)}
+  parts = [modules[0].__doc__.strip()]
+  for module in modules:
+    name = getattr(module.__spec__, 'name', module.__name__)
+    own = [f for f in FLAGS.get_key_flags_for_module(module) if f.name not in fields]
+    if own:
+      parts.append(f'{name} flags:\n' + '\n'.join(flag_help(f) for f in own))
+    if module is sys.modules[__name__]:
+      for title, group in config_lib.groups():
+        parts.append(f'{title} flags ({config_lib.GROUPS[title]}):\n'
+                     + '\n'.join(flag_help(FLAGS[f.name]) for f in group))
+  return '\n\n'.join(parts)
+
+
+def print_quietly(text: str) -> None:
+  """Prints `text`; a reader that stops early (`| head`) ends the output quietly."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    # Python would complain again flushing stdout at exit: point it at /dev/null.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def exit_if_help(argv, *modules) -> None:
-  """On --help: prints the first module's docstring and every module's flags, exits 0
-  (absl's own --help exits 1; --helpfull still lists absl's flags too)."""
+  """On --help: prints `help_text(*modules)`, exits 0 (absl's own --help exits 1;
+  --helpfull still lists absl's flags too)."""
   if not any(a in HELP_ARGS for a in argv[1:]):
     return
-  print(modules[0].__doc__.strip())
-  for module in modules:
-    flag_help = FLAGS.module_help(module).strip().split('\n', 1)[1]  # Drops the '__main__:' line.
-    print(f'\n{getattr(module.__spec__, "name", module.__name__)} flags:\n{flag_help}')
+  print_quietly(help_text(*modules))
   sys.exit(0)
 
 

@@ -17,3 +17,28 @@ def test_flags_doc_lists_every_flag():
   text = docs_flags.render()
   for name in [f.name for f in dataclasses.fields(RunConfig)] + list(SWEEP_FLAGS) + ['workdir']:
     assert f'| `--{name}` |' in text, name
+
+
+def test_help_lists_the_run_flags_under_their_groups():
+  import sys
+  from fedar_jax import config
+  from fedar_jax import main
+  text = main.help_text(sys.modules['fedar_jax.main'])
+  headings = [text.index(f'\n{title} flags (') for title in config.GROUPS]
+  assert headings == sorted(headings)
+  for title, group in config.groups():
+    section = text[text.index(f'\n{title} flags ('):].split('\n\n', 1)[0]
+    assert [line.split(':')[0].strip() for line in section.splitlines()[1:]
+            if line.startswith('  --')] == [
+                f'--[no]{f.name}' if f.type in (bool, 'bool') else f'--{f.name}' for f in group]
+
+
+def test_help_into_a_closed_pipe_exits_quietly():
+  import subprocess
+  import sys
+  for module in ('fedar_jax.main', 'fedar_jax.sweep', 'fedar_jax.report'):
+    proc = subprocess.run(f'{sys.executable} -m {module} --help | head -1', shell=True,
+                          cwd=pathlib.Path(docs_flags.PATH).parents[1], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.startswith(('Command line', 'Reports')) and not proc.stderr, (
+        module, proc.stderr[-2000:])
