@@ -271,7 +271,7 @@ def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = 
 def checkpoint_end(r: int, rounds: int, every: int) -> int:
   """The round a call that starts at round r may run to: the next multiple of `every`
   (a checkpoint) at or after r, or the last round."""
-  return min(-(-r // every) * every, rounds)
+  return min(client_blocks.round_up(r, every), rounds)
 
 
 def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from fedar_jax import plot_style
+from fedar_jax.data import federated
 
 IR_BINS = (1, 1.5, 2, 3, 5, 10, 20, 50, 100, np.inf)
 
@@ -23,7 +24,7 @@ def partition_summary(data) -> dict:
   """Per-client counts and imbalance ratios of a FederatedDataset (JSON-ready dict)."""
   c = data.clients
   k = len(data.class_names)
-  counts = np.stack([np.bincount(c.y[i][c.mask[i]], minlength=k) for i in range(c.y.shape[0])])
+  counts = federated.class_counts(c, k)
   present = np.where(counts > 0, counts, np.inf).min(axis=1)
   ir = np.where(np.isfinite(present), counts.max(axis=1) / np.where(np.isfinite(present),
                                                                   present, 1), 1.0)
