@@ -65,7 +65,12 @@ def _f(default, help_text: str):
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """One run's settings. Every field is also a CLI flag of the same name
-  (`main.py` defines the flags from these fields and their help texts)."""
+  (`main.py` defines the flags from these fields and their help texts).
+
+  Fields sit in groups: each `_group(title)` line puts the fields after it in
+  that GROUPS entry (a field's `metadata['group']`); `--help` and docs/flags.md
+  list the flags by group (`groups()`). A new field goes in its group's block.
+  """
   _group('Data')
   dataset: str = _f('synthetic', f'Dataset: {", ".join(DATASETS)}.')
   data_path: str = _f('', 'Input file for latent_csv (.csv or .npz) and fer2013.')
