@@ -10,6 +10,7 @@ import typing
 
 import numpy as np
 
+from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax import precision
 from fedar_jax import resample
@@ -150,6 +151,8 @@ class RunConfig:
                               'class drawn from the data seed.')
   attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
                                  'replacement), > 0.')
+  defence: str = _f('', 'Named defence: sets the flags of its entry (docs/defences.md): '
+                        f'{", ".join(defences_lib.NAMES)}; empty = none (the flags as given).')
   # --- Resampling schedule ---
   resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
                                    'step: in the first round, kept on the device for later '
@@ -333,6 +336,13 @@ def _validate_methods(cfg: RunConfig) -> None:
     if 2 * cfg.byzantine_clients + 2 >= n:
       raise ConfigError('byzantine_clients', f'{cfg.byzantine_clients} is too many for '
                         f'{n} clients per round (Krum needs 2f + 2 < {n})')
+  if cfg.defence:
+    _choice(cfg, 'defence', defences_lib.NAMES)
+    wrong = defences_lib.mismatch(cfg)
+    if wrong:
+      field, value = wrong
+      raise ConfigError('defence', f'{cfg.defence} sets --{field}={value}, got '
+                        f'{getattr(cfg, field)}')
   _at_least(cfg, 'attack_target', -1)
   if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
     raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '

@@ -55,7 +55,7 @@ from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
-                                  group_name, make_groups, point_settings)
+                                  group_name, make_groups, point_label, point_settings)
 
 
 def stack(trees):
@@ -264,7 +264,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   header = train.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
-      dict(zip(SETTING_COLUMNS, point)))), start + 1) for point in settings]
+      point_label(p))), start + 1) for p in group.points]
   times = []
   calls = train.CallPlan(start, base.rounds, base.checkpoint_every, train.block_length(base))
   for first_round, count in calls:
