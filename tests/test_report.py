@@ -101,8 +101,9 @@ def test_report_names_tied_thresholds(tmp_path):
   assert '| 2 | smote | 0.001 |  |  | 1, 1.5, 3 tied | ' in md
   assert '| 10 | smote | 0.001 |  |  | 1.5 | 0.9000 |' in md
   best = report.best_thresholds(report.summarize(*report.read_rows(tmp_path / 'sweep.csv'))[1])
-  assert best[('2', 'smote', '0.001', '', '')][1] == ['1', '1.5', '3']
-  assert best[('10', 'smote', '0.001', '', '')][1] == ['1.5']
+  rest = ('',) * (len(report.KEY_COLUMNS) - 6)  # Columns this sweep.csv lacks read as ''.
+  assert best[('2', 'smote', '0.001', '', '') + rest][1] == ['1', '1.5', '3']
+  assert best[('10', 'smote', '0.001', '', '') + rest][1] == ['1.5']
 
 
 def test_run_plot_from_metrics_csv(tmp_path):
