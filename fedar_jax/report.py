@@ -2,15 +2,19 @@
 from a sweep's DIR/sweep.csv,
 
   DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
-                    empty for one seed) over seeds, keyed by imbalance_ratio,
-                    resampler, threshold, learning_rate, data_seed, attacker_fraction
+                    empty for one seed) over seeds, keyed by every setting column of
+                    sweep.csv but the seed (KEY_COLUMNS, from sweep_axes.SETTING_COLUMNS;
+                    a column an older sweep.csv lacks reads as '')
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
   DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
                                      (sweeps over two or more ratios)
+  DIR/plots/gmean_vs_attackers.png   final G-mean vs attacker fraction, a line per defence,
+                                     a panel per attack (sweeps over two or more fractions)
   DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
-                    paper's resampler x imbalance ratio table) and the plots
+                    paper's resampler x imbalance ratio table; the defence x attacker
+                    fraction table per attack) and the plots
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
@@ -39,8 +43,8 @@ NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
 # with spaces); code values (resampler, aggregator, ...) are shown bare in labels.
 HEADINGS = {'imbalance_ratio': 'IR', 'learning_rate': 'lr', 'attacker_fraction': 'attackers',
             'server_learning_rate': 'server lr'}
-BARE = tuple(n for n in ('resampler', 'server_optimizer', 'aggregator', 'loss',
-                         'client_optimizer', 'attack', 'defence'))
+BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer', 'attack',
+        'defence')
 # sweep.csv holds 6 decimals: values that agree there are tied.
 TIE_TOL = 5e-7
 
