@@ -176,9 +176,23 @@ def _spread(summary: list[dict]) -> str:
   return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
 
 
+# The per-setting figures (a line or a panel per setting) are left out above this many
+# settings: a 90-panel grid is 2340 x 17550 pixels and a 90-line legend unreadable.
+MAX_PANELS = 24
+
+
+def too_many_panels(summary: list[dict]) -> int:
+  """The number of settings (lines / panels) of the per-setting figures when it exceeds
+  MAX_PANELS, else 0."""
+  n = len({_panel(_key(s)) for s in summary})
+  return n if n > MAX_PANELS else 0
+
+
 def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
                 summary: list[dict]) -> list[str]:
-  """Writes the three PNG figures; returns their paths."""
+  """Writes the three PNG figures (none above MAX_PANELS settings); returns their paths."""
+  if too_many_panels(summary):
+    return []
   plt = plot_style.pyplot()
   from matplotlib.patches import Patch
   from matplotlib.ticker import MaxNLocator
@@ -348,6 +362,11 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
   lines += [''] + list(sections)
   lines += ['', '## Plots', '']
+  many = too_many_panels(summary)
+  if many:
+    lines += [f'{many} settings: the per-setting figures (G-mean vs threshold, G-mean per '
+              f'round, per-class recall) are left out above {MAX_PANELS}; their numbers are '
+              'in the tables above and in `summary.csv`.', '']
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
@@ -587,7 +606,7 @@ def write_attack_plot(plot_dir: str, tables: list[dict]) -> str:
       std = [t['cells'][(d, f)][1] or 0.0 for f in fractions]
       dodge = 0.004 * (i - (len(defences) - 1) / 2)  # Keeps error bars apart.
       ax.errorbar([float(f) + dodge for f in fractions], mean, yerr=std, capsize=2, label=d,
-                  **plot_style.line_style(i, len(defences), len(fractions)))
+                  **{**plot_style.line_style(i), 'markersize': 5})
     ax.set_xticks([float(f) for f in t['fractions']], labels=t['fractions'])
     ax.set_xlabel('attacker fraction')
     ax.set_title(f'attack: {t["attack"] or "(default)"}', fontsize=10)
