@@ -152,7 +152,8 @@ class RunConfig:
   attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
                                  'replacement), > 0.')
   defence: str = _f('', 'Named defence: sets the flags of its entry (docs/defences.md): '
-                        f'{", ".join(defences_lib.NAMES)}; empty = none (the flags as given).')
+                        f'{", ".join(defences_lib.NAMES)}; empty: no named defence (the '
+                        'flags as given).')
   # --- Resampling schedule ---
   resample_every: str = _f('once', 'When clients resample: once (the paper\'s pre-training '
                                    'step: in the first round, kept on the device for later '
