@@ -12,8 +12,13 @@ generation and compilation:
   rerun       the C = 100 command again in a new workdir: with the persistent
               compilation cache it starts without compiling (compile_s, wall);
   sweep30     6 thresholds x 5 seeds, 100 clients, 20 rounds, one command;
+  xla_options the C = 1,000 command (quick: 40) under each XLA_FLAGS variant of
+              XLA_VARIANTS (GEMM autotuning level, Triton GEMM fusions), compilation
+              cache off: compile_s and round_s of each, then the variant with the
+              smallest compile whose round is within 5% of the default's ('chosen');
   imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
-              time limit: wall seconds, rows written, and whether it finished.
+              time limit, with the chosen variant's XLA_FLAGS when xla_options ran:
+              wall seconds, rows written, and whether it finished.
 Each section runs in its own workdir under --root (default a new temporary directory)
 with the compilation cache in --root/cache, so the first command of a run is cold.
 """
@@ -35,12 +40,27 @@ QUICK = ['--dataset=synthetic', '--samples_per_client=60', '--feature_dim=32',
          '--batch_size=32', '--resampler=smote', '--threshold=1.5', '--test_per_class=100']
 
 
-def _run(module: str, args: list[str], timeout: float) -> tuple[float, int, str]:
-  """Runs `python -m module args`; returns (wall seconds, exit status, stderr tail)."""
+# XLA_FLAGS variants timed by the xla_options section (GPU options; the CPU ignores them).
+XLA_VARIANTS = {
+    'default': '',
+    'autotune0': '--xla_gpu_autotune_level=0',
+    'autotune1': '--xla_gpu_autotune_level=1',
+    'no_triton_gemm': '--xla_gpu_enable_triton_gemm=false',
+    'no_triton_gemm_autotune0': '--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0',
+}
+
+
+def _run(module: str, args: list[str], timeout: float,
+         xla_flags: str = '') -> tuple[float, int, str]:
+  """Runs `python -m module args` (XLA_FLAGS extended by `xla_flags`); returns (wall
+  seconds, exit status, stderr tail)."""
+  env = dict(os.environ)
+  if xla_flags:
+    env['XLA_FLAGS'] = f'{env.get("XLA_FLAGS", "")} {xla_flags}'.strip()
   t = time.perf_counter()
   try:
     p = subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=timeout)
+                       text=True, timeout=timeout, env=env)
     rc, err = p.returncode, p.stderr
   except subprocess.TimeoutExpired as e:
     rc = 124
@@ -110,6 +130,30 @@ def main():
     emit({'section': 'sweep30', 'points': 30, 'clients': c, 'rounds': rounds,
           'wall_s': round(wall, 2), 'rc': rc, 'rows': _rows(os.path.join(workdir, 'sweep.csv')),
           **({'error': err} if rc else {})})
+  chosen = ''
+  if 'xla_options' in sections:
+    c = sizes[1]
+    found = {}
+    for label, flags in XLA_VARIANTS.items():
+      workdir = os.path.join(root, f'xla_{label}')
+      wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', '--rounds=10',
+                                              f'--workdir={workdir}', '--compilation_cache_dir='],
+                           600, flags)
+      record = {'section': 'xla_options', 'variant': label, 'xla_flags': flags, 'clients': c,
+                'wall_s': round(wall, 2), 'rc': rc, **_summary(workdir),
+                **({'error': err} if rc else {})}
+      emit(record)
+      if rc == 0:
+        found[label] = record
+    if 'default' in found:
+      limit = 1.05 * found['default']['round_s']
+      ok = [r for r in found.values() if r['round_s'] <= limit]
+      best = min(ok, key=lambda r: r['compile_s'])
+      chosen = best['xla_flags']
+      emit({'section': 'xla_options', 'chosen': best['variant'], 'xla_flags': chosen,
+            'compile_s': best['compile_s'], 'round_s': best['round_s'],
+            'default_compile_s': found['default']['compile_s'],
+            'default_round_s': found['default']['round_s']})
   if 'imr_preset' in sections:
     name = 'imr_study_cpu.flags' if args.quick else 'imr_study.flags'
     flagfile = os.path.join(REPO, 'experiments', 'paper', name)
@@ -119,8 +163,8 @@ def main():
       emit({'section': 'imr_preset', 'error': f'{flagfile} does not exist'})
     else:
       wall, rc, err = _run('fedar_jax.sweep', [f'--flagfile={flagfile}', f'--workdir={workdir}',
-                                               cache], limit)
-      emit({'section': 'imr_preset', 'flagfile': name, 'wall_s': round(wall, 2), 'rc': rc,
+                                               cache], limit, chosen)
+      emit({'section': 'imr_preset', 'flagfile': name, 'xla_flags': chosen, 'wall_s': round(wall, 2), 'rc': rc,
             'finished': rc == 0, 'timeout_s': limit,
             'rows': _rows(os.path.join(workdir, 'sweep.csv')),
             **({'error': err} if rc not in (0, 124) else {})})

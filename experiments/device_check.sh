@@ -3,6 +3,7 @@
 #
 #   experiments/device_check.sh            # GPU/TPU machine: full sizes
 #   experiments/device_check.sh --quick    # CPU: small sizes, proves the script works
+#   experiments/device_check.sh --sections=xla_options,imr_preset --preset_timeout=330
 #
 # Prints JSON lines (experiments/device_check.py): whole-process wall, compile and round
 # seconds of `fedar_jax.main` at C = 100/1,000/10,000, a cached rerun, one 30-point sweep
@@ -22,6 +23,7 @@ ROOT="${TMPDIR:-/tmp}/fedar_device_check"  # Workdirs and the compilation cache.
 rm -rf "$ROOT"; mkdir -p "$ROOT"
 "$PY" experiments/device_check.py --root="$ROOT" "$@" | tee "$ROOT/figures.jsonl"
 if [[ -n "${OUT:-}" ]]; then cp "$ROOT/figures.jsonl" "$OUT/"; fi
-if [[ "${1:-}" != "--quick" ]]; then  # Reference equality under --matmul_precision=highest.
+# Reference equality under --matmul_precision=highest (full runs of every section only).
+if [[ "$*" != *--quick* && "$*" != *--sections* ]]; then
   "$PY" -m pytest -q -p no:cacheprovider tests/test_round.py tests/test_precision.py 2>&1 | tail -5
 fi

@@ -29,7 +29,11 @@ def _quiet_orbax(record) -> bool:
   return 'orbax' not in record.pathname or record.levelno >= py_logging.WARNING
 
 
-logging.get_absl_logger().addFilter(_quiet_orbax)
+def quiet_orbax_logs() -> None:
+  """Drops Orbax's INFO lines from the absl log (the command lines call this once)."""
+  logger = logging.get_absl_logger()
+  if _quiet_orbax not in logger.filters:
+    logger.addFilter(_quiet_orbax)
 
 
 def _abstract(tree, default):

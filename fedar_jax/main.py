@@ -13,7 +13,7 @@ import os
 import sys
 import typing
 
-from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
+from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -155,10 +155,12 @@ def _main(argv):
     workdir_lib.check_unlocked(FLAGS.workdir)
   except config_lib.ConfigError as e:
     fail(str(e))
+  from fedar_jax import checkpoint
   from fedar_jax import progress
   from fedar_jax import train  # Imports JAX; keep flag errors fast.
   compile_cache.enable(FLAGS.compilation_cache_dir)
   progress.use_short_log_format()
+  checkpoint.quiet_orbax_logs()
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:

@@ -18,7 +18,7 @@ faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
 import contextlib
 import sys
 
-from fedar_jax import interrupts  # Light: installs the start-up signal handler before JAX loads.
+from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -135,6 +135,7 @@ def _main(argv):
   # Groups whose programs repeat (and reruns) load them from the cache.
   compile_cache.enable(FLAGS.compilation_cache_dir)
   import jax
+  from fedar_jax import checkpoint
   from fedar_jax import distributed
   from fedar_jax import progress
   from fedar_jax import report
@@ -142,6 +143,7 @@ def _main(argv):
   from fedar_jax import sweep_runner
   from fedar_jax.data.errors import DataError
   progress.use_short_log_format()
+  checkpoint.quiet_orbax_logs()
   # Multi-host: every process runs this same command; process 0 writes the workdir.
   distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
   writer = distributed.is_writer()

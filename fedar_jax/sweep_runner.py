@@ -243,7 +243,8 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
     program = train.compile_program(
         first.spec, train.block_length(base), base.resample_every, state, clients, test,
         hparams, sweep=counted_sweep_round,
-        sweep_prepare=lambda fn: make_sweep_prepare(fn, group.num_data, mesh))
+        sweep_prepare=lambda fn: make_sweep_prepare(fn, group.num_data, mesh),
+        options=train.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces)
 

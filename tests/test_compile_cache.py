@@ -24,3 +24,14 @@ def test_identical_rerun_loads_its_programs_from_the_default_cache(tmp_path):
   assert again['compile_s'] < 0.5 * first['compile_s'], (again['compile_s'], first['compile_s'])
   _run(tmp_path / 'c', tmp_path / 'xdg_off', '--compilation_cache_dir=')
   assert not (tmp_path / 'xdg_off' / 'fedar_jax').exists()
+
+
+def test_fast_compile_turns_off_triton_gemm_on_gpu_only(monkeypatch):
+  import jax
+  from fedar_jax import train
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  assert train.compiler_options(True) == train.compiler_options(False) == {
+      'xla_cpu_use_fusion_emitters': False}
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert train.compiler_options(False) == {}
+  assert train.compiler_options(True) == {'xla_gpu_enable_triton_gemm': False}

@@ -19,5 +19,9 @@ def test_mock_dataset_through_data_source():
 
 
 def test_not_prepared_is_a_data_error(tmp_path):
-  with pytest.raises(DataError, match='--dataset=tfds:mnist: not available prepared'):
+  with pytest.raises(DataError, match='--dataset=tfds:mnist: not available prepared') as e:
     tfds_source.load('mnist', data_dir=str(tmp_path))
+  message = str(e.value)
+  assert '\n' not in message and 'array_record' in message
+  assert not message.rstrip().endswith(':'), message  # Not cut after "Possible root causes:".
+

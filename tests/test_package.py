@@ -63,3 +63,28 @@ def test_ci_runs_the_readme_test_command():
   command = readme.split('Run the tests:', 1)[1].split('```')[1].strip()
   assert command.endswith('python -m pytest -q tests') and 'pip install' in command
   assert command in (ROOT / '.ci' / 'run').read_text().splitlines()
+
+
+def test_importing_a_module_has_no_side_effects_beyond_cli_flag_definitions():
+  """Module bodies hold definitions only; the command-line modules may define absl flags."""
+  import ast
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parents[1] / 'fedar_jax'
+  calls = []
+  for path in sorted(root.rglob('*.py')):
+    for node in ast.parse(path.read_text()).body:
+      stmts = node.body if isinstance(node, ast.For) else [node]
+      for stmt in stmts:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+          text = ast.unparse(stmt.value.func)
+          if not (path.stem in ('main', 'sweep', 'report') and
+                  (text.startswith('flags.DEFINE_') or text == 'define_config_flags')):
+            calls.append(f'{path.relative_to(root)}:{stmt.lineno} {text}')
+  assert not calls, calls
+
+
+def test_importing_checkpoint_leaves_the_absl_logger_alone():
+  code = ('from absl import logging; import fedar_jax.checkpoint as c; '
+          'assert not logging.get_absl_logger().filters; c.quiet_orbax_logs(); '
+          'c.quiet_orbax_logs(); assert len(logging.get_absl_logger().filters) == 1')
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)

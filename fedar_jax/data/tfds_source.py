@@ -24,9 +24,13 @@ def load(name: str, data_dir: str = '', split: str = 'train', image_size: int = 
     builder = tfds.builder(name, data_dir=data_dir or None)
     source = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except Exception as e:  # TFDS raises many types for "not found / not prepared".
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # The whole message on one line (TFDS lists its "Possible root causes" on further lines).
+    msg = ' '.join(line.strip().lstrip('*').strip() for line in str(e).splitlines()
+                   if line.strip()) or type(e).__name__
     raise DataError(where, f'not available prepared under --data_dir={data_dir!r} '
-                    f'(split {split!r}): {msg}')
+                    f'(split {split!r}; tfds.data_source reads data prepared in the '
+                    f'array_record or parquet file format, e.g. download_and_prepare('
+                    f'file_format="array_record")): {msg}')
   features = builder.info.features
   if 'label' not in features:
     raise DataError(where, f'no "label" feature; found: {", ".join(features.keys())}')
