@@ -20,10 +20,11 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESET = os.path.join(REPO, 'experiments', 'paper', 'imr_study_cpu.flags')
+sys.path.insert(0, REPO)
+from fedar_jax.sweep_axes import SWEEP_FLAGS  # noqa: E402 (no JAX)
+
 # Sweep list flag -> the single-run flag it lists.
-LISTS = {'imbalance_ratios': 'imbalance_ratio', 'resamplers': 'resampler',
-         'thresholds': 'threshold', 'seeds': 'seed', 'learning_rates': 'learning_rate',
-         'data_seeds': 'data_seed', 'attacker_fractions': 'attacker_fraction'}
+LISTS = {name: entry.field for name, entry in SWEEP_FLAGS.items()}
 
 
 def read_flagfile(path: str) -> tuple[list[str], dict[str, list[str]]]:

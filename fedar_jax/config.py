@@ -10,6 +10,7 @@ import typing
 
 import numpy as np
 
+from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax import precision
 from fedar_jax import resample
@@ -167,6 +168,9 @@ class RunConfig:
   byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
                                  'per round).')
   clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
+  defence: str = _f('', 'Named defence: sets the flags of its entry (docs/defences.md): '
+                        f'{", ".join(defences_lib.NAMES)}; empty: no named defence (the '
+                        'flags as given).')
 
   _group('Scale and devices')
   client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
@@ -378,6 +382,13 @@ def _validate_methods(cfg: RunConfig) -> None:
     if 2 * cfg.byzantine_clients + 2 >= n:
       raise ConfigError('byzantine_clients', f'{cfg.byzantine_clients} is too many for '
                         f'{n} clients per round (Krum needs 2f + 2 < {n})')
+  if cfg.defence:
+    _choice(cfg, 'defence', defences_lib.NAMES)
+    wrong = defences_lib.mismatch(cfg)
+    if wrong:
+      field, value = wrong
+      raise ConfigError('defence', f'{cfg.defence} sets --{field}={value}, got '
+                        f'{getattr(cfg, field)}')
   _at_least(cfg, 'attack_target', -1)
   if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
     raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '

@@ -24,6 +24,7 @@ from absl import logging
 
 from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
+from fedar_jax import defences
 from fedar_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -64,6 +65,12 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
   if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
     # Latent resampling redraws encoder outputs every round; `once` applies to input rows.
     values['resample_every'] = 'round'
+  if values['defence'] in defences.DEFENCES:  # A named defence sets its flags.
+    for field, value in defences.flags_of(values['defence']).items():
+      if flag_values[field].present and values[field] != value:
+        raise config_lib.ConfigError('defence', f'{values["defence"]} sets --{field}={value}; '
+                                     f'drop --{field}={flag_values[field].value}')
+      values[field] = value
   return config_lib.validate(config_lib.RunConfig(**values))
 
 

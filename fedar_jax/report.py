@@ -2,15 +2,19 @@
 from a sweep's DIR/sweep.csv,
 
   DIR/summary.csv   final-round metrics per sweep point: mean and sample std (ddof=1;
-                    empty for one seed) over seeds, keyed by imbalance_ratio,
-                    resampler, threshold, learning_rate, data_seed, attacker_fraction
+                    empty for one seed) over seeds, keyed by every setting column of
+                    sweep.csv but the seed (KEY_COLUMNS, from sweep_axes.SETTING_COLUMNS;
+                    a column an older sweep.csv lacks reads as '')
   DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
   DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
   DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
   DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
                                      (sweeps over two or more ratios)
+  DIR/plots/gmean_vs_attackers.png   final G-mean vs attacker fraction, a line per defence,
+                                     a panel per attack (sweeps over two or more fractions)
   DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
-                    paper's resampler x imbalance ratio table) and the plots
+                    paper's resampler x imbalance ratio table; the defence x attacker
+                    fraction table per attack) and the plots
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
@@ -24,13 +28,23 @@ import sys
 import numpy as np
 
 from fedar_jax import plot_style
+from fedar_jax import sweep_axes
 
-KEY_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
-               'attacker_fraction')
+# A summary row's key: every setting column of sweep.csv but the seed (averaged over).
+KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
 THRESHOLD = KEY_COLUMNS.index('threshold')
+# The key columns report.md's tables always show (those of the first sweeps); the others
+# only where they vary.
+SHOWN_KEYS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
+              'attacker_fraction')
 # sweep.csv columns that are settings or bookkeeping, not metrics.
-NOT_METRICS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
-               'data_seed', 'attacker_fraction', 'round', 'round_s')
+NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
+# Short names of the setting columns in tables and figure labels (default: the column
+# with spaces); code values (resampler, aggregator, ...) are shown bare in labels.
+HEADINGS = {'imbalance_ratio': 'IR', 'learning_rate': 'lr', 'attacker_fraction': 'attackers',
+            'server_learning_rate': 'server lr'}
+BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer', 'attack',
+        'defence')
 # sweep.csv holds 6 decimals: values that agree there are tied.
 TIE_TOL = 5e-7
 
@@ -42,8 +56,20 @@ def read_rows(path: str) -> tuple[list[str], list[dict]]:
 
 
 def _key(row) -> tuple:
-  # Workdirs from before data_seed / attacker_fraction existed lack those columns.
+  # Workdirs from before a setting column existed lack it: it reads as ''.
   return tuple(row.get(k, '') for k in KEY_COLUMNS)
+
+
+def heading(column: str) -> str:
+  """A setting column's short name ('IR', 'lr', 'data seed', 'trim fraction')."""
+  return HEADINGS.get(column, column.replace('_', ' '))
+
+
+def shown_keys(summary: list[dict]) -> list[str]:
+  """The key columns report.md's tables show: SHOWN_KEYS and every other key column
+  that varies across the summary."""
+  return [c for c in KEY_COLUMNS
+          if c in SHOWN_KEYS or len({s.get(c, '') for s in summary}) > 1]
 
 
 def _sort_value(value: str):
@@ -109,12 +135,13 @@ def _fmt(value) -> str:
 def _panels(keys):
   """Panel label per summary key without its threshold (`_panel`), in sorted order."""
   panels = sorted({_panel(k) for k in keys}, key=_sort_key)
-  varies = [len({p[i] for p in panels}) > 1 for i in range(len(KEY_COLUMNS) - 1)]
-  names = ('', '', 'lr ', 'data seed ', 'attackers ')
+  columns = _panel(KEY_COLUMNS)
+  varies = [len({p[i] for p in panels}) > 1 for i in range(len(columns))]
 
   def label(p):
     parts = [f'IR {p[0]}']
-    parts += [f'{names[i]}{p[i]}' for i in range(1, len(p)) if varies[i]]
+    parts += [p[i] if columns[i] in BARE else f'{heading(columns[i])} {p[i]}'
+              for i in range(1, len(p)) if varies[i]]
     return ', '.join(parts)
   return panels, label
 
@@ -149,9 +176,23 @@ def _spread(summary: list[dict]) -> str:
   return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
 
 
+# The per-setting figures (a line or a panel per setting) are left out above this many
+# settings: a 90-panel grid is 2340 x 17550 pixels and a 90-line legend unreadable.
+MAX_PANELS = 24
+
+
+def too_many_panels(summary: list[dict]) -> int:
+  """The number of settings (lines / panels) of the per-setting figures when it exceeds
+  MAX_PANELS, else 0."""
+  n = len({_panel(_key(s)) for s in summary})
+  return n if n > MAX_PANELS else 0
+
+
 def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
                 summary: list[dict]) -> list[str]:
-  """Writes the three PNG figures; returns their paths."""
+  """Writes the three PNG figures (none above MAX_PANELS settings); returns their paths."""
+  if too_many_panels(summary):
+    return []
   plt = plot_style.pyplot()
   from matplotlib.patches import Patch
   from matplotlib.ticker import MaxNLocator
@@ -288,6 +329,9 @@ def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
                    sections: list[str] = ()) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
+  keys = shown_keys(summary)
+  panel_keys = [c for c in keys if c != 'threshold']
+  cells = lambda s, cols: ' | '.join(s[c] for c in cols)
   lines = ['# Sweep report', '',
            f'{len(summary)} settings; final-round metrics, '
            f'{_spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
@@ -295,30 +339,34 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
            '## Best threshold by final G-mean', '',
            'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
            'together.', '',
-           '| imbalance ratio | resampler | learning rate | data seed | attackers | '
-           'best threshold | G-mean |',
-           '|---|---|---|---|---|---|---|']
+           '| ' + ' | '.join(heading(c) for c in panel_keys) + ' | best threshold | G-mean |',
+           '|---' * (len(panel_keys) + 2) + '|']
   for p, (s, tied) in best_thresholds(summary).items():
     names = tied[0] if len(tied) == 1 else f'{", ".join(tied)} tied'
-    lines.append(f'| {" | ".join(p)} | {names} | {_pm(s, "gmean")} |')
+    lines.append(f'| {cells(s, panel_keys)} | {names} | {_pm(s, "gmean")} |')
   metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
   lines += ['', '## Final metrics', '',
-            '| IR | resampler | threshold | lr | data seed | attackers | seeds | '
+            '| ' + ' | '.join(heading(c) for c in keys) + ' | seeds | '
             + ' | '.join(metrics) + ' | resampled clients |',
-            '|---' * (len(metrics) + 8) + '|']
+            '|---' * (len(metrics) + len(keys) + 2) + '|']
   for s in summary:
-    lines.append(f'| {" | ".join(_key(s))} | {s["n_seeds"]} | '
+    lines.append(f'| {cells(s, keys)} | {s["n_seeds"]} | '
                  + ' | '.join(_pm(s, m) for m in metrics)
                  + f' | {s["resampled_clients_mean"]:.1f} |')
   lines += ['', '## Final per-class recall', '',
-            '| IR | resampler | threshold | lr | data seed | attackers | '
+            '| ' + ' | '.join(heading(c) for c in keys) + ' | '
             + ' | '.join(f'class {c}' for c in classes) + ' |',
-            '|---' * (len(classes) + 6) + '|']
+            '|---' * (len(classes) + len(keys)) + '|']
   for s in summary:
-    lines.append(f'| {" | ".join(_key(s))} | '
+    lines.append(f'| {cells(s, keys)} | '
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
   lines += [''] + list(sections)
   lines += ['', '## Plots', '']
+  many = too_many_panels(summary)
+  if many:
+    lines += [f'{many} settings: the per-setting figures (G-mean vs threshold, G-mean per '
+              f'round, per-class recall) are left out above {MAX_PANELS}; their numbers are '
+              'in the tables above and in `summary.csv`.', '']
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
@@ -328,24 +376,20 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
   (columns), mean and sample std over every seed and data seed of the cell.
 
-  One table per other setting (threshold, learning rate, attacker fraction).
+  One table per other setting (every key column but the ratio, the resampler and the
+  data seed: threshold, learning rate, attacker fraction, aggregator, ...).
   Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
   'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resamplers]},
   'rounds': int, 'seeds': int}]; best lists every resampler whose mean equals the
   column's best at the 4 decimals shown (ties).
   """
-  final = {}
-  for row in rows:
-    point = tuple(row.get(k, '') for k in ('imbalance_ratio', 'resampler', 'threshold',
-                                           'learning_rate', 'attacker_fraction', 'seed',
-                                           'data_seed'))
-    if point not in final or int(row['round']) > int(final[point]['round']):
-      final[point] = row
+  setting_columns = [c for c in KEY_COLUMNS
+                     if c not in ('imbalance_ratio', 'resampler', 'data_seed')]
   tables = collections.defaultdict(lambda: collections.defaultdict(list))
   rounds = collections.defaultdict(set)
-  for point, row in final.items():
-    setting = point[2:5]
-    tables[setting][point[:2]].append(float(row[metric]))
+  for row in _final_rows(rows):
+    setting = tuple(row.get(c, '') for c in setting_columns)
+    tables[setting][(row['imbalance_ratio'], row['resampler'])].append(float(row[metric]))
     rounds[setting].add(int(row['round']))
   out = []
   for setting in sorted(tables, key=_sort_key):
@@ -360,17 +404,37 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
     for ir in ratios:
       top = max(round(cells[(r, ir)][0], 4) for r in resamplers if (r, ir) in cells)
       best[ir] = [r for r in resamplers if (r, ir) in cells and round(cells[(r, ir)][0], 4) == top]
-    out.append({'setting': dict(zip(('threshold', 'learning_rate', 'attacker_fraction'), setting)),
+    out.append({'setting': dict(zip(setting_columns, setting)),
                 'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
                 'rounds': min(rounds[setting]),
                 'seeds': max(c[2] for c in cells.values())})
   return out
 
 
-def _setting_label(setting: dict) -> str:
+def _final_rows(rows: list[dict]) -> list[dict]:
+  """The last round's sweep.csv row of every point (every setting column, seed included),
+  in sweep.csv order."""
+  final = {}
+  for row in rows:
+    point = tuple(row.get(k, '') for k in sweep_axes.SETTING_COLUMNS)
+    if point not in final or int(row['round']) > int(final[point]['round']):
+      final[point] = row
+  return list(final.values())
+
+
+def _setting_label(setting: dict, varying=()) -> str:
+  """'threshold 1.5, learning rate 0.001, median': the table's settings (threshold,
+  learning rate and attacker fraction always, the other columns in `varying`)."""
   names = {'threshold': 'threshold', 'learning_rate': 'learning rate',
            'attacker_fraction': 'attacker fraction'}
-  return ', '.join(f'{names[k]} {v}' for k, v in setting.items() if v != '')
+  return ', '.join(v if k in BARE else f'{names.get(k, heading(k))} {v}'
+                   for k, v in setting.items()
+                   if v != '' and (k in names or k in varying))
+
+
+def _varying(tables: list[dict]) -> set:
+  """The setting columns whose value differs between tables."""
+  return {k for k in tables[0]['setting'] if len({t['setting'][k] for t in tables}) > 1}
 
 
 def ir_table_markdown(tables: list[dict]) -> list[str]:
@@ -378,8 +442,9 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
            'Mean ± sample std over seeds (and data seeds); the best per column in bold '
            '(ties: all of them, named below the table).', '']
+  varying = _varying(tables)
   for t in tables:
-    lines += [f'### {_setting_label(t["setting"])} ({t["rounds"]} rounds, '
+    lines += [f'### {_setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
               f'{t["seeds"]} seeds)', '',
               '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
               '|---' * (len(t['ratios']) + 1) + '|']
@@ -424,7 +489,7 @@ def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
     ax.set_ylabel('final G-mean (mean ± std)')
     ax.grid(alpha=0.3)
     if len(tables) > 1:
-      ax.set_title(_setting_label(t['setting']), fontsize=10)
+      ax.set_title(_setting_label(t['setting'], _varying(tables)), fontsize=10)
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
              title='resampler', ncol=1 if len(labels) <= 16 else 2)
@@ -433,6 +498,130 @@ def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
                + (f'\n{_setting_label(t["setting"])}' if len(tables) == 1 else ''))
   fig.tight_layout()
   path = os.path.join(plot_dir, 'gmean_vs_ir.png')
+  fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
+  plt.close(fig)
+  return path
+
+
+# Setting columns an attack table spreads over its columns and panels, or averages over.
+_ATTACK_AXES = ('attacker_fraction', 'attack', 'data_seed')
+
+
+def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
+  """The attack study's table shape: final `metric` per defence (rows) and attacker
+  fraction (columns), one table per attack; mean and sample std over every seed and data
+  seed of the cell.
+
+  A defence is a combination of the other setting columns; its label is the named
+  defence (--defences) where there is one, plus the other columns that vary between
+  the rows. Rows keep sweep.csv's order (the order of the sweep lists).
+  Returns [{'attack': str ('' in a sweep.csv without the column), 'defences': [labels],
+  'fractions': [...], 'cells': {(label, fraction): (mean, std or None, n)},
+  'best': {fraction: [labels]}, 'rounds': int, 'seeds': int}]; best lists every label
+  whose mean equals the column's best at the 4 decimals shown.
+  """
+  final = _final_rows(rows)
+  other = [c for c in KEY_COLUMNS if c not in _ATTACK_AXES]
+  keys = list(dict.fromkeys(tuple(r.get(c, '') for c in other) for r in final))
+  varying = [i for i, c in enumerate(other) if len({k[i] for k in keys}) > 1]
+  named = other.index('defence')
+  set_by_defences = {f for k in keys if k[named] for f in _defence_fields(k[named])}
+
+  def label(key):
+    parts = [key[named]] if key[named] else []
+    for i in varying:
+      if i != named and not (key[named] and other[i] in set_by_defences):
+        parts.append(key[i] if other[i] in BARE else f'{heading(other[i])} {key[i]}')
+    return ', '.join(parts) or 'all'
+  labels = {k: label(k) for k in keys}
+  cells = collections.defaultdict(list)
+  rounds = collections.defaultdict(set)
+  for r in final:
+    attack = r.get('attack', '')
+    cells[attack, labels[tuple(r.get(c, '') for c in other)],
+          r.get('attacker_fraction', '')].append(float(r[metric]))
+    rounds[attack].add(int(r['round']))
+  out = []
+  for attack in dict.fromkeys(r.get('attack', '') for r in final):
+    mine = {(d, f): v for (a, d, f), v in cells.items() if a == attack}
+    fractions = sorted({f for _, f in mine}, key=_sort_value)
+    defences = [labels[k] for k in keys if any((labels[k], f) in mine for f in fractions)]
+    defences = list(dict.fromkeys(defences))
+    stats = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
+             for c, v in mine.items()}
+    best = {}
+    for f in fractions:
+      top = max(round(stats[(d, f)][0], 4) for d in defences if (d, f) in stats)
+      best[f] = [d for d in defences if (d, f) in stats and round(stats[(d, f)][0], 4) == top]
+    out.append({'attack': attack, 'defences': defences, 'fractions': fractions,
+                'cells': stats, 'best': best, 'rounds': min(rounds[attack]),
+                'seeds': max(c[2] for c in stats.values())})
+  return out
+
+
+def _defence_fields(name: str) -> tuple:
+  from fedar_jax import defences  # No JAX.
+  return tuple(defences.flags_of(name)) if name in defences.DEFENCES else ()
+
+
+def attack_table_markdown(tables: list[dict]) -> list[str]:
+  """report.md lines: one defence x attacker fraction table of final G-mean per attack."""
+  lines = ['## Final G-mean by defence and attacker fraction', '',
+           'Mean ± sample std over seeds (and data seeds); the best per column in bold '
+           '(ties at 4 decimals: all of them).', '']
+  for t in tables:
+    lines += [f'### attack {t["attack"] or "(default)"} ('
+              f'{_count({t["rounds"]}, "round", "rounds")}, '
+              f'{_count({t["seeds"]}, "seed", "seeds")})', '',
+              '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
+              '|---' * (len(t['fractions']) + 1) + '|']
+    for d in t['defences']:
+      cells = []
+      for f in t['fractions']:
+        if (d, f) not in t['cells']:
+          cells.append('')
+          continue
+        mean, std, _ = t['cells'][(d, f)]
+        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+        cells.append(f'**{text}**' if d in t['best'][f] else text)
+      lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  return lines
+
+
+def write_attack_plot(plot_dir: str, tables: list[dict]) -> str:
+  """plots/gmean_vs_attackers.png: final G-mean vs attacker fraction, a line per
+  defence (error bars: ± std), a panel per attack, one y-scale; returns the path."""
+  plt = plot_style.pyplot()
+  os.makedirs(plot_dir, exist_ok=True)
+  fig, axes = plt.subplots(1, len(tables), figsize=(5.6 * len(tables), 4.4), squeeze=False,
+                           sharey=True)
+  defences = list(dict.fromkeys(d for t in tables for d in t['defences']))
+  for ax, t in zip(axes[0], tables):
+    for i, d in enumerate(defences):
+      fractions = [f for f in t['fractions'] if (d, f) in t['cells']]
+      if not fractions:
+        continue
+      mean = [t['cells'][(d, f)][0] for f in fractions]
+      std = [t['cells'][(d, f)][1] or 0.0 for f in fractions]
+      dodge = 0.004 * (i - (len(defences) - 1) / 2)  # Keeps error bars apart.
+      ax.errorbar([float(f) + dodge for f in fractions], mean, yerr=std, capsize=2, label=d,
+                  **{**plot_style.line_style(i), 'markersize': 5})
+    ax.set_xticks([float(f) for f in t['fractions']], labels=t['fractions'])
+    ax.set_xlabel('attacker fraction')
+    ax.set_title(f'attack: {t["attack"] or "(default)"}', fontsize=10)
+    ax.yaxis.set_tick_params(labelleft=True)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel('final G-mean (mean ± std)' if tables[0]['seeds'] > 1
+                        else 'final G-mean')
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
+             title='defence')
+  fig.suptitle(f'Final G-mean vs attacker fraction ('
+               f'{_count({t["rounds"] for t in tables}, "round", "rounds")}, '
+               f'{_count({t["seeds"] for t in tables}, "seed", "seeds")})')
+  fig.tight_layout()
+  path = os.path.join(plot_dir, 'gmean_vs_attackers.png')
   fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
   plt.close(fig)
   return path
@@ -455,6 +644,10 @@ def write_report(workdir: str) -> list[str]:
   if any(len(t['ratios']) > 1 for t in tables):
     plots.append(write_ir_plot(os.path.join(workdir, 'plots'), tables))
     sections = ir_table_markdown(tables)
+  attacks = attack_tables(rows)
+  if any(len(t['fractions']) > 1 for t in attacks):
+    plots.append(write_attack_plot(os.path.join(workdir, 'plots'), attacks))
+    sections = list(sections) + attack_table_markdown(attacks)
   report_path = os.path.join(workdir, 'report.md')
   write_markdown(report_path, columns, summary, plots, sections)
   return [summary_path, *plots, report_path]

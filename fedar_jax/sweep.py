@@ -1,10 +1,13 @@
 """Command line: `python -m fedar_jax.sweep --workdir=DIR --thresholds=1,1.5,2 --seeds=0,1,2 [flags]`.
 
 Sweep lists (sweep_axes.SWEEP_FLAGS): --thresholds, --seeds, --learning_rates
-(traced numbers) and --imbalance_ratios, --data_seeds, --attacker_fractions
-(stacked data) run as one compiled program per group; --resamplers (code)
-makes a group per value. An empty list means the single value of
---threshold, --seed, ... Every run flag of `fedar_jax.main` applies to every
+and the methods' numeric parameters (--server_learning_rates, --prox_mus,
+--focal_gammas, --trim_fractions, ...: traced numbers) and --imbalance_ratios,
+--data_seeds, --attacker_fractions, --attacks (stacked data) run as one
+compiled program per group; --resamplers, --aggregators, --server_optimizers,
+--losses, --client_optimizers and --defences (code; docs/defences.md) make a
+group per combination. An empty list means the single value of --threshold,
+--seed, ... Every run flag of `fedar_jax.main` applies to every
 point. Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
 DIR/report.md; rerunning the same command resumes. Bad input (a bad list
 value, data that cannot be built, a sweep whose stacked data would not fit in
@@ -26,8 +29,10 @@ from absl import logging
 
 from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
+from fedar_jax import defences
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
 from fedar_jax import workdir as workdir_lib
+from fedar_jax import sweep_axes
 from fedar_jax.sweep_axes import SWEEP_FLAGS
 
 FLAGS = flags.FLAGS
@@ -37,7 +42,12 @@ for _name, _entry in SWEEP_FLAGS.items():
 
 
 def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
-  """Parses and validates the sweep flags; raises ConfigError naming the sweep flag."""
+  """Parses and validates the sweep flags; raises ConfigError naming the sweep flag.
+
+  Each value is checked alone (with `config.validate`, and a named defence's
+  flags set), then every point of the sweep (the same validation, so
+  combinations such as Krum's f against the clients per round are checked too).
+  """
   lists = {}
   for name, entry in SWEEP_FLAGS.items():
     raw = flag_values[name].value
@@ -52,15 +62,56 @@ def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
     if name == 'data_seeds' and any(v < 0 for v in values):
       raise config_lib.ConfigError(name, f'must be >= 0, got {",".join(raw)} (-1 would tie '
                                    'the data to --seeds)')
+    if name == 'attacks' and 'scale' in values and len(values) > 1:
+      raise config_lib.ConfigError(name, 'scale changes the round (scaled updates); sweep it '
+                                   'in its own command')
     for value in values:
       try:
-        config_lib.validate(base.replace(**{entry.field: value}))
+        config_lib.validate(defences.apply(base.replace(**{entry.field: value})))
       except config_lib.ConfigError as e:
         if e.flag != entry.field:
-          raise
-        raise config_lib.ConfigError(name, str(e).split(': ', 1)[1]) from None
+          raise config_lib.ConfigError(e.flag, f'{_message(e)} (with --{name}={value})') from None
+        raise config_lib.ConfigError(name, _message(e)) from None
     lists[name] = values
+  _check_defences(flag_values, base, lists)
+  _check_points(base, lists)
   return lists
+
+
+def _message(e: config_lib.ConfigError) -> str:
+  return str(e).split(': ', 1)[1]
+
+
+def _check_defences(flag_values, base: config_lib.RunConfig, lists: dict) -> None:
+  """Refuses a named defence that would override a flag given with another value, or a
+  sweep list of a field it sets."""
+  names = lists.get('defences') or ((base.defence,) if base.defence else ())
+  for defence in names:
+    for field, value in defences.flags_of(defence).items():
+      listed = [n for n, e in SWEEP_FLAGS.items() if e.field == field and lists.get(n)]
+      if listed:
+        raise config_lib.ConfigError(listed[0], f'{field} is set by the defence {defence}; '
+                                     'sweep one or the other')
+      if (lists.get('defences') and field in flag_values and flag_values[field].present
+          and getattr(base, field) != value):
+        raise config_lib.ConfigError('defences', f'{defence} sets --{field}={value}; drop '
+                                     f'--{field}={getattr(base, field)}')
+
+
+def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
+  """Validates every point of the sweep; an error names the sweep list of its field, or
+  the flag and the point's swept values."""
+  axes = sweep_axes.SweepAxes.of(base, **lists)
+  swept = {e.field: n for n, e in SWEEP_FLAGS.items() if lists.get(n)}
+  for group in sweep_axes.make_groups(base, axes):
+    for point in group.points:
+      try:
+        config_lib.validate(point)
+      except config_lib.ConfigError as e:
+        values = ', '.join(f'--{n}={sweep_axes.format_value(getattr(point, f))}'
+                           for f, n in swept.items())
+        raise config_lib.ConfigError(swept.get(e.flag, e.flag),
+                                     f'{_message(e)} (at {values})') from None
 
 
 def main(argv):

@@ -11,13 +11,20 @@ A sweep is the product of all lists. The code lists' product gives the groups;
 inside a group the points are data-major (data flags in table order), then the
 traced flags in table order, so point s uses data set s // (S / U).
 Adding a sweep flag is one entry in SWEEP_FLAGS (a traced entry's field must
-also be in `round.HParams` and set by `train.build`).
+also be in `round.HParams` or its `methods.MethodParams` and set by
+`train.build`). `--defences` names rows of `defences.DEFENCES`: each is a
+code value that also sets the flags of its entry on every point of its group.
 """
+from __future__ import annotations
+
 import dataclasses
 import itertools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from fedar_jax.config import RunConfig
+from fedar_jax import defences
+
+if TYPE_CHECKING:  # Annotations only: the report reads this table without loading JAX.
+  from fedar_jax.config import RunConfig
 
 TRACED, DATA, CODE = 'traced', 'data', 'code'
 
@@ -46,8 +53,49 @@ SWEEP_FLAGS = {
     'data_seeds': SweepFlag('data_seed', int, DATA, 'Data seeds to sweep (stacked data, each '
                             '>= 0); default --data_seed, or --seed when that is -1.'),
     'attacker_fractions': SweepFlag('attacker_fraction', float, DATA, 'Attacker fractions to '
-                                    'sweep (real data; stacked data); default '
-                                    '--attacker_fraction.'),
+                                    'sweep (stacked data); default --attacker_fraction.'),
+    # --- Defences (docs/defences.md) ---
+    'server_optimizers': SweepFlag('server_optimizer', str, CODE, 'Server optimizers to sweep '
+                                   '(a program each); default --server_optimizer.'),
+    'aggregators': SweepFlag('aggregator', str, CODE, 'Aggregators to sweep (a program each); '
+                             'default --aggregator.'),
+    'losses': SweepFlag('loss', str, CODE, 'Client losses to sweep (a program each); default '
+                        '--loss.'),
+    'client_optimizers': SweepFlag('client_optimizer', str, CODE, 'Client optimizers to sweep '
+                                   '(a program each); default --client_optimizer.'),
+    'server_learning_rates': SweepFlag('server_learning_rate', float, TRACED, 'Server learning '
+                                       'rates to sweep; default --server_learning_rate.'),
+    'server_momentums': SweepFlag('server_momentum', float, TRACED, 'fedavgm server momentums '
+                                  'to sweep; default --server_momentum.'),
+    'server_beta1s': SweepFlag('server_beta1', float, TRACED, 'Server first-moment decays to '
+                               'sweep; default --server_beta1.'),
+    'server_beta2s': SweepFlag('server_beta2', float, TRACED, 'Server second-moment decays to '
+                               'sweep; default --server_beta2.'),
+    'server_taus': SweepFlag('server_tau', float, TRACED, 'Server adaptivity taus to sweep; '
+                             'default --server_tau.'),
+    'trim_fractions': SweepFlag('trim_fraction', float, TRACED, 'trimmed_mean fractions to '
+                                'sweep; default --trim_fraction.'),
+    'byzantine_client_counts': SweepFlag('byzantine_clients', int, TRACED, 'Krum f values to '
+                                         'sweep; default --byzantine_clients.'),
+    'clip_norms': SweepFlag('clip_norm', float, TRACED, 'norm_clip bounds to sweep; default '
+                            '--clip_norm.'),
+    'prox_mus': SweepFlag('prox_mu', float, TRACED, 'FedProx mus to sweep; default --prox_mu.'),
+    'focal_gammas': SweepFlag('focal_gamma', float, TRACED, 'focal gammas to sweep; default '
+                              '--focal_gamma.'),
+    'cb_betas': SweepFlag('cb_beta', float, TRACED, 'class_balanced betas to sweep; default '
+                          '--cb_beta.'),
+    'la_taus': SweepFlag('la_tau', float, TRACED, 'logit_adjusted taus to sweep; default '
+                         '--la_tau.'),
+    'fedrs_alphas': SweepFlag('fedrs_alpha', float, TRACED, 'fedrs alphas to sweep; default '
+                              '--fedrs_alpha.'),
+    'fedlc_taus': SweepFlag('fedlc_tau', float, TRACED, 'fedlc taus to sweep; default '
+                            '--fedlc_tau.'),
+    'attack_scales': SweepFlag('attack_scale', float, TRACED, 'scale attackers\' factors to '
+                               'sweep; default --attack_scale.'),
+    'attacks': SweepFlag('attack', str, DATA, 'Attacks to sweep (stacked data; skew and '
+                         'label_flip, or scale alone); default --attack.'),
+    'defences': SweepFlag('defence', str, CODE, 'Named defences to sweep (a program each; '
+                          f'{", ".join(defences.NAMES)}: docs/defences.md); default --defence.'),
 }
 
 # sweep.csv columns that name a point, ahead of the metrics columns.
@@ -116,14 +164,22 @@ class SweepAxes:
 class Group(NamedTuple):
   """One compiled program's worth of sweep points.
 
-  name: directory-safe name, the code values joined by '_' (e.g. 'smote').
+  name: directory-safe name (`group_name`, e.g. 'smote', 'smote_median').
   points: S single-run configs, data-major (point s uses data set
-  s // (S / num_data)), then threshold, seed, learning rate.
+  s // (S / num_data)), then the traced flags in table order.
   num_data: U, the data sets of the group (the same U for every group).
   """
   name: str
   points: tuple[RunConfig, ...]
   num_data: int
+
+
+def resamplers(axes: SweepAxes) -> tuple[str, ...]:
+  """Every resampler the sweep's groups run (--resamplers, or the swept defences')."""
+  names = set(axes.resamplers)
+  for d in axes.defences:
+    names |= {defences.flags_of(d).get('resampler', axes.resamplers[0])}
+  return tuple(sorted(names))
 
 
 def _combos(axes: SweepAxes, kind: str) -> list[dict]:
@@ -138,20 +194,55 @@ def data_settings(axes: SweepAxes) -> list[dict]:
 
 
 def make_groups(base: RunConfig, axes: SweepAxes) -> list[Group]:
-  """The sweep's groups in run order (the code lists' product, in table order)."""
+  """The sweep's groups in run order (the code lists' product, in table order); a point
+  with a named defence has its defence's flags set."""
   groups = []
   for code in _combos(axes, CODE):
-    points = tuple(base.replace(**code, **data, **traced)
+    points = tuple(defences.apply(base.replace(**code, **data, **traced))
                    for data in _combos(axes, DATA) for traced in _combos(axes, TRACED))
-    groups.append(Group(group_name(code), points, axes.data_sets))
+    groups.append(Group(group_name(points[0]), points, axes.data_sets))
+  names = [g.name for g in groups]
+  if len(set(names)) != len(names):
+    raise ValueError(f'two groups share a name: {names}')
   return groups
 
 
-def group_name(values: dict) -> str:
-  """A group's name from its code settings {field: value} (or a sweep.csv row)."""
-  return '_'.join(format_value(values[SWEEP_FLAGS[n].field]) for n in flags_of(CODE))
+# The code fields named in a group's name even at their default value.
+_ALWAYS_NAMED = ('resampler',)
+
+
+def group_name(cfg: RunConfig) -> str:
+  """A group's directory-safe name from a point's code settings: the resampler, then
+  the other code values that are not their default, in table order ('smote',
+  'smote_median', 'none_focal_adam'...). A named defence stands for the fields it sets
+  ('fedar_median')."""
+  fields = type(cfg).__dataclass_fields__
+  set_by_defence = defences.flags_of(cfg.defence)
+  parts = []
+  for name in flags_of(CODE):
+    field = SWEEP_FLAGS[name].field
+    value = getattr(cfg, field)
+    if field in set_by_defence or (field not in _ALWAYS_NAMED
+                                   and value == fields[field].default):
+      continue
+    parts.append(format_value(value))
+  return '_'.join(parts)
 
 
 def point_settings(cfg: RunConfig) -> list[str]:
   """The SETTING_COLUMNS values of a point, as written to sweep.csv."""
   return [format_value(getattr(cfg, c)) for c in SETTING_COLUMNS]
+
+
+# Setting columns that name every point's TensorBoard run; later ones only where they are
+# not their default (a directory name holds at most 255 bytes).
+LABEL_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
+                 'data_seed', 'attacker_fraction')
+
+
+def point_label(cfg: RunConfig) -> dict:
+  """{column: value} naming a point's run: LABEL_COLUMNS, then the other setting
+  columns whose value is not the RunConfig default."""
+  fields = type(cfg).__dataclass_fields__
+  return {c: format_value(getattr(cfg, c)) for c in SETTING_COLUMNS
+          if c in LABEL_COLUMNS or getattr(cfg, c) != fields[c].default}

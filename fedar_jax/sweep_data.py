@@ -87,7 +87,7 @@ def estimate_bytes(axes: sweep_axes.SweepAxes, rows: int, capacity: int,
   resampled = max(
       resample.make_resampler(name, num_classes=num_classes, capacity=capacity,
                               max_class_count=max_class_count).capacity
-      for name in axes.resamplers)
+      for name in sweep_axes.resamplers(axes))
   return stacked + points * block * resampled * per_row
 
 

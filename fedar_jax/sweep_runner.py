@@ -1,33 +1,35 @@
 """Sweeps: settings that only change numbers or data run as one compiled program.
 
 A sweep is the product of the sweep lists (sweep_axes.SWEEP_FLAGS). Lists of
-kind 'traced' (threshold, seed, learning rate) and 'data' (imbalance ratio,
-data seed, attacker fraction) only change numbers or data, so every
+kind 'traced' (threshold, seed, learning rate, the methods' numeric
+parameters) and 'data' (imbalance ratio, data seed, attacker fraction, attack)
+only change numbers or data, so every
 combination of them becomes one slice of a leading axis S of the server state
 and of HParams, and the round is `vmap`ped over it (with the clients `vmap`ped
 inside): one program per *group*. The U distinct data sets are built once and
 stacked (sweep_data); the points are data-major (S = U x R), and inside the
 program each data set is repeated for its R points and the round vmapped
 over S with the clients' in_axes 0; with U = 1 the clients are not stacked
-and every point shares them (in_axes None). Lists of kind
-'code' (resampler) change the program: one group each. A seed sets the model
+and every point shares them (in_axes None). Lists of kind 'code'
+(resampler, server optimizer, aggregator, loss, client optimizer, named
+defence) change the program: one group per combination. A seed sets the model
 initialisation and all client randomness; the data comes from the point's
 data seed. The sweep axis is sharded over the devices of all processes
 (`mesh_for`: as many as divide U, or S when U = 1, on the mesh's SWEEP axis,
 the rest shard the clients); in a multi-host sweep every process runs the same
 command, loads the client rows its devices hold, and process 0 writes the
-workdir (every process takes part in the checkpoints). Point (threshold t,
-seed s, learning rate l, imbalance ratio r, data seed d, attacker fraction a)
-of group (resampler z) therefore equals the single run `fedar_jax.main --threshold=t --seed=s
---learning_rate=l --imbalance_ratio=r --data_seed=d --attacker_fraction=a
---resampler=z` (see sweep_data for when padding breaks the exact equality).
+workdir (every process takes part in the checkpoints). A point therefore
+equals the single run `fedar_jax.main` with its settings as flags (e.g.
+threshold t, seed s, data seed d, aggregator m, named defence n:
+`--threshold=t --seed=s --data_seed=d --aggregator=m --defence=n`; see
+sweep_data for when padding breaks the exact equality).
 
 Workdir contents (besides the report's files):
   sweep.csv       one row per sweep point per round: the point's settings
                   (SETTING_COLUMNS), then every column of a single run's metrics.csv
   sweep.json      the settings the workdir was started with (a rerun must match)
-  checkpoints/G/  Orbax checkpoints of group G's stacked state (G: the group's code
-                  values joined by '_', e.g. 'smote'); reruns resume
+  checkpoints/G/  Orbax checkpoints of group G's stacked state (G: `group_name`,
+                  e.g. 'smote', 'smote_median', 'fedar_median'); reruns resume
   tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
 
 The next group is built and compiled in a background thread while the current
@@ -55,7 +57,7 @@ from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
-                                  group_name, make_groups, point_settings)
+                                  group_name, make_groups, point_label, point_settings)
 
 
 def stack(trees):
@@ -265,7 +267,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   header = train.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
-      dict(zip(SETTING_COLUMNS, point)))), start + 1) for point in settings]
+      point_label(p))), start + 1) for p in group.points]
   times = []
   calls = train.CallPlan(start, base.rounds, base.checkpoint_every, train.block_length(base))
   for first_round, count in calls:

@@ -101,8 +101,9 @@ def test_report_names_tied_thresholds(tmp_path):
   assert '| 2 | smote | 0.001 |  |  | 1, 1.5, 3 tied | ' in md
   assert '| 10 | smote | 0.001 |  |  | 1.5 | 0.9000 |' in md
   best = report.best_thresholds(report.summarize(*report.read_rows(tmp_path / 'sweep.csv'))[1])
-  assert best[('2', 'smote', '0.001', '', '')][1] == ['1', '1.5', '3']
-  assert best[('10', 'smote', '0.001', '', '')][1] == ['1.5']
+  rest = ('',) * (len(report.KEY_COLUMNS) - 6)  # Columns this sweep.csv lacks read as ''.
+  assert best[('2', 'smote', '0.001', '', '') + rest][1] == ['1', '1.5', '3']
+  assert best[('10', 'smote', '0.001', '', '') + rest][1] == ['1.5']
 
 
 def test_run_plot_from_metrics_csv(tmp_path):
@@ -163,3 +164,76 @@ def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_p
   png = tmp_path / 'plots' / 'gmean_vs_ir.png'
   assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert 'plots/gmean_vs_ir.png' in md
+
+
+def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
+  # 2 attacks x 2 defences x 3 fractions x 2 seeds (final round 2; round 1 must be ignored).
+  columns = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'data_seed',
+             'attacker_fraction', 'aggregator', 'attack', 'defence', 'round', 'gmean',
+             'accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'recall_0',
+             'recall_1', 'resampled_clients', 'round_s']
+  final = {}
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for defence, resampler, aggregator in (('none', 'none', 'mean'),
+                                           ('fedar_median', 'smote', 'median')):
+      for attack in ('skew', 'label_flip'):
+        for i, fraction in enumerate(('0', '0.2', '0.4')):
+          for seed in (0, 1):
+            g = 0.9 - 0.1 * i * (attack == 'skew') - 0.05 * seed + 0.01 * (defence != 'none')
+            final[(attack, defence, fraction, seed)] = g
+            for r, value in ((1, 0.0), (2, g)):
+              writer.writerow(['4', resampler, '1.5', seed, '0.001', '0', fraction, aggregator,
+                               attack, defence, r, value] + [0.5] * 8 + [0, 0.1])
+  outputs = report.write_report(str(tmp_path))
+  tables = report.attack_tables(report.read_rows(str(tmp_path / 'sweep.csv'))[1])
+  assert [t['attack'] for t in tables] == ['skew', 'label_flip']
+  skew = tables[0]
+  # Rows keep the sweep's order and are labelled by the named defence alone.
+  assert skew['defences'] == ['none', 'fedar_median'] and skew['fractions'] == ['0', '0.2', '0.4']
+  mean, std, n = skew['cells'][('fedar_median', '0.4')]
+  want = [final[('skew', 'fedar_median', '0.4', s)] for s in (0, 1)]
+  assert n == 2 and mean == pytest.approx(np.mean(want))
+  assert std == pytest.approx(np.std(want, ddof=1))
+  assert skew['best']['0'] == ['fedar_median']
+  md = (tmp_path / 'report.md').read_text()
+  assert '## Final G-mean by defence and attacker fraction' in md
+  assert '### attack skew (2 rounds, 2 seeds)' in md
+  assert '| defence | attackers 0 | attackers 0.2 | attackers 0.4 |' in md
+  assert '| none | 0.8750 ± 0.0354 | 0.7750 ± 0.0354 | 0.6750 ± 0.0354 |' in md
+  png = tmp_path / 'plots' / 'gmean_vs_attackers.png'
+  assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert 'plots/gmean_vs_attackers.png' in md
+  # The summary keys every setting column (a missing one reads as ''), not the seed.
+  with open(tmp_path / 'summary.csv') as f:
+    header = next(csv.reader(f))
+  assert header[:len(report.KEY_COLUMNS)] == list(report.KEY_COLUMNS)
+  assert 'seed' not in header and 'defence' in header and 'prox_mu' in header
+
+
+def test_no_attack_table_without_attacker_fractions(tmp_path):
+  _write_sweep(tmp_path / 'sweep.csv', np.random.default_rng(3))  # No attack columns.
+  report.write_report(str(tmp_path))
+  assert 'by defence and attacker fraction' not in (tmp_path / 'report.md').read_text()
+  assert not (tmp_path / 'plots' / 'gmean_vs_attackers.png').exists()
+
+
+def test_per_setting_figures_are_left_out_above_max_panels(tmp_path):
+  n = report.MAX_PANELS + 1  # One setting (imbalance ratio) per panel, 2 seeds each.
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for ir in range(1, n + 1):
+      for seed in ('0', '1'):
+        writer.writerow([ir, 'smote', '1.5', seed, '0.001', 1] + [0.5] * (len(COLUMNS) - 6))
+  outputs = report.write_report(str(tmp_path))
+  assert not any(name in p for p in outputs for name in (
+      'gmean_vs_threshold', 'gmean_per_round', 'recall_per_class'))
+  md = (tmp_path / 'report.md').read_text()
+  assert f'{n} settings: the per-setting figures' in md and f'left out above {n - 1}' in md
+  # One setting fewer: the figures are back.
+  rows = (tmp_path / 'sweep.csv').read_text().splitlines()
+  (tmp_path / 'sweep.csv').write_text('\n'.join(rows[:-2]) + '\n')
+  outputs = report.write_report(str(tmp_path))
+  assert sum('gmean_per_round' in p for p in outputs) == 1

@@ -189,11 +189,15 @@ def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
   assert 'eta' in ref.stderr and 'points 8/8' in ref.stderr
   rows = _rows(tmp_path / 'ref' / 'sweep.csv')
   assert len(rows) == 2 * 4 * 4  # groups x points x rounds
-  assert list(rows[0])[:8] == ['imbalance_ratio', 'resampler', 'threshold', 'seed',
-                               'learning_rate', 'data_seed', 'attacker_fraction', 'round']
+  settings = len(sweep_runner.SETTING_COLUMNS)
+  # The first sweeps' columns keep their positions; the later setting columns follow them.
+  assert list(rows[0])[:7] == ['imbalance_ratio', 'resampler', 'threshold', 'seed',
+                               'learning_rate', 'data_seed', 'attacker_fraction']
+  assert list(rows[0])[:settings + 1] == list(sweep_runner.SETTING_COLUMNS) + ['round']
   summary = _rows(tmp_path / 'ref' / 'summary.csv')
-  assert list(summary[0])[:8] == ['imbalance_ratio', 'resampler', 'threshold', 'learning_rate',
-                                  'data_seed', 'attacker_fraction', 'n_seeds', 'rounds']
+  assert list(summary[0])[:6] == ['imbalance_ratio', 'resampler', 'threshold', 'learning_rate',
+                                  'data_seed', 'attacker_fraction']
+  assert list(summary[0])[settings - 1:settings + 1] == ['n_seeds', 'rounds']
   assert [(s['imbalance_ratio'], s['threshold'], s['data_seed'], s['n_seeds'])
           for s in summary] == [('2', '1', '0', '2'), ('2', '5', '0', '2'), ('4', '1', '0', '2'),
                                 ('4', '5', '0', '2')]

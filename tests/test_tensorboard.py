@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from fedar_jax import sweep_axes
 from fedar_jax import tensorboard_writer
 from fedar_jax.config import RunConfig
 
@@ -84,8 +85,9 @@ def test_sweep_events_one_run_dir_per_point(tmp_path):
   assert len(runs) == 4
   for run in runs:
     settings = dict(kv.split('=') for kv in run.split(','))
-    assert list(settings) == list(sweep_runner.SETTING_COLUMNS)
-    mine = [{k: v for k, v in r.items() if k not in settings} for r in rows
+    # The first sweeps' columns; the others only where not their default (none here).
+    assert tuple(settings) == sweep_axes.LABEL_COLUMNS
+    mine = [{k: v for k, v in r.items() if k not in sweep_axes.SETTING_COLUMNS} for r in rows
             if all(r[k] == v for k, v in settings.items())]
     assert len(mine) == 2
     _check_against_rows(read_scalars(str(tmp_path / 'tb' / run)), mine)
