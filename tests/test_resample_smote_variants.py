@@ -1,4 +1,5 @@
 """BorderlineSMOTE-1/2, ADASYN, KMeansSMOTE, SVMSMOTE against imbalanced-learn 0.14."""
+import functools
 import math
 from unittest import mock
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from imblearn import over_sampling as ios
 from scipy import stats
+from sklearn.base import BaseEstimator
 from sklearn.svm import SVC
 
 from fedar_jax import resample
@@ -213,29 +215,131 @@ def test_seed_frequencies_match_imblearn_in_distribution(name):
   assert stats.chisquare(ours[bases]).pvalue > 0.01
 
 
-def test_kmeans_smote_counts_within_the_cluster_ceiling_tolerance():
-  """Counts depend on the clustering (ours: k-means++ + Lloyd; imblearn:
-  MiniBatchKMeans) and on per-cluster ceilings: each grown class ends within
-  [majority, majority + n_clusters] for both, where both find an eligible cluster."""
+class _GivenClusters(BaseEstimator):
+  """A "k-means" whose `fit_predict` returns fixed labels, so that imbalanced-learn's
+  KMeansSMOTE runs its own eligibility, weighting and generation on our clusters."""
+
+  def __init__(self, labels=None, n_clusters=8):
+    self.labels = labels
+    self.n_clusters = n_clusters
+
+  def fit(self, x, y=None):
+    self.labels_ = np.asarray(self.labels)
+    return self
+
+  def predict(self, x):
+    return self.labels_
+
+  def fit_predict(self, x, y=None):
+    return self.fit(x).labels_
+
+
+def _imblearn_on_clusters(x, y, clusters):
+  """imbalanced-learn's KMeansSMOTE given our cluster labels: its output, or None where it raises."""
+  try:
+    return ios.KMeansSMOTE(kmeans_estimator=_GivenClusters(clusters), random_state=0
+                           ).fit_resample(x, y)
+  except RuntimeError:
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _kmeans_smote_with_clusters(k, n, seeds=None):
+  """vmapped KMeansSMOTE (capacity n, K = k) returning its output and the cluster of
+  every row from the same key (`kmeans_smote` uses the first of three split keys)."""
+  r = resample.make_resampler('kmeans_smote', num_classes=k, capacity=n,
+                              max_class_count=n)
+
+  def both(key, x, y, m):
+    xo, yo, mo, fell_back = r.resample(key, x, y, m)
+    group = smote_variants.kmeans_smote_allocation(jax.random.split(key, 3)[0], x, y, m,
+                                                   num_classes=k)[0]
+    return xo, yo, mo, fell_back, group % 8
+  return jax.jit(jax.vmap(both))
+
+
+def test_kmeans_smote_counts_equal_imblearn_on_our_clusters():
+  """The clusterings differ (ours: k-means++ + Lloyd; imbalanced-learn: MiniBatchKMeans
+  with NumPy's draws), so imbalanced-learn runs on our clusters: class counts and the
+  fallback equal its output exactly; every synthetic row lies on a segment from a
+  class-c row of an eligible cluster toward one of its 2 nearest class-c rows of
+  that cluster, and each cluster gets exactly imbalanced-learn's number of rows."""
+  out = rd.run('kmeans_smote')
+  keys = jax.random.split(jax.random.key(0), len(rd.NAMES))
+  xs, ys, ms = rd.batch()
+  clusters = np.asarray(_kmeans_smote_with_clusters(rd.K, rd.N)(keys, xs, ys, ms)[4])
   both = 0
-  for set_name in rd.NAMES:
-    out = rd.run('kmeans_smote')[set_name]
-    ours = _counts(out)
-    ref = _ref('kmeans_smote', set_name)
+  for i, set_name in enumerate(rd.NAMES):
     x, y = rd.dataset(set_name)
-    before = rd.counts(y)
-    grown = (before > 0) & (before < before.max())
-    assert out['fallback'] == (ref is None), set_name  # no eligible cluster for a class
+    cl = clusters[i, :len(y)]
+    o = out[set_name]
+    ref = _imblearn_on_clusters(x, y, cl)
+    assert o['fallback'] == (ref is None), set_name
     if ref is None:
-      assert np.all(ours >= before)
       continue
-    theirs = rd.counts(ref[1])
     both += 1
-    assert np.all(ours[grown] >= before.max()) and np.all(ours[grown] <= before.max() + 8)
-    assert np.all(np.abs(ours - theirs) <= 8), (set_name, ours, theirs)
-    _segments(set_name, out, lambda c: np.flatnonzero(y == c),
-              lambda c, b: np.tile(np.flatnonzero(y == c), (len(b), 1)))
+    np.testing.assert_array_equal(_counts(o), rd.counts(ref[1]), err_msg=set_name)
+    np.testing.assert_array_equal(o['x_in'], x)
+    ref_new_y = ref[1][len(y):]
+    ref_new_x = ref[0][len(y):]
+    for c in np.unique(o['y_new']):
+      rows = np.flatnonzero(y == c)
+      knn = {j: dict(zip(rows[cl[rows] == j],
+                         rd.knn(x, 2, rows[cl[rows] == j], rows[cl[rows] == j])))
+             for j in np.unique(cl[rows]) if np.sum(cl[rows] == j) >= 3}
+      bases = np.concatenate([list(d) for d in knn.values()])
+      nbs = np.array([knn[cl[b]][b] for b in bases])
+      pts = o['x_new'][o['y_new'] == c]
+      b, nb, t, r = rd.locate(pts, x, bases, nbs)
+      scale = np.linalg.norm(x[b] - x[nb], axis=1)
+      assert np.all(r < 1e-4 * np.maximum(scale, 1.0)), (set_name, c, r.max())
+      assert np.all((t >= -1e-5) & (t <= 1 + 1e-5))
+      # per cluster: ours and imbalanced-learn's synthetic rows of class c
+      rb = rd.locate(ref_new_x[ref_new_y == c], x, bases, nbs)[0]
+      np.testing.assert_array_equal(np.bincount(cl[b], minlength=8),
+                                    np.bincount(cl[rb], minlength=8), err_msg=set_name)
   assert both >= 2
+
+
+def _small_set(counts, seed, d=3, shift=2.0):
+  rng = np.random.default_rng(seed)
+  y = rng.permutation(np.repeat(np.arange(len(counts)), counts)).astype(np.int32)
+  x = (rng.normal(size=(len(y), d)) + shift * y[:, None]).astype(np.float32)
+  return x, y
+
+
+# The issue's case (counts [60, 4], D = 3) and others, all on 3 labels padded to 108 rows.
+SMALL_SETS = [([60, 4], 0), ([60, 4], 1), ([60, 4], 2), ([60, 4], 3), ([30, 6], 0),
+              ([50, 5, 5], 0), ([50, 5, 5], 2), ([100, 8], 0)]
+
+
+def test_kmeans_smote_small_sets_fall_back_exactly_where_imblearn_raises_on_our_clusters():
+  """Where a run falls back and imbalanced-learn's own run (its MiniBatchKMeans)
+  does not, the difference is the clustering: on our clusters imbalanced-learn
+  raises too, and otherwise gives our counts."""
+  n = 108
+  xs = np.zeros((len(SMALL_SETS), n, 3), np.float32)
+  ys = np.zeros((len(SMALL_SETS), n), np.int32)
+  ms = np.zeros((len(SMALL_SETS), n), bool)
+  for i, (counts, seed) in enumerate(SMALL_SETS):
+    x, y = _small_set(counts, seed)
+    xs[i, :len(y)], ys[i, :len(y)], ms[i, :len(y)] = x, y, True
+  keys = jax.random.split(jax.random.key(1), len(SMALL_SETS))
+  xo, yo, mo, fb, cl = jax.device_get(_kmeans_smote_with_clusters(3, n)(keys, xs, ys, ms))
+  outcomes = set()
+  for i, (counts, seed) in enumerate(SMALL_SETS):
+    x, y = _small_set(counts, seed)
+    ref = _imblearn_on_clusters(x, y, cl[i, :len(y)])
+    assert bool(fb[i]) == (ref is None), (counts, seed)
+    ours = np.bincount(yo[i][mo[i]], minlength=3)[:len(counts)]
+    if ref is None:  # a class with no eligible cluster stays as it is (binary: nothing grows)
+      assert np.all(ours >= counts) and ours[0] == counts[0]
+      if len(counts) == 2:
+        np.testing.assert_array_equal(ours, counts)
+    else:
+      np.testing.assert_array_equal(ours, np.bincount(ref[1], minlength=len(counts)))
+    outcomes.add(bool(fb[i]))
+  assert outcomes == {True, False}  # both outcomes are exercised
 
 
 def test_svm_support_vectors_close_to_sklearn_svc():
