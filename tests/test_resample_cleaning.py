@@ -92,18 +92,57 @@ def _hart_reference(x, y, ranks):
   return keep
 
 
-def test_cnn_equals_harts_rule_and_is_close_to_imblearn():
-  """Same seed rows: equal to a plain-loop Hart's rule; within 15% of imbalanced-learn's
-  kept count (it skips some rows by an index mix-up, see cleaning.cnn)."""
+def _imblearn_cnn_loop(x, y, ranks, fix_index_mixup):
+  """imbalanced-learn 0.14's CondensedNearestNeighbour loop, line for line (1-NN
+  classifier refitted on the store), given its seed ranks. Its skip list
+  `good_classif_label` mixes global row indices (the store) with in-class
+  positions (the rows the store classifies right) and is tested against in-class
+  positions; `fix_index_mixup` keeps it in in-class positions throughout."""
+  from sklearn.neighbors import KNeighborsClassifier
+  counts = rd.counts(y)
+  minority = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+  keep = y == minority
+  for c in np.unique(y):
+    if c == minority:
+      continue
+    idx_maj = np.flatnonzero(y == c)
+    sample = [idx_maj[ranks[c]]]
+    store = list(np.flatnonzero(y == minority)) + sample
+    knn = KNeighborsClassifier(n_neighbors=1).fit(x[store], y[store])
+    as_pos = lambda rows: np.searchsorted(idx_maj, rows) if fix_index_mixup else rows
+    good = set(as_pos(np.array(sample)).tolist())
+    for pos, i in enumerate(idx_maj):
+      if pos in good:
+        continue
+      if knn.predict(x[i:i + 1])[0] != c:
+        sample.append(i)
+        store.append(i)
+        knn.fit(x[store], y[store])
+        right = np.flatnonzero(knn.predict(x[idx_maj]) == c)
+        good = set(as_pos(np.array(sample)).tolist()) | set(right.tolist())
+    keep[sample] = True
+  return keep
+
+
+def test_cnn_equals_harts_rule_and_imblearns_loop_without_its_index_mixup():
+  """Same seed rows: ours equals a plain-loop Hart's rule, and imbalanced-learn's own
+  loop with its skip-list index mix-up fixed; the loop as written reproduces
+  imbalanced-learn's kept rows exactly, so the mix-up is the whole deviation."""
   ours = _given_seeds('cnn')
+  differs = 0
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
-    np.testing.assert_array_equal(ours[set_name],
-                                  _hart_reference(x, y, _imblearn_seed_ranks(set_name)))
+    ranks = _imblearn_seed_ranks(set_name)
+    hart = _hart_reference(x, y, ranks)
+    np.testing.assert_array_equal(ours[set_name], hart, err_msg=set_name)
+    np.testing.assert_array_equal(_imblearn_cnn_loop(x, y, ranks, True), hart, err_msg=set_name)
     ref = ius.CondensedNearestNeighbour(random_state=0)
     ref.fit_resample(x, y)
-    theirs = _kept(ref, len(y)).sum()
-    assert abs(ours[set_name].sum() - theirs) <= 0.15 * theirs + 2, set_name
+    theirs = _kept(ref, len(y))
+    np.testing.assert_array_equal(_imblearn_cnn_loop(x, y, ranks, False), theirs,
+                                  err_msg=set_name)
+    differs += int(np.any(theirs != hart))
+  assert differs >= 1  # the mix-up does change rows on these sets
 
 
 def test_iht_keeps_the_minority_count_per_class():
