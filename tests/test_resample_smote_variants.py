@@ -127,6 +127,12 @@ def _danger(set_name):
       smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[0], 'danger')[set_name]
 
 
+def _noise(set_name):
+  """Our "noise" rows (all m = 10 nearest rows of another class)."""
+  return rd.on_batch(lambda x, y, m: smote_variants.danger_and_noise(
+      smote_variants.neighbors.pairwise_sq_distances(x, x, m), y, m, 10)[1], 'noise')[set_name]
+
+
 @pytest.mark.parametrize('set_name', rd.NAMES)
 def test_borderline1_points_lie_between_danger_rows_and_same_class_neighbours(set_name):
   x, y = rd.dataset(set_name)
@@ -372,13 +378,89 @@ def test_svm_smote_points_and_counts(set_name):
     rev = (t > 1) & (t <= 1.5 + 1e-5) & sv[nb] & np.array(
         [bb in knn[c][n] for bb, n in zip(b, nb)])
     assert np.all(ok | rev), t[~(ok | rev)]
+  # Counts (the Beta draw's split is tested against imbalanced-learn's draws in
+  # test_svm_smote_given_svcs_support_and_beta_draws_equals_imblearn): a class whose
+  # usable support vectors are both danger and safe reaches the majority exactly,
+  # one with none stays, one with a single group gets only that group's share.
   ours = _counts(out)
   before = rd.counts(y)
-  assert np.all(ours >= before) and np.all(ours <= before.max())
-  ref = _ref('svm_smote', set_name)
-  if ref is not None:
-    deficit = np.where(before > 0, before.max() - before, 0)
-    assert np.all(np.abs(ours - rd.counts(ref[1])) <= deficit // 2 + 1)
+  danger = _danger(set_name)
+  noise = _noise(set_name)
+  usable = sv & ~noise
+  for c in np.flatnonzero(before > 0):
+    has_d, has_s = np.any(usable & danger & (y == c)), np.any(usable & ~danger & (y == c))
+    if has_d and has_s:
+      assert ours[c] == before.max(), (set_name, c)
+    elif not (has_d or has_s):
+      assert ours[c] == before[c], (set_name, c)
+    else:
+      assert before[c] <= ours[c] <= before.max(), (set_name, c)
+
+
+def _imblearn_svm_fractions(set_name):
+  """The Beta(10, 10) fraction imbalanced-learn's SVMSMOTE(random_state=0) draws per
+  grown class: one draw per class, in its sampling_strategy_ order (the order
+  labels first appear in y), from one RandomState(0)."""
+  x, y = rd.dataset(set_name)
+  ref = ios.SVMSMOTE(random_state=0)
+  ref.fit_resample(x, y)
+  rs = np.random.RandomState(0)
+  frac = np.zeros(rd.K, np.float32)
+  for c, n in ref.sampling_strategy_.items():
+    if n > 0:
+      frac[c] = rs.beta(10, 10)
+  return frac
+
+
+def _danger_and_safe_counts(set_name, x_new, y_new, bases, knn):
+  """Per class, (rows on a seed -> neighbour segment, rows extrapolated away from
+  the neighbour): t in [0, 1] is danger, t < 0 (or t > 1, the same point seen
+  from the neighbour's end) is safe."""
+  x, _ = rd.dataset(set_name)
+  out = np.zeros((rd.K, 2), int)
+  for c in np.unique(y_new):
+    b = bases[c]
+    _, _, t, r = rd.locate(x_new[y_new == c], x, b, knn[c])
+    assert np.all(r < 1e-4), (set_name, c, r.max())
+    danger = (t >= 0) & (t <= 1)
+    out[c] = danger.sum(), (~danger).sum()
+  return out
+
+
+def test_svm_smote_given_svcs_support_and_beta_draws_equals_imblearn():
+  """With scikit-learn SVC's support vectors and imbalanced-learn's Beta draws,
+  the class counts, the fallback and each class's split into interpolated
+  (danger) and extrapolated (safe) rows equal imbalanced-learn's exactly."""
+  xs, ys, ms = rd.batch()
+  sv = np.zeros(ys.shape, bool)
+  frac = np.zeros((len(rd.NAMES), rd.K), np.float32)
+  for i, set_name in enumerate(rd.NAMES):
+    x, y = rd.dataset(set_name)
+    sv[i, SVC().fit(x, y).support_] = True
+    frac[i] = _imblearn_svm_fractions(set_name)
+  slots = rd.make('svm_smote').capacity - rd.N
+  fn = functools.partial(smote_variants.svm_smote_given, num_classes=rd.K, num_slots=slots)
+  keys = jax.vmap(lambda k: jax.random.split(k, 4))(jax.random.split(jax.random.key(0), 5))
+  xo, yo, mo, fb = jax.device_get(jax.jit(jax.vmap(fn))(keys, xs, ys, ms, sv, frac))
+  split_seen = 0
+  for i, set_name in enumerate(rd.NAMES):
+    x, y = rd.dataset(set_name)
+    ref = _ref('svm_smote', set_name)
+    assert bool(fb[i]) == (ref is None), set_name
+    if ref is None:
+      continue
+    ours = rd.counts(yo[i][mo[i]])
+    np.testing.assert_array_equal(ours, rd.counts(ref[1]), err_msg=set_name)
+    usable = sv[i, :len(y)] & ~_noise(set_name)
+    bases = {c: np.flatnonzero(usable & (y == c)) for c in range(rd.K)}
+    knn = {c: rd.knn(x, 5, bases[c], np.flatnonzero(y == c)) for c in range(rd.K)
+           if len(bases[c])}
+    new = mo[i, rd.N:]
+    got = _danger_and_safe_counts(set_name, xo[i, rd.N:][new], yo[i, rd.N:][new], bases, knn)
+    want = _danger_and_safe_counts(set_name, ref[0][len(y):], ref[1][len(y):], bases, knn)
+    np.testing.assert_array_equal(got, want, err_msg=set_name)
+    split_seen += int(np.any((want[:, 0] > 0) & (want[:, 1] > 0)))
+  assert split_seen >= 2
 
 
 def test_kmeans_smote_allocation_equals_imblearns_rules_on_our_clusters():
