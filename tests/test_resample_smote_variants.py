@@ -58,7 +58,7 @@ def test_fallback_where_imblearn_raises(name):
   x = rng.normal(size=(33, 8)).astype(np.float32)
   raises = name != 'borderline_smote2'
   try:
-    REFS[name](0).fit_resample(x, y)
+    ref = REFS[name](0).fit_resample(x, y)
     raised = False
   except (ValueError, RuntimeError):
     raised = True
@@ -68,7 +68,18 @@ def test_fallback_where_imblearn_raises(name):
   xo, yo, mo, fell_back = jax.jit(r.resample)(key, x, y, mask)
   assert bool(fell_back) == raises
   assert np.all(np.isfinite(np.asarray(xo)))
-  assert np.all(np.bincount(np.asarray(yo)[np.asarray(mo)]) <= 30 + 8)  # ceilings, rounding
+  counts = np.bincount(np.asarray(yo)[np.asarray(mo)], minlength=2)
+  if name == 'borderline_smote2':
+    np.testing.assert_array_equal(counts, np.bincount(ref[1]))
+  elif name == 'borderline_smote1':  # fewer neighbours, the whole deficit
+    np.testing.assert_array_equal(counts, [30, 30])
+  elif name == 'kmeans_smote':       # no eligible cluster: nothing for the class
+    np.testing.assert_array_equal(counts, [30, 3])
+  elif name == 'adasyn':             # its rounded per-row allocation, fewer neighbours
+    alloc = smote_variants.adasyn_allocation(x, y, mask, num_classes=2)[0]
+    np.testing.assert_array_equal(counts, [30, 3 + int(np.sum(alloc))])
+  else:                              # the Beta draw's share of one support-vector group
+    assert counts[0] == 30 and 3 <= counts[1] <= 30
 
 
 def test_borderline_danger_set_equals_imblearn():
