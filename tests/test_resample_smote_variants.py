@@ -269,10 +269,17 @@ def _kmeans_smote_with_clusters(k, n, seeds=None):
 
   def both(key, x, y, m):
     xo, yo, mo, fell_back = r.resample(key, x, y, m)
-    group = smote_variants.kmeans_smote_allocation(jax.random.split(key, 3)[0], x, y, m,
-                                                   num_classes=k)[0]
-    return xo, yo, mo, fell_back, group % 8
+    group, alloc, alloc_fallback = smote_variants.kmeans_smote_allocation(
+        jax.random.split(key, 3)[0], x, y, m, num_classes=k)
+    return xo, yo, mo, fell_back, group % 8, alloc, alloc_fallback
   return jax.jit(jax.vmap(both))
+
+
+@functools.lru_cache(maxsize=None)
+def _kmeans_smote_on_data_sets():
+  """`_kmeans_smote_with_clusters` on the parity sets with `rd.run`'s keys."""
+  keys = jax.random.split(jax.random.key(0), len(rd.NAMES))
+  return jax.device_get(_kmeans_smote_with_clusters(rd.K, rd.N)(keys, *rd.batch()))
 
 
 def test_kmeans_smote_counts_equal_imblearn_on_our_clusters():
@@ -282,9 +289,7 @@ def test_kmeans_smote_counts_equal_imblearn_on_our_clusters():
   class-c row of an eligible cluster toward one of its 2 nearest class-c rows of
   that cluster, and each cluster gets exactly imbalanced-learn's number of rows."""
   out = rd.run('kmeans_smote')
-  keys = jax.random.split(jax.random.key(0), len(rd.NAMES))
-  xs, ys, ms = rd.batch()
-  clusters = np.asarray(_kmeans_smote_with_clusters(rd.K, rd.N)(keys, xs, ys, ms)[4])
+  clusters = _kmeans_smote_on_data_sets()[4]
   both = 0
   for i, set_name in enumerate(rd.NAMES):
     x, y = rd.dataset(set_name)
@@ -342,7 +347,7 @@ def test_kmeans_smote_small_sets_fall_back_exactly_where_imblearn_raises_on_our_
     x, y = _small_set(counts, seed)
     xs[i, :len(y)], ys[i, :len(y)], ms[i, :len(y)] = x, y, True
   keys = jax.random.split(jax.random.key(1), len(SMALL_SETS))
-  xo, yo, mo, fb, cl = jax.device_get(_kmeans_smote_with_clusters(3, n)(keys, xs, ys, ms))
+  xo, yo, mo, fb, cl = jax.device_get(_kmeans_smote_with_clusters(3, n)(keys, xs, ys, ms))[:5]
   outcomes = set()
   for i, (counts, seed) in enumerate(SMALL_SETS):
     x, y = _small_set(counts, seed)
@@ -477,14 +482,13 @@ def test_svm_smote_given_svcs_support_and_beta_draws_equals_imblearn():
 def test_kmeans_smote_allocation_equals_imblearns_rules_on_our_clusters():
   """Given our clusters, eligibility (balance threshold, k + 1 class rows), sparsity
   weights and per-cluster ceilings are exactly imbalanced-learn's loop."""
-  out = rd.on_batch(lambda x, y, m: smote_variants.kmeans_smote_allocation(
-      jax.random.key(0), x, y, m, num_classes=rd.K), 'kmeans_alloc')
+  res = _kmeans_smote_on_data_sets()
   tool = ios.KMeansSMOTE()
   checked = 0
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
-    group, alloc, fallback = out[set_name]
-    clusters = np.asarray(group)[:len(y)] % 8
+    i = rd.NAMES.index(set_name)
+    clusters, alloc, fallback = res[4][i, :len(y)], res[5][i], res[6][i]
     before = rd.counts(y)
     deficits = np.where(before > 0, before.max() - before, 0)
     want = np.zeros((rd.K, 8), np.int64)
