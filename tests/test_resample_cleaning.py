@@ -95,12 +95,14 @@ def _hart_reference(x, y, ranks):
 
 
 def _imblearn_cnn_loop(x, y, ranks, fix_index_mixup):
-  """imbalanced-learn 0.14's CondensedNearestNeighbour loop, line for line (1-NN
-  classifier refitted on the store), given its seed ranks. Its skip list
-  `good_classif_label` mixes global row indices (the store) with in-class
-  positions (the rows the store classifies right) and is tested against in-class
-  positions; `fix_index_mixup` keeps it in in-class positions throughout."""
-  from sklearn.neighbors import KNeighborsClassifier
+  """imbalanced-learn 0.14's CondensedNearestNeighbour loop, line for line (its 1-NN
+  classifier on the store as a NumPy argmin, float64), given its seed ranks. Its
+  skip list `good_classif_label` mixes global row indices (the store) with
+  in-class positions (the rows the store classifies right) and is tested against
+  in-class positions; `fix_index_mixup` keeps it in in-class positions throughout."""
+  xd = x.astype(np.float64)
+  norms = (xd * xd).sum(1)
+  sq = norms[:, None] + norms[None] - 2 * xd @ xd.T
   counts = rd.counts(y)
   minority = int(np.argmin(np.where(counts > 0, counts, np.inf)))
   keep = y == minority
@@ -110,17 +112,16 @@ def _imblearn_cnn_loop(x, y, ranks, fix_index_mixup):
     idx_maj = np.flatnonzero(y == c)
     sample = [idx_maj[ranks[c]]]
     store = list(np.flatnonzero(y == minority)) + sample
-    knn = KNeighborsClassifier(n_neighbors=1).fit(x[store], y[store])
+    predict = lambda rows: y[np.array(store)[np.argmin(sq[np.ix_(rows, store)], axis=1)]]
     as_pos = lambda rows: np.searchsorted(idx_maj, rows) if fix_index_mixup else rows
     good = set(as_pos(np.array(sample)).tolist())
     for pos, i in enumerate(idx_maj):
       if pos in good:
         continue
-      if knn.predict(x[i:i + 1])[0] != c:
+      if predict([i])[0] != c:
         sample.append(i)
         store.append(i)
-        knn.fit(x[store], y[store])
-        right = np.flatnonzero(knn.predict(x[idx_maj]) == c)
+        right = np.flatnonzero(predict(idx_maj) == c)
         good = set(as_pos(np.array(sample)).tolist()) | set(right.tolist())
     keep[sample] = True
   return keep
