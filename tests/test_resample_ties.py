@@ -9,6 +9,7 @@ from imblearn import under_sampling as ius
 
 from fedar_jax import resample
 from fedar_jax.resample import cleaning
+from tests import test_resample_cleaning
 
 
 def _tied_set(seed=0):
@@ -60,8 +61,15 @@ def _iht(counts, seed=0):
   y = rng.permutation(np.repeat(np.arange(len(counts)), counts)).astype(np.int32)
   x = (rng.normal(size=(len(y), 3)) + y[:, None]).astype(np.float32)
   r = resample.make_resampler('iht', num_classes=len(counts), capacity=len(y))
-  _, _, keep, fell_back = jax.jit(r.resample)(jax.random.key(seed), x, y, np.ones(len(y), bool))
-  ours = np.bincount(y[np.asarray(keep)], minlength=len(counts))
+  key, mask = jax.random.key(seed), np.ones(len(y), bool)
+  _, _, keep, fell_back = jax.jit(r.resample)(key, x, y, mask)
+  keep = np.asarray(keep)
+  ours = np.bincount(y[keep], minlength=len(counts))
+  scores = np.asarray(jax.jit(functools.partial(cleaning.cv_parzen_log_odds,
+                                                num_classes=len(counts)))(key, x, y, mask))
+  on_scores = test_resample_cleaning.imblearn_iht_on_scores(x, y, scores)
+  if on_scores is not None:  # imbalanced-learn's rule on our scores keeps our rows
+    np.testing.assert_array_equal(keep, on_scores)
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
@@ -76,8 +84,9 @@ def _iht(counts, seed=0):
 def test_iht_falls_back_only_where_imblearn_raises(counts):
   ours, theirs, fell_back = _iht(counts)
   assert theirs is not None and not fell_back
-  m = min(counts)
-  assert np.all(ours >= m) and np.all(theirs >= ours)  # the forest's ties keep more
+  # continuous scores: exactly the minority count per class (the forest's ties keep
+  # more: README); the kept rows are imbalanced-learn's rule on our scores (in _iht)
+  np.testing.assert_array_equal(ours, np.full(len(counts), min(counts)))
 
 
 def test_iht_kept_count_equals_imblearn_with_a_one_row_class_and_raises_like_it():

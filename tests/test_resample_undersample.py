@@ -1,9 +1,12 @@
 """RandomUnderSampler, NearMiss-1/2/3, ClusterCentroids against imbalanced-learn 0.14."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from imblearn import under_sampling as ius
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 
+from fedar_jax.resample import kmeans
 from tests import resample_data as rd
 
 
@@ -37,28 +40,59 @@ def test_random_under_counts_equal_imblearn_and_rows_are_a_uniform_subset():
   assert stats.chisquare(blocks).pvalue > 0.01
 
 
-def test_cluster_centroids_counts_and_kmeans_quality():
-  """Counts equal imbalanced-learn's; minority rows kept as they are; the
-  centroids' inertia is within 10% of scikit-learn KMeans on the same class."""
+def _classes_to_shrink(y):
+  before = rd.counts(y)
+  minority = int(np.argmin(np.where(before > 0, before, np.inf)))
+  return minority, before[minority], np.flatnonzero((before > 0) & (np.arange(rd.K) != minority))
+
+
+def test_cluster_centroids_counts_and_converged_centroids():
+  """Counts equal imbalanced-learn's; minority rows kept as they are; every centroid
+  is the mean of the class rows nearest to it (a Lloyd fixed point, in NumPy)."""
   out = rd.run('cluster_centroids')
   for set_name in rd.NAMES:
     x, y = rd.dataset(set_name)
     o = out[set_name]
     _, y_ref = ius.ClusterCentroids(random_state=0).fit_resample(x, y)
-    ours_y = o['y_in'][o['keep']]
-    np.testing.assert_array_equal(rd.counts(ours_y), rd.counts(y_ref))
-    before = rd.counts(y)
-    minority = int(np.argmin(np.where(before > 0, before, np.inf)))
-    m = before[minority]
+    np.testing.assert_array_equal(rd.counts(o['y_in'][o['keep']]), rd.counts(y_ref))
+    minority, m, shrink = _classes_to_shrink(y)
     np.testing.assert_array_equal(o['x_in'][y == minority], x[y == minority])
-    for c in np.flatnonzero((before > 0) & (np.arange(rd.K) != minority))[:3]:
+    for c in shrink:
       members = x[y == c]
       centers = o['x_in'][o['keep'] & (y == c)]
-      ours = np.sum(np.min(((members[:, None] - centers[None]) ** 2).sum(-1), 1))
-      theirs = KMeans(n_clusters=m, random_state=0).fit(members).inertia_
-      assert ours <= 1.1 * theirs, (set_name, c, ours, theirs)
-      # Converged Lloyd: every centroid is the mean of the members nearest to it (NumPy).
+      assert len(centers) == m
       nearest = np.argmin(((members[:, None] - centers[None]) ** 2).sum(-1), 1)
       for j in np.unique(nearest):
         np.testing.assert_allclose(centers[j], members[nearest == j].mean(0), atol=1e-4,
                                    err_msg=f'{set_name} class {c} centre {j}')
+
+
+def test_lloyd_from_scikit_learns_seeds_equals_its_kmeans():
+  """From scikit-learn's k-means++ seeds, our Lloyd iterations (ClusterCentroids',
+  KMeansSMOTE's) reach scikit-learn KMeans' centres and labels (Lloyd, tol 0)."""
+  cases = []
+  for set_name in rd.NAMES:
+    x, y = rd.dataset(set_name)
+    _, m, shrink = _classes_to_shrink(y)
+    cases += [(set_name, c, m) for c in shrink[:2]]
+  s_max = max(m for _, _, m in cases)
+  xs = np.zeros((len(cases), rd.MAX_CLASS, rd.D), np.float32)
+  ms = np.zeros((len(cases), rd.MAX_CLASS), bool)
+  init = np.zeros((len(cases), s_max, rd.D), np.float32)
+  active = np.zeros((len(cases), s_max), bool)
+  for i, (set_name, c, m) in enumerate(cases):
+    x, y = rd.dataset(set_name)
+    members = x[y == c]
+    xs[i, :len(members)], ms[i, :len(members)] = members, True
+    init[i, :m] = kmeans_plusplus(members, m, random_state=0)[0]
+    active[i, :m] = True
+  lloyd = jax.jit(jax.vmap(lambda x, m, c0, a: kmeans.lloyd(
+      x, m, jnp.zeros(x.shape[0], jnp.int32), c0, jnp.zeros(c0.shape[0], jnp.int32), a)))
+  centers, labels = jax.device_get(lloyd(xs, ms, init, active))
+  for i, (set_name, c, m) in enumerate(cases):
+    members = xs[i][ms[i]]
+    ref = KMeans(n_clusters=m, init=init[i, :m], n_init=1, tol=0, algorithm='lloyd',
+                 max_iter=100).fit(members)
+    np.testing.assert_array_equal(labels[i][ms[i]], ref.labels_, err_msg=f'{set_name} {c}')
+    np.testing.assert_allclose(centers[i, :m], ref.cluster_centers_, atol=1e-5,
+                               err_msg=f'{set_name} {c}')

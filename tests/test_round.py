@@ -30,7 +30,12 @@ def assert_round_equals_reference(spec, state, clients, test, hp, rounds=2, atol
   return o_fast
 
 
-@pytest.mark.parametrize('resampler', ['none', 'smote', 'random_over'])
+# One of each family: identity, oversampling (NumPy reference samplers), a SMOTE
+# variant with its own capacity, under-sampling, cleaning, combined.
+ROUND_RESAMPLERS = ('none', 'smote', 'random_over', 'adasyn', 'nearmiss1', 'enn', 'smote_tomek')
+
+
+@pytest.mark.parametrize('resampler', ROUND_RESAMPLERS)
 def test_vmapped_round_equals_per_client_reference_loop(resampler):
   # Under `highest` (the flag) so the equality holds on GPUs/TPUs too.
   clients, test = helpers.unequal_clients()

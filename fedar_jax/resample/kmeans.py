@@ -80,8 +80,14 @@ def kmeans(key, x, mask, group, center_group, center_active, max_iter: int = 100
     (centers float32[S, D], assignment int32[N] (S for masked rows)).
     A centre that loses all its rows keeps its position.
   """
-  s_total = center_group.shape[0]
   centers = kmeans_pp_init(key, x, mask, group, center_group, center_active)
+  return lloyd(x, mask, group, centers, center_group, center_active, max_iter)
+
+
+def lloyd(x, mask, group, centers, center_group, center_active, max_iter: int = 100):
+  """Lloyd iterations from the given centres (float32[S, D]) until no assignment
+  changes or `max_iter` updates; see `kmeans`. Returns (centers, assignment)."""
+  s_total = center_group.shape[0]
   xf = x.astype(jnp.float32)
 
   def update(a):

@@ -221,19 +221,31 @@ def svm_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors:
   If only one group exists, only its share is generated (as imbalanced-learn);
   with no usable support vector, none (imbalanced-learn raises; fallback).
   """
-  k_beta, k_d, k_s, k_nd, k_ns = jax.random.split(key, 5)
+  keys = jax.random.split(key, 5)
+  k_beta = keys[0]
+  sv = svm_lib.support_vectors(x, y, mask, num_classes=num_classes, sweeps=svm_sweeps)
+  # Beta(10, 10) is the 10th smallest of 19 uniforms (cheaper to compile than gamma draws).
+  frac = jnp.sort(jax.random.uniform(k_beta, (num_classes, 19)), axis=1)[:, 9]
+  return svm_smote_given(keys[1:], x, y, mask, sv, frac, num_classes=num_classes,
+                         num_slots=num_slots, k_neighbors=k_neighbors,
+                         m_neighbors=m_neighbors, out_step=out_step)
+
+
+def svm_smote_given(keys, x, y, mask, sv, frac, *, num_classes: int, num_slots: int,
+                    k_neighbors: int = 5, m_neighbors: int = 10, out_step: float = 0.5):
+  """`svm_smote` given the support vectors (bool[N]) and each class's Beta(10, 10)
+  fraction (float32[K]): n1 = int(frac_c * (d_c + 1)) danger rows, d_c - n1 safe rows.
+  keys: 4 PRNG keys (danger and safe seed plans, danger and safe steps)."""
+  k_d, k_s, k_nd, k_ns = keys
   counts = gate.class_counts(y, mask, num_classes)
   deficits = oversample.oversampling_deficits(counts)
   sq = neighbors.pairwise_sq_distances(x, x, mask)
-  sv = svm_lib.support_vectors(x, y, mask, num_classes=num_classes, sweeps=svm_sweeps)
   danger, noise, _ = danger_and_noise(sq, y, mask, m_neighbors)
   usable = sv & ~noise
   sv_danger = usable & danger
   sv_safe = usable & ~danger
   has_d = gate.class_counts(y, sv_danger, num_classes) > 0
   has_s = gate.class_counts(y, sv_safe, num_classes) > 0
-  # Beta(10, 10) is the 10th smallest of 19 uniforms (cheaper to compile than gamma draws).
-  frac = jnp.sort(jax.random.uniform(k_beta, (num_classes, 19)), axis=1)[:, 9]
   n1 = jnp.floor(frac * (deficits + 1)).astype(jnp.int32)
   n_danger = jnp.where(has_d, n1, 0)
   n_safe = jnp.where(has_s, deficits - n1, 0)
