@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from fedar_jax.resample import cleaning
 from fedar_jax.resample import combine
+from fedar_jax.resample import oversample
 from fedar_jax.resample import smote_variants
 from fedar_jax.resample import undersample
 from fedar_jax.resample.gate import class_counts, fedar_gate, imbalance_ratio  # noqa: F401
@@ -105,8 +106,8 @@ def _under_builder(core, **fixed):
 # set in the functions' signatures.
 _REGISTRY = {
     'none': (_none, ()),
-    'random_over': (_over_builder(smote_variants.random_over), ()),
-    'smote': (_over_builder(smote_variants.smote), ('k_neighbors',)),
+    'random_over': (_over_builder(oversample.random_over), ()),
+    'smote': (_over_builder(oversample.smote), ('k_neighbors',)),
     'borderline_smote1': (_over_builder(smote_variants.borderline_smote, kind=1),
                           ('k_neighbors', 'm_neighbors')),
     'borderline_smote2': (_over_builder(smote_variants.borderline_smote, kind=2),

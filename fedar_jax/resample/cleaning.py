@@ -21,13 +21,6 @@ from fedar_jax.resample import neighbors
 from fedar_jax.resample import strategy
 
 
-def _knn(sq, alive, k):
-  """k nearest alive rows of every row, excluding itself: (idx[N,k'], count[N])."""
-  n = sq.shape[0]
-  allowed = alive[:, None] & alive[None, :] & ~jnp.eye(n, dtype=bool)
-  return neighbors.masked_knn(sq, allowed, k)
-
-
 def _vote(labels, valid, num_classes):
   """Most frequent label among valid entries of each row (lowest label on ties)."""
   votes = jnp.sum(jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * valid[..., None], axis=1)
@@ -42,12 +35,12 @@ def enn_keep(sq, y, alive, act, k: int, num_classes: int, kind: str = 'all', knn
     act: bool[K] classes that may lose rows. k: neighbours (static).
     kind: 'all' keeps a row iff all its k neighbours share its label; 'mode'
       iff the most frequent neighbour label is its own.
-    knn: optional precomputed `_knn(sq, alive, >= k)`.
+    knn: optional precomputed `neighbors.knn_among(sq, alive, >= k)`.
 
   Returns:
     (keep bool[N] (False for dead rows), short bool: an acted-on row had < k neighbours).
   """
-  idx, cnt = knn if knn is not None else _knn(sq, alive, k)
+  idx, cnt = knn if knn is not None else neighbors.knn_among(sq, alive, k)
   idx = idx[:, :k]
   cnt = jnp.minimum(cnt, k)
   valid = jnp.arange(idx.shape[1])[None, :] < cnt[:, None]
@@ -66,7 +59,7 @@ def tomek_remove(sq, y, alive, act):
   A link is a pair of rows of different classes that are each other's nearest
   neighbour.
   """
-  idx, cnt = _knn(sq, alive, 1)
+  idx, cnt = neighbors.knn_among(sq, alive, 1)
   nn = idx[:, 0]
   link = alive & (cnt > 0) & (y[nn] != y) & (nn[nn] == jnp.arange(y.shape[0]))
   return link & act[y]
@@ -160,7 +153,7 @@ def ncr(key, x, y, mask, *, num_classes: int, n_neighbors: int = 3,
   del key
   sq, counts = _setup(x, y, mask, num_classes)
   act = strategy.not_minority(counts)
-  knn = _knn(sq, mask, n_neighbors)
+  knn = neighbors.knn_among(sq, mask, n_neighbors)
   keep_a1, short = enn_keep(sq, y, mask, act, n_neighbors, num_classes, kind='mode', knn=knn)
   minority = strategy.reference_minority(counts, y, mask)
   clean = act & (counts > strategy.minority_count(counts) * threshold_cleaning)
@@ -286,7 +279,6 @@ def cv_parzen_log_odds(key, x, y, mask, *, num_classes: int, folds: int = 5):
   has = mask & jnp.isfinite(nearest)
   h2 = jnp.sum(jnp.where(has, nearest, 0.0)) / jnp.maximum(jnp.sum(has), 1)
   logits = -sq / (2.0 * jnp.maximum(h2, jnp.finfo(jnp.float32).tiny))
-  lse_all = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=1)
   same = allowed & (y[:, None] == y[None, :])
   other = allowed & (y[:, None] != y[None, :])
   lse_same = jax.nn.logsumexp(jnp.where(same, logits, -jnp.inf), axis=1)

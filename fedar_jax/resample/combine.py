@@ -10,12 +10,12 @@ import jax.numpy as jnp
 
 from fedar_jax.resample import cleaning
 from fedar_jax.resample import neighbors
-from fedar_jax.resample import smote_variants
+from fedar_jax.resample import oversample
 
 
 def smote_tomek(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int = 5):
   """SMOTETomek (see module doc)."""
-  x, y, mask, fallback = smote_variants.smote(key, x, y, mask, num_classes=num_classes,
+  x, y, mask, fallback = oversample.smote(key, x, y, mask, num_classes=num_classes,
                                               num_slots=num_slots, k_neighbors=k_neighbors)
   sq = neighbors.pairwise_sq_distances(x, x, mask)
   remove = cleaning.tomek_remove(sq, y, mask, jnp.ones((num_classes,), bool))
@@ -25,7 +25,7 @@ def smote_tomek(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbor
 def smote_enn(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int = 5,
               n_neighbors: int = 3):
   """SMOTEENN (see module doc)."""
-  x, y, mask, fallback = smote_variants.smote(key, x, y, mask, num_classes=num_classes,
+  x, y, mask, fallback = oversample.smote(key, x, y, mask, num_classes=num_classes,
                                               num_slots=num_slots, k_neighbors=k_neighbors)
   sq = neighbors.pairwise_sq_distances(x, x, mask)
   keep, short = cleaning.enn_keep(sq, y, mask, jnp.ones((num_classes,), bool), n_neighbors,

@@ -54,3 +54,13 @@ def masked_knn(sq_dist: jax.Array, allowed: jax.Array, k: int):
   neg, idx = jax.lax.top_k(-d, k)
   count = jnp.sum(jnp.isfinite(neg), axis=-1).astype(jnp.int32)
   return idx.astype(jnp.int32), count
+
+
+def knn_among(sq_dist: jax.Array, alive: jax.Array, k: int):
+  """k nearest alive rows of every row of a square distance matrix, itself excluded.
+
+  sq_dist: float32[N, N]; alive: bool[N]. Returns `masked_knn`'s (idx[N, k'], count[N]).
+  """
+  n = sq_dist.shape[0]
+  allowed = alive[:, None] & alive[None, :] & ~jnp.eye(n, dtype=bool)
+  return masked_knn(sq_dist, allowed, k)

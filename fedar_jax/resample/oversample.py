@@ -91,10 +91,14 @@ def interpolate(key, x, seed, nn_idx, nn_count, step_size=1.0):
   return (base + steps * (x[nb] - base)).astype(x.dtype)
 
 
-def _append(x, y, mask, plan: SlotPlan, new_x):
-  return (jnp.concatenate([x, new_x]),
-          jnp.concatenate([y, plan.cls.astype(y.dtype)]),
-          jnp.concatenate([mask, plan.valid]))
+def append_rows(x, y, mask, cls, valid, new_x):
+  """The N input rows followed by S synthetic slots: x[N+S, D], y[N+S], mask[N+S].
+
+  cls: int[S] class of each slot; valid: bool[S]; new_x: float[S, D] (cast to x's dtype).
+  """
+  return (jnp.concatenate([x, new_x.astype(x.dtype)]),
+          jnp.concatenate([y, cls.astype(y.dtype)]),
+          jnp.concatenate([mask, valid]))
 
 
 def random_over(key, x, y, mask, *, num_classes: int, num_slots: int):
@@ -105,11 +109,11 @@ def random_over(key, x, y, mask, *, num_classes: int, num_slots: int):
     num_classes: K; num_slots: S synthetic slots (static).
 
   Returns:
-    (x[N+S, D], y[N+S], mask[N+S]).
+    (x[N+S, D], y[N+S], mask[N+S], fallback): fallback is always False.
   """
   counts = gate.class_counts(y, mask, num_classes)
   plan = plan_slots(key, y, mask, oversampling_deficits(counts), num_slots)
-  return _append(x, y, mask, plan, x[plan.seed])
+  return (*append_rows(x, y, mask, plan.cls, plan.valid, x[plan.seed]), jnp.asarray(False))
 
 
 def smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int = 5):
@@ -123,10 +127,14 @@ def smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int
     num_classes: K; num_slots: S (static); k_neighbors: k (static).
 
   Returns:
-    (x[N+S, D], y[N+S], mask[N+S]).
+    (x[N+S, D], y[N+S], mask[N+S], fallback): fallback is True where
+    imbalanced-learn raises (a class to grow has <= k_neighbors rows).
   """
   k_plan, k_new = jax.random.split(key)
   counts = gate.class_counts(y, mask, num_classes)
-  plan = plan_slots(k_plan, y, mask, oversampling_deficits(counts), num_slots)
+  deficits = oversampling_deficits(counts)
+  plan = plan_slots(k_plan, y, mask, deficits, num_slots)
   nn_idx, nn_count = same_class_knn(x, y, mask, k_neighbors)
-  return _append(x, y, mask, plan, interpolate(k_new, x, plan.seed, nn_idx, nn_count))
+  new = interpolate(k_new, x, plan.seed, nn_idx, nn_count)
+  fallback = jnp.any((deficits > 0) & (counts <= k_neighbors))
+  return (*append_rows(x, y, mask, plan.cls, plan.valid, new), fallback)

@@ -19,35 +19,7 @@ from fedar_jax.resample import gate
 from fedar_jax.resample import kmeans as kmeans_lib
 from fedar_jax.resample import neighbors
 from fedar_jax.resample import oversample
-from fedar_jax.resample import strategy
 from fedar_jax.resample import svm as svm_lib
-
-
-def _append(x, y, mask, cls, valid, new_x):
-  return (jnp.concatenate([x, new_x.astype(x.dtype)]),
-          jnp.concatenate([y, cls.astype(y.dtype)]),
-          jnp.concatenate([mask, valid]))
-
-
-def _all_knn(sq, mask, k):
-  n = sq.shape[0]
-  allowed = mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
-  return neighbors.masked_knn(sq, allowed, k)
-
-
-def smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int = 5):
-  """`oversample.smote` plus its fallback flag: a class to grow has <= k_neighbors rows."""
-  counts = gate.class_counts(y, mask, num_classes)
-  need = oversample.oversampling_deficits(counts) > 0
-  out = oversample.smote(key, x, y, mask, num_classes=num_classes, num_slots=num_slots,
-                         k_neighbors=k_neighbors)
-  return (*out, jnp.any(need & (counts <= k_neighbors)))
-
-
-def random_over(key, x, y, mask, *, num_classes: int, num_slots: int):
-  """`oversample.random_over` (never falls back)."""
-  return (*oversample.random_over(key, x, y, mask, num_classes=num_classes,
-                                  num_slots=num_slots), jnp.asarray(False))
 
 
 def danger_and_noise(sq, y, mask, m_neighbors: int):
@@ -57,7 +29,7 @@ def danger_and_noise(sq, y, mask, m_neighbors: int):
   danger: m/2 <= n_other < m; noise: n_other == m (m = neighbours found).
   Returns (danger bool[N], noise bool[N], m_found int32[N]).
   """
-  idx, cnt = _all_knn(sq, mask, m_neighbors)
+  idx, cnt = neighbors.knn_among(sq, mask, m_neighbors)
   valid = jnp.arange(idx.shape[1])[None, :] < cnt[:, None]
   n_other = jnp.sum((y[idx] != y[:, None]) & valid, axis=1)
   danger = mask & (2 * n_other >= cnt) & (n_other < cnt)
@@ -87,7 +59,7 @@ def borderline_smote(key, x, y, mask, *, num_classes: int, num_slots: int, kind:
     new = oversample.interpolate(k_col, x, plan.seed, nn_idx, nn_count)
     short = jnp.any((deficits > 0) & has_danger & (counts <= k_neighbors))
   else:
-    nn_idx, nn_count = _all_knn(sq, mask, k_neighbors)
+    nn_idx, nn_count = neighbors.knn_among(sq, mask, k_neighbors)
     s = plan.seed.shape[0]
     cnt = nn_count[plan.seed]
     col = jnp.minimum(jnp.floor(jax.random.uniform(k_col, (s,)) * cnt).astype(jnp.int32),
@@ -99,7 +71,7 @@ def borderline_smote(key, x, y, mask, *, num_classes: int, num_slots: int, kind:
     new = base + steps[:, None] * (x[nb].astype(jnp.float32) - base)
     short = jnp.any(deficits > 0) & (jnp.sum(mask) <= k_neighbors)
   fallback = short | (jnp.any(deficits > 0) & jnp.any(mask & (m_found < m_neighbors)))
-  return (*_append(x, y, mask, plan.cls, plan.valid, new), fallback)
+  return (*oversample.append_rows(x, y, mask, plan.cls, plan.valid, new), fallback)
 
 
 def adasyn_allocation(x, y, mask, *, num_classes: int, n_neighbors: int = 5):
@@ -114,7 +86,7 @@ def adasyn_allocation(x, y, mask, *, num_classes: int, n_neighbors: int = 5):
   counts = gate.class_counts(y, mask, num_classes)
   deficits = oversample.oversampling_deficits(counts)
   sq = neighbors.pairwise_sq_distances(x, x, mask)
-  idx, cnt = _all_knn(sq, mask, n_neighbors)
+  idx, cnt = neighbors.knn_among(sq, mask, n_neighbors)
   valid = jnp.arange(idx.shape[1])[None, :] < cnt[:, None]
   ratio = jnp.sum((y[idx] != y[:, None]) & valid, axis=1) / jnp.maximum(cnt, 1).astype(jnp.float32)
   ratio = jnp.where(mask, ratio, 0.0)
@@ -139,7 +111,7 @@ def adasyn(key, x, y, mask, *, num_classes: int, num_slots: int, n_neighbors: in
   valid = slot < ends[-1]
   nn_idx, nn_count = oversample.same_class_knn(x, y, mask, n_neighbors)
   new = oversample.interpolate(key, x, seed, nn_idx, nn_count)
-  return (*_append(x, y, mask, y[seed], valid, new), fallback)
+  return (*oversample.append_rows(x, y, mask, y[seed], valid, new), fallback)
 
 
 def kmeans_smote_allocation(key, x, y, mask, *, num_classes: int, k_neighbors: int = 2,
@@ -204,7 +176,7 @@ def kmeans_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbo
   plan = oversample.plan_slots(k_plan, group, mask, alloc, num_slots)
   nn_idx, nn_count = oversample.same_class_knn(x, group, mask, k_neighbors)
   new = oversample.interpolate(k_new, x, plan.seed, nn_idx, nn_count)
-  return (*_append(x, y, mask, plan.cls // n_clusters, plan.valid, new), fallback)
+  return (*oversample.append_rows(x, y, mask, plan.cls // n_clusters, plan.valid, new), fallback)
 
 
 def svm_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors: int = 5,
@@ -265,4 +237,4 @@ def svm_smote_given(keys, x, y, mask, sv, frac, *, num_classes: int, num_slots: 
   new = jnp.where(from_d[:, None], new_d, new_s[js])
   need = deficits > 0
   fallback = jnp.any(need & ~(has_d | has_s)) | jnp.any(need & (counts <= k_neighbors))
-  return (*_append(x, y, mask, cls, valid, new), fallback)
+  return (*oversample.append_rows(x, y, mask, cls, valid, new), fallback)
