@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax.config import RunConfig

@@ -8,10 +8,10 @@ compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
 
   round_per_call   before: the round as one program per round, resampling every
                    round, XLA's default options;
-  block_round      `round.make_rounds` over --block rounds, resampling every round
+  block_round      `fedar_round.make_rounds` over --block rounds, resampling every round
                    (--resample_every=round), `train.compiler_options()`;
   prepare          `pretraining.make_prepare` (--resample_every=once), same options;
-  block_once       `round.make_rounds` on the prepared rows (--resample_every=once);
+  block_once       `fedar_round.make_rounds` on the prepared rows (--resample_every=once);
   and the parts alone, default options: resampler (vmapped over clients),
   local_train (vmapped, no resampling), metrics (evaluate on the test set).
 Programs that run also report seconds per round (a second call).
@@ -34,7 +34,7 @@ from experiments.benchmark_round import PAPER  # noqa: E402
 from fedar_jax import client  # noqa: E402
 from fedar_jax import metrics  # noqa: E402
 from fedar_jax import pretraining  # noqa: E402
-from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import fedar_round as round_lib  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
 

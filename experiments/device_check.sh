@@ -25,5 +25,5 @@ rm -rf "$ROOT"; mkdir -p "$ROOT"
 if [[ -n "${OUT:-}" ]]; then cp "$ROOT/figures.jsonl" "$OUT/"; fi
 # Reference equality under --matmul_precision=highest (full runs of every section only).
 if [[ "$*" != *--quick* && "$*" != *--sections* ]]; then
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_round.py tests/test_precision.py 2>&1 | tail -5
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_fedar_round.py tests/test_precision.py 2>&1 | tail -5
 fi

@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import fedar_round as round_lib  # noqa: E402
 from fedar_jax import train  # noqa: E402
 from tests import helpers  # noqa: E402
 

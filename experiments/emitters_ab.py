@@ -2,7 +2,7 @@
 
   python experiments/emitters_ab.py --resamplers=none,smote --clients=100
 
-For each resampler, the block of rounds (`round.make_rounds`, --block rounds,
+For each resampler, the block of rounds (`fedar_round.make_rounds`, --block rounds,
 --resample_every=round) is compiled with XLA's default options and with
 `train.compiler_options()`; then the two executables are called alternately
 --repeats times and the median seconds per round of each are reported, so
@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from experiments.benchmark_round import PAPER  # noqa: E402
-from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import fedar_round as round_lib  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
 

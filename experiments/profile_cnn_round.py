@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fedar_jax import models  # noqa: E402
-from fedar_jax import round as round_lib  # noqa: E402
+from fedar_jax import fedar_round as round_lib  # noqa: E402
 from fedar_jax import train  # noqa: E402
 from fedar_jax.config import RunConfig  # noqa: E402
 from fedar_jax.data.pattern_faces import write_fer2013_csv  # noqa: E402

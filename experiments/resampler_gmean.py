@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from benchmark_resamplers import IMBLEARN
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 
 
 def _quiet_orbax(record) -> bool:

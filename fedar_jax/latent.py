@@ -41,7 +41,7 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
 
   Returns:
     update(params, key, x[N, H, W, ch], y[N], mask[N], threshold, learning_rate)
-    -> (params, ClientStats), the signature of `round.local_update_fn`.
+    -> (params, ClientStats), the signature of `fedar_round.local_update_fn`.
   """
   if mode not in MODES:
     raise ValueError(f'unknown latent resampling mode {mode!r}; allowed: {", ".join(MODES)}')

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from fedar_jax import client
 from fedar_jax import client_blocks
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sharding
 from fedar_jax.data.federated import ClientData
 from fedar_jax.resample import gate

@@ -20,7 +20,7 @@ import optax
 
 from fedar_jax import client
 from fedar_jax import metrics
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.data.federated import ClientData, TestData
 
 

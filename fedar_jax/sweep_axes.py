@@ -11,7 +11,7 @@ A sweep is the product of all lists. The code lists' product gives the groups;
 inside a group the points are data-major (data flags in table order), then the
 traced flags in table order, so point s uses data set s // (S / U).
 Adding a sweep flag is one entry in SWEEP_FLAGS (a traced entry's field must
-also be in `round.HParams` or its `methods.MethodParams` and set by
+also be in `fedar_round.HParams` or its `methods.MethodParams` and set by
 `train.build`). `--defences` names rows of `defences.DEFENCES`: each is a
 code value that also sets the flags of its entry on every point of its group.
 """

@@ -36,7 +36,7 @@ import numpy as np
 
 from fedar_jax import distributed
 from fedar_jax import resample
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sharding
 from fedar_jax import sweep_axes
 from fedar_jax import train

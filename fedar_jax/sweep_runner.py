@@ -49,7 +49,7 @@ from fedar_jax import checkpoint
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sharding
 from fedar_jax import sweep_data
 from fedar_jax import tensorboard_writer

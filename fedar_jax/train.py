@@ -40,7 +40,7 @@ from fedar_jax import pretraining
 from fedar_jax import progress
 from fedar_jax import precision
 from fedar_jax import resample
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding

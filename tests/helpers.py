@@ -5,7 +5,7 @@ import numpy as np
 
 from fedar_jax import models
 from fedar_jax import resample
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.data import federated, synthetic
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from fedar_jax import methods
 from fedar_jax import reference
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.data import load
 from fedar_jax.data import partition

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fedar_jax import config as config_lib
 from fedar_jax import main as main_lib
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import checkpoint
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 

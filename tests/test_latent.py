@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import client, latent, models, reference, resample
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.data import federated
 from fedar_jax.data.pattern_faces import pattern_faces
 

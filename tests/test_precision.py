@@ -4,7 +4,7 @@ import jax.extend
 import pytest
 
 from fedar_jax import precision
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.config import ConfigError, RunConfig, validate
 from tests import helpers
 

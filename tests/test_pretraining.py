@@ -7,7 +7,7 @@ import pytest
 
 from fedar_jax import pretraining
 from fedar_jax import reference
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig, validate

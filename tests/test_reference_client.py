@@ -1,5 +1,5 @@
 """The compiled client update vs the independent reference one, once per resampler
-(the whole round for test_round.ROUND_RESAMPLERS is in test_round.py), and the NumPy samplers vs imbalanced-learn."""
+(the whole round for test_round.ROUND_RESAMPLERS is in test_fedar_round.py), and the NumPy samplers vs imbalanced-learn."""
 import jax
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from imblearn.over_sampling import SMOTE
 from fedar_jax import precision
 from fedar_jax import reference
 from fedar_jax import resample
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from tests import helpers, test_round
 
 OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in test_round.ROUND_RESAMPLERS]
@@ -16,7 +16,7 @@ OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in test_round.ROUND_RESAM
 
 @pytest.mark.parametrize('name', OTHERS)
 def test_client_update_equals_reference_for_every_sampler(name):
-  # One client (the round's batching and FedAvg are checked in test_round.py).
+  # One client (the round's batching and FedAvg are checked in test_fedar_round.py).
   clients, _ = helpers.unequal_clients(sizes=(30,), d=4, ratio=4.0)
   spec, state = helpers.small_spec(clients, resampler=name, epochs=1)
   spec = spec._replace(matmul_precision='highest')

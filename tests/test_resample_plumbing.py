@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import client, models, resample, train
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax.resample import gate
 from fedar_jax.config import ConfigError, RunConfig, validate
 from tests.test_main import SMALL, run_cli

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sampling
 from tests import helpers
 

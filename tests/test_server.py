@@ -11,7 +11,7 @@ import pytest
 from fedar_jax import aggregate
 from fedar_jax import methods
 from fedar_jax import reference
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import server
 from fedar_jax.data import federated
 from fedar_jax import train

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent('''
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from fedar_jax import round as round_lib
+    from fedar_jax import fedar_round as round_lib
     from fedar_jax import sharding
     from fedar_jax.data import federated
     from tests import helpers

@@ -9,7 +9,7 @@ import pytest
 from fedar_jax import defences
 from fedar_jax import main as main_lib
 from fedar_jax import methods
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import sweep_axes
 from fedar_jax import sweep_runner
 from fedar_jax import train

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fedar_jax import config
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 

@@ -51,7 +51,7 @@ def stack_clients(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
 
 def append_empty_clients(clients: ClientData, num_rows: int, first_id: int) -> ClientData:
   """Appends empty clients (mask all False, so FedAvg weight 0) up to `num_rows` on the
-  client axis (the rows a round's layout needs: `round.data_rows`).
+  client axis (the rows a round's layout needs: `fedar_round.data_rows`).
 
   The padding clients get ids first_id, first_id + 1, ... (pass the number of
   real clients before them, so no id is a real client's).

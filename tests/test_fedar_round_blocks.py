@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 from tests import helpers

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import reference
-from fedar_jax import round as round_lib
+from fedar_jax import fedar_round as round_lib
 from tests import helpers
 
 
