@@ -22,6 +22,11 @@ of --repeats (each repeat traces and compiles every program afresh):
 
   python experiments/compile_breakdown.py --resamplers=all --no_parts \
       --programs=block_round,prepare,block_once --repeats=2
+
+`xla_compile_cpu_s` is the process's CPU seconds (all threads) during XLA
+compilation: much less sensitive to other jobs than the wall seconds, and an
+upper bound of the wall seconds on an otherwise idle machine when compilation
+keeps at least one core busy.
 """
 import argparse
 import json
@@ -52,9 +57,9 @@ def measure(fn, *args, options=None, rounds=0) -> dict:
   t = time.perf_counter()
   lowered = jax.jit(fn).lower(*args)
   lower_s = time.perf_counter() - t
-  t = time.perf_counter()
+  t, cpu = time.perf_counter(), time.process_time()
   compiled = lowered.compile(options or {})
-  compile_s = time.perf_counter() - t
+  compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - cpu
   run = {}
   if rounds:
     jax.block_until_ready(compiled(*args))
@@ -65,7 +70,7 @@ def measure(fn, *args, options=None, rounds=0) -> dict:
   if isinstance(cost, list):
     cost = cost[0] if cost else {}
   return {'trace_s': round(trace_s, 3), 'lower_s': round(lower_s, 3),
-          'xla_compile_s': round(compile_s, 3),
+          'xla_compile_s': round(compile_s, 3), 'xla_compile_cpu_s': round(compile_cpu_s, 3),
           'hlo_lines': lowered.as_text().count('\n'),
           'gflop': round(float(cost.get('flops', 0)) / 1e9, 3), **run,
           'options': options or {}}
