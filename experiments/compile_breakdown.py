@@ -99,7 +99,7 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
   if not parts:
     return
   keys = jax.random.split(jax.random.key(0), data.x.shape[0])
-  yield 'resampler', measure(jax.vmap(spec.resampler.full or spec.resampler.fn), keys, data.x,
+  yield 'resampler', measure(jax.vmap(spec.resampler.resample), keys, data.x,
                              data.y, data.mask)
 
   def train_only(params, k, x, y, m):
