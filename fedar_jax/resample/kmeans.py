@@ -101,10 +101,6 @@ def kmeans(key, x, mask, group, center_group, center_active, max_iter: int = 100
     new_a = assign(x, mask, group, centers, center_group, center_active)
     return centers, new_a, jnp.any(new_a != a), it + 1
 
-  # The first pass assigns the seeded centres (from a = S everywhere no centre moves),
-  # so `assign` is traced once, in the loop: a smaller program. it counts from -1 so
-  # at most max_iter updates follow that first assignment.
-  none = jnp.full(mask.shape, s_total, jnp.int32)
-  centers, a, _, _ = jax.lax.while_loop(cond, body,
-                                        (centers, none, jnp.asarray(True), jnp.int32(-1)))
+  a0 = assign(x, mask, group, centers, center_group, center_active)
+  centers, a, _, _ = jax.lax.while_loop(cond, body, (centers, a0, jnp.asarray(True), jnp.int32(0)))
   return centers, a

@@ -62,19 +62,14 @@ def plan_slots(key, y, mask, deficits, num_slots: int) -> SlotPlan:
   return SlotPlan(cls.astype(jnp.int32), valid, seed.astype(jnp.int32))
 
 
-def same_class_knn(x, y, mask, k: int, sq=None):
+def same_class_knn(x, y, mask, k: int):
   """k nearest same-class real neighbours of every row, excluding the row itself.
-
-  sq: optional float32[N, N] `neighbors.pairwise_sq_distances(x, x, mask)`, when
-  the caller has it already (one distance matrix in the program, not two).
 
   Returns (idx int32[N, k'], count int32[N]) as `neighbors.masked_knn`.
   """
   n = x.shape[0]
   allowed = (y[:, None] == y[None, :]) & mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
-  if sq is None:
-    sq = neighbors.pairwise_sq_distances(x, x, mask)
-  return neighbors.masked_knn(sq, allowed, k)
+  return neighbors.masked_knn(neighbors.pairwise_sq_distances(x, x, mask), allowed, k)
 
 
 def interpolate(key, x, seed, nn_idx, nn_count, step_size=1.0):

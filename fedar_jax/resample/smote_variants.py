@@ -143,7 +143,7 @@ def adasyn(key, x, y, mask, *, num_classes: int, num_slots: int, n_neighbors: in
 
 
 def kmeans_smote_allocation(key, x, y, mask, *, num_classes: int, k_neighbors: int = 2,
-                            n_clusters: int = 8, max_iter: int = 100, sq=None):
+                            n_clusters: int = 8, max_iter: int = 100):
   """KMeansSMOTE's clusters and synthetic rows per (class, cluster).
 
   k-means with `n_clusters` centres on all rows (k-means++ seeding, at most
@@ -152,8 +152,6 @@ def kmeans_smote_allocation(key, x, y, mask, *, num_classes: int, k_neighbors: i
   is >= d_c / sum(d) / 2 and it holds >= k_neighbors + 1 rows of c; eligible
   clusters get ceil(d_c * w_j) rows, w_j ∝ (mean pairwise distance of the
   cluster's class-c rows)^e / n_cj, e = 0.16 log_1.6(n_cj)^1.8 (as imbalanced-learn).
-
-  sq: optional `neighbors.pairwise_sq_distances(x, x, mask)` (computed if None).
 
   Returns (group int32[N] = y * n_clusters + cluster, alloc int32[K * n_clusters],
   fallback bool: a class to grow has no eligible cluster, or fewer rows than clusters).
@@ -176,9 +174,7 @@ def kmeans_smote_allocation(key, x, y, mask, *, num_classes: int, k_neighbors: i
   balance = deficits / jnp.maximum(jnp.sum(deficits), 1) / 2.0
   eligible = ((deficits > 0)[:, None] & (size > 0)[None, :] & (frac >= balance[:, None])
               & (n_cj >= k_neighbors + 1))
-  if sq is None:
-    sq = neighbors.pairwise_sq_distances(x, x, mask)
-  dist = jnp.sqrt(sq)
+  dist = jnp.sqrt(neighbors.pairwise_sq_distances(x, x, mask))
   pair_sum = jnp.sum(onehot * jnp.matmul(dist, onehot, precision=jax.lax.Precision.HIGHEST),
                      axis=0).reshape(num_classes, n_clusters)
   nc = jnp.maximum(n_cj, 2.0)
@@ -202,12 +198,11 @@ def kmeans_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbo
   (see `kmeans_smote_allocation`); neighbours are the seed's k nearest rows of
   its class in its cluster. Totals may exceed the deficit by the ceilings."""
   k_km, k_plan, k_new = jax.random.split(key, 3)
-  sq = neighbors.pairwise_sq_distances(x, x, mask)  # One distance matrix for both uses.
   group, alloc, fallback = kmeans_smote_allocation(
       k_km, x, y, mask, num_classes=num_classes, k_neighbors=k_neighbors,
-      n_clusters=n_clusters, max_iter=max_iter, sq=sq)
+      n_clusters=n_clusters, max_iter=max_iter)
   plan = oversample.plan_slots(k_plan, group, mask, alloc, num_slots)
-  nn_idx, nn_count = oversample.same_class_knn(x, group, mask, k_neighbors, sq=sq)
+  nn_idx, nn_count = oversample.same_class_knn(x, group, mask, k_neighbors)
   new = oversample.interpolate(k_new, x, plan.seed, nn_idx, nn_count)
   return (*_append(x, y, mask, plan.cls // n_clusters, plan.valid, new), fallback)
 
@@ -242,7 +237,7 @@ def svm_smote(key, x, y, mask, *, num_classes: int, num_slots: int, k_neighbors:
   n1 = jnp.floor(frac * (deficits + 1)).astype(jnp.int32)
   n_danger = jnp.where(has_d, n1, 0)
   n_safe = jnp.where(has_s, deficits - n1, 0)
-  nn_idx, nn_count = oversample.same_class_knn(x, y, mask, k_neighbors, sq=sq)
+  nn_idx, nn_count = oversample.same_class_knn(x, y, mask, k_neighbors)
   # Danger and safe parts share the slots: danger first, then safe.
   slot_d = oversample.plan_slots(k_d, y, sv_danger, n_danger, num_slots)
   new_d = oversample.interpolate(k_nd, x, slot_d.seed, nn_idx, nn_count)
