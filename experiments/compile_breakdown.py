@@ -17,7 +17,16 @@ compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
 Programs that run also report seconds per round (a second call).
 
 Compilation caches are off (each program is compiled for real). Timings on a
-loaded machine are noisy: compare ratios within one run.
+loaded machine are noisy: compare ratios within one run, or take the minimum
+of --repeats (each repeat traces and compiles every program afresh):
+
+  python experiments/compile_breakdown.py --resamplers=all --no_parts \
+      --programs=block_round,prepare,block_once --repeats=2
+
+`xla_compile_cpu_s` is the process's CPU seconds (all threads) during XLA
+compilation: much less sensitive to other jobs than the wall seconds, and an
+upper bound of the wall seconds on an otherwise idle machine when compilation
+keeps at least one core busy.
 """
 import argparse
 import json
@@ -35,6 +44,7 @@ from fedar_jax import client  # noqa: E402
 from fedar_jax import metrics  # noqa: E402
 from fedar_jax import pretraining  # noqa: E402
 from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import resample  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
 
@@ -47,9 +57,9 @@ def measure(fn, *args, options=None, rounds=0) -> dict:
   t = time.perf_counter()
   lowered = jax.jit(fn).lower(*args)
   lower_s = time.perf_counter() - t
-  t = time.perf_counter()
+  t, cpu = time.perf_counter(), time.process_time()
   compiled = lowered.compile(options or {})
-  compile_s = time.perf_counter() - t
+  compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - cpu
   run = {}
   if rounds:
     jax.block_until_ready(compiled(*args))
@@ -60,29 +70,36 @@ def measure(fn, *args, options=None, rounds=0) -> dict:
   if isinstance(cost, list):
     cost = cost[0] if cost else {}
   return {'trace_s': round(trace_s, 3), 'lower_s': round(lower_s, 3),
-          'xla_compile_s': round(compile_s, 3),
+          'xla_compile_s': round(compile_s, 3), 'xla_compile_cpu_s': round(compile_cpu_s, 3),
           'hlo_lines': lowered.as_text().count('\n'),
           'gflop': round(float(cost.get('flops', 0)) / 1e9, 3), **run,
           'options': options or {}}
 
 
-def run(resampler: str, clients: int, block: int, parts: bool):
+PROGRAMS = ('round_per_call', 'block_round', 'prepare', 'block_once')
+
+
+def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS):
   exp = train.build(PAPER.replace(num_clients=clients, resampler=resampler))
   spec, state, hp = exp.spec, exp.state, exp.hparams
   data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
   count, opts = jnp.int32(block), train.compiler_options()
-  yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp, rounds=1)
-  yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp, count,
-                               options=opts, rounds=block)
+  if 'round_per_call' in programs:
+    yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp, rounds=1)
+  if 'block_round' in programs:
+    yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp,
+                                 count, options=opts, rounds=block)
   prepare = pretraining.make_prepare(spec)
-  yield 'prepare', measure(prepare, data, hp, options=opts)
-  prepared = jax.jit(prepare)(data, hp)
-  yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block), state,
-                              prepared, test, hp, count, options=opts, rounds=block)
+  if 'prepare' in programs:
+    yield 'prepare', measure(prepare, data, hp, options=opts)
+  if 'block_once' in programs:
+    prepared = jax.jit(prepare)(data, hp)
+    yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block),
+                                state, prepared, test, hp, count, options=opts, rounds=block)
   if not parts:
     return
   keys = jax.random.split(jax.random.key(0), data.x.shape[0])
-  yield 'resampler', measure(jax.vmap(spec.resampler.full or spec.resampler.fn), keys, data.x,
+  yield 'resampler', measure(jax.vmap(spec.resampler.resample), keys, data.x,
                              data.y, data.mask)
 
   def train_only(params, k, x, y, m):
@@ -96,15 +113,24 @@ def run(resampler: str, clients: int, block: int, parts: bool):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--resamplers', default='none,smote,cluster_centroids')
+  parser.add_argument('--resamplers', default='none,smote,cluster_centroids',
+                      help="comma list, or 'all' (none + the 22 samplers)")
   parser.add_argument('--clients', type=int, default=100)
   parser.add_argument('--block', type=int, default=5)
   parser.add_argument('--no_parts', action='store_true', help='skip the parts alone')
+  parser.add_argument('--programs', default=','.join(PROGRAMS),
+                      help='comma list of the programs to measure (of %s)' % ', '.join(PROGRAMS))
+  parser.add_argument('--repeats', type=int, default=1,
+                      help='measure each resampler this many times (lines carry "repeat")')
   args = parser.parse_args()
-  for name in args.resamplers.split(','):
-    for program, record in run(name, args.clients, args.block, not args.no_parts):
-      print(json.dumps({'resampler': name, 'program': program, **record,
-                        'device': train.device_description()}), flush=True)
+  names = (resample.RESAMPLER_NAMES if args.resamplers == 'all'
+           else args.resamplers.split(','))
+  programs = args.programs.split(',')
+  for repeat in range(args.repeats):
+    for name in names:
+      for program, record in run(name, args.clients, args.block, not args.no_parts, programs):
+        print(json.dumps({'resampler': name, 'program': program, **record, 'repeat': repeat,
+                          'device': train.device_description()}), flush=True)
 
 
 if __name__ == '__main__':

@@ -8,6 +8,11 @@ formatting) on outputs of the round's real structure for C clients
 (zeros), and what the sweep does per round for S points. Device time is not
 included: compare with the round's own time (e.g. 3.7 ms at C = 100 on one
 H200, issue 8).
+
+Also times fetching a call's outputs for a partial block (count < block):
+`train.run_block`'s fetch-then-slice (`fetch_then_slice_ms`) against slicing
+on the device first (`slice_then_fetch_ms`; `slice_then_fetch_first_ms` is
+its first call for a new count, which compiles a slice program per leaf).
 """
 import argparse
 import csv
@@ -24,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import sharding  # noqa: E402
 from fedar_jax import train  # noqa: E402
 from tests import helpers  # noqa: E402
 
@@ -61,7 +67,32 @@ def main():
     record[f'{name}_host_ms_per_round'] = round(
         1e3 * (time.perf_counter() - t) / (args.repeats // args.block * args.block), 3)
   record['sweep_points'] = args.points
+  record.update(fetch_timings(like, args.block))
   print(json.dumps(record))
+
+
+def fetch_timings(like, block: int, repeats: int = 20) -> dict:
+  """Milliseconds (min of `repeats`) to fetch a block's device outputs, first `count` rounds."""
+  device_outs = jax.block_until_ready(jax.tree.map(lambda a: jnp.ones(a.shape, a.dtype), like))
+  count = max(1, block - 1)
+  ways = {'fetch_then_slice': lambda: jax.tree.map(lambda a: a[:count],
+                                                   sharding.fetch(device_outs)),
+          'slice_then_fetch': lambda: sharding.fetch(jax.tree.map(lambda a: a[:count],
+                                                                  device_outs))}
+  record = {'fetch_bytes': sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(like))}
+  for name, fn in ways.items():
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    best = float('inf')
+    for _ in range(repeats):
+      t = time.perf_counter()
+      fn()
+      best = min(best, time.perf_counter() - t)
+    record[f'{name}_ms'] = round(1e3 * best, 3)
+    if name == 'slice_then_fetch':
+      record[f'{name}_first_ms'] = round(1e3 * first, 3)
+  return record
 
 
 if __name__ == '__main__':

@@ -83,3 +83,23 @@ def test_noise_is_normal():
   assert abs(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) < 0.1
   table = synthetic._normal_table(1.0)
   assert abs(table.mean()) < 1e-6 and abs(np.mean(table.astype(np.float64) ** 2) - 1) < 1e-6
+
+
+def test_mmap_backed_clients_are_the_same(monkeypatch):
+  # Large client arrays live in an anonymous mmap, populated in runs of clients
+  # (_host_array): same numbers as an np.empty array, writable, freed with it.
+  small, _ = synthetic.synthetic_federated(5, 300, 20, 2, 8, 4, 3)
+  monkeypatch.setattr(synthetic, '_MMAP_BYTES', 0)
+  big, _ = synthetic.synthetic_federated(5, 300, 20, 2, 8, 4, 3)
+  owner = big.x
+  while isinstance(owner, np.ndarray):
+    owner = owner.base
+  assert owner is not None and not small.x.base  # The mmap (through a memoryview).
+  np.testing.assert_array_equal(big.x, small.x)
+  np.testing.assert_array_equal(big.y, small.y)
+  big.x[0, 0, 0] = 7.0
+  x, populate = synthetic._host_array((3, 5000), np.float32)
+  populate(0, 3)
+  populate(1, 2)
+  x[:] = 1.5
+  assert x.sum() == 1.5 * 15000
