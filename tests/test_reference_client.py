@@ -1,5 +1,5 @@
 """The compiled client update vs the independent reference one, once per resampler
-(the whole round for test_round.ROUND_RESAMPLERS is in test_fedar_round.py), and the NumPy samplers vs imbalanced-learn."""
+(the whole round for test_fedar_round.ROUND_RESAMPLERS is in test_fedar_round.py), and the NumPy samplers vs imbalanced-learn."""
 import jax
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from fedar_jax import precision
 from fedar_jax import reference
 from fedar_jax import resample
 from fedar_jax import fedar_round as round_lib
-from tests import helpers, test_round
+from tests import helpers, test_fedar_round
 
-OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in test_round.ROUND_RESAMPLERS]
+OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in test_fedar_round.ROUND_RESAMPLERS]
 
 
 @pytest.mark.parametrize('name', OTHERS)
