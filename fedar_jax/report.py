@@ -437,6 +437,23 @@ def _varying(tables: list[dict]) -> set:
   return {k for k in tables[0]['setting'] if len({t['setting'][k] for t in tables}) > 1}
 
 
+def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
+  """Markdown rows `| row | cell | ... |`: cells[(row, column)] = (mean, std or None, n)
+  as 'mean ± std' (blank where absent), bold where row is in best[column]."""
+  lines = []
+  for r in rows:
+    texts = []
+    for c in columns:
+      if (r, c) not in cells:
+        texts.append('')
+        continue
+      mean, std, _ = cells[(r, c)]
+      text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+      texts.append(f'**{text}**' if r in best[c] else text)
+    lines.append(f'| {r} | ' + ' | '.join(texts) + ' |')
+  return lines
+
+
 def ir_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
@@ -448,16 +465,7 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
               f'{t["seeds"]} seeds)', '',
               '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
               '|---' * (len(t['ratios']) + 1) + '|']
-    for r in t['resamplers']:
-      cells = []
-      for ir in t['ratios']:
-        if (r, ir) not in t['cells']:
-          cells.append('')
-          continue
-        mean, std, _ = t['cells'][(r, ir)]
-        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
-        cells.append(f'**{text}**' if r in t['best'][ir] else text)
-      lines.append(f'| {r} | ' + ' | '.join(cells) + ' |')
+    lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
     ties = [f'IR {ir}: {", ".join(b)}' for ir, b in t['best'].items() if len(b) > 1]
     if ties:
       lines += ['', 'Ties for best: ' + '; '.join(ties) + '.']
@@ -575,16 +583,7 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
               f'{_count({t["seeds"]}, "seed", "seeds")})', '',
               '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
               '|---' * (len(t['fractions']) + 1) + '|']
-    for d in t['defences']:
-      cells = []
-      for f in t['fractions']:
-        if (d, f) not in t['cells']:
-          cells.append('')
-          continue
-        mean, std, _ = t['cells'][(d, f)]
-        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
-        cells.append(f'**{text}**' if d in t['best'][f] else text)
-      lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
+    lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
     lines.append('')
   return lines
 
