@@ -18,6 +18,7 @@ The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
 writes the workdir).
 """
+import concurrent.futures
 import json
 import os
 import statistics
@@ -363,9 +364,21 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
     fn = pretraining.make_prepare(spec)
     if sweep is not None:
       fn = sweep_prepare(fn)
-    prepare = jax.jit(fn).lower(clients, hparams).compile(options)
+    lowered, round_spec = jax.jit(fn).lower(clients, hparams), pretraining.round_spec(spec)
+    if sweep is None and jax.device_count() == 1:
+      # One device: the outputs' sharding is known before compiling, so the two
+      # programs compile at once (XLA compiles a program on one thread).
+      device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+      prepared = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                              lowered.out_info)
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lowered.compile, options)
+        rounds = compile_rounds(round_spec, block_rounds, state, prepared, test, hparams,
+                                None, options)
+        return Program(pending.result(), rounds)
+    prepare = lowered.compile(options)
     # The round is compiled for the shardings the compiled step really outputs.
-    clients, round_spec = prepare.out_info, pretraining.round_spec(spec)
+    clients = prepare.out_info
   round_fn = None if sweep is None else sweep(round_spec, prepare is not None)
   return Program(prepare,
                  compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn,
