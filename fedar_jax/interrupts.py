@@ -46,7 +46,7 @@ def exit_while_starting() -> None:
     signal.signal(s, handler)
 
 
-_state = {'installed': False, 'deferring': False, 'pending': None}
+_state = {'installed': False, 'deferring': False, 'pending': None, 'quiet_exit': False}
 
 
 def _handler(signum, frame):
@@ -75,13 +75,15 @@ def handled():
     if not isinstance(info.exc_value, Interrupted):
       old_hook(info)
   sys.unraisablehook = unraisable
-  _state.update(installed=True, deferring=False, pending=None)
+  _state.update(installed=True, deferring=False, pending=None, quiet_exit=False)
   try:
     yield
   finally:
     for s, h in old.items():
       signal.signal(s, h)
-    sys.unraisablehook = old_hook
+    # After an interrupt's one line, objects the signal tore mid-construction (e.g. an
+    # event loop inside a library) say nothing when the exiting process collects them.
+    sys.unraisablehook = (lambda info: None) if _state['quiet_exit'] else old_hook
     _state.update(installed=False, deferring=False, pending=None)
 
 
@@ -94,6 +96,11 @@ def deferred(enabled: bool = True):
     yield
   finally:
     _state['deferring'] = before
+
+
+def exit_quietly() -> None:
+  """The process is ending with its one line: later unraisable exceptions are not printed."""
+  _state['quiet_exit'] = True
 
 
 def pending() -> bool:

@@ -116,6 +116,7 @@ def faults_reported(workdir: str):
       yield
     except interrupts.Interrupted as e:
       print(e.message(rounds_done()), file=sys.stderr)
+      interrupts.exit_quietly()
       sys.exit(e.exit_code)
     except Exception as e:  # Disk full surfaces as OSError or as Orbax/TensorStore errors.
       if not _disk_full(e):

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 from absl import flags
 import jax
@@ -282,3 +283,27 @@ def test_cli_early_signal_is_one_line_not_swallowed(tmp_path):
   stderr = (tmp_path / 'err').read_text()
   assert 'Traceback' not in stderr
   assert stderr.strip().splitlines()[-1].startswith('interrupted after round '), stderr
+
+
+def test_after_an_interrupt_line_unraisable_exceptions_are_not_printed(capsys):
+  """An object the signal tore mid-construction (e.g. asyncio's loop without its `_ssock`)
+  is collected at exit: after the one line nothing more is printed; otherwise the hook
+  is restored."""
+  from fedar_jax import interrupts
+  hook = sys.unraisablehook
+  with interrupts.handled():
+    pass
+  assert sys.unraisablehook is hook
+  try:
+    with interrupts.handled():
+      interrupts.exit_quietly()
+    assert sys.unraisablehook is not hook
+    torn = AttributeError('_ssock')
+    sys.unraisablehook(types.SimpleNamespace(exc_type=AttributeError, exc_value=torn,
+                                             exc_traceback=None, err_msg=None, object=None))
+    assert capsys.readouterr().err == ''
+  finally:
+    sys.unraisablehook = hook
+  with interrupts.handled():
+    pass
+  assert sys.unraisablehook is hook
