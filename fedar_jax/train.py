@@ -172,7 +172,8 @@ def build_mlp(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   """--model=mlp: an MLP on rows [D], or on image rows [H, W, ch] flattened."""
   x = data.clients.x  # [C, N, ...]
   model = models.MLP(num_classes=len(data.class_names), hidden=tuple(cfg.hidden))
-  params = model.init(jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
+  # One compiled init, not an eager dispatch (and compile) per initializer op.
+  params = jax.jit(model.init)(jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
   if x.ndim > 3:
     return Model(models.flat_apply(model.apply), params, resample.flattened(resampler))
   return Model(model.apply, params, resampler)
@@ -194,7 +195,7 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   # parameters are grouped convolutions, slow on XLA:CPU); lax ones elsewhere.
   model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels,
                      patches=jax.devices()[0].platform == 'cpu')
-  params = model.init(jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
+  params = jax.jit(model.init)(jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
   if cfg.latent_resampling == 'none':
     return Model(model.apply, params, resample.flattened(resampler))
   if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
