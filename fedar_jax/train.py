@@ -356,45 +356,46 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
   sweep_prepare: for a sweep, maps `pretraining.make_prepare`'s function to its
   version over the sweep axis.
   """
-  prepare, round_spec = None, spec
+  prepare = pending = None
+  round_spec = spec
   options = compiler_options() if options is None else options
-  if resample_every == 'once':
-    if spec.local_update is not None:
-      raise ConfigError('resample_every', 'once needs the standard client update (not latent '
-                        'resampling); use --resample_every=round')
-    fn = pretraining.make_prepare(spec)
-    if sweep is not None:
-      fn = sweep_prepare(fn)
-    lowered, round_spec = jax.jit(fn).lower(clients, hparams), pretraining.round_spec(spec)
-    step_options = {**options, **once_compiler_options()}
-    if sweep is None and jax.device_count() == 1:
-      # One device: the outputs' sharding is known before compiling, so the two
-      # programs compile at once (XLA compiles a program on one thread).
-      device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      prepared = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                              lowered.out_info)
-      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    if resample_every == 'once':
+      if spec.local_update is not None:
+        raise ConfigError('resample_every', 'once needs the standard client update (not '
+                          'latent resampling); use --resample_every=round')
+      fn = pretraining.make_prepare(spec)
+      if sweep is not None:
+        fn = sweep_prepare(fn)
+      lowered, round_spec = jax.jit(fn).lower(clients, hparams), pretraining.round_spec(spec)
+      step_options = {**options, **once_compiler_options()}
+      if sweep is None and jax.device_count() == 1:
+        # One device: the outputs' sharding is known before compiling, so the two
+        # programs compile at once (XLA compiles a program on one thread).
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        clients = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                               lowered.out_info)
         pending = pool.submit(lowered.compile, step_options)
-        rounds = compile_rounds(round_spec, block_rounds, state, prepared, test, hparams,
-                                None, options)
-        return Program(pending.result(), rounds)
-    prepare = lowered.compile(step_options)
-    # The round is compiled for the shardings the compiled step really outputs.
-    clients = prepare.out_info
-  round_fn = None if sweep is None else sweep(round_spec, prepare is not None)
-  return Program(prepare,
-                 compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn,
-                                options))
+      else:
+        prepare = lowered.compile(step_options)
+        # The round is compiled for the shardings the compiled step really outputs.
+        clients = prepare.out_info
+    round_fn = None if sweep is None else sweep(round_spec, resample_every == 'once')
+    rounds = compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn,
+                            options)
+    if pending is not None:
+      prepare = pending.result()
+  return Program(prepare, rounds)
 
 
 def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
-                   round_fn=None, options: dict | None = None):
-  """The compiled block of rounds (`round_lib.make_rounds`) for these arguments' shapes.
+                   round_fn, options: dict):
+  """The compiled block of rounds (`round_lib.make_rounds`, XLA `options`) for these
+  arguments' shapes.
 
   Returns step(state, clients, test, hparams, count) -> (state, RoundOutput [block_rounds, ...]).
   """
   rounds = jax.jit(round_lib.make_rounds(spec, block_rounds, round_fn))
-  options = compiler_options() if options is None else options
   return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile(options)
 
 
