@@ -21,6 +21,8 @@ generation and compilation:
               wall seconds, rows written, and whether it finished.
 Each section runs in its own workdir under --root (default a new temporary directory)
 with the compilation cache in --root/cache, so the first command of a run is cold.
+--xla_flags adds XLA_FLAGS to every command (e.g. a variant chosen by
+experiments/xla_variants.py); each record carries the flags it ran under.
 """
 import argparse
 import csv
@@ -93,6 +95,7 @@ def main():
   parser.add_argument('--preset_timeout', type=float, default=0,
                       help='seconds the IMR preset may run (default 150; quick 120)')
   parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset')
+  parser.add_argument('--xla_flags', default='', help='XLA_FLAGS added to every command')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
   cache = f'--compilation_cache_dir={os.path.join(root, "cache")}'
@@ -100,6 +103,7 @@ def main():
   sizes = (10, 40, 100) if args.quick else (100, 1000, 10000)
   rounds = 5 if args.quick else 20
   sections = args.sections.split(',')
+  xla = args.xla_flags
 
   def emit(record):
     print(json.dumps(record), flush=True)
@@ -109,8 +113,9 @@ def main():
       workdir = os.path.join(root, f'main_c{c}')
       r = rounds if c <= sizes[0] * 10 else 5
       wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', f'--rounds={r}',
-                                              f'--workdir={workdir}', cache], 600)
-      emit({'section': 'main', 'clients': c, 'rounds': r, 'wall_s': round(wall, 2), 'rc': rc,
+                                              f'--workdir={workdir}', cache], 600, xla)
+      emit({'section': 'main', 'clients': c, 'rounds': r, 'xla_flags': xla,
+            'wall_s': round(wall, 2), 'rc': rc,
             **_summary(workdir), **({'error': err} if rc else {})})
   if 'rerun' in sections:  # Its own cache: the first command compiles, the rerun loads.
     rerun_cache = f'--compilation_cache_dir={os.path.join(root, "cache_rerun")}'
@@ -118,19 +123,21 @@ def main():
       workdir = os.path.join(root, f'rerun_{label}')
       wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={sizes[0]}',
                                               f'--rounds={rounds}', '--seed=7',
-                                              f'--workdir={workdir}', rerun_cache], 600)
-      emit({'section': 'rerun', 'run': label, 'clients': sizes[0], 'wall_s': round(wall, 2),
+                                              f'--workdir={workdir}', rerun_cache], 600, xla)
+      emit({'section': 'rerun', 'run': label, 'xla_flags': xla, 'clients': sizes[0],
+            'wall_s': round(wall, 2),
             'rc': rc, **_summary(workdir), **({'error': err} if rc else {})})
   if 'sweep30' in sections:
     workdir = os.path.join(root, 'sweep30')
     c = sizes[0] if args.quick else 100
     wall, rc, err = _run('fedar_jax.sweep', [*base, f'--num_clients={c}', f'--rounds={rounds}',
                                              '--thresholds=1,1.5,2,3,5,10', '--seeds=0,1,2,3,4',
-                                             f'--workdir={workdir}', cache], 600)
-    emit({'section': 'sweep30', 'points': 30, 'clients': c, 'rounds': rounds,
+                                             f'--workdir={workdir}', cache], 600, xla)
+    emit({'section': 'sweep30', 'xla_flags': xla, 'points': 30, 'clients': c,
+          'rounds': rounds,
           'wall_s': round(wall, 2), 'rc': rc, 'rows': _rows(os.path.join(workdir, 'sweep.csv')),
           **({'error': err} if rc else {})})
-  chosen = ''
+  chosen = xla
   if 'xla_options' in sections:
     c = sizes[1]
     found = {}
@@ -138,7 +145,7 @@ def main():
       workdir = os.path.join(root, f'xla_{label}')
       wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', '--rounds=10',
                                               f'--workdir={workdir}', '--compilation_cache_dir='],
-                           600, flags)
+                           600, f'{xla} {flags}'.strip())
       record = {'section': 'xla_options', 'variant': label, 'xla_flags': flags, 'clients': c,
                 'wall_s': round(wall, 2), 'rc': rc, **_summary(workdir),
                 **({'error': err} if rc else {})}
@@ -149,7 +156,7 @@ def main():
       limit = 1.05 * found['default']['round_s']
       ok = [r for r in found.values() if r['round_s'] <= limit]
       best = min(ok, key=lambda r: r['compile_s'])
-      chosen = best['xla_flags']
+      chosen = f"{xla} {best['xla_flags']}".strip()
       emit({'section': 'xla_options', 'chosen': best['variant'], 'xla_flags': chosen,
             'compile_s': best['compile_s'], 'round_s': best['round_s'],
             'default_compile_s': found['default']['compile_s'],
@@ -164,7 +171,8 @@ def main():
     else:
       wall, rc, err = _run('fedar_jax.sweep', [f'--flagfile={flagfile}', f'--workdir={workdir}',
                                                cache], limit, chosen)
-      emit({'section': 'imr_preset', 'flagfile': name, 'xla_flags': chosen, 'wall_s': round(wall, 2), 'rc': rc,
+      emit({'section': 'imr_preset', 'flagfile': name, 'xla_flags': chosen,
+            'wall_s': round(wall, 2), 'rc': rc,
             'finished': rc == 0, 'timeout_s': limit,
             'rows': _rows(os.path.join(workdir, 'sweep.csv')),
             **({'error': err} if rc not in (0, 124) else {})})
