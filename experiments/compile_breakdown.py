@@ -10,7 +10,8 @@ compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
                    round, XLA's default options;
   block_round      `fedar_round.make_rounds` over --block rounds, resampling every round
                    (--resample_every=round), `train.compiler_options()`;
-  prepare          `pretraining.make_prepare` (--resample_every=once), same options;
+  prepare          `pretraining.make_prepare` (--resample_every=once), those options and
+                   `train.once_compiler_options()`;
   block_once       `fedar_round.make_rounds` on the prepared rows (--resample_every=once);
   and the parts alone, default options: resampler (vmapped over clients),
   local_train (vmapped, no resampling), metrics (evaluate on the test set).
@@ -94,7 +95,8 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
                                  count, options=opts, rounds=block, calls=calls)
   prepare = pretraining.make_prepare(spec)
   if 'prepare' in programs:
-    yield 'prepare', measure(prepare, data, hp, options=opts, calls=calls)
+    yield 'prepare', measure(prepare, data, hp, options={**opts, **train.once_compiler_options()},
+                             calls=calls)
   if 'block_once' in programs:
     prepared = jax.jit(prepare)(data, hp)
     yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block),

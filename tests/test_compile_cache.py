@@ -37,10 +37,12 @@ def test_fast_compile_turns_off_triton_gemm_on_gpu_only(monkeypatch):
   assert train.compiler_options(True) == {'xla_gpu_enable_triton_gemm': False}
 
 
-def test_pretraining_step_is_compiled_at_llvm_level_one_on_cpu_only(monkeypatch):
+def test_pretraining_step_options_per_platform(monkeypatch):
   import jax
   from fedar_jax import train
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
   assert train.once_compiler_options() == {'xla_backend_optimization_level': 1}
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert train.once_compiler_options() == {'xla_gpu_enable_triton_gemm': False}
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'tpu')
   assert train.once_compiler_options() == {}
