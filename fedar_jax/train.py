@@ -19,6 +19,7 @@ multi-host run, where each process loads only its own clients and process 0
 writes the workdir).
 """
 import concurrent.futures
+import functools
 import json
 import os
 import statistics
@@ -168,12 +169,20 @@ class Model(NamedTuple):
   local_update: Callable | None = None
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def init_params(model, key, x):
+  """`model.init(key, x)` as one compiled program (not an eager dispatch per initializer
+  op), compiled once per model configuration: a sweep's points share it (a jit of each
+  new module's bound `init` would compile once per point)."""
+  return model.init(key, x)
+
+
 def build_mlp(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resampler) -> Model:
   """--model=mlp: an MLP on rows [D], or on image rows [H, W, ch] flattened."""
   x = data.clients.x  # [C, N, ...]
   model = models.MLP(num_classes=len(data.class_names), hidden=tuple(cfg.hidden))
   # One compiled init, not an eager dispatch (and compile) per initializer op.
-  params = jax.jit(model.init)(jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
+  params = init_params(model, jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
   if x.ndim > 3:
     return Model(models.flat_apply(model.apply), params, resample.flattened(resampler))
   return Model(model.apply, params, resampler)
@@ -195,7 +204,7 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   # parameters are grouped convolutions, slow on XLA:CPU); lax ones elsewhere.
   model = models.cnn(num_classes, cfg.hidden, cfg.latent_dim, cfg.cnn_channels,
                      patches=jax.devices()[0].platform == 'cpu')
-  params = jax.jit(model.init)(jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
+  params = init_params(model, jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
   if cfg.latent_resampling == 'none':
     return Model(model.apply, params, resample.flattened(resampler))
   if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:

@@ -39,3 +39,15 @@ def test_model_builders_give_the_round_its_parts():
   assert model.resampler is resampler and model.local_update is None
   logits = model.apply_fn(model.params, data.test.x[:2])
   assert logits.shape == (2, 3)
+
+
+def test_model_init_compiles_once_per_model_configuration():
+  # A sweep builds one experiment per point: they must share one compiled init.
+  data = train.prepare_data(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
+  resampler = train.build_resampler(SMALL, data)
+  before = train.init_params._cache_size()
+  first = train.build_mlp(SMALL.replace(seed=1), data, resampler)
+  second = train.build_mlp(SMALL.replace(seed=2), data, resampler)
+  assert train.init_params._cache_size() - before <= 1
+  assert not np.array_equal(first.params['params']['Dense_0']['kernel'],
+                            second.params['params']['Dense_0']['kernel'])
