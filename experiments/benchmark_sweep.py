@@ -8,7 +8,6 @@ Both arms run the same engine on the same data for the same rounds:
             the measured compile time 29 more times, the cost of 30 `fedar_jax.main`
             invocations.
 """
-import statistics
 import time
 
 import jax

@@ -1,6 +1,5 @@
 """Aggregators vs brute-force NumPy (reference.np_aggregate), with padded/unsampled
 (weight 0, NaN-filled) client slots that must never count."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 import collections
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from imblearn.over_sampling import RandomOverSampler, SMOTE
