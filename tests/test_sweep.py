@@ -266,3 +266,26 @@ def test_sweeps_that_cannot_be_built_are_refused_before_writing(tmp_path, flags,
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and re.match(pattern, lines[0]), proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_building_a_group_again_compiles_nothing():
+  # Every point's build (model init, data) reuses compiled programs: a per-point jit
+  # (e.g. of each new module's bound `init`) would compile again for every point.
+  import jax
+  from fedar_jax import sweep_data
+  axes = sweep_runner.SweepAxes.of(BASE, seeds=(1, 2, 3))
+  mesh = sweep_runner.mesh_for(axes)
+  data = sweep_data.prepare(BASE, axes, mesh)
+  [group] = sweep_runner.make_groups(BASE, axes)
+  assert len(sweep_runner.build_points(group, data, mesh)) == 3
+  compiles = []
+
+  def listener(name, *_, **__):
+    if name == '/jax/core/compile/backend_compile_duration':
+      compiles.append(name)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    assert len(sweep_runner.build_points(group, data, mesh)) == 3
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert not compiles, len(compiles)
