@@ -109,6 +109,12 @@ def counts(y):
   return np.bincount(y, minlength=K)
 
 
+def minority(y):
+  """The smallest class present in y (the first on ties)."""
+  c = counts(y)
+  return int(np.argmin(np.where(c > 0, c, np.inf)))
+
+
 def locate(points, x, bases, neighbours):
   """For each point, the (base, neighbour) segment it lies closest to.
 

@@ -44,8 +44,7 @@ def test_kept_rows_equal_imblearn(name):
 def _imblearn_seed_ranks(set_name, seed=0):
   """The in-class seed ranks imbalanced-learn's CNN/OSS draw with random_state=seed."""
   _, y = rd.dataset(set_name)
-  counts = rd.counts(y)
-  minority = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+  counts, minority = rd.counts(y), rd.minority(y)
   rs = np.random.RandomState(seed)
   ranks = np.zeros(rd.K, np.int32)
   for c in np.unique(y):
@@ -75,8 +74,7 @@ def test_oss_kept_rows_equal_imblearn_given_its_seed_rows():
 
 def _hart_reference(x, y, ranks):
   """Hart's condensing, one pass per non-minority class, with a plain loop (1-NN)."""
-  counts = rd.counts(y)
-  minority = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+  minority = rd.minority(y)
   keep = y == minority
   for c in np.unique(y):
     if c == minority:
@@ -103,8 +101,7 @@ def _imblearn_cnn_loop(x, y, ranks, fix_index_mixup):
   xd = x.astype(np.float64)
   norms = (xd * xd).sum(1)
   sq = norms[:, None] + norms[None] - 2 * xd @ xd.T
-  counts = rd.counts(y)
-  minority = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+  minority = rd.minority(y)
   keep = y == minority
   for c in np.unique(y):
     if c == minority:
