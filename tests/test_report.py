@@ -18,6 +18,13 @@ COLUMNS = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
            'train_loss', 'round_s']
 
 
+def _assert_linked_png(workdir, name, outputs, md):
+  """workdir/plots/name is a PNG, among write_report's outputs and linked in report.md."""
+  png = workdir / 'plots' / name
+  assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert f'plots/{name}' in md
+
+
 def _write_sweep(path, rng):
   """A sweep.csv of 2 IRs x 3 thresholds x 3 seeds x 4 rounds with random metrics."""
   values = {}
@@ -161,9 +168,7 @@ def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_p
   assert '| none | 0.6000 ± 0.1000 | **0.3000 ± 0.0000** |' in md
   assert '| smote | **0.8000 ± 0.1000** | 0.2000 ± 0.1000 |' in md
   assert 'Ties for best: IR 2: enn, smote.' in md
-  png = tmp_path / 'plots' / 'gmean_vs_ir.png'
-  assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  assert 'plots/gmean_vs_ir.png' in md
+  _assert_linked_png(tmp_path, 'gmean_vs_ir.png', outputs, md)
 
 
 def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
@@ -202,9 +207,7 @@ def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
   assert '### attack skew (2 rounds, 2 seeds)' in md
   assert '| defence | attackers 0 | attackers 0.2 | attackers 0.4 |' in md
   assert '| none | 0.8750 ± 0.0354 | 0.7750 ± 0.0354 | 0.6750 ± 0.0354 |' in md
-  png = tmp_path / 'plots' / 'gmean_vs_attackers.png'
-  assert str(png) in outputs and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  assert 'plots/gmean_vs_attackers.png' in md
+  _assert_linked_png(tmp_path, 'gmean_vs_attackers.png', outputs, md)
   # The summary keys every setting column (a missing one reads as ''), not the seed.
   with open(tmp_path / 'summary.csv') as f:
     header = next(csv.reader(f))
