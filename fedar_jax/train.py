@@ -181,7 +181,6 @@ def build_mlp(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   """--model=mlp: an MLP on rows [D], or on image rows [H, W, ch] flattened."""
   x = data.clients.x  # [C, N, ...]
   model = models.MLP(num_classes=len(data.class_names), hidden=tuple(cfg.hidden))
-  # One compiled init, not an eager dispatch (and compile) per initializer op.
   params = init_params(model, jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
   if x.ndim > 3:
     return Model(models.flat_apply(model.apply), params, resample.flattened(resampler))
@@ -408,6 +407,9 @@ def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients,
   return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile(options)
 
 
+GPU_BACKENDS = ('gpu', 'cuda', 'rocm')  # jax.default_backend() names of GPUs
+
+
 def compiler_options(fast_compile: bool = False) -> dict:
   """XLA options for the run's programs (BUILD_NOTES, *Compile time*).
 
@@ -420,7 +422,7 @@ def compiler_options(fast_compile: bool = False) -> dict:
   backend = jax.default_backend()
   if backend == 'cpu':
     return {'xla_cpu_use_fusion_emitters': False}
-  if backend in ('gpu', 'cuda', 'rocm') and fast_compile:
+  if backend in GPU_BACKENDS and fast_compile:
     return {'xla_gpu_enable_triton_gemm': False}
   return {}
 
@@ -433,13 +435,13 @@ def once_compiler_options() -> dict:
   for bit (BUILD_NOTES, *The two programs compile at once*). GPU: no Triton GEMM
   fusions (cuBLAS), so no Triton tiling autotuning of the resampler's distance
   matrices: H200, SMOTE, 1,000 clients: the step's compile 10.0 -> 1.35 s, its
-  run 4.18 -> 4.13 ms (BUILD_NOTES, *On an H200*). The block of rounds keeps
-  XLA's defaults.
+  run 4.18 -> 4.13 ms (BUILD_NOTES, *Where a GPU's compile goes*). The block of
+  rounds keeps XLA's defaults.
   """
   backend = jax.default_backend()
   if backend == 'cpu':
     return {'xla_backend_optimization_level': 1}
-  if backend in ('gpu', 'cuda', 'rocm'):
+  if backend in GPU_BACKENDS:
     return {'xla_gpu_enable_triton_gemm': False}
   return {}
 
