@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import reference
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 
@@ -69,7 +69,7 @@ def run(args):
     exp = train.build(PAPER.replace(num_clients=c))
     clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
     t = time.perf_counter()
-    step = jax.jit(round_lib.make_round(exp.spec)).lower(exp.state, clients, test,
+    step = jax.jit(fedar_round.make_round(exp.spec)).lower(exp.state, clients, test,
                                                           exp.hparams).compile()
     compile_s = time.perf_counter() - t
     state, times = exp.state, []

@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax.config import RunConfig
@@ -52,7 +52,7 @@ def run(args):
   sweep_gmean = np.asarray(out.metrics['gmean'])
 
   # Separate arm: 30 runs of the single-run round, one after another.
-  single, single_compile = _timed_compile(round_lib.make_round(exps[0].spec), exps[0].state,
+  single, single_compile = _timed_compile(fedar_round.make_round(exps[0].spec), exps[0].state,
                                           clients, test, exps[0].hparams)
   t, gmeans = time.perf_counter(), []
   for e in exps:

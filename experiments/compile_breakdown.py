@@ -44,7 +44,7 @@ from experiments.benchmark_round import PAPER  # noqa: E402
 from fedar_jax import client  # noqa: E402
 from fedar_jax import metrics  # noqa: E402
 from fedar_jax import pretraining  # noqa: E402
-from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import fedar_round  # noqa: E402
 from fedar_jax import resample  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
@@ -88,10 +88,10 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
   data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
   count, opts = jnp.int32(block), train.compiler_options()
   if 'round_per_call' in programs:
-    yield 'round_per_call', measure(round_lib.make_round(spec), state, data, test, hp, rounds=1,
+    yield 'round_per_call', measure(fedar_round.make_round(spec), state, data, test, hp, rounds=1,
                                     calls=calls)
   if 'block_round' in programs:
-    yield 'block_round', measure(round_lib.make_rounds(spec, block), state, data, test, hp,
+    yield 'block_round', measure(fedar_round.make_rounds(spec, block), state, data, test, hp,
                                  count, options=opts, rounds=block, calls=calls)
   prepare = pretraining.make_prepare(spec)
   if 'prepare' in programs:
@@ -99,7 +99,7 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
                              calls=calls)
   if 'block_once' in programs:
     prepared = jax.jit(prepare)(data, hp)
-    yield 'block_once', measure(round_lib.make_rounds(pretraining.round_spec(spec), block),
+    yield 'block_once', measure(fedar_round.make_rounds(pretraining.round_spec(spec), block),
                                 state, prepared, test, hp, count, options=opts, rounds=block,
                                 calls=calls)
   if not parts:

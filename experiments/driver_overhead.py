@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import fedar_round  # noqa: E402
 from fedar_jax import sharding  # noqa: E402
 from fedar_jax import train  # noqa: E402
 from tests import helpers  # noqa: E402
@@ -43,8 +43,8 @@ def main():
   args = parser.parse_args()
   clients, test = helpers.unequal_clients(sizes=(20,) * args.clients, d=4)
   spec, state = helpers.small_spec(clients, num_classes=3)
-  hp = round_lib.HParams.create(1.5, 1e-3, 0)
-  like = jax.eval_shape(round_lib.make_rounds(spec, args.block), state, clients, test, hp,
+  hp = fedar_round.HParams.create(1.5, 1e-3, 0)
+  like = jax.eval_shape(fedar_round.make_rounds(spec, args.block), state, clients, test, hp,
                         jnp.int32(args.block))[1]
   outs = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), like)
   header = train.csv_header(['a', 'b', 'c'])

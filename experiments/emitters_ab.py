@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from experiments.benchmark_round import PAPER  # noqa: E402
-from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import fedar_round  # noqa: E402
 from fedar_jax import train  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main():
     exp = train.build(PAPER.replace(num_clients=args.clients, resampler=name))
     data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
     a = (exp.state, data, test, exp.hparams, jnp.int32(args.block))
-    lowered = jax.jit(round_lib.make_rounds(exp.spec, args.block)).lower(*a)
+    lowered = jax.jit(fedar_round.make_rounds(exp.spec, args.block)).lower(*a)
     record, runs = {'resampler': name, 'clients': args.clients}, {}
     for label, options in (('default', {}), ('classic', train.compiler_options())):
       t = time.perf_counter()

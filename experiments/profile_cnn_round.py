@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fedar_jax import models  # noqa: E402
-from fedar_jax import fedar_round as round_lib  # noqa: E402
+from fedar_jax import fedar_round  # noqa: E402
 from fedar_jax import train  # noqa: E402
 from fedar_jax.config import RunConfig  # noqa: E402
 from fedar_jax.data.pattern_faces import write_fer2013_csv  # noqa: E402
@@ -46,7 +46,7 @@ def run(cfg: RunConfig, rounds: int, patches: bool):
     models.cnn = cnn
   state, clients, test = exp.state, exp.data.clients, exp.data.test
   t = time.perf_counter()
-  step = jax.jit(round_lib.make_round(exp.spec)).lower(state, clients, test,
+  step = jax.jit(fedar_round.make_round(exp.spec)).lower(state, clients, test,
                                                         exp.hparams).compile()
   compile_s = time.perf_counter() - t
   walls, cpus = [], []
@@ -56,7 +56,7 @@ def run(cfg: RunConfig, rounds: int, patches: bool):
     jax.block_until_ready(out)
     walls.append(time.perf_counter() - t)
     cpus.append(cpu_seconds() - c)
-  layout = round_lib.slot_layout(exp.spec, cfg.num_clients)
+  layout = fedar_round.slot_layout(exp.spec, cfg.num_clients)
   return state.params, {'compile_s': round(compile_s, 2),
                         'round_s': round(statistics.median(walls), 3),
                         'round_cpu_s': round(statistics.median(cpus), 3),

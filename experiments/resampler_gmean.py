@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from benchmark_resamplers import IMBLEARN
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
@@ -26,7 +26,7 @@ from fedar_jax.data.load import FederatedDataset, load_federated
 
 def final_gmean(cfg, data):
   exp = train.build(cfg, data)
-  step = jax.jit(round_lib.make_round(exp.spec))
+  step = jax.jit(fedar_round.make_round(exp.spec))
   state = exp.state
   for _ in range(cfg.rounds):
     state, out = step(state, exp.data.clients, exp.data.test, exp.hparams)

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 
 
 def _quiet_orbax(record) -> bool:
@@ -66,7 +66,7 @@ class Checkpoints:
     """Rounds done at the newest checkpoint (0 if there is none); not checked for damage."""
     return self._manager.latest_step() or 0
 
-  def save(self, state: round_lib.ServerState, metrics: dict, rows=()) -> None:
+  def save(self, state: fedar_round.ServerState, metrics: dict, rows=()) -> None:
     """Saves `state`, the metrics of its last round and `rows`, at step state.round (max over S).
 
     rows: every CSV row written so far (lists of str/int/float cells), rewritten
@@ -113,7 +113,7 @@ class Checkpoints:
       os.replace(src, dst)
     self._manager.reload()
 
-  def restore(self, like_state: round_lib.ServerState, like_metrics: dict | None = None,
+  def restore(self, like_state: fedar_round.ServerState, like_metrics: dict | None = None,
               step: int = 0):
     """Restores checkpoint `step` (default: the newest) as (ServerState, metrics).
 
@@ -132,7 +132,7 @@ class Checkpoints:
       like['opt_state'] = like_state.opt_state
     item = self._manager.restore(step or self.latest_step(), args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(like, default))))['state']
-    return (round_lib.ServerState(item['params'], item['round'], item.get('opt_state')),
+    return (fedar_round.ServerState(item['params'], item['round'], item.get('opt_state')),
             item['metrics'])
 
   def close(self) -> None:

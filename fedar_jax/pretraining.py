@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from fedar_jax import client
 from fedar_jax import client_blocks
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sharding
 from fedar_jax.data.federated import ClientData
 from fedar_jax.resample import gate
@@ -52,7 +52,7 @@ class ResampledRows(NamedTuple):
   counts: jax.Array
 
 
-def resample_client(spec: round_lib.RoundSpec, key, x, y, mask, threshold):
+def resample_client(spec: fedar_round.RoundSpec, key, x, y, mask, threshold):
   """One client's pre-training step: (ResampledRows, y int32[M], mask bool[M]).
 
   key: the client's round key (split like `client.client_update`: the first
@@ -69,7 +69,7 @@ def resample_client(spec: round_lib.RoundSpec, key, x, y, mask, threshold):
                         counts.astype(jnp.int32)), ys, ms)
 
 
-def make_prepare(spec: round_lib.RoundSpec) -> Callable:
+def make_prepare(spec: fedar_round.RoundSpec) -> Callable:
   """Builds the pre-training step; wrap it in `jax.jit` (vmap over a sweep axis S of hparams).
 
   Clients run in the round's blocks (`spec.client_block`: `lax.map` over
@@ -88,13 +88,13 @@ def make_prepare(spec: round_lib.RoundSpec) -> Callable:
   else:
     constrain = lambda a: a
 
-  def prepare(clients: ClientData, hparams: round_lib.HParams) -> ClientData:
+  def prepare(clients: ClientData, hparams: fedar_round.HParams) -> ClientData:
     rows = clients.client_id.shape[0]
     devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
     blocks, size = client_blocks.block_layout(rows, spec.client_block, devices)
     if blocks * size != rows:
       blocks, size = 1, rows
-    keys = round_lib.client_keys(hparams.seed, jnp.int32(ONCE_ROUND), clients.client_id)
+    keys = fedar_round.client_keys(hparams.seed, jnp.int32(ONCE_ROUND), clients.client_id)
 
     def one_block(k, x, y, mask):
       return jax.vmap(resample_client, in_axes=(None, 0, 0, 0, 0, None))(
@@ -115,7 +115,7 @@ def make_prepare(spec: round_lib.RoundSpec) -> Callable:
   return prepare
 
 
-def round_spec(spec: round_lib.RoundSpec) -> round_lib.RoundSpec:
+def round_spec(spec: fedar_round.RoundSpec) -> fedar_round.RoundSpec:
   """The spec of the round that trains on `make_prepare`'s output (`client.train_prepared`:
   local training only, with the round key's training half and the client's method)."""
   return spec._replace(trains_prepared=True)

@@ -20,7 +20,7 @@ import optax
 
 from fedar_jax import client
 from fedar_jax import metrics
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.data.federated import ClientData, TestData
 
 
@@ -100,7 +100,7 @@ def np_server_update(name: str, g: np.ndarray, target: np.ndarray, state: dict, 
   return g + lr * m / (np.sqrt(v) + tau), {'m': m, 'v': v}
 
 
-def make_reference_round(spec: round_lib.RoundSpec, resample_every: str = 'round'):
+def make_reference_round(spec: fedar_round.RoundSpec, resample_every: str = 'round'):
   """Returns reference_step with the signature and results of `make_round`'s round_step.
 
   The NumPy server-optimizer state is kept by the returned function between calls
@@ -112,7 +112,7 @@ def make_reference_round(spec: round_lib.RoundSpec, resample_every: str = 'round
   if once and spec.local_update is not None:
     raise ValueError('resample_every=once needs the standard client update')
   engine_update = jax.jit(
-      lambda p, *args, **kw: round_lib.local_update_fn(spec, p)(*args, **kw))
+      lambda p, *args, **kw: fedar_round.local_update_fn(spec, p)(*args, **kw))
   if spec.local_update is None:
     independent = functools.partial(reference_client_update, spec,
                                     engine_resample=jax.jit(spec.resampler.resample))
@@ -121,17 +121,17 @@ def make_reference_round(spec: round_lib.RoundSpec, resample_every: str = 'round
   methods = spec.methods
   server_state = {}
 
-  def reference_step(state, clients: ClientData, test: TestData, hparams: round_lib.HParams):
+  def reference_step(state, clients: ClientData, test: TestData, hparams: fedar_round.HParams):
     with jax.default_matmul_precision('highest'):
       return _step(state, clients, test, hparams)
 
-  def _step(state, clients: ClientData, test: TestData, hparams: round_lib.HParams):
+  def _step(state, clients: ClientData, test: TestData, hparams: fedar_round.HParams):
     p = hparams.method_params()
     plain = (spec.local_update is None and methods.loss == 'ce'
              and methods.client_optimizer == 'adam' and float(p.prox_mu) == 0)
     update = ((lambda _, *args, **kw: independent(*args, **kw)) if plain else engine_update)
-    keys = round_lib.client_keys(hparams.seed, state.round, clients.client_id)
-    first_keys = round_lib.client_keys(hparams.seed, 0, clients.client_id)
+    keys = fedar_round.client_keys(hparams.seed, state.round, clients.client_id)
+    first_keys = fedar_round.client_keys(hparams.seed, 0, clients.client_id)
     results, stats = [], []
     for c in range(clients.x.shape[0]):
       extra = {'resample_key': first_keys[c]} if once else {}
@@ -157,8 +157,8 @@ def make_reference_round(spec: round_lib.RoundSpec, resample_every: str = 'round
     params = jax.tree.map(np.asarray, params)
     stats = jax.tree.map(lambda *v: np.stack([np.asarray(a) for a in v]), *stats)
     evaluation = evaluate(params, test.x, test.y, test.mask)
-    return (round_lib.ServerState(params, state.round + 1),
-            round_lib.RoundOutput(evaluation, stats))
+    return (fedar_round.ServerState(params, state.round + 1),
+            fedar_round.RoundOutput(evaluation, stats))
 
   return reference_step
 
@@ -241,7 +241,7 @@ def _reference_resample(resampler, engine_resample, key, x, y, mask):
   return (*out[:3], bool(out[3]))
 
 
-def reference_client_update(spec: round_lib.RoundSpec, params, key, x, y, mask, threshold,
+def reference_client_update(spec: fedar_round.RoundSpec, params, key, x, y, mask, threshold,
                             learning_rate, engine_resample=None, resample_key=None):
   """FedAR on one client as a plain loop (the test oracle of `client.client_update`).
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from fedar_jax import distributed
 from fedar_jax import resample
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sharding
 from fedar_jax import sweep_axes
 from fedar_jax import train
@@ -158,7 +158,7 @@ def prepare(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
   """
   cfgs = data_configs(base, axes)
   layout, rows, _, _ = train.build_layout(base, mesh)
-  _, block = round_lib.slot_layout(layout, base.num_clients)
+  _, block = fedar_round.slot_layout(layout, base.num_clients)
   expected = _expected_shape(base)
   if expected is not None:  # Refuse before generating anything.
     n, feat = expected

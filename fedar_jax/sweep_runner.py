@@ -49,7 +49,7 @@ from fedar_jax import checkpoint
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sharding
 from fedar_jax import sweep_data
 from fedar_jax import tensorboard_writer
@@ -72,7 +72,7 @@ def _repeat(tree, num_data: int, points: int):
                       tree)
 
 
-def make_sweep_round(spec: round_lib.RoundSpec, num_data: int = 1,
+def make_sweep_round(spec: fedar_round.RoundSpec, num_data: int = 1,
                      prepared: bool = False) -> Callable:
   """The round vmapped over a leading sweep axis S of the state and the hparams; wrap in jit.
 
@@ -89,7 +89,7 @@ def make_sweep_round(spec: round_lib.RoundSpec, num_data: int = 1,
     hparams: HParams of float32/int32[S]) -> (ServerState [S, ...], RoundOutput [S, ...]).
   """
   data_axis = 0 if num_data > 1 else None
-  vmapped = jax.vmap(round_lib.make_round(spec),
+  vmapped = jax.vmap(fedar_round.make_round(spec),
                      in_axes=(0, 0 if prepared else data_axis, data_axis, 0),
                      spmd_axis_name=sharding.SWEEP if spec.mesh is not None else None)
   if num_data <= 1:
@@ -211,8 +211,8 @@ class ReadyGroup(NamedTuple):
   group: Group
   start: int
   class_names: tuple
-  state: round_lib.ServerState
-  hparams: round_lib.HParams
+  state: fedar_round.ServerState
+  hparams: fedar_round.HParams
   clients: object
   test: object
   program: train.Program

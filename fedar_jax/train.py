@@ -42,7 +42,7 @@ from fedar_jax import pretraining
 from fedar_jax import progress
 from fedar_jax import precision
 from fedar_jax import resample
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
@@ -57,10 +57,10 @@ from fedar_jax.data.load import FederatedDataset, load_federated
 
 class Experiment(NamedTuple):
   """A built run: the static round spec, data, initial state and traced hyperparameters."""
-  spec: round_lib.RoundSpec
+  spec: fedar_round.RoundSpec
   data: FederatedDataset
-  state: round_lib.ServerState
-  hparams: round_lib.HParams
+  state: fedar_round.ServerState
+  hparams: fedar_round.HParams
 
 
 # Clients per block for a CNN on CPU when --client_block is 0 (BUILD_NOTES, "Conv models on CPU").
@@ -88,10 +88,10 @@ class ClientRows(NamedTuple):
 
   layout: RoundSpec's scale fields. rows: client rows of the data (the C real
   clients, then empty padding clients up to what the layout needs,
-  `round_lib.data_rows`). [start, stop): the rows this process's devices hold
+  `fedar_round.data_rows`). [start, stop): the rows this process's devices hold
   ([0, rows) without a mesh or on one process).
   """
-  layout: round_lib.ClientLayout
+  layout: fedar_round.ClientLayout
   rows: int
   start: int
   stop: int
@@ -101,11 +101,11 @@ def build_layout(cfg: RunConfig, mesh) -> ClientRows:
   """The client layout of `cfg` (sampling, blocks, `mesh`) and its client rows."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
-  layout = round_lib.ClientLayout(
+  layout = fedar_round.ClientLayout(
       num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
       client_block=auto_client_block(cfg, jax.devices()[0].platform), mesh=mesh)
-  rows = round_lib.data_rows(layout, cfg.num_clients)
+  rows = fedar_round.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
   return ClientRows(layout, rows, start, stop)
@@ -114,7 +114,7 @@ def build_layout(cfg: RunConfig, mesh) -> ClientRows:
 def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
   """The data `cfg` names (drawn with its effective data seed): the client rows
   this process's devices hold under `mesh` (all rows without one), padded with
-  empty clients to the rows the round's layout needs (`round_lib.data_rows`)."""
+  empty clients to the rows the round's layout needs (`fedar_round.data_rows`)."""
   _, _, start, stop = build_layout(cfg, mesh)
   data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
                         client_ids=range(start, min(stop, cfg.num_clients)))
@@ -160,7 +160,7 @@ class Model(NamedTuple):
   params: the initial global parameters (from key `cfg.seed`).
   resampler: the client resampler for the data's rows (the given one, flattened
   for image rows where the update resamples input rows).
-  local_update: a custom single-client update (`round_lib.local_update_fn`'s
+  local_update: a custom single-client update (`fedar_round.local_update_fn`'s
   signature), or None for the standard `client.client_update`.
   """
   apply_fn: Callable
@@ -235,14 +235,14 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   rows = build_layout(cfg, mesh)
   data = prepare_data(cfg, load_data(cfg, mesh) if data is None else data, rows)
   model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
-  spec = round_lib.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
+  spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
                              methods=methods.methods_of(cfg),
                              matmul_precision=cfg.matmul_precision, **rows.layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)
-  return Experiment(spec, data, round_lib.ServerState(model.params, jnp.int32(0), opt_state),
-                    round_lib.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
+  return Experiment(spec, data, fedar_round.ServerState(model.params, jnp.int32(0), opt_state),
+                    fedar_round.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
                                              method_params, attackers(cfg, data)))
 
 
@@ -263,12 +263,12 @@ def csv_header(class_names) -> list[str]:
              'train_loss', 'round_s'])
 
 
-def csv_row(round_index: int, out: round_lib.RoundOutput, seconds: float) -> list:
+def csv_row(round_index: int, out: fedar_round.RoundOutput, seconds: float) -> list:
   """One metrics.csv row; client statistics over the round's participating clients."""
   return csv_rows(round_index, jax.tree.map(lambda a: a[None], sharding.fetch(out)), seconds)[0]
 
 
-def csv_rows(first_round: int, outs: round_lib.RoundOutput, seconds: float) -> list[list]:
+def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
   """metrics.csv rows of a block of R rounds from first_round, computed at once.
 
   outs: NumPy leaves [R, ...], or [R, S, ...] for a sweep's S points (rows
@@ -320,7 +320,7 @@ class CallPlan:
   def __iter__(self):
     while self.next <= self.rounds:
       first = self.next
-      count = round_lib.checkpoint_end(first, self.rounds, self.every) - first + 1
+      count = fedar_round.checkpoint_end(first, self.rounds, self.every) - first + 1
       count = min(count, self.block, 1 if self.per_round is None else max(
           1, int(self.seconds / max(self.per_round, 1e-9))))
       self.next = first + count
@@ -331,7 +331,7 @@ class CallPlan:
 
   def checkpoint_due(self, last_round: int) -> bool:
     """Whether the call that ended with `last_round` ends on a checkpoint."""
-    return last_round == round_lib.checkpoint_end(last_round, self.rounds, self.every)
+    return last_round == fedar_round.checkpoint_end(last_round, self.rounds, self.every)
 
 
 # The most rounds one compiled call can run (its outputs are stacked [block, ...]).
@@ -351,7 +351,7 @@ class Program(NamedTuple):
   step: Callable
 
 
-def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every: str, state,
+def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_every: str, state,
                     clients, test, hparams, sweep: Callable | None = None,
                     sweep_prepare: Callable | None = None,
                     options: dict | None = None) -> Program:
@@ -396,14 +396,14 @@ def compile_program(spec: round_lib.RoundSpec, block_rounds: int, resample_every
   return Program(prepare, rounds)
 
 
-def compile_rounds(spec: round_lib.RoundSpec, block_rounds: int, state, clients, test, hparams,
+def compile_rounds(spec: fedar_round.RoundSpec, block_rounds: int, state, clients, test, hparams,
                    round_fn, options: dict):
-  """The compiled block of rounds (`round_lib.make_rounds`, XLA `options`) for these
+  """The compiled block of rounds (`fedar_round.make_rounds`, XLA `options`) for these
   arguments' shapes.
 
   Returns step(state, clients, test, hparams, count) -> (state, RoundOutput [block_rounds, ...]).
   """
-  rounds = jax.jit(round_lib.make_rounds(spec, block_rounds, round_fn))
+  rounds = jax.jit(fedar_round.make_rounds(spec, block_rounds, round_fn))
   return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile(options)
 
 
@@ -511,12 +511,12 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   exp, mesh = prepared or setup(cfg)
   if distributed.is_writer():
     write_partition_files(workdir, cfg, exp.data)
-  rows = round_lib.data_rows(exp.spec, cfg.num_clients)
+  rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
   clients = sharding.shard_clients(exp.data.clients, mesh, rows)
   test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
   local_rows = exp.data.clients.x.shape[0]
   exp = exp._replace(data=exp.data._replace(clients=None))  # Free the host copy (GBs at scale).
-  blocks, block_size = round_lib.slot_layout(exp.spec, cfg.num_clients)
+  blocks, block_size = fedar_round.slot_layout(exp.spec, cfg.num_clients)
   logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
                'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
                cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],

@@ -5,7 +5,7 @@ import numpy as np
 
 from fedar_jax import models
 from fedar_jax import resample
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.data import federated, synthetic
 
 
@@ -29,5 +29,5 @@ def small_spec(clients, num_classes=3, resampler='smote', epochs=2, batch_size=8
   params = model.init(jax.random.key(0), jnp.asarray(clients.x[0, :1]))
   r = resample.make_resampler(resampler, num_classes=num_classes, capacity=clients.x.shape[1],
                               max_class_count=federated.max_class_count(clients, num_classes))
-  spec = round_lib.RoundSpec(model.apply, r, num_classes, epochs, batch_size)
-  return spec, round_lib.ServerState(params, jnp.int32(0))
+  spec = fedar_round.RoundSpec(model.apply, r, num_classes, epochs, batch_size)
+  return spec, fedar_round.ServerState(params, jnp.int32(0))

@@ -5,7 +5,7 @@ import numpy as np
 
 from fedar_jax import methods
 from fedar_jax import reference
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.config import RunConfig
 from fedar_jax.data import load
 from fedar_jax.data import partition
@@ -45,19 +45,19 @@ def test_scale_attack_round_equals_reference_and_scales_the_attackers_update():
   spec, state = helpers.small_spec(clients, resampler='none', epochs=1)
   attackers = np.array([False, True, False, False])
   p = methods.MethodParams.create(attack_scale=4.0)
-  hp = round_lib.HParams.create(1.5, 0.05, 3, p, attackers)
-  fast, _ = jax.jit(round_lib.make_round(spec))(state, clients, test, hp)
+  hp = fedar_round.HParams.create(1.5, 0.05, 3, p, attackers)
+  fast, _ = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp)
   slow, _ = reference.make_reference_round(spec)(state, clients, test, hp)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), fast.params,
                slow.params)
-  honest, _ = jax.jit(round_lib.make_round(spec))(state, clients, test, hp._replace(
+  honest, _ = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp._replace(
       attackers=np.zeros(4, bool)))
   # FedAvg is linear: the attacker moves the mean by (4 - 1) * w_1 / sum(w) * its update.
   w = clients.mask.sum(1)
   shift = jax.tree.map(lambda a, b: a - b, fast.params, honest.params)
   assert max(float(np.abs(l).max()) for l in jax.tree.leaves(shift)) > 1e-4
   one = jax.tree.map(lambda a: a[1], jax.vmap(
-      lambda k, x, y, m: round_lib.local_update_fn(spec, p)(state.params, k, x, y, m, 1.5, 0.05)
-  )(round_lib.client_keys(3, 0, clients.client_id), clients.x, clients.y, clients.mask)[0])
+      lambda k, x, y, m: fedar_round.local_update_fn(spec, p)(state.params, k, x, y, m, 1.5, 0.05)
+  )(fedar_round.client_keys(3, 0, clients.client_id), clients.x, clients.y, clients.mask)[0])
   want = jax.tree.map(lambda q, g: 3.0 * w[1] / w.sum() * (q - g), one, state.params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), shift, want)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fedar_jax import config as config_lib
 from fedar_jax import main as main_lib
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
@@ -231,8 +231,8 @@ def test_train_loss_is_the_mean_over_finite_clients():
   spec, state = helpers.small_spec(clients, epochs=1)
   faulty = clients._replace(x=clients.x.copy())
   faulty.x[2, :5] = np.where(np.arange(faulty.x.shape[2]) % 2, 3e38, -3e38)
-  _, out = jax.jit(round_lib.make_round(spec))(
-      state, faulty, test, round_lib.HParams.create(1.5, 0.01, 0))
+  _, out = jax.jit(fedar_round.make_round(spec))(
+      state, faulty, test, fedar_round.HParams.create(1.5, 0.01, 0))
   assert int(out.metrics['dropped_clients']) == 1
   loss = np.asarray(out.clients.loss)
   assert not np.isfinite(loss[2]) and np.isfinite(np.delete(loss, 2)).all()

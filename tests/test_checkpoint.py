@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import checkpoint
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 
@@ -27,7 +27,7 @@ RUN = ['--num_clients=3', '--samples_per_client=40', '--feature_dim=8', '--test_
 
 def _state(value, shape=(3, 2)):
   params = {'params': {'w': jnp.full(shape, value, jnp.float32), 'b': jnp.arange(2.0) + value}}
-  return round_lib.ServerState(params, jnp.int32(value))
+  return fedar_round.ServerState(params, jnp.int32(value))
 
 
 def test_checkpoints_round_trip_and_keep_the_newest(tmp_path):

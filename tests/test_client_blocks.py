@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import client_blocks
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.data import federated
 from tests import helpers
 
@@ -22,22 +22,22 @@ def test_block_layout():
 
 
 def _padded(clients, spec):
-  return federated.append_empty_clients(clients, round_lib.data_rows(spec, clients.x.shape[0]),
+  return federated.append_empty_clients(clients, fedar_round.data_rows(spec, clients.x.shape[0]),
                               clients.x.shape[0])
 
 
 def test_blocked_round_equals_unblocked_and_compiles_once(block=3):
   clients, test = helpers.unequal_clients(sizes=SIZES)
   spec, state = helpers.small_spec(clients, epochs=1)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
   blocked_spec = spec._replace(num_clients=len(SIZES), client_block=block)
   padded = _padded(clients, blocked_spec)
   # 3 blocks of 3: padding clients and several blocks really are in play.
-  assert round_lib.slot_layout(blocked_spec, len(SIZES)) == (3, 3) and padded.x.shape[0] == 9
+  assert fedar_round.slot_layout(blocked_spec, len(SIZES)) == (3, 3) and padded.x.shape[0] == 9
   traces = []
-  inner = round_lib.make_round(blocked_spec)
+  inner = fedar_round.make_round(blocked_spec)
   blocked = jax.jit(lambda *a: (traces.append(1), inner(*a))[1])
-  plain = jax.jit(round_lib.make_round(spec))
+  plain = jax.jit(fedar_round.make_round(spec))
   s_b, s_p = state, state
   for _ in range(2):
     s_b, o_b = blocked(s_b, padded, test, hp)
@@ -57,6 +57,6 @@ def test_blocked_round_equals_unblocked_and_compiles_once(block=3):
 def test_round_rejects_unpadded_data_for_blocks():
   clients, test = helpers.unequal_clients(sizes=SIZES)
   spec, state = helpers.small_spec(clients, epochs=1)
-  step = round_lib.make_round(spec._replace(client_block=3))
+  step = fedar_round.make_round(spec._replace(client_block=3))
   with pytest.raises(ValueError, match='needs 9'):
-    jax.eval_shape(step, state, clients, test, round_lib.HParams.create(1.5, 1e-2, 0))
+    jax.eval_shape(step, state, clients, test, fedar_round.HParams.create(1.5, 1e-2, 0))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import reference
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from tests import helpers
 
 
@@ -11,7 +11,7 @@ def assert_round_equals_reference(spec, state, clients, test, hp, rounds=2, atol
   """The compiled round (under spec.matmul_precision) vs `reference.make_reference_round`
   (independent client update, HIGHEST precision): parameters within atol, every
   client statistic and the confusion matrix equal."""
-  fast = jax.jit(round_lib.make_round(spec))
+  fast = jax.jit(fedar_round.make_round(spec))
   slow = reference.make_reference_round(spec)
   s_fast, s_slow = state, state
   for _ in range(rounds):
@@ -40,7 +40,7 @@ def test_vmapped_round_equals_per_client_reference_loop(resampler):
   # Under `highest` (the flag) so the equality holds on GPUs/TPUs too.
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients, resampler=resampler)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
   out = assert_round_equals_reference(spec._replace(matmul_precision='highest'), state,
                                       clients, test, hp)
   if resampler != 'none':
@@ -52,7 +52,7 @@ def test_default_matmul_precision_stays_within_stated_tolerance():
   # parameters after 2 rounds (measured on an H200: 2.8e-3 at lr 0.01; exact on CPU).
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients, resampler='smote')
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
   assert_round_equals_reference(spec, state, clients, test, hp, atol=5e-3)
 
 
@@ -60,7 +60,7 @@ def test_round_compiles_once_over_rounds_thresholds_seeds_and_learning_rates():
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients)
   traces = []
-  inner = round_lib.make_round(spec)
+  inner = fedar_round.make_round(spec)
 
   def counted(*args):
     traces.append(1)
@@ -69,7 +69,7 @@ def test_round_compiles_once_over_rounds_thresholds_seeds_and_learning_rates():
   step = jax.jit(counted)
   settings = [(1.5, 1e-3, 0), (3.0, 1e-3, 0), (1.0, 5e-3, 1), (10.0, 1e-2, 2)]
   for threshold, lr, seed in settings:
-    state, out = step(state, clients, test, round_lib.HParams.create(threshold, lr, seed))
+    state, out = step(state, clients, test, fedar_round.HParams.create(threshold, lr, seed))
   jax.block_until_ready(state)
   assert len(traces) == 1
   assert step._cache_size() == 1
@@ -78,9 +78,9 @@ def test_round_compiles_once_over_rounds_thresholds_seeds_and_learning_rates():
 def test_threshold_gates_resampling_per_client():
   clients, test = helpers.unequal_clients(ratio=4.0)
   spec, state = helpers.small_spec(clients)
-  step = jax.jit(round_lib.make_round(spec))
-  _, low = step(state, clients, test, round_lib.HParams.create(1.0, 1e-3, 0))
-  _, high = step(state, clients, test, round_lib.HParams.create(100.0, 1e-3, 0))
+  step = jax.jit(fedar_round.make_round(spec))
+  _, low = step(state, clients, test, fedar_round.HParams.create(1.0, 1e-3, 0))
+  _, high = step(state, clients, test, fedar_round.HParams.create(100.0, 1e-3, 0))
   assert np.all(low.clients.resampled) and not np.any(high.clients.resampled)
   np.testing.assert_array_equal(high.clients.n_train, clients.mask.sum(1))
   assert np.all(low.clients.n_train > clients.mask.sum(1))
@@ -89,9 +89,9 @@ def test_threshold_gates_resampling_per_client():
 def test_same_seed_same_numbers_and_other_seed_differs():
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients)
-  step = jax.jit(round_lib.make_round(spec))
-  a, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 7))
-  b, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 7))
-  c, _ = step(state, clients, test, round_lib.HParams.create(1.5, 1e-2, 8))
+  step = jax.jit(fedar_round.make_round(spec))
+  a, _ = step(state, clients, test, fedar_round.HParams.create(1.5, 1e-2, 7))
+  b, _ = step(state, clients, test, fedar_round.HParams.create(1.5, 1e-2, 7))
+  c, _ = step(state, clients, test, fedar_round.HParams.create(1.5, 1e-2, 8))
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
   assert not np.array_equal(jax.tree.leaves(a.params)[0], jax.tree.leaves(c.params)[0])

@@ -5,32 +5,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 from tests import helpers
 
 
 def test_round_blocks_end_at_checkpoints_and_the_last_round():
-  assert round_lib.round_blocks(0, 7, 3) == [(1, 3), (4, 3), (7, 1)]
-  assert round_lib.round_blocks(3, 7, 3) == [(4, 3), (7, 1)]
-  assert round_lib.round_blocks(4, 7, 5) == [(5, 1), (6, 2)]
-  assert round_lib.round_blocks(7, 7, 3) == []
+  assert fedar_round.round_blocks(0, 7, 3) == [(1, 3), (4, 3), (7, 1)]
+  assert fedar_round.round_blocks(3, 7, 3) == [(4, 3), (7, 1)]
+  assert fedar_round.round_blocks(4, 7, 5) == [(5, 1), (6, 2)]
+  assert fedar_round.round_blocks(7, 7, 3) == []
 
 
 def test_block_of_rounds_equals_one_round_per_call_in_one_program():
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
-  one = jax.jit(round_lib.make_round(spec))
-  traces, inner = [], round_lib.make_round(spec)
-  block = jax.jit(round_lib.make_rounds(spec, 3, lambda *a: (traces.append(1), inner(*a))[1]))
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  one = jax.jit(fedar_round.make_round(spec))
+  traces, inner = [], fedar_round.make_round(spec)
+  block = jax.jit(fedar_round.make_rounds(spec, 3, lambda *a: (traces.append(1), inner(*a))[1]))
   s_one, want = state, []
   for _ in range(5):
     s_one, out = one(s_one, clients, test, hp)
     want.append(out)
   s_block, got = state, []
-  for _, count in round_lib.round_blocks(0, 5, 3):  # Blocks of 3 and 2: one program.
+  for _, count in fedar_round.round_blocks(0, 5, 3):  # Blocks of 3 and 2: one program.
     s_block, outs = block(s_block, clients, test, hp, jnp.int32(count))
     got += [train.round_output(jax.device_get(outs), i) for i in range(count)]
     # Rounds past `count` are no-ops with zero outputs.
@@ -46,13 +46,13 @@ def test_resuming_a_finished_run_compiles_nothing(tmp_path, monkeypatch):
   cfg = RunConfig(num_clients=2, samples_per_client=30, feature_dim=4, test_per_class=10,
                   rounds=3, checkpoint_every=2, local_epochs=1)
   first = train.train_and_evaluate(cfg, str(tmp_path))
-  traces, make_round = [], round_lib.make_round
+  traces, make_round = [], fedar_round.make_round
 
   def counted(spec):
     inner = make_round(spec)
     return lambda *a: (traces.append(1), inner(*a))[1]
 
-  monkeypatch.setattr(round_lib, 'make_round', counted)
+  monkeypatch.setattr(fedar_round, 'make_round', counted)
   again = train.train_and_evaluate(cfg, str(tmp_path))
   assert traces == [] and again['compile_s'] == 0 and again['final'] == first['final']
   with open(tmp_path / 'metrics.csv') as f:

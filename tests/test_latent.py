@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import client, latent, models, reference, resample
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.data import federated
 from fedar_jax.data.pattern_faces import pattern_faces
 
@@ -31,16 +31,16 @@ def latent_spec(clients, mode, resampler='smote', epochs=2, batch_size=8):
                               max_class_count=federated.max_class_count(clients, K),
                               k_neighbors=3)
   update = latent.make_latent_update(model, r, K, epochs, batch_size, mode)
-  spec = round_lib.RoundSpec(model.apply, r, K, epochs, batch_size, update)
-  return model, spec, round_lib.ServerState(params, jnp.int32(0))
+  spec = fedar_round.RoundSpec(model.apply, r, K, epochs, batch_size, update)
+  return model, spec, fedar_round.ServerState(params, jnp.int32(0))
 
 
 @pytest.mark.parametrize('mode', ['joint', 'frozen'])
 def test_vmapped_latent_round_equals_reference_loop(mode):
   clients, test = image_clients()
   _, spec, state = latent_spec(clients, mode)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.02, seed=1)
-  fast = jax.jit(round_lib.make_round(spec))
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.02, seed=1)
+  fast = jax.jit(fedar_round.make_round(spec))
   slow = reference.make_reference_round(spec)
   s_fast, o_fast = fast(state, clients, test, hp)
   s_slow, o_slow = slow(state, clients, test, hp)
@@ -137,9 +137,9 @@ def test_latent_round_in_blocks_of_one_equals_vmapped():
   # one client at a time; the result must be the vmapped round's.
   clients, test = image_clients()
   _, spec, state = latent_spec(clients, 'joint', epochs=1)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.02, seed=1)
-  vmapped = jax.jit(round_lib.make_round(spec))(state, clients, test, hp)
-  blocked = jax.jit(round_lib.make_round(spec._replace(client_block=1)))(state, clients, test, hp)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.02, seed=1)
+  vmapped = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp)
+  blocked = jax.jit(fedar_round.make_round(spec._replace(client_block=1)))(state, clients, test, hp)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0),
                blocked[0].params, vmapped[0].params)
   np.testing.assert_array_equal(blocked[1].clients.n_train, vmapped[1].clients.n_train)

@@ -2,7 +2,7 @@
 import jax
 import numpy as np
 
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from tests import helpers
 
 
@@ -13,8 +13,8 @@ def _finite(params):
 def test_nan_client_is_dropped_and_counted():
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients, epochs=1)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=1)
-  step = jax.jit(round_lib.make_round(spec._replace(client_block=2)))
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=1)
+  step = jax.jit(fedar_round.make_round(spec._replace(client_block=2)))
   faulty = clients._replace(x=clients.x.copy())
   faulty.x[1, 3] = np.nan  # one real row of client 1: its whole update becomes NaN
   without = clients._replace(mask=clients.mask.copy())
@@ -37,10 +37,10 @@ def test_nan_client_is_dropped_and_counted():
 def test_all_clients_non_finite_keeps_the_model():
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients, epochs=1)
-  step = jax.jit(round_lib.make_round(spec))
+  step = jax.jit(fedar_round.make_round(spec))
   faulty = clients._replace(x=np.where(clients.mask[..., None], np.inf, clients.x)
                             .astype(np.float32))
-  s, out = step(state, faulty, test, round_lib.HParams.create(1.5, 0.01, 0))
+  s, out = step(state, faulty, test, fedar_round.HParams.create(1.5, 0.01, 0))
   assert int(out.metrics['dropped_clients']) == clients.x.shape[0]
   jax.tree.map(np.testing.assert_array_equal, s.params, state.params)
   assert int(s.round) == 1

@@ -4,7 +4,7 @@ import jax.extend
 import pytest
 
 from fedar_jax import precision
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.config import ConfigError, RunConfig, validate
 from tests import helpers
 
@@ -16,8 +16,8 @@ def test_unknown_precision_is_rejected_naming_the_flag():
 
 
 def _dot_precisions(spec, state, clients, test):
-  hp = round_lib.HParams.create(1.5, 0.01, 0)
-  jaxpr = jax.make_jaxpr(round_lib.make_round(spec))(state, clients, test, hp)
+  hp = fedar_round.HParams.create(1.5, 0.01, 0)
+  jaxpr = jax.make_jaxpr(fedar_round.make_round(spec))(state, clients, test, hp)
   found = []
 
   def walk(jp):

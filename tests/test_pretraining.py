@@ -7,7 +7,7 @@ import pytest
 
 from fedar_jax import pretraining
 from fedar_jax import reference
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig, validate
@@ -28,11 +28,11 @@ def test_resample_once_equals_reference_loop(resampler, block):
   clients, test = helpers.unequal_clients()
   spec, state = helpers.small_spec(clients, resampler=resampler)
   spec = spec._replace(client_block=block)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
   prepared = jax.jit(pretraining.make_prepare(spec))(clients, hp)
-  fast = jax.jit(round_lib.make_round(pretraining.round_spec(spec)))
+  fast = jax.jit(fedar_round.make_round(pretraining.round_spec(spec)))
   slow = reference.make_reference_round(spec, resample_every='once')
-  every_round = jax.jit(round_lib.make_round(spec))
+  every_round = jax.jit(fedar_round.make_round(spec))
   s_fast = s_slow = s_round = state
   for r in range(3):
     s_fast, o_fast = fast(s_fast, prepared, test, hp)
@@ -50,9 +50,9 @@ def test_prepared_rows_do_not_depend_on_when_they_are_computed():
   clients, test = helpers.unequal_clients()
   spec, _ = helpers.small_spec(clients)
   prepare = jax.jit(pretraining.make_prepare(spec))
-  a = prepare(clients, round_lib.HParams.create(1.5, 0.01, 3))
-  b = prepare(clients, round_lib.HParams.create(1.5, 0.02, 3))
-  c = prepare(clients, round_lib.HParams.create(1.5, 0.01, 4))
+  a = prepare(clients, fedar_round.HParams.create(1.5, 0.01, 3))
+  b = prepare(clients, fedar_round.HParams.create(1.5, 0.02, 3))
+  c = prepare(clients, fedar_round.HParams.create(1.5, 0.01, 4))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert not np.array_equal(a.x.x, c.x.x)  # The seed draws the synthetic rows.
 

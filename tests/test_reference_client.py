@@ -8,7 +8,7 @@ from imblearn.over_sampling import SMOTE
 from fedar_jax import precision
 from fedar_jax import reference
 from fedar_jax import resample
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from tests import helpers, test_fedar_round
 
 OTHERS = [n for n in resample.RESAMPLER_NAMES if n not in test_fedar_round.ROUND_RESAMPLERS]
@@ -22,7 +22,7 @@ def test_client_update_equals_reference_for_every_sampler(name):
   spec = spec._replace(matmul_precision='highest')
   args = (state.params, jax.random.key(2), clients.x[0], clients.y[0], clients.mask[0],
           np.float32(1.5), np.float32(0.02))
-  update = jax.jit(precision.with_matmul_precision(round_lib.local_update_fn(spec), 'highest'))
+  update = jax.jit(precision.with_matmul_precision(fedar_round.local_update_fn(spec), 'highest'))
   p_fast, s_fast = jax.device_get(update(*args))
   with jax.default_matmul_precision('highest'):
     p_ref, s_ref = reference.reference_client_update(spec, *args)

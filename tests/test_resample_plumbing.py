@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import client, models, resample, train
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax.resample import gate
 from fedar_jax.config import ConfigError, RunConfig, validate
 from tests.test_main import SMALL, run_cli
@@ -70,7 +70,7 @@ def test_cli_runs_new_samplers_and_writes_fallback_clients(tmp_path, name, opts,
   counts = jax.vmap(lambda y, m: gate.class_counts(y, m, 2))(c.y, c.mask)
   fire = np.asarray(jax.vmap(gate.imbalance_ratio)(counts)) > RunConfig.threshold
   for row in rows:
-    keys = round_lib.client_keys(exp.hparams.seed, int(row['round']) - 1, c.client_id)
+    keys = fedar_round.client_keys(exp.hparams.seed, int(row['round']) - 1, c.client_id)
     k_res = jax.vmap(lambda k: jax.random.split(k)[0])(keys)
     fell_back = np.asarray(jax.vmap(r.resample)(k_res, c.x, c.y, c.mask)[3])
     assert int(row['fallback_clients']) == int(np.sum(fire & fell_back)) == expected

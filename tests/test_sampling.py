@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sampling
 from tests import helpers
 
@@ -35,10 +35,10 @@ def test_sample_is_deterministic_distinct_and_varies_by_round_and_seed():
 def test_sampled_round_trains_only_the_sampled_clients():
   clients, test = helpers.unequal_clients(sizes=SIZES)
   spec, state = helpers.small_spec(clients, epochs=1)
-  hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=4)
+  hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=4)
   m = 3
-  step = jax.jit(round_lib.make_round(spec._replace(clients_per_round=m, client_block=2)))
-  plain = jax.jit(round_lib.make_round(spec))
+  step = jax.jit(fedar_round.make_round(spec._replace(clients_per_round=m, client_block=2)))
+  plain = jax.jit(fedar_round.make_round(spec))
   for r in range(2):
     st = state._replace(round=jnp.int32(r))
     chosen = np.asarray(sampling.sample_clients(hp.seed, st.round, len(SIZES), m))

@@ -11,7 +11,7 @@ import pytest
 from fedar_jax import aggregate
 from fedar_jax import methods
 from fedar_jax import reference
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import server
 from fedar_jax.data import federated
 from fedar_jax import train
@@ -101,9 +101,9 @@ def test_round_equals_reference_loop_per_method(opt, agg, loss, client_opt, valu
   spec = spec._replace(methods=methods.Methods(opt, agg, loss, client_opt))
   p = P._replace(**{k: v for k, v in methods.MethodParams.create(**values)._asdict().items()
                     if k in values})
-  hp = round_lib.HParams.create(1.5, 0.05, 3, p)
+  hp = fedar_round.HParams.create(1.5, 0.05, 3, p)
   state = state._replace(opt_state=server.make_server(spec.methods).init(state.params, p))
-  fast = jax.jit(round_lib.make_round(spec))
+  fast = jax.jit(fedar_round.make_round(spec))
   slow = reference.make_reference_round(spec)
   s_fast, s_slow = state, state
   for _ in range(2):
@@ -119,11 +119,11 @@ def test_round_compiles_once_across_method_parameter_values():
   spec, state = helpers.small_spec(clients, resampler='none', epochs=1)
   spec = spec._replace(methods=methods.Methods('fedadam', 'trimmed_mean', 'focal', 'adam'))
   state = state._replace(opt_state=server.make_server(spec.methods).init(state.params, P))
-  traces, inner = [], round_lib.make_round(spec)
+  traces, inner = [], fedar_round.make_round(spec)
   step = jax.jit(lambda *a: (traces.append(1), inner(*a))[1])
   for values in [dict(), dict(server_learning_rate=0.1, trim_fraction=0.3, focal_gamma=0.0,
                               prox_mu=0.5, server_beta1=0.5, server_tau=0.1)]:
-    hp = round_lib.HParams.create(1.5, 1e-2, 0, methods.MethodParams.create(**values))
+    hp = fedar_round.HParams.create(1.5, 1e-2, 0, methods.MethodParams.create(**values))
     state, _ = step(state, clients, test, hp)
   jax.block_until_ready(state)
   assert len(traces) == 1 and step._cache_size() == 1
@@ -155,11 +155,11 @@ def test_blocked_round_with_robust_aggregator_equals_unblocked():
   spec, state = helpers.small_spec(clients, resampler='none', epochs=1)
   spec = spec._replace(methods=methods.Methods(aggregator='median'))
   blocked_spec = spec._replace(num_clients=len(sizes), client_block=3)
-  padded = federated.append_empty_clients(clients, round_lib.data_rows(blocked_spec, len(sizes)),
+  padded = federated.append_empty_clients(clients, fedar_round.data_rows(blocked_spec, len(sizes)),
                                 len(sizes))
   assert padded.x.shape[0] == 9  # Two padding slots, which the median must not count.
-  hp = round_lib.HParams.create(1.5, 0.01, 3)
-  a, _ = jax.jit(round_lib.make_round(blocked_spec))(state, padded, test, hp)
-  b, _ = jax.jit(round_lib.make_round(spec))(state, clients, test, hp)
+  hp = fedar_round.HParams.create(1.5, 0.01, 3)
+  a, _ = jax.jit(fedar_round.make_round(blocked_spec))(state, padded, test, hp)
+  b, _ = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=1e-6, rtol=0), a.params,
                b.params)

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent('''
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from fedar_jax import fedar_round as round_lib
+    from fedar_jax import fedar_round
     from fedar_jax import sharding
     from fedar_jax.data import federated
     from tests import helpers
@@ -28,15 +28,15 @@ SCRIPT = textwrap.dedent('''
     C = 12
     clients, test = helpers.unequal_clients(sizes=(40, 25, 33, 12, 30, 18, 27, 22, 35, 16, 29, 21))
     spec, state = helpers.small_spec(clients, epochs=1)
-    hp = round_lib.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
+    hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
 
     def run(devices, sweep_devices=1, **scale):
       mesh = sharding.make_mesh(devices, sweep_devices)
       s = spec._replace(num_clients=C, mesh=mesh, **scale)
-      rows = round_lib.data_rows(s, C)
+      rows = fedar_round.data_rows(s, C)
       data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
       t, st, h = sharding.replicate((test, state, hp), mesh)
-      step = jax.jit(round_lib.make_round(s))
+      step = jax.jit(fedar_round.make_round(s))
       for _ in range(2):
         st, out = step(st, data, t, h)
       spread = len(out.clients.n_real.sharding.device_set)
@@ -64,14 +64,14 @@ SCRIPT = textwrap.dedent('''
     # A sweep axis (S = 2 points) sharded over 2 x 4 devices, vmapped with spmd_axis_name.
     mesh = sharding.make_mesh(devices, sweep_devices=2)
     s = spec._replace(num_clients=C, mesh=mesh)
-    rows = round_lib.data_rows(s, C)
+    rows = fedar_round.data_rows(s, C)
     data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
     t = sharding.replicate(test, mesh)
     stack = lambda *v: np.stack([np.asarray(a) for a in v])
-    sweep_hp = round_lib.HParams(np.float32([1.5, 100.0]), np.float32([0.01, 0.01]),
+    sweep_hp = fedar_round.HParams(np.float32([1.5, 100.0]), np.float32([0.01, 0.01]),
                                  np.int32([3, 3]))
     st, h = sharding.shard_leading((jax.tree.map(stack, state, state), sweep_hp), mesh)
-    step = jax.jit(jax.vmap(round_lib.make_round(s), in_axes=(0, None, None, 0),
+    step = jax.jit(jax.vmap(fedar_round.make_round(s), in_axes=(0, None, None, 0),
                             spmd_axis_name=sharding.SWEEP))
     for _ in range(2):
       st, out = step(st, data, t, h)

@@ -9,7 +9,7 @@ import pytest
 from fedar_jax import defences
 from fedar_jax import main as main_lib
 from fedar_jax import methods
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import sweep_axes
 from fedar_jax import sweep_runner
 from fedar_jax import train
@@ -36,7 +36,7 @@ def test_the_table_is_consistent_with_the_round():
   assert set(methods.MethodParams._fields) <= set(traced)
   base = train.build(BASE)
   for field in traced:
-    assert field in round_lib.HParams._fields or field in methods.MethodParams._fields, field
+    assert field in fedar_round.HParams._fields or field in methods.MethodParams._fields, field
     value = getattr(BASE, field)
     other = train.build(BASE.replace(**{field: value + 1 if field != 'server_beta1'
                                         else value / 2}))

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fedar_jax import config
-from fedar_jax import fedar_round as round_lib
+from fedar_jax import fedar_round
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 
@@ -17,12 +17,12 @@ def test_every_model_flag_has_a_builder():
 def test_layout_is_the_specs_scale_fields():
   cfg = SMALL.replace(clients_per_round=3, client_block=2)
   rows = train.build_layout(cfg, None)
-  assert rows.layout == round_lib.ClientLayout(5, 3, 2, None)
+  assert rows.layout == fedar_round.ClientLayout(5, 3, 2, None)
   assert (rows.rows, rows.start, rows.stop) == (5, 0, 5)
   exp = train.build(cfg)
-  assert rows.layout == round_lib.ClientLayout(*(getattr(exp.spec, f)
-                                                 for f in round_lib.ClientLayout._fields))
-  assert (round_lib.slot_layout(rows.layout, 5) == round_lib.slot_layout(exp.spec, 5) == (2, 2))
+  assert rows.layout == fedar_round.ClientLayout(*(getattr(exp.spec, f)
+                                                 for f in fedar_round.ClientLayout._fields))
+  assert (fedar_round.slot_layout(rows.layout, 5) == fedar_round.slot_layout(exp.spec, 5) == (2, 2))
   # Every client in blocks of 2: 3 blocks of 2 slots, one empty padding client (id 5).
   rows = train.build_layout(SMALL.replace(client_block=2), None)
   assert rows.rows == 6
