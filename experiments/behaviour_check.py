@@ -4,7 +4,7 @@ Used around refactors that must not change behaviour: record before the first
 move, compare after each one.
 
   python experiments/behaviour_check.py --record=/tmp/behaviour_before
-  python experiments/behaviour_check.py --compare=/tmp/behaviour_before
+  python experiments/behaviour_check.py --compare=/tmp/behaviour_before [--out=DIR]
 
 Each case is a `fedar-run` or `fedar-sweep` command on small shapes; the CSV
 outputs (metrics.csv, sweep.csv, summary.csv, partition.csv) are compared cell
@@ -94,12 +94,14 @@ def main() -> None:
   group.add_argument('--record', help='directory to write the recording to')
   group.add_argument('--compare', help='a recording to compare a fresh one with')
   parser.add_argument('--cases', default=','.join(CASES), help='comma-separated case names')
+  parser.add_argument('--out', default='', help='where --compare writes its fresh runs '
+                      '(default: the recording\'s path + "_after")')
   args = parser.parse_args()
   names = [n for n in args.cases.split(',') if n]
   unknown = [n for n in names if n not in CASES]
   if unknown:
     parser.error(f'unknown cases {unknown}; known: {", ".join(CASES)}')
-  out = args.record or args.compare.rstrip('/') + '_after'
+  out = args.record or args.out or args.compare.rstrip('/') + '_after'
   os.makedirs(out, exist_ok=True)
   failed = []
   for name in names:
