@@ -10,7 +10,7 @@ compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
                    round, XLA's default options;
   block_round      `fedar_round.make_rounds` over --block rounds, resampling every round
                    (--resample_every=round), `train.compiler_options()`;
-  prepare          `pretraining.make_prepare` (--resample_every=once), those options and
+  prepare          `pretraining.make_prepare_clients` (--resample_every=once), those options and
                    `train.once_compiler_options()`;
   block_once       `fedar_round.make_rounds` on the prepared rows (--resample_every=once);
   and the parts alone, default options: resampler (vmapped over clients),
@@ -93,12 +93,12 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
   if 'block_round' in programs:
     yield 'block_round', measure(fedar_round.make_rounds(spec, block), state, data, test, hp,
                                  count, options=opts, rounds=block, calls=calls)
-  prepare = pretraining.make_prepare(spec)
+  prepare_clients = pretraining.make_prepare_clients(spec)
   if 'prepare' in programs:
-    yield 'prepare', measure(prepare, data, hp, options={**opts, **train.once_compiler_options()},
-                             calls=calls)
+    yield 'prepare', measure(prepare_clients, data, hp,
+                             options={**opts, **train.once_compiler_options()}, calls=calls)
   if 'block_once' in programs:
-    prepared = jax.jit(prepare)(data, hp)
+    prepared = jax.jit(prepare_clients)(data, hp)
     yield 'block_once', measure(fedar_round.make_rounds(pretraining.round_spec(spec), block),
                                 state, prepared, test, hp, count, options=opts, rounds=block,
                                 calls=calls)

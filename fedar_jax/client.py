@@ -1,6 +1,13 @@
-"""One client's FedAR update: pre-training check, local resampling, local training.
+"""One client's FedAR work as a pair: `prepare` (the pre-training check and local
+resampling), then `train` (local training from the global parameters).
 
-All functions are pure and written for one client; the round vmaps them.
+`prepare_client` holds the one gate sequence (class counts, imbalance ratio, the
+gate, the resampler, the gated rows, the client's facts); the standard client
+(`fedar_client`) and the latent-space clients (latent.py) are `ClientPipeline`s
+built on it. `client_update` runs a pair on one client; `train_prepared` trains
+on rows prepared once before training (`--resample_every=once`, pretraining.py).
+All functions are pure and written for one client; for_each_client.py runs them
+for every client.
 """
 from typing import Callable, NamedTuple
 
@@ -32,6 +39,48 @@ class ClientStats(NamedTuple):
   n_train: jax.Array
   loss: jax.Array
   fallback: jax.Array
+
+
+class ClientFacts(NamedTuple):
+  """What a client's `prepare` found (leading [C] after vmap).
+
+  ir: float32 imbalance ratio of the real rows. resampled: bool, the gate fired
+  (always False for the `none` resampler, where nothing is resampled).
+  fallback: bool, resampled and the resampler fell back where imbalanced-learn
+  would have raised (see `Resampler.resample`). n_real: int32 real rows (the
+  FedAvg weight). counts: int32[K] real class counts (the client loss's class
+  priors, `losses.make_loss`).
+  """
+  ir: jax.Array
+  resampled: jax.Array
+  fallback: jax.Array
+  n_real: jax.Array
+  counts: jax.Array
+
+
+class PreparedRows(NamedTuple):
+  """A client's rows after `prepare`, held in the x slot of ClientData (its y int32[M]
+  and mask bool[M] in ClientData's y and mask), so client sampling, blocks and sharding
+  carry them like raw rows. x: float32[M, ...]; facts: ClientFacts."""
+  x: jax.Array
+  facts: ClientFacts
+
+
+class ClientPipeline(NamedTuple):
+  """A client's work as a pair of pure single-client functions.
+
+  prepare(params, key, x[N, ...], y int32[N], mask bool[N], threshold) -> (rows, facts):
+    the pre-training check and gated resampling; rows = (x, y int32[M], mask bool[M])
+    with x what `train` reads (the rows x[M, ...] for the standard client), facts
+    ClientFacts. params: the incoming global parameters.
+  train(params, key, rows, facts, learning_rate) -> (params, loss float32): local
+    training from the incoming parameters.
+  hoistable: `prepare` ignores `params`, so `--resample_every=once` may run it once
+    before training (with params None; pretraining.py).
+  """
+  prepare: Callable
+  train: Callable
+  hoistable: bool = True
 
 
 class LocalMethod(NamedTuple):
@@ -93,20 +142,20 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
   opt = client_optimizer(optimizer, learning_rate)
   anchor = params
 
-  def objective(p, xb, yb, mb):
-    loss = loss_fn(apply_fn(p, xb), yb, mb)
-    prox = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(p),
+  def objective(current, xb, yb, mb):
+    loss = loss_fn(apply_fn(current, xb), yb, mb)
+    prox = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(current),
                                                      jax.tree.leaves(anchor)))
     return loss + 0.5 * prox_mu * prox, loss
 
   def step(carry, idx):
-    p, opt_state = carry
+    current, opt_state = carry
     xb, yb, mb = x[idx], y[idx], mask[idx]
-    (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(p, xb, yb, mb)
-    updates, new_opt_state = opt.update(grads, opt_state, p)
-    new = (optax.apply_updates(p, updates), new_opt_state)
+    (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(current, xb, yb, mb)
+    updates, new_opt_state = opt.update(grads, opt_state, current)
+    new = (optax.apply_updates(current, updates), new_opt_state)
     has_real = jnp.any(mb)
-    carry = jax.tree.map(lambda n, o: jnp.where(has_real, n, o), new, (p, opt_state))
+    carry = jax.tree.map(lambda n, o: jnp.where(has_real, n, o), new, (current, opt_state))
     return carry, (loss, has_real)
 
   def epoch(carry, ekey):
@@ -121,22 +170,71 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
   return params, losses[-1]
 
 
-def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
-                  epochs: int, batch_size: int, params, key, x, y, mask,
-                  threshold, learning_rate, method: LocalMethod = LocalMethod(),
-                  resample_key=None):
-  """FedAR on one client: resample iff IR > threshold, then train locally.
+def prepare_client(resampler: Resampler, num_classes: int, key, x, y, mask, threshold):
+  """FedAR's pre-training check on one client: resample iff IR > threshold.
 
   Args:
-    apply_fn, epochs, batch_size: as `local_train`.
     resampler: the client-side resampler (static).
     num_classes: K (static).
+    key: the resampling key.
+    x: float[N, D] rows the resampler reads; y: int32[N]; mask: bool[N].
+    threshold: float scalar (may be traced).
+
+  Returns:
+    ((x[M, D], y int32[M], mask bool[M]), ClientFacts): the resampled rows where the
+    gate fired, else the rows padded to the resampler's capacity M.
+  """
+  counts = gate.class_counts(y, mask, num_classes)
+  ir = gate.imbalance_ratio(counts)
+  fire = gate.fedar_gate(ir, threshold)
+  *resampled, fell_back = resampler.resample(key, x, y, mask)
+  rows = gate.select(fire, tuple(resampled), (x, y, mask))
+  resampled = fire if resampler.resamples else jnp.asarray(False)
+  return rows, ClientFacts(ir, resampled, resampled & fell_back,
+                           jnp.sum(mask).astype(jnp.int32), counts)
+
+
+def train_client(apply_fn: Callable, epochs: int, batch_size: int, method: LocalMethod, params,
+                 key, rows, facts: ClientFacts, learning_rate):
+  """The standard client's local training (`local_train`) on prepared rows (x[M, ...],
+  y[M], mask[M]), with the method's loss from the real class counts `facts.counts`,
+  its optimizer and FedProx weight. Returns (params, loss)."""
+  method_params = method.params if method.params is not None else MethodParams.create()
+  return local_train(apply_fn, params, key, *rows, learning_rate=learning_rate, epochs=epochs,
+                     batch_size=batch_size,
+                     loss_fn=losses.make_loss(method.loss, facts.counts, method_params),
+                     optimizer=method.optimizer, prox_mu=method_params.prox_mu)
+
+
+def fedar_client(apply_fn: Callable, resampler: Resampler, num_classes: int, epochs: int,
+                 batch_size: int, method: LocalMethod = LocalMethod()) -> ClientPipeline:
+  """The standard FedAR client: `prepare_client` on the input rows, then `train_client`.
+
+  Args: apply_fn, epochs, batch_size as `local_train`; resampler, num_classes as
+    `prepare_client`; method: client loss, optimizer and FedProx weight.
+  """
+  def prepare(params, key, x, y, mask, threshold):
+    del params  # Resampling reads the client's rows alone.
+    return prepare_client(resampler, num_classes, key, x, y, mask, threshold)
+
+  def train(params, key, rows, facts, learning_rate):
+    return train_client(apply_fn, epochs, batch_size, method, params, key, rows, facts,
+                        learning_rate)
+
+  return ClientPipeline(prepare, train)
+
+
+def client_update(pipeline: ClientPipeline, params, key, x, y, mask, threshold,
+                  learning_rate, resample_key=None):
+  """One client's round: `pipeline.prepare`, then `pipeline.train`.
+
+  Args:
+    pipeline: the client's pair (e.g. `fedar_client`).
     params: incoming global parameters.
-    key: this client's PRNG key for this round.
+    key: this client's PRNG key for this round; its first half resamples, its
+      second half trains.
     x: float[N, ...]; y: int32[N]; mask: bool[N] (padded client data).
     threshold, learning_rate: float scalars (may be traced).
-    method: client loss (from the real, pre-resampling class counts), optimizer and
-      FedProx weight.
     resample_key: if given, resampling uses this key's first half instead of
       `key`'s (e.g. the first round's key for `--resample_every=once`).
 
@@ -146,44 +244,30 @@ def client_update(apply_fn: Callable, resampler: Resampler, num_classes: int,
   k_res, k_train = jax.random.split(key)
   if resample_key is not None:
     k_res, _ = jax.random.split(resample_key)
-  counts = gate.class_counts(y, mask, num_classes)
-  ir = gate.imbalance_ratio(counts)
-  fire = gate.fedar_gate(ir, threshold)
-  *resampled, fell_back = resampler.resample(k_res, x, y, mask)
-  data = gate.select(fire, tuple(resampled), (x, y, mask))
-  p = method.params if method.params is not None else MethodParams.create()
-  params, loss = local_train(apply_fn, params, k_train, *data, learning_rate=learning_rate,
-                             epochs=epochs, batch_size=batch_size,
-                             loss_fn=losses.make_loss(method.loss, counts, p),
-                             optimizer=method.optimizer, prox_mu=p.prox_mu)
-  return params, client_stats(resampler, ir, fire, mask, data[2], loss, fell_back)
+  rows, facts = pipeline.prepare(params, k_res, x, y, mask, threshold)
+  params, loss = pipeline.train(params, k_train, rows, facts, learning_rate)
+  return params, client_stats(facts, rows[2], loss)
 
 
-def train_prepared(apply_fn: Callable, epochs: int, batch_size: int, params, key, rows, y, mask,
-                   learning_rate, method: LocalMethod = LocalMethod()):
-  """Local training on rows resampled before training (`--resample_every=once`).
+def train_prepared(pipeline: ClientPipeline, params, key, prepared: PreparedRows, y, mask,
+                   learning_rate):
+  """One client's round on rows prepared before training (`--resample_every=once`):
+  `pipeline.train` alone, with the round key's second half (as `client_update`).
 
-  rows: `pretraining.ResampledRows` (x float[M, ...] and the client's facts:
-  ir, resampled, fallback, n_real, counts int32[K]); y: int32[M]; mask: bool[M].
-  key: the round key; its second half trains, as in `client_update`.
+  prepared: the client's PreparedRows (x float[M, ...] and its facts); y: int32[M];
+  mask: bool[M].
 
   Returns:
-    (params, ClientStats) with the pre-training step's facts.
+    (params, ClientStats) with the prepared facts.
   """
   _, k_train = jax.random.split(key)
-  p = method.params if method.params is not None else MethodParams.create()
-  params, loss = local_train(apply_fn, params, k_train, rows.x, y, mask,
-                             learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                             loss_fn=losses.make_loss(method.loss, rows.counts, p),
-                             optimizer=method.optimizer, prox_mu=p.prox_mu)
-  return params, ClientStats(rows.ir, rows.resampled, rows.n_real,
-                             jnp.sum(mask).astype(jnp.int32), loss, rows.fallback)
+  rows = (prepared.x, y, mask)
+  params, loss = pipeline.train(params, k_train, rows, prepared.facts, learning_rate)
+  return params, client_stats(prepared.facts, mask, loss)
 
 
-def client_stats(resampler: Resampler, ir, fire, mask, train_mask, loss,
-                 fell_back) -> ClientStats:
-  """One client's ClientStats. `resampled` (and so `fallback`) is False for the
-  `none` resampler, where nothing is resampled whatever the gate says."""
-  resampled = fire if resampler.resamples else jnp.asarray(False)
-  return ClientStats(ir, resampled, jnp.sum(mask).astype(jnp.int32),
-                     jnp.sum(train_mask).astype(jnp.int32), loss, resampled & fell_back)
+def client_stats(facts: ClientFacts, train_mask, loss) -> ClientStats:
+  """One client's ClientStats from its facts, the mask of the rows it trained on
+  (bool[M]) and its training loss."""
+  return ClientStats(facts.ir, facts.resampled, facts.n_real,
+                     jnp.sum(train_mask).astype(jnp.int32), loss, facts.fallback)

@@ -16,16 +16,18 @@ recompiles.
 Scale (static, in RoundSpec): `clients_per_round` samples that many clients
 per round (keys from (seed, round)); `client_block` runs the clients in
 blocks (lax.scan over blocks, vmap inside one) with an exact running FedAvg
-sum; `mesh` shards the client axis over devices (see sharding.py).
+sum; `mesh` shards the client axis over devices (both: for_each_client.py).
 """
+import functools
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from fedar_jax import aggregate
 from fedar_jax import client
-from fedar_jax import client_blocks
+from fedar_jax import for_each_client
 from fedar_jax import metrics
 from fedar_jax import precision
 from fedar_jax import sampling
@@ -87,12 +89,12 @@ class RoundSpec(NamedTuple):
   client_block: clients per block (rounded up to a multiple of the mesh's
   client devices); 0 means one block. mesh: shards the client axis (None: no
   sharding constraints).
-  local_update: optional custom single-client update with the signature of
-  `local_update_fn`'s result (e.g. `latent.make_latent_update`); None is the
-  standard `client.client_update`.
+  client_pipeline: a custom client (`client.ClientPipeline`, e.g.
+  `latent.make_latent_client`); None is the standard `client.fedar_client` of
+  the fields above and the methods' client loss and optimizer.
   methods: the server optimizer, aggregator, client loss and client optimizer.
-  trains_prepared: the clients' x holds `pretraining.ResampledRows` (resampled
-  once before training, `--resample_every=once`): the update only trains.
+  trains_prepared: the clients' x holds `client.PreparedRows` (prepared once
+  before training, `--resample_every=once`): the clients only train.
   matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
   """
   apply_fn: Callable
@@ -100,7 +102,7 @@ class RoundSpec(NamedTuple):
   num_classes: int
   local_epochs: int
   batch_size: int
-  local_update: Callable | None = None
+  client_pipeline: client.ClientPipeline | None = None
   methods: Methods = Methods()
   trains_prepared: bool = False
   # --- Scale ---
@@ -123,16 +125,15 @@ class ClientLayout(NamedTuple):
 
 def slot_layout(spec: RoundSpec | ClientLayout, num_clients: int) -> tuple[int, int]:
   """(num_blocks, block_size) of a round's client slots for C = `num_clients`."""
-  devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
   slots = spec.clients_per_round or num_clients
-  return client_blocks.block_layout(slots, spec.client_block, devices)
+  return for_each_client.block_layout(slots, spec.client_block,
+                                      sharding.client_devices(spec.mesh))
 
 
 def data_rows(spec: RoundSpec | ClientLayout, num_clients: int) -> int:
   """Rows the ClientData must have for C real clients (the rest empty padding)."""
   if spec.clients_per_round:
-    devices = sharding.client_devices(spec.mesh) if spec.mesh is not None else 1
-    return client_blocks.round_up(num_clients, devices)
+    return for_each_client.round_up(num_clients, sharding.client_devices(spec.mesh))
   blocks, size = slot_layout(spec, num_clients)
   return blocks * size
 
@@ -143,27 +144,100 @@ def client_keys(seed: jax.Array, round_index: jax.Array, client_id: jax.Array) -
   return jax.vmap(lambda c: jax.random.fold_in(round_key, c))(client_id)
 
 
-def local_update_fn(spec: RoundSpec, method_params: MethodParams | None = None) -> Callable:
-  """The single-client update (params, key, x, y, mask, threshold, lr) -> (params, stats);
-  `method_params` (traced) parameterise the client loss, optimizer and prox term."""
-  if spec.local_update is not None:
-    return spec.local_update
+def client_pipeline(spec: RoundSpec,
+                    method_params: MethodParams | None = None) -> client.ClientPipeline:
+  """The round's client pair: `spec.client_pipeline`, or the standard FedAR client with
+  the spec's client loss and optimizer parameterised by `method_params` (traced)."""
+  if spec.client_pipeline is not None:
+    return spec.client_pipeline
   local = client.LocalMethod(spec.methods.loss, spec.methods.client_optimizer,
                              method_params if method_params is not None
                              else MethodParams.create())
-  if spec.trains_prepared:
-    def train_only(params, key, rows, y, mask, threshold, learning_rate):
-      del threshold  # The gate ran in the pre-training step.
-      return client.train_prepared(spec.apply_fn, spec.local_epochs, spec.batch_size, params,
-                                   key, rows, y, mask, learning_rate, method=local)
-    return train_only
+  return client.fedar_client(spec.apply_fn, spec.resampler, spec.num_classes, spec.local_epochs,
+                             spec.batch_size, local)
 
-  def update(params, key, x, y, mask, threshold, learning_rate, resample_key=None):
-    return client.client_update(spec.apply_fn, spec.resampler, spec.num_classes,
-                                spec.local_epochs, spec.batch_size, params, key, x, y, mask,
-                                threshold, learning_rate, method=local,
-                                resample_key=resample_key)
-  return update
+
+def local_update_fn(spec: RoundSpec, method_params: MethodParams | None = None) -> Callable:
+  """The round's single-client update (params, key, x, y, mask, threshold, lr) ->
+  (params, ClientStats): `client.client_update` of `client_pipeline(spec, method_params)`
+  (which also takes a `resample_key`), or `client.train_prepared` on prepared rows x
+  (`spec.trains_prepared`)."""
+  pipeline = client_pipeline(spec, method_params)
+  if spec.trains_prepared:
+    def train_only(params, key, prepared, y, mask, threshold, learning_rate):
+      del threshold  # The gate ran in the pre-training step.
+      return client.train_prepared(pipeline, params, key, prepared, y, mask, learning_rate)
+    return train_only
+  return functools.partial(client.client_update, pipeline)
+
+
+class ClientResults(NamedTuple):
+  """Every client slot's update, summed for the server step.
+
+  param_sum: float32 pytree, the sum of weight * client parameters over used clients.
+  weight: float32 scalar, the summed weight. stats: ClientStats, [P] leaves in slot
+  order. finite: bool[P], the client's update was finite. weights: float32[P], each
+  slot's weight (0: not counted). client_params: [P, ...] leaves in slot order (robust
+  aggregators need every client's model), else None.
+  """
+  param_sum: object
+  weight: jax.Array
+  stats: client.ClientStats
+  finite: jax.Array
+  weights: jax.Array
+  client_params: object = None
+
+
+class _Slot(NamedTuple):
+  """One client slot's inputs to the round's update ([P] / [B] leading with blocks)."""
+  key: jax.Array
+  x: object
+  y: jax.Array
+  mask: jax.Array
+  active: jax.Array
+  scale: jax.Array | None = None
+
+
+def run_clients(update: Callable, params, keys, data: ClientData, active, threshold,
+                learning_rate, *, num_blocks: int, mesh=None, keep_params: bool = False,
+                update_scale: jax.Array | None = None) -> ClientResults:
+  """Every slot's update (`for_each_client.run`), aggregated into a weighted sum.
+
+  Args:
+    update: `local_update_fn`'s (params, key, x, y, mask, threshold, lr) -> (params, stats).
+    params: global parameters (every client's incoming model).
+    keys: PRNG keys [P]; data: ClientData [P, ...], the round's slots.
+    active: bool[P]; inactive slots (padding, unsampled) get weight 0.
+    threshold, learning_rate: traced scalars.
+    num_blocks, mesh: the slots' blocks and mesh (static).
+    keep_params: static; also return every slot's client model.
+    update_scale: float32[P] or None; a slot whose scale s is not 1 sends
+      params + s * (its model - params) (a model-replacement attacker).
+
+  Returns:
+    ClientResults. A client is left out of the sum (weight 0) when inactive or
+    when any of its updated parameters is NaN/inf.
+  """
+  def update_slot(slot: _Slot):
+    return update(params, slot.key, slot.x, slot.y, slot.mask, threshold, learning_rate)
+
+  def block_sum(block: _Slot, outs):
+    client_params, stats = outs
+    if block.scale is not None:
+      def scaled(q, g):
+        s = block.scale.reshape((-1,) + (1,) * (q.ndim - 1))
+        return jnp.where(s != 1, g + s * (q - g), q).astype(q.dtype)
+      client_params = jax.tree.map(scaled, client_params, params)
+    finite = aggregate.finite_updates(client_params)
+    weight = jnp.where(block.active & finite, stats.n_real, 0).astype(jnp.float32)
+    return ((aggregate.weighted_sum(client_params, weight), jnp.sum(weight)),
+            (stats, finite, weight, client_params if keep_params else None))
+
+  slots = _Slot(keys, data.x, data.y, data.mask, active, update_scale)
+  zeros = (jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), jnp.float32(0))
+  (param_sum, weight), per_slot = for_each_client.run(
+      update_slot, slots, num_blocks=num_blocks, mesh=mesh, block_sum=block_sum, sum_init=zeros)
+  return ClientResults(param_sum, weight, *per_slot)
 
 
 def make_round(spec: RoundSpec) -> Callable:
@@ -175,16 +249,11 @@ def make_round(spec: RoundSpec) -> Callable:
   """
   server_step = server.make_server(spec.methods)
   keep_params = spec.methods.aggregator != 'mean'
-  if spec.mesh is not None:
-    client_axis = jax.sharding.NamedSharding(spec.mesh, jax.sharding.PartitionSpec(
-        sharding.CLIENTS))
-    constrain = lambda a: jax.lax.with_sharding_constraint(a, client_axis)
-  else:
-    constrain = lambda a: a
+  constrain = sharding.client_constraint(spec.mesh)
 
   def participants(clients: ClientData, hparams: HParams, round_index):
     """The round's client slots (ClientData [P]) and which of them are active, bool[P]."""
-    rows = clients.client_id.shape[0]  # x may be a pytree (pretraining.ResampledRows).
+    rows = clients.client_id.shape[0]  # x may be a pytree (client.PreparedRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
     slots = blocks * size
@@ -207,12 +276,11 @@ def make_round(spec: RoundSpec) -> Callable:
     if hparams.attackers is not None:
       attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
       scale = jnp.where(attacker, method_params.attack_scale, 1.0)
-    result = client_blocks.run_clients(
+    result = run_clients(
         local_update_fn(spec, method_params), state.params,
-        lambda ids: client_keys(hparams.seed, state.round, ids),
-        data.client_id, data.x, data.y, data.mask, active, hparams.threshold,
-        hparams.learning_rate, num_blocks=blocks, constrain=constrain, keep_params=keep_params,
-        update_scale=scale)
+        client_keys(hparams.seed, state.round, data.client_id), data, active,
+        hparams.threshold, hparams.learning_rate, num_blocks=blocks, mesh=spec.mesh,
+        keep_params=keep_params, update_scale=scale)
     # If no client counts (all empty or all dropped) the model stays as it was.
     params, opt_state = server_step.update(
         server.ClientUpdates(result.param_sum, result.weight, result.client_params,
@@ -271,7 +339,7 @@ def make_rounds(spec: RoundSpec, block_rounds: int, round_fn: Callable | None = 
 def checkpoint_end(r: int, rounds: int, every: int) -> int:
   """The round a call that starts at round r may run to: the next multiple of `every`
   (a checkpoint) at or after r, or the last round."""
-  return min(client_blocks.round_up(r, every), rounds)
+  return min(for_each_client.round_up(r, every), rounds)
 
 
 def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:

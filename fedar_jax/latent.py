@@ -1,4 +1,4 @@
-"""FedAR with resampling in a CNN's latent space: the client update for image models.
+"""FedAR with resampling in a CNN's latent space: the client pair for image models.
 
 Images are never resampled; each round a client encodes its real images with
 the incoming global encoder, runs the FedAR gate and the resampler on those
@@ -21,7 +21,6 @@ encoder at every step instead of going stale. `frozen`: the encoder is fixed
 encoder's latents and the resampler's synthetic latents, and only the head
 trains, like the paper's encoded features. Padded rows weigh zero.
 """
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,18 +29,19 @@ from fedar_jax import client
 from fedar_jax import models
 from fedar_jax.models import EncoderHead
 from fedar_jax.resample import Resampler
-from fedar_jax.resample import gate
 
 MODES = ('joint', 'frozen')
 
 
-def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: int,
-                       epochs: int, batch_size: int, mode: str) -> Callable:
-  """The single-client latent-resampling update for `RoundSpec.local_update`.
+def make_latent_client(model: EncoderHead, resampler: Resampler, num_classes: int,
+                       epochs: int, batch_size: int, mode: str) -> client.ClientPipeline:
+  """The latent-resampling client for `RoundSpec.client_pipeline`.
 
-  Returns:
-    update(params, key, x[N, H, W, ch], y[N], mask[N], threshold, learning_rate)
-    -> (params, ClientStats), the signature of `fedar_round.local_update_fn`.
+  prepare encodes the client's images with the incoming encoder and runs
+  `client.prepare_client` on the latents (`frozen`) or on the latents with row
+  ids (`joint`, `source_weights`); train trains the head on the gated latents
+  (`frozen`) or the whole CNN on the images they are made of (`joint`). prepare
+  reads the incoming parameters, so it is not hoistable (no `--resample_every=once`).
   """
   if mode not in MODES:
     raise ValueError(f'unknown latent resampling mode {mode!r}; allowed: {", ".join(MODES)}')
@@ -50,53 +50,52 @@ def make_latent_update(model: EncoderHead, resampler: Resampler, num_classes: in
   # trained, per-client parameters use `model`'s form (patch matmuls).
   incoming = models.with_lax_convs(model)
 
-  def update(params, key, x, y, mask, threshold, learning_rate):
-    k_res, k_train = jax.random.split(key)
+  def prepare(params, key, x, y, mask, threshold):
     z = jax.lax.stop_gradient(incoming.encode(params, x))
-    counts = gate.class_counts(y, mask, num_classes)
-    ir = gate.imbalance_ratio(counts)
-    fire = gate.fedar_gate(ir, threshold)
     if mode == 'frozen':
-      *resampled, fell_back = resampler.resample(k_res, z, y, mask)
-      zs, ys, ms = gate.select(fire, tuple(resampled), (z, y, mask))
+      return client.prepare_client(resampler, num_classes, key, z, y, mask, threshold)
+    (w, ys, ms), facts = source_weights(resampler, num_classes, key, z, y, mask, threshold)
+    return ((x, w), ys, ms), facts
 
+  def train(params, key, rows, facts, learning_rate):
+    del facts  # The latent clients train with cross-entropy.
+    if mode == 'frozen':
       def head_logits(head, zb):
         return incoming.classify({'encoder': params['encoder'], 'head': head}, zb)
-      head, loss = client.local_train(head_logits, params['head'], k_train, zs, ys, ms,
+      head, loss = client.local_train(head_logits, params['head'], key, *rows,
                                       learning_rate=learning_rate, epochs=epochs,
                                       batch_size=batch_size)
-      new_params = {'encoder': params['encoder'], 'head': head}
-    else:
-      w, ys, ms, fell_back = source_weights(resampler, k_res, z, y, mask, fire)
-      row_latents, rows = joint_rows(model, x, w)
-      new_params, loss = client.local_train(
-          lambda p, rb: model.classify(p, row_latents(p, rb)), params, k_train, rows, ys, ms,
-          learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
-    return new_params, client.client_stats(resampler, ir, fire, mask, ms, loss, fell_back)
+      return {'encoder': params['encoder'], 'head': head}, loss
+    (x, w), ys, ms = rows
+    row_latents, row_ids = joint_rows(model, x, w)
+    return client.local_train(
+        lambda p, rb: model.classify(p, row_latents(p, rb)), params, key, row_ids, ys, ms,
+        learning_rate=learning_rate, epochs=epochs, batch_size=batch_size)
 
-  return update
+  return client.ClientPipeline(prepare, train, hoistable=False)
 
 
-def source_weights(resampler: Resampler, key: jax.Array, z: jax.Array, y: jax.Array,
-                   mask: jax.Array, fire: jax.Array):
-  """Which real rows every resampled latent is made of.
+def source_weights(resampler: Resampler, num_classes: int, key: jax.Array, z: jax.Array,
+                   y: jax.Array, mask: jax.Array, threshold: jax.Array):
+  """The `joint` client's prepare on latents z[N, L]: which real rows every gated,
+  resampled latent is made of.
 
-  The resampler runs on [z, I_N]: latents with a one-hot row id appended. The
-  one-hot part adds the same squared distance (2) to every pair of distinct
-  rows, so neighbour rankings, and thus the resampler's choices, are those it
-  makes on z alone; and since SMOTE-family points are affine combinations of
-  input rows, the one-hot part of an output row is its weights over the
-  client's real rows (e_i for real row i, (1 - u) e_a + u e_b for SMOTE).
+  `client.prepare_client` runs on [z, I_N]: latents with a one-hot row id
+  appended. The one-hot part adds the same squared distance (2) to every pair of
+  distinct rows, so neighbour rankings, and thus the resampler's choices, are
+  those it makes on z alone; and since SMOTE-family points are affine
+  combinations of input rows, the one-hot part of an output row is its weights
+  over the client's real rows (e_i for real row i, (1 - u) e_a + u e_b for SMOTE).
 
   Returns:
-    (w float32[M, N] source weights per resampled row, y int32[M], mask bool[M],
-    fell_back bool), gated: the identity rows when `fire` is False.
+    ((w float32[M, N] source weights per row, y int32[M], mask bool[M]), ClientFacts);
+    the identity rows where the gate does not fire.
   """
   n = z.shape[0]
   aug = jnp.concatenate([z, jnp.eye(n, dtype=z.dtype)], axis=-1)
-  *resampled, fell_back = resampler.resample(key, aug, y, mask)
-  out, ys, ms = gate.select(fire, tuple(resampled), (aug, y, mask))
-  return out[:, z.shape[1]:], ys, ms, fell_back
+  (out, ys, ms), facts = client.prepare_client(resampler, num_classes, key, aug, y, mask,
+                                               threshold)
+  return (out[:, z.shape[1]:], ys, ms), facts
 
 
 def joint_rows(model: EncoderHead, x: jax.Array, w: jax.Array):

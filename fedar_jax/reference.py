@@ -3,7 +3,7 @@
 The standard (MLP-path, Adam, cross-entropy) client update is rewritten here
 independently of `client.py`: NumPy resampling for none/random_over/smote (the
 engine's random draws, imbalanced-learn's rules) and a plain loop of optax Adam
-steps in the engine's batch order. Custom updates (`spec.local_update`, e.g.
+steps in the engine's batch order. Custom clients (`spec.client_pipeline`, e.g.
 latent resampling) and the other client losses/optimizers reuse the engine's
 single-client function. The server step (aggregators and server optimizers)
 is written here again, independently, in NumPy (float64), from the published
@@ -21,6 +21,7 @@ import optax
 from fedar_jax import client
 from fedar_jax import metrics
 from fedar_jax import fedar_round
+from fedar_jax import pretraining
 from fedar_jax.data.federated import ClientData, TestData
 
 
@@ -109,11 +110,11 @@ def make_reference_round(spec: fedar_round.RoundSpec, resample_every: str = 'rou
   resampling keys (the same rows every round), the oracle for `pretraining`.
   """
   once = resample_every == 'once'
-  if once and spec.local_update is not None:
-    raise ValueError('resample_every=once needs the standard client update')
+  if once:
+    pretraining.check_hoistable(spec)
   engine_update = jax.jit(
       lambda p, *args, **kw: fedar_round.local_update_fn(spec, p)(*args, **kw))
-  if spec.local_update is None:
+  if spec.client_pipeline is None:
     independent = functools.partial(reference_client_update, spec,
                                     engine_resample=jax.jit(spec.resampler.resample))
   evaluate = jax.jit(lambda p, x, y, m: metrics.evaluate(spec.apply_fn, p, x, y, m,
@@ -127,7 +128,7 @@ def make_reference_round(spec: fedar_round.RoundSpec, resample_every: str = 'rou
 
   def _step(state, clients: ClientData, test: TestData, hparams: fedar_round.HParams):
     p = hparams.method_params()
-    plain = (spec.local_update is None and methods.loss == 'ce'
+    plain = (spec.client_pipeline is None and methods.loss == 'ce'
              and methods.client_optimizer == 'adam' and float(p.prox_mu) == 0)
     update = ((lambda _, *args, **kw: independent(*args, **kw)) if plain else engine_update)
     keys = fedar_round.client_keys(hparams.seed, state.round, clients.client_id)

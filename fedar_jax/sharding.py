@@ -13,6 +13,8 @@ Works the same across hosts: `global_array` builds a global jax.Array from
 the rows a process holds (`jax.make_array_from_process_local_data`), and
 `fetch` brings any output back to NumPy on every process.
 """
+from typing import Callable
+
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -33,9 +35,19 @@ def make_mesh(devices=None, sweep_devices: int = 1) -> Mesh:
   return Mesh(grid, (SWEEP, CLIENTS))
 
 
-def client_devices(mesh: Mesh) -> int:
-  """Number of devices along the CLIENTS axis."""
-  return mesh.shape[CLIENTS]
+def client_devices(mesh: Mesh | None) -> int:
+  """Number of devices along the CLIENTS axis (1 without a mesh)."""
+  return 1 if mesh is None else mesh.shape[CLIENTS]
+
+
+def client_constraint(mesh: Mesh | None) -> Callable:
+  """a[P, ...] -> a with its leading (client slot) axis constrained to the mesh's CLIENTS
+  axis, the rest replicated; the identity without a mesh. For use inside a jitted function
+  (composes with a vmap over a sweep axis with `spmd_axis_name=SWEEP`)."""
+  if mesh is None:
+    return lambda a: a
+  axis = leading(mesh)
+  return lambda a: jax.lax.with_sharding_constraint(a, axis)
 
 
 def leading(mesh: Mesh, axis: str = CLIENTS) -> NamedSharding:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import checkpoint
+from fedar_jax import client
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import latent
@@ -159,14 +160,14 @@ class Model(NamedTuple):
   apply_fn: (params, x[B, ...]) -> logits[B, K] for the data's rows x[..., *row shape].
   params: the initial global parameters (from key `cfg.seed`).
   resampler: the client resampler for the data's rows (the given one, flattened
-  for image rows where the update resamples input rows).
-  local_update: a custom single-client update (`fedar_round.local_update_fn`'s
-  signature), or None for the standard `client.client_update`.
+  for image rows where the client resamples input rows).
+  client_pipeline: a custom client pair (`client.ClientPipeline`), or None for the
+  standard `client.fedar_client`.
   """
   apply_fn: Callable
   params: object
   resampler: resample.Resampler
-  local_update: Callable | None = None
+  client_pipeline: client.ClientPipeline | None = None
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -191,7 +192,7 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   """--model=cnn: conv encoder + MLP head on images x[C, N, H, W, ch].
 
   --latent_resampling=none resamples the flattened input images; joint/frozen
-  resample encoder outputs in the client update (`latent.make_latent_update`),
+  resample encoder outputs in the client's prepare (`latent.make_latent_client`),
   frozen after --pretrain_epochs of central pretraining on the pooled clients.
   """
   c = data.clients
@@ -212,9 +213,9 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
                       c.x.reshape((-1,) + c.x.shape[2:]), c.y.reshape(-1),
                       c.mask.reshape(-1), learning_rate=cfg.learning_rate,
                       epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
-  local_update = latent.make_latent_update(model, resampler, num_classes, cfg.local_epochs,
-                                           cfg.batch_size, cfg.latent_resampling)
-  return Model(model.apply, params, resampler, local_update)
+  latent_client = latent.make_latent_client(model, resampler, num_classes, cfg.local_epochs,
+                                            cfg.batch_size, cfg.latent_resampling)
+  return Model(model.apply, params, resampler, latent_client)
 
 
 # --model: a new model is one builder (cfg, data, resampler) -> Model, and its name in
@@ -236,7 +237,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   data = prepare_data(cfg, load_data(cfg, mesh) if data is None else data, rows)
   model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
-                             cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
+                             cfg.local_epochs, cfg.batch_size,
+                             client_pipeline=model.client_pipeline,
                              methods=methods.methods_of(cfg),
                              matmul_precision=cfg.matmul_precision, **rows.layout._asdict())
   method_params = methods.params_of(cfg)
@@ -369,10 +371,7 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
   options = compiler_options() if options is None else options
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
     if resample_every == 'once':
-      if spec.local_update is not None:
-        raise ConfigError('resample_every', 'once needs the standard client update (not '
-                          'latent resampling); use --resample_every=round')
-      fn = pretraining.make_prepare(spec)
+      fn = pretraining.make_prepare_clients(spec)
       if sweep is not None:
         fn = sweep_prepare(fn)
       lowered, round_spec = jax.jit(fn).lower(clients, hparams), pretraining.round_spec(spec)

@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,8 +32,8 @@ def latent_spec(clients, mode, resampler='smote', epochs=2, batch_size=8):
   r = resample.make_resampler(resampler, num_classes=K, capacity=clients.x.shape[1],
                               max_class_count=federated.max_class_count(clients, K),
                               k_neighbors=3)
-  update = latent.make_latent_update(model, r, K, epochs, batch_size, mode)
-  spec = fedar_round.RoundSpec(model.apply, r, K, epochs, batch_size, update)
+  latent_client = latent.make_latent_client(model, r, K, epochs, batch_size, mode)
+  spec = fedar_round.RoundSpec(model.apply, r, K, epochs, batch_size, latent_client)
   return model, spec, fedar_round.ServerState(params, jnp.int32(0))
 
 
@@ -62,9 +64,10 @@ def test_joint_without_resampling_is_plain_cnn_training():
   model, spec, state = latent_spec(clients, 'joint')
   args = (state.params, jax.random.key(5), clients.x[0], clients.y[0], clients.mask[0],
           jnp.float32(100.0), jnp.float32(0.02))
-  p_latent, s_latent = jax.jit(spec.local_update)(*args)
+  p_latent, s_latent = jax.jit(fedar_round.local_update_fn(spec))(*args)
   pixel_resampler = resample.flattened(spec.resampler)  # same capacity M, same shuffles
-  plain = lambda *a: client.client_update(model.apply, pixel_resampler, K, 2, 8, *a)
+  plain = functools.partial(client.client_update,
+                            client.fedar_client(model.apply, pixel_resampler, K, 2, 8))
   p_plain, s_plain = jax.jit(plain)(*args)
   assert not bool(s_latent.resampled)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), p_latent, p_plain)
@@ -77,12 +80,12 @@ def test_frozen_is_head_training_on_fixed_latents():
   model, spec, state = latent_spec(clients, 'frozen')
   args = (jax.random.key(5), clients.x[1], clients.y[1], clients.mask[1], jnp.float32(1.5),
           jnp.float32(0.02))
-  p_latent, s_latent = jax.jit(spec.local_update)(state.params, *args)
+  p_latent, s_latent = jax.jit(fedar_round.local_update_fn(spec))(state.params, *args)
   z = model.encode(state.params, clients.x[1])
   head_apply = lambda head, zb: model.classify({'head': head}, zb)
-  head, s_head = jax.jit(lambda h, k, zz, y, m, t, lr: client.client_update(
-      head_apply, spec.resampler, K, 2, 8, h, k, zz, y, m, t, lr))(
-          state.params['head'], args[0], z, *args[2:])
+  head_client = client.fedar_client(head_apply, spec.resampler, K, 2, 8)
+  head, s_head = jax.jit(functools.partial(client.client_update, head_client))(
+      state.params['head'], args[0], z, *args[2:])
   assert bool(s_latent.resampled)
   jax.tree.map(np.testing.assert_array_equal, p_latent['encoder'], state.params['encoder'])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), p_latent['head'], head)
@@ -95,7 +98,9 @@ def test_joint_latents_rebuild_the_resampled_ones_and_follow_the_encoder():
   key = jax.random.key(0)
   z = model.encode(state.params, x)
   zs, ys, ms, _ = spec.resampler.resample(key, z, y, m)
-  w, ys_w, ms_w, _ = latent.source_weights(spec.resampler, key, z, y, m, jnp.bool_(True))
+  (w, ys_w, ms_w), facts = latent.source_weights(spec.resampler, K, key, z, y, m,
+                                                 jnp.float32(1.0))
+  assert bool(facts.resampled)  # IR 3 > 1: the gate fired.
   np.testing.assert_array_equal(ys_w, ys)
   np.testing.assert_array_equal(ms_w, ms)
   assert int(ms.sum()) > int(m.sum())

@@ -29,7 +29,7 @@ def test_resample_once_equals_reference_loop(resampler, block):
   spec, state = helpers.small_spec(clients, resampler=resampler)
   spec = spec._replace(client_block=block)
   hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
-  prepared = jax.jit(pretraining.make_prepare(spec))(clients, hp)
+  prepared = jax.jit(pretraining.make_prepare_clients(spec))(clients, hp)
   fast = jax.jit(fedar_round.make_round(pretraining.round_spec(spec)))
   slow = reference.make_reference_round(spec, resample_every='once')
   every_round = jax.jit(fedar_round.make_round(spec))
@@ -49,10 +49,10 @@ def test_resample_once_equals_reference_loop(resampler, block):
 def test_prepared_rows_do_not_depend_on_when_they_are_computed():
   clients, test = helpers.unequal_clients()
   spec, _ = helpers.small_spec(clients)
-  prepare = jax.jit(pretraining.make_prepare(spec))
-  a = prepare(clients, fedar_round.HParams.create(1.5, 0.01, 3))
-  b = prepare(clients, fedar_round.HParams.create(1.5, 0.02, 3))
-  c = prepare(clients, fedar_round.HParams.create(1.5, 0.01, 4))
+  prepare_clients = jax.jit(pretraining.make_prepare_clients(spec))
+  a = prepare_clients(clients, fedar_round.HParams.create(1.5, 0.01, 3))
+  b = prepare_clients(clients, fedar_round.HParams.create(1.5, 0.02, 3))
+  c = prepare_clients(clients, fedar_round.HParams.create(1.5, 0.01, 4))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert not np.array_equal(a.x.x, c.x.x)  # The seed draws the synthetic rows.
 

@@ -44,8 +44,9 @@ def test_client_stats_report_fallback_only_when_the_gate_fires():
   r = resample.make_resampler('smote', num_classes=2, capacity=20)
   single = np.repeat([0, 1], [19, 1]).astype(np.int32)     # a 1-row class: imblearn raises
   mask = np.ones(20, bool)
-  run = lambda y, thr: client.client_update(model.apply, r, 2, 1, 8, params, jax.random.key(0),
-                                            x, y, mask, thr, 1e-3)[1]
+  fedar = client.fedar_client(model.apply, r, 2, 1, 8)
+  run = lambda y, thr: client.client_update(fedar, params, jax.random.key(0), x, y, mask, thr,
+                                            1e-3)[1]
   assert bool(run(single, 1.5).fallback)
   assert not bool(run(single, 100.0).fallback)             # gate closed: nothing resampled
   assert not bool(run(np.repeat([0, 1], [12, 8]).astype(np.int32), 1.0).fallback)

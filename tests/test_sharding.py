@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent('''
     import jax.numpy as jnp
     import numpy as np
     from fedar_jax import fedar_round
+    from fedar_jax import pretraining
     from fedar_jax import sharding
     from fedar_jax.data import federated
     from tests import helpers
@@ -55,6 +56,23 @@ SCRIPT = textwrap.dedent('''
     np.testing.assert_array_equal(o8.client_index[real], o1.client_index)
     np.testing.assert_array_equal(o8.clients.resampled[real], o1.clients.resampled)
     np.testing.assert_array_equal(o8.metrics['confusion'], o1.metrics['confusion'])
+
+    # The pre-training step runs in the round's blocks on the round's mesh: 8 devices in
+    # blocks of 4 prepare every client as 1 device does, and its rows stay sharded.
+    def prepare_clients(devices, **scale):
+      mesh = sharding.make_mesh(devices)
+      s = spec._replace(num_clients=C, mesh=mesh, **scale)
+      data = sharding.shard_clients(
+          federated.append_empty_clients(clients, fedar_round.data_rows(s, C), C), mesh)
+      out = jax.jit(pretraining.make_prepare_clients(s))(data, sharding.replicate(hp, mesh))
+      spread = len(out.x.x.sharding.device_set)
+      return jax.tree.map(lambda a: a[:C], sharding.fetch(out)), spread
+    (q1, _), (q8, spread8) = prepare_clients(devices[:1]), prepare_clients(devices, client_block=4)
+    assert spread8 == 8, spread8
+    np.testing.assert_array_equal(q8.mask, q1.mask)
+    jax.tree.map(np.testing.assert_array_equal, q8.x.facts, q1.x.facts)
+    np.testing.assert_allclose(q8.x.x, q1.x.x, atol=1e-5, rtol=0)
+
     ps1, os1, _, _ = run(devices[:1], clients_per_round=6)
     ps8, os8, _, _ = run(devices, clients_per_round=6, client_block=4)
     close(ps8, ps1)
