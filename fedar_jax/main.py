@@ -198,7 +198,7 @@ def _main(argv):
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:
-    prepared = train.setup(cfg)  # Loads the data; nothing is written before this succeeds.
+    built = train.setup(cfg)  # Loads the data; nothing is written before this succeeds.
   except (DataError, config_lib.ConfigError) as e:
     fail(str(e))
   logging.set_verbosity(logging.INFO)
@@ -206,7 +206,7 @@ def _main(argv):
   try:
     with (workdir_lib.lock(FLAGS.workdir) if distributed.is_writer()
           else contextlib.nullcontext()):
-      summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
+      summary = train.train_and_evaluate(cfg, FLAGS.workdir, built)
   except config_lib.ConfigError as e:
     fail(str(e))
   final = summary['final']

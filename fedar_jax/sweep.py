@@ -151,7 +151,7 @@ def _main(argv):
   mesh = sweep_runner.mesh_for(axes)
   try:  # Builds (and checks) every data set; nothing is written before this succeeds.
     with progress.stage('loading data'):
-      data = sweep_data.prepare(base, axes, mesh)
+      data = sweep_data.build(base, axes, mesh)
   except (DataError, config_lib.ConfigError) as e:
     main_lib.fail(str(e))
   with contextlib.ExitStack() as held:

@@ -147,7 +147,7 @@ def _pad_test(test: federated.TestData, rows: int) -> federated.TestData:
   return federated.TestData(*(pad(np.asarray(a)) for a in test))
 
 
-def prepare(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
+def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
             available: int | None = None) -> SweepData:
   """Builds, checks, pads, stacks and places the sweep's U data sets.
 

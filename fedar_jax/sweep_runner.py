@@ -79,7 +79,7 @@ def make_sweep_round(spec: fedar_round.RoundSpec, num_data: int = 1,
   num_data: U. With U = 1 every point shares the clients and the test set
   (ClientData [C, ...], TestData [T, ...]). With U > 1 they are stacked
   ([U, C, ...], [U, T, ...]) and point s uses data set s // (S / U).
-  prepared: the clients are per point ([S, C, ...], `make_sweep_prepare`'s
+  prepared: the clients are per point ([S, C, ...], `make_sweep_prepare_clients`'s
   output for `--resample_every=once`).
   With `spec.mesh`, S (or U) is sharded over the mesh's SWEEP axis (and clients
   over CLIENTS).
@@ -107,18 +107,18 @@ def make_sweep_round(spec: fedar_round.RoundSpec, num_data: int = 1,
   return sweep_step
 
 
-def make_sweep_prepare(prepare: Callable, num_data: int, mesh) -> Callable:
-  """`pretraining.make_prepare`'s function over the sweep axis: (clients [C, ...] or
-  [U, C, ...], hparams [S]) -> per-point prepared clients [S, C, ...]."""
-  vmapped = jax.vmap(prepare, in_axes=(0 if num_data > 1 else None, 0),
+def make_sweep_prepare_clients(prepare_clients: Callable, num_data: int, mesh) -> Callable:
+  """`pretraining.make_prepare_clients`'s function over the sweep axis: (clients [C, ...]
+  or [U, C, ...], hparams [S]) -> per-point prepared clients [S, C, ...]."""
+  vmapped = jax.vmap(prepare_clients, in_axes=(0 if num_data > 1 else None, 0),
                      spmd_axis_name=sharding.SWEEP if mesh is not None else None)
 
-  def sweep_prepare(clients, hparams):
+  def sweep_prepare_clients(clients, hparams):
     points = jax.tree.leaves(hparams)[0].shape[0]
     if num_data > 1 and points != num_data:
       clients = _repeat(clients, num_data, points)
     return vmapped(clients, hparams)
-  return sweep_prepare
+  return sweep_prepare_clients
 
 
 def sweep_mesh(points: int, devices=None) -> jax.sharding.Mesh:
@@ -147,7 +147,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   Resumes each group from its newest intact checkpoint (sweep.csv is rewritten
   from the rows kept in the checkpoints); a finished group is neither built nor
   compiled. Progress goes to `stream` (default stderr). `data` and `mesh` are
-  `sweep_data.prepare`'s result and its mesh (`mesh_for(axes)`), made here if
+  `sweep_data.build`'s result and its mesh (`mesh_for(axes)`), made here if
   not given. `on_start()` runs once the data is built, before anything is written.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
@@ -156,7 +156,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   groups = make_groups(base, axes)
   writer_process = distributed.is_writer()
   mesh = mesh or mesh_for(axes)
-  data = data or sweep_data.prepare(base, axes, mesh)
+  data = data or sweep_data.build(base, axes, mesh)
   ckpt_root = os.path.join(workdir, 'checkpoints')
   resume = {g.name: checkpoint.resume_point(os.path.join(ckpt_root, g.name),
                                            base.keep_checkpoints) for g in groups}
@@ -243,7 +243,7 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
     program = train.compile_program(
         first.spec, train.block_length(base), base.resample_every, state, clients, test,
         hparams, sweep=counted_sweep_round,
-        sweep_prepare=lambda fn: make_sweep_prepare(fn, group.num_data, mesh),
+        sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
         options=train.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces)
@@ -257,8 +257,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   group, start, state, hparams, clients, test, program, compile_s, traces = (
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
       ready.program, ready.compile_s, ready.traces)
-  if program.prepare is not None:  # Per-point resampled rows [S, C, M, ...].
-    clients = program.prepare(clients, hparams)
+  if program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
+    clients = program.prepare_clients(clients, hparams)
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
   if start:

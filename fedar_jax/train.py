@@ -1,7 +1,7 @@
 """The driver: build the experiment, run the compiled round for every round, write the workdir.
 
 `build` composes small builders: `build_layout` (the round's client layout and
-rows), `load_data` / `prepare_data` (this process's padded, scaled clients),
+rows), `load_data` / `pad_and_standardize` (this process's padded, scaled clients),
 `build_resampler`, and the --model's builder in MODEL_BUILDERS (a new model is
 one function returning a `Model`).
 
@@ -123,7 +123,7 @@ def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
       data.clients, stop - start, max(start, cfg.num_clients)))
 
 
-def prepare_data(cfg: RunConfig, data: FederatedDataset, rows: ClientRows) -> FederatedDataset:
+def pad_and_standardize(cfg: RunConfig, data: FederatedDataset, rows: ClientRows) -> FederatedDataset:
   """`data` as the round takes it: its clients padded with empty ones to this process's
   rows (ClientData x[stop - start, N, ...]), then scaled (--standardize, statistics over
   all processes), so resampling sees the scaled rows.
@@ -234,7 +234,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   count; default the data's (over all processes).
   """
   rows = build_layout(cfg, mesh)
-  data = prepare_data(cfg, load_data(cfg, mesh) if data is None else data, rows)
+  data = pad_and_standardize(cfg, load_data(cfg, mesh) if data is None else data, rows)
   model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size,
@@ -346,16 +346,16 @@ def block_length(cfg: RunConfig) -> int:
 
 
 class Program(NamedTuple):
-  """A run's compiled programs. prepare: (clients, hparams) -> the round's client data
-  (the pre-training step of --resample_every=once; None for round). step: a block of
-  rounds, (state, clients, test, hparams, count) -> (state, RoundOutput [block, ...])."""
-  prepare: Callable | None
+  """A run's compiled programs. prepare_clients: (clients, hparams) -> the round's client
+  data (the pre-training step of --resample_every=once; None for round). step: a block
+  of rounds, (state, clients, test, hparams, count) -> (state, RoundOutput [block, ...])."""
+  prepare_clients: Callable | None
   step: Callable
 
 
 def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_every: str, state,
                     clients, test, hparams, sweep: Callable | None = None,
-                    sweep_prepare: Callable | None = None,
+                    sweep_prepare_clients: Callable | None = None,
                     options: dict | None = None) -> Program:
   """Compiles the run's programs for these arguments' shapes.
 
@@ -363,17 +363,17 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
   sweep: for a sweep (leaves of state and hparams [S, ...]), builds the
   vmapped round from (round spec, prepared: whether the clients are the
   per-point output of the pre-training step); None for a single run.
-  sweep_prepare: for a sweep, maps `pretraining.make_prepare`'s function to its
-  version over the sweep axis.
+  sweep_prepare_clients: for a sweep, maps `pretraining.make_prepare_clients`'s
+  function to its version over the sweep axis.
   """
-  prepare = pending = None
+  prepare_clients = pending = None
   round_spec = spec
   options = compiler_options() if options is None else options
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
     if resample_every == 'once':
       fn = pretraining.make_prepare_clients(spec)
       if sweep is not None:
-        fn = sweep_prepare(fn)
+        fn = sweep_prepare_clients(fn)
       lowered, round_spec = jax.jit(fn).lower(clients, hparams), pretraining.round_spec(spec)
       step_options = {**options, **once_compiler_options()}
       if sweep is None and jax.device_count() == 1:
@@ -384,15 +384,15 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
                                lowered.out_info)
         pending = pool.submit(lowered.compile, step_options)
       else:
-        prepare = lowered.compile(step_options)
+        prepare_clients = lowered.compile(step_options)
         # The round is compiled for the shardings the compiled step really outputs.
-        clients = prepare.out_info
+        clients = prepare_clients.out_info
     round_fn = None if sweep is None else sweep(round_spec, resample_every == 'once')
     rounds = compile_rounds(round_spec, block_rounds, state, clients, test, hparams, round_fn,
                             options)
     if pending is not None:
-      prepare = pending.result()
-  return Program(prepare, rounds)
+      prepare_clients = pending.result()
+  return Program(prepare_clients, rounds)
 
 
 def compile_rounds(spec: fedar_round.RoundSpec, block_rounds: int, state, clients, test, hparams,
@@ -498,16 +498,16 @@ def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) 
   data_summary.write_partition_summary(workdir, data._replace(clients=clients))
 
 
-def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
+def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
   Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
   (raises ConfigError if the workdir was started with other settings).
-  `prepared` is `setup(cfg)`'s result, made here if not given.
+  `built` is `setup(cfg)`'s result, made here if not given.
   Returns the summary dict.
   """
   workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
-  exp, mesh = prepared or setup(cfg)
+  exp, mesh = built or setup(cfg)
   if distributed.is_writer():
     write_partition_files(workdir, cfg, exp.data)
   rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
@@ -538,8 +538,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
     compile_s = time.perf_counter() - t0
     logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
                  compile_s)
-    if program.prepare is not None:  # Resampled once; the rows stay on the device.
-      clients = program.prepare(clients, hparams)
+    if program.prepare_clients is not None:  # Resampled once; the rows stay on the device.
+      clients = program.prepare_clients(clients, hparams)
 
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())

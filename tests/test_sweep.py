@@ -275,7 +275,7 @@ def test_building_a_group_again_compiles_nothing():
   from fedar_jax import sweep_data
   axes = sweep_runner.SweepAxes.of(BASE, seeds=(1, 2, 3))
   mesh = sweep_runner.mesh_for(axes)
-  data = sweep_data.prepare(BASE, axes, mesh)
+  data = sweep_data.build(BASE, axes, mesh)
   [group] = sweep_runner.make_groups(BASE, axes)
   assert len(sweep_runner.build_points(group, data, mesh)) == 3
   compiles = []

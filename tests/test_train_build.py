@@ -26,13 +26,13 @@ def test_layout_is_the_specs_scale_fields():
   # Every client in blocks of 2: 3 blocks of 2 slots, one empty padding client (id 5).
   rows = train.build_layout(SMALL.replace(client_block=2), None)
   assert rows.rows == 6
-  data = train.prepare_data(SMALL, train.load_data(SMALL.replace(client_block=2)), rows)
+  data = train.pad_and_standardize(SMALL, train.load_data(SMALL.replace(client_block=2)), rows)
   assert data.clients.x.shape[0] == 6 and not data.clients.mask[5].any()
   np.testing.assert_array_equal(data.clients.client_id, np.arange(6))
 
 
 def test_model_builders_give_the_round_its_parts():
-  data = train.prepare_data(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
+  data = train.pad_and_standardize(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
   resampler = train.build_resampler(SMALL, data)
   assert resampler.capacity >= data.clients.x.shape[1]
   model = train.build_mlp(SMALL, data, resampler)
@@ -43,7 +43,7 @@ def test_model_builders_give_the_round_its_parts():
 
 def test_model_init_compiles_once_per_model_configuration():
   # A sweep builds one experiment per point: they must share one compiled init.
-  data = train.prepare_data(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
+  data = train.pad_and_standardize(SMALL, train.load_data(SMALL), train.build_layout(SMALL, None))
   resampler = train.build_resampler(SMALL, data)
   before = train.init_params._cache_size()
   first = train.build_mlp(SMALL.replace(seed=1), data, resampler)

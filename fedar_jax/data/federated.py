@@ -73,7 +73,7 @@ def take_clients(clients: ClientData, index) -> ClientData:
   return ClientData(*(np.asarray(a)[index] for a in clients))
 
 
-def class_counts(data: ClientData, num_classes: int) -> np.ndarray:
+def client_class_counts(data: ClientData, num_classes: int) -> np.ndarray:
   """int[C, K]: each client's count of real rows per class."""
   return np.stack([np.bincount(data.y[c][data.mask[c]], minlength=num_classes)
                    for c in range(data.y.shape[0])])
@@ -81,5 +81,5 @@ def class_counts(data: ClientData, num_classes: int) -> np.ndarray:
 
 def max_class_count(data: ClientData, num_classes: int) -> int:
   """Largest per-class count of real rows over all clients (a static resampling bound)."""
-  counts = class_counts(data, num_classes)
+  counts = client_class_counts(data, num_classes)
   return int(counts.max()) if counts.size else 0

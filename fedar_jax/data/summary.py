@@ -24,7 +24,7 @@ def partition_summary(data) -> dict:
   """Per-client counts and imbalance ratios of a FederatedDataset (JSON-ready dict)."""
   c = data.clients
   k = len(data.class_names)
-  counts = federated.class_counts(c, k)
+  counts = federated.client_class_counts(c, k)
   present = np.where(counts > 0, counts, np.inf).min(axis=1)
   ir = np.where(np.isfinite(present), counts.max(axis=1) / np.where(np.isfinite(present),
                                                                   present, 1), 1.0)
