@@ -244,7 +244,8 @@ def _reference_resample(resampler, engine_resample, key, x, y, mask):
 
 def reference_client_update(spec: fedar_round.RoundSpec, params, key, x, y, mask, threshold,
                             learning_rate, engine_resample=None, resample_key=None):
-  """FedAR on one client as a plain loop (the test oracle of `client.client_update`).
+  """FedAR on one client as a plain loop (the test oracle of `client.client_update` with
+  the standard `client.fedar_client`).
 
   Resampling as `_reference_resample` iff IR = max / min present class count
   exceeds `threshold`; then `spec.local_epochs` epochs of optax Adam steps, one
@@ -252,7 +253,8 @@ def reference_client_update(spec: fedar_round.RoundSpec, params, key, x, y, mask
   (real rows by uniform(epoch key, [M']), padding last), batches without a real
   row skipped, loss the mean softmax cross-entropy of a batch's real rows.
 
-  Args: as `client.client_update` (x float32[N, ...], y int32[N], mask bool[N]);
+  Args: params to learning_rate as `client.client_update` (x float32[N, ...], y int32[N],
+    mask bool[N]);
     engine_resample: the (jitted) `spec.resampler.resample`, used for the
     samplers without a NumPy version. resample_key: if given, resampling uses
     its first half (`--resample_every=once`: the first round's key).

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedar_jax import client, latent, models, reference, resample
+from fedar_jax import client, latent, models, pretraining, reference, resample
 from fedar_jax import fedar_round
 from fedar_jax.data import federated
 from fedar_jax.data.pattern_faces import pattern_faces
@@ -55,6 +55,19 @@ def test_vmapped_latent_round_equals_reference_loop(mode):
                                        jax.tree.leaves(state.params[part])[0])
   assert moved('head')
   assert moved('encoder') == (mode == 'joint')
+
+
+@pytest.mark.parametrize('mode', ['joint', 'frozen'])
+def test_latent_clients_cannot_prepare_once(mode):
+  # Their prepare encodes with the incoming global encoder: it cannot run before training.
+  clients, _ = image_clients(sizes=(8,))
+  _, spec, _ = latent_spec(clients, mode)
+  assert not fedar_round.client_pipeline(spec).hoistable
+  assert fedar_round.client_pipeline(spec._replace(client_pipeline=None)).hoistable
+  with pytest.raises(ValueError, match='resampling once needs a client whose prepare'):
+    pretraining.make_prepare_clients(spec)
+  with pytest.raises(ValueError, match='resampling once needs a client whose prepare'):
+    reference.make_reference_round(spec, resample_every='once')
 
 
 def test_joint_without_resampling_is_plain_cnn_training():
