@@ -123,7 +123,8 @@ def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
       data.clients, stop - start, max(start, cfg.num_clients)))
 
 
-def pad_and_standardize(cfg: RunConfig, data: FederatedDataset, rows: ClientRows) -> FederatedDataset:
+def pad_and_standardize(cfg: RunConfig, data: FederatedDataset,
+                        rows: ClientRows) -> FederatedDataset:
   """`data` as the round takes it: its clients padded with empty ones to this process's
   rows (ClientData x[stop - start, N, ...]), then scaled (--standardize, statistics over
   all processes), so resampling sees the scaled rows.
