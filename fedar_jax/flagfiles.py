@@ -34,7 +34,7 @@ def parse(flag_values: flags.FlagValues, argv: list[str]) -> list[str]:
 
   Returns absl's unparsed arguments (argv[0] first). Raises FlagfileError
   (a flags.Error) naming a flagfile that is not a regular file, is not UTF-8
-  text, holds a NUL byte, names itself, or makes the flagfiles read add up to
+  text (or holds a NUL byte), names itself, or makes the flagfiles read add up to
   more than MAX_BYTES. A flagfile (or one it names) starting with a byte-order
   mark is handed to absl as a temporary copy without it, removed after parsing.
   """
@@ -71,7 +71,7 @@ class _Reader:
       raise FlagfileError(path, f'not UTF-8 text (byte 0x{data[e.start]:02x} at offset '
                           f'{e.start})')
     if '\0' in text:
-      raise FlagfileError(path, f'not UTF-8 text (NUL byte at offset {data.index(0)})')
+      raise FlagfileError(path, f'not text (NUL byte at offset {data.index(0)})')
     return text
 
   def copy(self, text: str) -> str:
