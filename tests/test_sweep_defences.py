@@ -33,10 +33,10 @@ def test_the_table_is_consistent_with_the_round():
       'imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'data_seed',
       'attacker_fraction')
   traced = [f.field for f in sweep_axes.SWEEP_FLAGS.values() if f.kind == sweep_axes.TRACED]
-  assert set(methods.MethodParams._fields) <= set(traced)
+  assert set(methods.MethodParams.create()._fields) <= set(traced)
   base = train.build(BASE)
   for field in traced:
-    assert field in fedar_round.HParams._fields or field in methods.MethodParams._fields, field
+    assert field in fedar_round.HParams._fields or field in methods.MethodParams.create()._fields, field
     value = getattr(BASE, field)
     other = train.build(BASE.replace(**{field: value + 1 if field != 'server_beta1'
                                         else value / 2}))
