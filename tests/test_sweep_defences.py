@@ -124,8 +124,8 @@ def _lists(args: str, base_args: str = ''):
 
 @pytest.mark.parametrize('args,base_args,pattern', [
     ('--trim_fractions=0.1,0.5', '', '--trim_fractions: must be in [0, 0.5), got 0.5'),
-    ('--prox_mus=0,-0.1', '', '--prox_mus: must be in [0, inf), got -0.1'),
-    ('--focal_gammas=2,-1', '', '--focal_gammas: must be in [0, inf), got -1'),
+    ('--prox_mus=0,-0.1', '', '--prox_mus: must be >= 0, got -0.1'),
+    ('--focal_gammas=2,-1', '', '--focal_gammas: must be >= 0, got -1'),
     ('--server_learning_rates=1,0', '', '--server_learning_rates: must be > 0, got 0'),
     ('--aggregators=mean,bogus', '', "--aggregators: unknown value 'bogus'"),
     ('--losses=ce,focal,ce', '', '--losses: repeats a value'),

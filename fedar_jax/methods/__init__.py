@@ -9,7 +9,6 @@ the threshold. The built-in methods are declared in methods/builtin.py.
 """
 from typing import NamedTuple
 
-from fedar_jax.methods import builtin as _builtin  # noqa: F401  Declares the built-ins.
 from fedar_jax.methods import registry
 
 # The built-in names (registry.names(kind) also lists methods registered later).

@@ -68,4 +68,8 @@ def params_of(cfg, **overrides) -> MethodParams:
   `cfg`, else `overrides`, else its default (a parameter registered after RunConfig was
   built has no field)."""
   values = {p.name: getattr(cfg, p.name) for p in registry.params() if hasattr(cfg, p.name)}
+  for name, value in overrides.items():
+    problem = registry.param(name).bound.problem(value)
+    if problem:
+      raise ValueError(f'{name}: {problem}')
   return MethodParams.create(**{**values, **overrides})

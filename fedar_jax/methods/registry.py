@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib
 import math
+import struct
 from typing import Callable, NamedTuple
 
 FLOAT32, INT32 = 'float32', 'int32'
@@ -38,14 +39,54 @@ KINDS = {
 }
 
 
+def dataset_source(dataset: str) -> str:
+  """The registered data source of a --dataset value: 'tfds:NAME' for any 'tfds:<name>'."""
+  return 'tfds:NAME' if dataset.startswith('tfds:') and len(dataset) > 5 else dataset
+
+
+class Bound(NamedTuple):
+  """The range of a numeric flag: low, high, each closed or open, checked on the value as
+  the compiled code holds it (dtype FLOAT32 or INT32)."""
+  name: str
+  low: float = -INF
+  high: float = INF
+  low_closed: bool = True
+  high_closed: bool = False
+  dtype: str = FLOAT32
+
+  def requirement(self) -> str:
+    """The range as messages write it: '>= 1', '> 0', 'in [0, 0.5)', 'in [0, 1]'."""
+    if self.high == INF:
+      return f'{">=" if self.low_closed else ">"} {self.low:g}'
+    return (f'in {"[" if self.low_closed else "("}{self.low:g}, {self.high:g}'
+            f'{"]" if self.high_closed else ")"}')
+
+  def contains(self, value: float) -> bool:
+    above = value >= self.low if self.low_closed else value > self.low
+    below = value <= self.high if self.high_closed else value < self.high
+    return above and below
+
+  def problem(self, value) -> str | None:
+    """None if `value` is in range both as given and as the float32/int32 the round uses,
+    else what is wrong ('must be in [0, 0.5), got 0.49999999 (0.5 in float32)')."""
+    if not self.contains(value):
+      return f'must be {self.requirement()}, got {value:g}'
+    if self.dtype == FLOAT32:
+      stored = float(struct.unpack('f', struct.pack('f', value))[0])
+      if not self.contains(stored):
+        return (f'must be {self.requirement()}, got {value!r} ({stored:g} in float32, the '
+                f'value the round uses)')
+    return None
+
+
 class Param(NamedTuple):
   """A traced numeric parameter of one or more methods.
 
   name: the RunConfig field / flag and the MethodParams leaf; default: its value;
-  low, high: its range, each bound closed (`low_closed`, `high_closed`) or open;
-  dtype: FLOAT32 or INT32, the dtype the round computes with (the range is
-  checked on that value); help: the flag's help text; sweep: the sweep list's
-  flag name ('' for none) and sweep_help its help text.
+  help: the flag's help text; low, high: its range, each bound closed
+  (`low_closed`, `high_closed`) or open; dtype: FLOAT32 or INT32, the dtype the
+  round computes with (the range is checked on that value); sweep: the sweep
+  list's flag name ('' for none) and sweep_help its help text.
   """
   name: str
   default: float
@@ -58,20 +99,9 @@ class Param(NamedTuple):
   sweep: str = ''
   sweep_help: str = ''
 
-  def requirement(self) -> str:
-    """The allowed range as messages write it: 'in [0, 1)', '> 0', '>= 0' (int32)."""
-    if self.high == INF and not self.low_closed:
-      return f'> {self.low:g}'
-    if self.high == INF and self.dtype == INT32:
-      return f'>= {self.low:g}'
-    return (f'in {"[" if self.low_closed else "("}{self.low:g}, {self.high:g}'
-            f'{"]" if self.high_closed else ")"}')
-
-  def contains(self, value: float) -> bool:
-    """Whether `value` is inside the range (compare the value the round uses)."""
-    above = value >= self.low if self.low_closed else value > self.low
-    below = value <= self.high if self.high_closed else value < self.high
-    return above and below
+  @property
+  def bound(self) -> Bound:
+    return Bound(self.name, self.low, self.high, self.low_closed, self.high_closed, self.dtype)
 
 
 class Method(NamedTuple):
@@ -86,22 +116,45 @@ class Method(NamedTuple):
   reference: str = ''
 
 
+class KindParam(NamedTuple):
+  """A parameter every method of `kind` uses (prox_mu: local training with any client
+  optimizer), with help and reference (one line each, for docs/defences.md)."""
+  kind: str
+  param: Param
+  help: str = ''
+  reference: str = ''
+
+
 @dataclasses.dataclass
 class _Table:
   methods: dict = dataclasses.field(default_factory=dict)   # (kind, name) -> Method
   params: dict = dataclasses.field(default_factory=dict)    # name -> Param
   owners: dict = dataclasses.field(default_factory=dict)    # param name -> [(kind, name)]
-  kind_params: dict = dataclasses.field(default_factory=dict)  # param name -> kind
+  kind_params: dict = dataclasses.field(default_factory=dict)  # param name -> KindParam
 
 
-_TABLE = _Table()
+_TABLE = None
+
+
+def _table() -> _Table:
+  """The registry, holding the built-ins (methods/builtin.py) from its first use on."""
+  global _TABLE
+  if _TABLE is None:
+    from fedar_jax.methods import builtin  # Data only: it imports this module's classes.
+    _TABLE = _Table()
+    for entry in builtin.DECLARED:
+      if isinstance(entry, KindParam):
+        register_kind_param(entry)
+      else:
+        register(entry)
+  return _TABLE
 
 
 def _add_param(p: Param) -> None:
-  known = _TABLE.params.get(p.name)
+  known = _table().params.get(p.name)
   if known is not None and known != p:
     raise ValueError(f'parameter {p.name!r} is declared twice, differently')
-  _TABLE.params[p.name] = p
+  _table().params[p.name] = p
 
 
 def register(method: Method) -> Method:
@@ -109,61 +162,77 @@ def register(method: Method) -> Method:
   if method.kind not in KINDS:
     raise ValueError(f'unknown method kind {method.kind!r}; kinds: {", ".join(KINDS)}')
   key = (method.kind, method.name)
-  if key in _TABLE.methods:
+  if key in _table().methods:
     raise ValueError(f'{method.kind} {method.name!r} is registered already')
   for p in method.params:
     _add_param(p)
-  _TABLE.methods[key] = method
+  _table().methods[key] = method
   for p in method.params:
-    _TABLE.owners.setdefault(p.name, []).append(key)
+    _table().owners.setdefault(p.name, []).append(key)
   return method
 
 
-def register_kind_param(kind: str, param: Param) -> Param:
-  """Adds a parameter that every method of `kind` uses (prox_mu: local training)."""
-  _add_param(param)
-  _TABLE.kind_params[param.name] = kind
-  return param
+def register_kind_param(entry: KindParam) -> Param:
+  """Adds a parameter that every method of `entry.kind` uses; returns it."""
+  if entry.kind not in KINDS:
+    raise ValueError(f'unknown method kind {entry.kind!r}; kinds: {", ".join(KINDS)}')
+  _add_param(entry.param)
+  _table().kind_params[entry.param.name] = entry
+  return entry.param
+
+
+def kind_params() -> tuple[KindParam, ...]:
+  return tuple(_table().kind_params.values())
 
 
 @contextlib.contextmanager
 def scoped():
   """Registrations inside the block are undone after it (tests)."""
-  saved = _Table(dict(_TABLE.methods), dict(_TABLE.params),
-                 {k: list(v) for k, v in _TABLE.owners.items()}, dict(_TABLE.kind_params))
+  table = _table()
+  saved = _Table(dict(table.methods), dict(table.params),
+                 {k: list(v) for k, v in table.owners.items()}, dict(table.kind_params))
   try:
     yield
   finally:
-    _TABLE.methods, _TABLE.params = saved.methods, saved.params
-    _TABLE.owners, _TABLE.kind_params = saved.owners, saved.kind_params
+    table.methods, table.params = saved.methods, saved.params
+    table.owners, table.kind_params = saved.owners, saved.kind_params
 
 
 def names(kind: str) -> tuple[str, ...]:
   """The registered method names of `kind`, in registration order."""
-  return tuple(n for k, n in _TABLE.methods if k == kind)
+  return tuple(n for k, n in _table().methods if k == kind)
 
 
 def get(kind: str, name: str) -> Method:
   try:
-    return _TABLE.methods[(kind, name)]
+    return _table().methods[(kind, name)]
   except KeyError:
     raise ValueError(f'unknown {kind} {name!r}; allowed: {", ".join(names(kind))}') from None
 
 
-def params() -> tuple[Param, ...]:
-  """Every registered parameter, in declaration order (the MethodParams leaves)."""
-  return tuple(_TABLE.params.values())
+def params(kind: str = '') -> tuple[Param, ...]:
+  """The registered parameters (of the methods of `kind`, if given), in declaration order:
+  the MethodParams leaves."""
+  return tuple(p for p in _table().params.values() if not kind or kind_of(p.name) == kind)
+
+
+def kind_of(param_name: str) -> str:
+  """The kind whose methods use the parameter (the kind that declared it first)."""
+  table = _table()
+  if param_name in table.kind_params:
+    return table.kind_params[param_name].kind
+  return table.owners[param_name][0][0]
 
 
 def param(name: str) -> Param:
-  return _TABLE.params[name]
+  return _table().params[name]
 
 
 def users(param_name: str) -> tuple[str, ...]:
   """'kind=name' of the methods that read `param_name` ('kind' for a kind's parameter)."""
-  if param_name in _TABLE.kind_params:
-    return (_TABLE.kind_params[param_name],)
-  return tuple(f'{k}={n}' for k, n in _TABLE.owners.get(param_name, ()))
+  if param_name in _table().kind_params:
+    return (kind_of(param_name),)
+  return tuple(f'{k}={n}' for k, n in _table().owners.get(param_name, ()))
 
 
 def resolve(kind: str, name: str) -> Callable:
