@@ -13,8 +13,9 @@ traced flags in table order, so point s uses data set s // (S / U).
 Adding a sweep flag is one entry in SWEEP_FLAGS (a traced entry's field must
 also be in `fedar_round.HParams` and set by `train.build`); the traced lists of
 the methods' parameters come from the method registry (a `Param` with a
-`sweep` name, methods/builtin.py), in declaration order. `--defences` names rows of `defences.DEFENCES`: each is a
-code value that also sets the flags of its entry on every point of its group.
+`sweep` name, methods/builtin.py), in declaration order. `--defences` names
+rows of `defences.DEFENCES`: each is a code value that also sets the flags of
+its entry on every point of its group.
 """
 from __future__ import annotations
 

@@ -98,18 +98,22 @@ def toy_linear(cfg, data, resampler):
   return train.Model(apply_fn, params, resampler)
 
 
-def test_a_registered_model_builds_and_trains():
+def test_a_registered_model_builds_and_sweeps():
   with registry.scoped():
     registry.register(registry.Method('model', 'toy_linear', toy_linear))
     cfg = config.validate(RunConfig(model='toy_linear', num_clients=3, samples_per_client=30,
                                     feature_dim=5, test_per_class=10, local_epochs=1,
                                     learning_rate=0.05, resampler='none'))
     exp = train.build(cfg)
-    state, _ = jax.jit(fedar_round.make_round(exp.spec))(exp.state, exp.data.clients,
-                                                         exp.data.test, exp.hparams)
-  assert set(state.params) == {'w', 'b'} and state.params['w'].shape == (5, 2)
-  assert np.all(np.isfinite(state.params['w'])) and np.any(state.params['w'] != 0)
-  assert 'toy_linear' not in registry.names('model')
+    rates = (0.01, 0.1)
+    hparams = _stack([exp.hparams._replace(learning_rate=jnp.float32(r)) for r in rates])
+    traces = []
+    step = jax.jit(lambda *a: (traces.append(1), sweep_runner.make_sweep_round(exp.spec)(*a))[1])
+    state, _ = step(_stack([exp.state] * len(rates)), exp.data.clients, exp.data.test, hparams)
+  assert 'toy_linear' not in registry.names('model') and len(traces) == 1
+  w = np.asarray(state.params['w'])
+  assert w.shape == (2, 5, 2) and np.all(np.isfinite(w))
+  assert np.any(w[0] != 0) and not np.allclose(w[0], w[1])  # Each rate trains its own point.
 
 
 def test_flags_and_sweep_lists_come_from_the_registry():

@@ -31,6 +31,8 @@ class MethodParams:
     return cls({p.name: _cast(p, values.get(p.name, p.default)) for p in params})
 
   def __getattr__(self, name):
+    if name == '_values':  # Not set yet (copy, unpickling): no recursion.
+      raise AttributeError(name)
     try:
       return self._values[name]
     except KeyError:

@@ -10,11 +10,14 @@ with any client optimizer); it is declared with the first method that uses it.
 
 `impl` is the implementation: a callable, or a 'module:attribute' string
 resolved on first use (`resolve`), so declaring the built-in methods imports no
-JAX and the flag validation (config.py) reads this table without it.
+JAX and the flag validation (config.py) reads this table without it. The
+built-ins are data (methods/builtin.py, `DECLARED`), read on the registry's
+first use; `register` adds a method (a test: inside `scoped()`).
 
 From this table come: the method names each flag allows, the `MethodParams`
 leaves (one per parameter, in declaration order), the range checks of the
-parameters (config.py, in float32/int32 as the round sees them), the traced
+parameters (`Bound`, checked by config.py in float32/int32 as the round sees
+them), the RunConfig fields of the built-in parameters, the traced
 entries of `sweep_axes.SWEEP_FLAGS`, and the methods table of docs/defences.md.
 """
 import contextlib
@@ -226,13 +229,6 @@ def kind_of(param_name: str) -> str:
 
 def param(name: str) -> Param:
   return _table().params[name]
-
-
-def users(param_name: str) -> tuple[str, ...]:
-  """'kind=name' of the methods that read `param_name` ('kind' for a kind's parameter)."""
-  if param_name in _table().kind_params:
-    return (kind_of(param_name),)
-  return tuple(f'{k}={n}' for k, n in _table().owners.get(param_name, ()))
 
 
 def resolve(kind: str, name: str) -> Callable:
