@@ -25,6 +25,7 @@ from absl import logging
 from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import defences
+from fedar_jax import flagfiles
 from fedar_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -90,7 +91,7 @@ def fail(message: str) -> None:
 def parse_flags(argv):
   """absl flag parsing, with parse errors reported as one line and exit status 2."""
   try:
-    return FLAGS(argv)
+    return flagfiles.parse(FLAGS, argv)
   except flags.Error as e:
     fail(str(e))
 

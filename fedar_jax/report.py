@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from fedar_jax import flagfiles
 from fedar_jax import plot_style
 from fedar_jax import sweep_axes
 
@@ -717,7 +718,7 @@ def main(argv=None):
     print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
     return
   try:
-    flag_values(argv)
+    flagfiles.parse(flag_values, argv)
     if not flag_values.workdir:
       raise ValueError('--workdir: is required')
     sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))

@@ -2,8 +2,8 @@
 
 `build` composes small builders: `build_layout` (the round's client layout and
 rows), `load_data` / `pad_and_standardize` (this process's padded, scaled clients),
-`build_resampler`, and the --model's builder in MODEL_BUILDERS (a new model is
-one function returning a `Model`).
+`build_resampler`, and the --model's builder (`model_builder`: a new model is one
+function returning a `Model`, registered in methods/builtin.py).
 
 Workdir contents:
   metrics.csv   one row per round (written and flushed as each round ends)
@@ -37,6 +37,7 @@ from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import latent
 from fedar_jax import methods
+from fedar_jax.methods import registry
 from fedar_jax import metrics
 from fedar_jax import models
 from fedar_jax import pretraining
@@ -219,9 +220,10 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   return Model(model.apply, params, resampler, latent_client)
 
 
-# --model: a new model is one builder (cfg, data, resampler) -> Model, and its name in
-# config.MODELS.
-MODEL_BUILDERS: dict[str, Callable[..., Model]] = {'mlp': build_mlp, 'cnn': build_cnn}
+def model_builder(name: str) -> Callable[..., Model]:
+  """The builder (cfg, data, resampler) -> Model of --model=`name`: a model is one builder
+  registered in the method registry (methods/builtin.py)."""
+  return registry.resolve('model', name)
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
@@ -236,7 +238,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   """
   rows = build_layout(cfg, mesh)
   data = pad_and_standardize(cfg, load_data(cfg, mesh) if data is None else data, rows)
-  model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
+  model = model_builder(cfg.model)(cfg, data, build_resampler(cfg, data, max_class_count))
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size,
                              client_pipeline=model.client_pipeline,
