@@ -191,14 +191,14 @@ def _main(argv):
     fail(str(e))
   from fedar_jax import checkpoint
   from fedar_jax import progress
-  from fedar_jax import train  # Imports JAX; keep flag errors fast.
+  from fedar_jax import loop  # Imports JAX; keep flag errors fast.
   compile_cache.enable(FLAGS.compilation_cache_dir)
   progress.use_short_log_format()
   checkpoint.quiet_orbax_logs()
   from fedar_jax.data.errors import DataError
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   try:
-    prepared = train.setup(cfg)  # Loads the data; nothing is written before this succeeds.
+    prepared = loop.setup(cfg)  # Loads the data; nothing is written before this succeeds.
   except (DataError, config_lib.ConfigError) as e:
     fail(str(e))
   logging.set_verbosity(logging.INFO)
@@ -206,7 +206,7 @@ def _main(argv):
   try:
     with (workdir_lib.lock(FLAGS.workdir) if distributed.is_writer()
           else contextlib.nullcontext()):
-      summary = train.train_and_evaluate(cfg, FLAGS.workdir, prepared)
+      summary = loop.train_and_evaluate(cfg, FLAGS.workdir, prepared)
   except config_lib.ConfigError as e:
     fail(str(e))
   final = summary['final']
