@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from typing import Callable, NamedTuple
 
 from absl import logging
 import jax
@@ -157,6 +158,67 @@ def round_output(outs, i: int):
 
 
 
+class RowSink(NamedTuple):
+  """Where a loop's rounds go: the CSV file `f` and its csv `writer`, `rows` (every row so
+  far, kept in the checkpoints), the metric `header`, one settings prefix per point
+  (`[[]]` for a single run: a run is a sweep of one point with no setting columns) and
+  one TensorBoard writer per point (None: not written)."""
+  f: object
+  writer: object
+  rows: list
+  header: list
+  settings: list
+  tbs: list
+
+
+def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Checkpoints,
+              sink: RowSink, round_done: Callable[[int, float, list[dict]], None]):
+  """Runs every call of `calls` and writes each round as its call returns.
+
+  step: the compiled block of rounds (`programs.Program.step`); inputs: its
+  (clients, test, hparams). Every round appends one row per point (the point's
+  settings, then the metrics.csv columns) to `sink`, writes the point's
+  TensorBoard scalars and calls `round_done(round, seconds per round, cells)`
+  with the points' {column: value} metric cells. A call that ends on a
+  checkpoint round, or after a signal, saves the state and the rows; a signal
+  then ends the loop (`interrupts.Interrupted`). The TensorBoard writers are
+  closed on the way out.
+
+  Returns (state, the last call's metrics on the device or None if no call ran,
+  seconds per round of every round run).
+  """
+  times, last_metrics = [], None
+  points = len(sink.settings)
+  try:
+    with interrupts.deferred(enabled=jax.process_count() == 1):
+      for first, count in calls:
+        state, device_outs, outs, seconds = run_block(step, state, *inputs, count)
+        calls.record(count, seconds)
+        block = csv_rows(first, outs, seconds / count)  # Round-major, then point.
+        for i in range(count):
+          times.append(seconds / count)
+          metric_rows = block[i * points:(i + 1) * points]
+          new = [point + row for point, row in zip(sink.settings, metric_rows)]
+          sink.rows.extend(new)
+          sink.writer.writerows(new)
+          cells = [dict(zip(sink.header, row)) for row in metric_rows]
+          for tb, cell in zip(sink.tbs, cells):
+            if tb is not None:
+              tb.write(first + i, cell)
+          round_done(first + i, times[-1], cells)
+        sink.f.flush()
+        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        if calls.checkpoint_due(first + count - 1) or interrupts.pending():
+          ckpt.save(state, last_metrics, rows=sink.rows)
+        if interrupts.pending():
+          interrupts.stop(first + count - 1)
+  finally:
+    for tb in sink.tbs:
+      if tb is not None:
+        tb.close()
+  return state, last_metrics, times
+
+
 def device_description() -> str:
   d = jax.devices()
   hosts = f' on {jax.process_count()} processes' if jax.process_count() > 1 else ''
@@ -218,11 +280,11 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   writer_process = distributed.is_writer()
 
   ckpt_dir = os.path.join(workdir, 'checkpoints')
-  times, last_metrics = [], None
+  last_metrics = None
   # The newest checkpoint that reads back (newer unreadable ones are set aside).
   done, rows = checkpoint.resume_point(ckpt_dir, cfg.keep_checkpoints)
   calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
-  compile_s = 0.0
+  step, compile_s = None, 0.0
   if calls:  # A finished run compiles nothing.
     t0 = time.perf_counter()
     with progress.stage('compiling the round'):
@@ -233,6 +295,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
                  compile_s)
     if program.prepare is not None:  # Resampled once; the rows stay on the device.
       clients = program.prepare(clients, hparams)
+    step = program.step
 
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
@@ -247,31 +310,16 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
         if writer_process else None)
   bar = progress.Progress(cfg.rounds, 1, desc='run')
   bar.skip(done)
+  participants = exp.spec.clients_per_round or cfg.num_clients
   try:
-    with f, interrupts.deferred(enabled=jax.process_count() == 1):
-      for first, count in calls:
-        state, device_outs, outs, seconds = run_block(program.step, state, clients, test,
-                                                      hparams, count)
-        calls.record(count, seconds)
-        for r, row in enumerate(csv_rows(first, outs, seconds / count), first):
-          times.append(seconds / count)
-          rows.append(row)
-          writer.writerow(row)
-          cell = dict(zip(header, row))
-          if tb is not None:
-            tb.write(r, cell)
-          bar.round_done(times[-1], round_label(cell, exp.spec.clients_per_round
-                                                or cfg.num_clients))
-        f.flush()
-        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
-        if calls.checkpoint_due(first + count - 1) or interrupts.pending():
-          ckpt.save(state, last_metrics, rows=rows)
-        if interrupts.pending():
-          interrupts.stop(first + count - 1)
+    with f:
+      state, metrics_now, times = run_calls(
+          step, state, (clients, test, hparams), calls, ckpt,
+          RowSink(f, writer, rows, header, [[]], [tb]),
+          lambda r, seconds, cells: bar.round_done(seconds, round_label(cells[0], participants)))
   finally:
     bar.close()
-    if tb is not None:
-      tb.close()
+  last_metrics = metrics_now if metrics_now is not None else last_metrics
   ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
@@ -290,7 +338,6 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
     from fedar_jax import report  # Imports matplotlib.
     report.write_run_plot(workdir)
   return summary
-
 
 
 def round_label(cell: dict, participants: int) -> str:

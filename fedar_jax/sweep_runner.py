@@ -33,7 +33,8 @@ Workdir contents (besides the report's files):
   tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
 
 The next group is built and compiled in a background thread while the current
-one runs; a group's rounds run in compiled calls of several rounds (loop.CallPlan).
+one runs; a group's rounds run in compiled calls of several rounds, through the driver
+loop a single run uses (loop.run_calls: one point per sweep point).
 """
 import concurrent.futures
 import math
@@ -47,7 +48,6 @@ import jax.numpy as jnp
 
 from fedar_jax import checkpoint
 from fedar_jax import distributed
-from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
 from fedar_jax import fedar_round
 from fedar_jax import sharding
@@ -270,32 +270,14 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       point_label(p))), start + 1) for p in group.points]
-  times = []
   calls = loop.CallPlan(start, base.rounds, base.checkpoint_every, loop.block_length(base))
-  for first_round, count in calls:
-    state, device_outs, outs, seconds = loop.run_block(program.step, state, clients, test,
-                                                        hparams, count)
-    calls.record(count, seconds)
-    block = loop.csv_rows(first_round, outs, seconds / count)  # Round-major, then point.
-    for i in range(count):
-      r = first_round + i
-      times.append(seconds / count)
-      metric_rows = block[i * len(settings):(i + 1) * len(settings)]
-      new = [point + row for point, row in zip(settings, metric_rows)]
-      rows.extend(new)
-      writer.writerows(new)
-      for tb, row in zip(tbs, metric_rows):
-        tb.write(r, dict(zip(header, row)))
-      bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
-                     points_done=len(settings) if r == base.rounds else 0)
-    f.flush()
-    if calls.checkpoint_due(r) or interrupts.pending():
-      ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics), rows=rows)
-    if interrupts.pending():
-      interrupts.stop(r)
+
+  def round_done(r, seconds, cells):
+    bar.round_done(seconds, f'group {group.name} round {r}/{base.rounds}', groups_left,
+                   points_done=len(settings) if r == base.rounds else 0)
+  _, _, times = loop.run_calls(program.step, state, (clients, test, hparams), calls, ckpt,
+                               loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
   ckpt.close()
-  for tb in tbs:
-    tb.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}
