@@ -713,7 +713,7 @@ def main(argv=None):
   flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a single '
                       "run's workdir (holding metrics.csv).", flag_values=flag_values)
   if any(a in ('-h', '-help', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
-    from fedar_jax.main import print_quietly  # `| head` ends it quietly.
+    from fedar_jax.cli import print_quietly  # `| head` ends it quietly.
     print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
     return
   try:

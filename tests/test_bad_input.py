@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fedar_jax import config as config_lib
-from fedar_jax import main as main_lib
+from fedar_jax import cli
 from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
 from fedar_jax import loop
@@ -62,9 +62,9 @@ FLAG_CASES = [
 
 def _config(args: str) -> RunConfig:
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   values(['prog', *args.split()])
-  return main_lib.config_from_flags(values)
+  return cli.config_from_flags(values)
 
 
 @pytest.mark.parametrize('args,pattern', FLAG_CASES)

@@ -22,7 +22,7 @@ import pytest
 
 from fedar_jax import checkpoint
 from fedar_jax import interrupts
-from fedar_jax import main as main_lib
+from fedar_jax import cli
 from fedar_jax import sweep_runner
 from fedar_jax import loop
 from fedar_jax import workdir as workdir_lib
@@ -35,9 +35,9 @@ FLAGS = RUN + [f'--rounds={ROUNDS}', '--checkpoint_every=3', '--keep_checkpoints
 
 def _config(args):
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   values(['prog', *args])
-  return main_lib.config_from_flags(values)
+  return cli.config_from_flags(values)
 
 
 CFG = _config(FLAGS)
@@ -98,7 +98,7 @@ def test_sigterm_ends_after_the_round_with_its_checkpoint_then_resumes(
   workdir = str(tmp_path / 'w')
   _signal_at_round(monkeypatch, signal.SIGTERM, 4)
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       loop.train_and_evaluate(CFG, workdir)
   assert e.value.code == 143
   assert capsys.readouterr().err.splitlines()[-1] == (
@@ -136,7 +136,7 @@ def test_disk_full_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, caps
     return save(self, state, metrics, rows)
   monkeypatch.setattr(checkpoint.Checkpoints, 'save', full_at_6)
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       loop.train_and_evaluate(CFG, workdir)
   assert e.value.code == 1
   err = capsys.readouterr().err.strip().splitlines()
@@ -144,11 +144,11 @@ def test_disk_full_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, caps
                      'rerun the same command to resume')
   monkeypatch.undo()
   with pytest.raises(SystemExit):
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       raise OSError(errno.ENOSPC, 'No space left on device')
   assert 'disk full (OSError)' in capsys.readouterr().err
   with pytest.raises(ValueError, match='other'):  # Other errors are not disk full.
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       raise ValueError('RESOURCE_EXHAUSTED: other')
   os.remove(os.path.join(workdir, 'metrics.csv'))  # Deleted: rebuilt from the checkpoint.
   loop.train_and_evaluate(CFG, workdir)
@@ -197,7 +197,7 @@ def test_sweep_signal_unreadable_checkpoint_and_lost_csv(tmp_path, monkeypatch, 
   workdir = tmp_path / 'w'
   _signal_at_round(monkeypatch, signal.SIGTERM, 2)  # Round 2 of the first group.
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(str(workdir)), interrupts.deferred():
+    with cli.faults_reported(str(workdir)), interrupts.deferred():
       sweep_runner.run_sweep(base, axes, str(workdir))
   assert e.value.code == 143
   assert capsys.readouterr().err.splitlines()[-1].startswith('interrupted after round 2;')
