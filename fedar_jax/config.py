@@ -13,7 +13,6 @@ import numpy as np
 from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax import precision
-from fedar_jax import resample
 from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
@@ -26,6 +25,12 @@ MODELS = ('mlp', 'cnn')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
 STANDARDIZE = standardize_lib.MODES
+# resample.RESAMPLER_NAMES, named here so that checking flags needs no JAX (a test keeps
+# the two equal).
+RESAMPLERS = ('none', 'random_over', 'smote', 'borderline_smote1', 'borderline_smote2',
+              'adasyn', 'kmeans_smote', 'svm_smote', 'smote_tomek', 'smote_enn',
+              'random_under', 'nearmiss1', 'nearmiss2', 'nearmiss3', 'tomek', 'enn', 'renn',
+              'allknn', 'cnn', 'oss', 'ncr', 'iht', 'cluster_centroids')
 
 
 class ConfigError(ValueError):
@@ -307,9 +312,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                                                and len(cfg.dataset) > 5):
     raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: {", ".join(DATASETS)}')
   _validate_data(cfg)
-  if cfg.resampler not in resample.RESAMPLER_NAMES:
+  if cfg.resampler not in RESAMPLERS:
     raise ConfigError('resampler', f'unknown resampler {cfg.resampler!r}; allowed: '
-                      f'{", ".join(resample.RESAMPLER_NAMES)}')
+                      f'{", ".join(RESAMPLERS)}')
   for name, low in (('num_clients', 1), ('num_classes', 2), ('feature_dim', 1),
                     ('samples_per_client', 1 if cfg.partition == 'imbalance' else 0),
                     ('test_per_class', 1), ('rounds', 1),

@@ -83,6 +83,33 @@ def test_importing_a_module_has_no_side_effects_beyond_cli_flag_definitions():
   assert not calls, calls
 
 
+def test_no_import_cycle_among_the_modules():
+  """Imports inside functions count too: a lazy import hides a cycle, it does not remove it."""
+  import ast
+  root = ROOT / 'fedar_jax'
+  names = {'.'.join(p.relative_to(ROOT).with_suffix('').parts).removesuffix('.__init__'): p
+           for p in root.rglob('*.py')}
+  graph = {}
+  for name, path in names.items():
+    deps = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('fedar_jax'):
+        deps |= {f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in names
+                 else node.module for a in node.names}
+      elif isinstance(node, ast.Import):
+        deps |= {a.name for a in node.names}
+    graph[name] = {d for d in deps if d in names and d != name}
+
+  def reaches(start, goal, seen):
+    for d in graph[start] - seen:
+      seen.add(d)
+      if d == goal or reaches(d, goal, seen):
+        return True
+    return False
+  cycles = [n for n in graph if reaches(n, n, set())]
+  assert not cycles, cycles
+
+
 def test_importing_checkpoint_leaves_the_absl_logger_alone():
   code = ('from absl import logging; import fedar_jax.checkpoint as c; '
           'assert not logging.get_absl_logger().filters; c.quiet_orbax_logs(); '
