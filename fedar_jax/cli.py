@@ -58,11 +58,9 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
     # Latent resampling redraws encoder outputs every round; `once` applies to input rows.
     values['resample_every'] = 'round'
   if values['defence'] in defences.DEFENCES:  # A named defence sets its flags.
-    for field, value in defences.flags_of(values['defence']).items():
-      if flag_values[field].present and values[field] != value:
-        raise config_lib.ConfigError('defence', f'{values["defence"]} sets --{field}={value}; '
-                                     f'drop --{field}={flag_values[field].value}')
-      values[field] = value
+    config_lib.check_defence(values['defence'], {f: v for f, v in values.items()
+                                                 if flag_values[f].present})
+    values.update(defences.flags_of(values['defence']))
   return config_lib.validate(config_lib.RunConfig(**values))
 
 

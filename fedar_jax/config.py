@@ -391,11 +391,7 @@ def _validate_methods(cfg: RunConfig) -> None:
                         f'{n} clients per round (Krum needs 2f + 2 < {n})')
   if cfg.defence:
     _choice(cfg, 'defence', defences_lib.NAMES)
-    wrong = defences_lib.mismatch(cfg)
-    if wrong:
-      field, value = wrong
-      raise ConfigError('defence', f'{cfg.defence} sets --{field}={value}, got '
-                        f'{getattr(cfg, field)}')
+    check_defence(cfg.defence, {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
   _at_least(cfg, 'attack_target', -1)
   if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
     raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '
@@ -409,6 +405,14 @@ def _validate_methods(cfg: RunConfig) -> None:
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, f'is not supported with --latent_resampling='
                           f'{cfg.latent_resampling} (its own local update)')
+
+
+def check_defence(defence: str, given: dict, flag: str = 'defence') -> None:
+  """Refuses a named defence that sets a field of `given` ({field: value given}) to
+  another value: raises ConfigError(flag) naming the field. '' (no named defence) passes."""
+  for field, value in defences_lib.flags_of(defence).items():
+    if field in given and given[field] != value:
+      raise ConfigError(flag, f'{defence} sets --{field}={value}; drop --{field}={given[field]}')
 
 
 def _validate_numerics(cfg: RunConfig) -> None:

@@ -16,6 +16,7 @@ faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
 `fedar_jax.main`.
 """
 import contextlib
+import dataclasses
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
@@ -87,15 +88,15 @@ def _check_defences(flag_values, base: config_lib.RunConfig, lists: dict) -> Non
   sweep list of a field it sets."""
   names = lists.get('defences') or ((base.defence,) if base.defence else ())
   for defence in names:
-    for field, value in defences.flags_of(defence).items():
+    for field in defences.flags_of(defence):
       listed = [n for n, e in SWEEP_FLAGS.items() if e.field == field and lists.get(n)]
       if listed:
         raise config_lib.ConfigError(listed[0], f'{field} is set by the defence {defence}; '
                                      'sweep one or the other')
-      if (lists.get('defences') and field in flag_values and flag_values[field].present
-          and getattr(base, field) != value):
-        raise config_lib.ConfigError('defences', f'{defence} sets --{field}={value}; drop '
-                                     f'--{field}={getattr(base, field)}')
+  given = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)
+           if f.name in flag_values and flag_values[f.name].present}
+  for defence in lists.get('defences', ()):
+    config_lib.check_defence(defence, given, 'defences')
 
 
 def _check_points(base: config_lib.RunConfig, lists: dict) -> None:

@@ -44,3 +44,19 @@ def test_config_cli_and_the_commands_load_without_jax():
 
 def test_config_names_every_resampler():
   assert config.RESAMPLERS == resample.RESAMPLER_NAMES
+
+
+def test_one_defence_check_for_flags_and_configs():
+  """A named defence against a flag it sets: the same line from the flags and from a
+  RunConfig built in Python."""
+  from absl import flags
+  from fedar_jax import cli
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', '--defence=fedar_median', '--aggregator=krum'])
+  line = '--defence: fedar_median sets --aggregator=median; drop --aggregator=krum'
+  with pytest.raises(config.ConfigError, match=f'^{line}$'):
+    cli.config_from_flags(values)
+  with pytest.raises(config.ConfigError, match=f'^{line}$'):
+    config.validate(config.defences_lib.apply(config.RunConfig(defence='fedar_median'))
+                    .replace(aggregator='krum'))
