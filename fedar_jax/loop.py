@@ -7,7 +7,7 @@ Workdir contents of a run:
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
   partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
   tb/           TensorBoard events: every metrics.csv column per round (tensorboard_writer.py)
-  plots/metrics_per_round.png   the metrics per round (report.write_run_plot)
+  plots/metrics_per_round.png   the metrics per round (report_plots.write_run_plot)
 
 The client axis is sharded over a mesh of all devices (of all processes in a
 multi-host run, where each process loads only its own clients and process 0
@@ -335,8 +335,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:
   if writer_process:
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
-    from fedar_jax import report  # Imports matplotlib.
-    report.write_run_plot(workdir)
+    from fedar_jax import report_plots  # Imports matplotlib.
+    report_plots.write_run_plot(workdir)
   return summary
 
 
