@@ -47,11 +47,9 @@ def csv_header(class_names) -> list[str]:
              'train_loss', 'round_s'])
 
 
-
 def csv_row(round_index: int, out: fedar_round.RoundOutput, seconds: float) -> list:
   """One metrics.csv row; client statistics over the round's participating clients."""
   return csv_rows(round_index, jax.tree.map(lambda a: a[None], sharding.fetch(out)), seconds)[0]
-
 
 
 def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
@@ -80,11 +78,9 @@ def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) ->
              f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
 
 
-
 # A compiled call runs at most about this many seconds of rounds (at the speed measured so
 # far), so a signal, a progress update or a CSV row is never far away on a slow machine.
 CALL_SECONDS = 2.0
-
 
 
 class CallPlan:
@@ -122,16 +118,13 @@ class CallPlan:
     return last_round == fedar_round.checkpoint_end(last_round, self.rounds, self.every)
 
 
-
 # The most rounds one compiled call can run (its outputs are stacked [block, ...]).
 MAX_BLOCK = 50
-
 
 
 def block_length(cfg: RunConfig) -> int:
   """Rounds the compiled call holds: up to the next checkpoint, at most MAX_BLOCK."""
   return min(cfg.checkpoint_every, cfg.rounds, MAX_BLOCK)
-
 
 
 def run_block(step, state, clients, test, hparams, count: int):
@@ -151,11 +144,9 @@ def run_block(step, state, clients, test, hparams, count: int):
   return state, device_outs, outs, time.perf_counter() - t
 
 
-
 def round_output(outs, i: int):
   """Round i of stacked outputs (leading axis [rounds])."""
   return jax.tree.map(lambda a: a[i], outs)
-
 
 
 class RowSink(NamedTuple):
@@ -225,7 +216,6 @@ def device_description() -> str:
   return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
 
 
-
 def setup(cfg: RunConfig):
   """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
 
@@ -239,7 +229,6 @@ def setup(cfg: RunConfig):
   return exp, mesh
 
 
-
 def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
   """Writes partition.{json,csv,png} for the real clients (single-process runs only)."""
   if jax.process_count() > 1:
@@ -250,7 +239,6 @@ def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) 
   clients = federated.take_clients(data.clients._replace(x=data.clients.x[:, :0]), real)
   os.makedirs(workdir, exist_ok=True)
   data_summary.write_partition_summary(workdir, data._replace(clients=clients))
-
 
 
 def train_and_evaluate(cfg: RunConfig, workdir: str, prepared=None) -> dict:

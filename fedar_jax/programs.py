@@ -20,7 +20,6 @@ class Program(NamedTuple):
   step: Callable
 
 
-
 def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_every: str, state,
                     clients, test, hparams, sweep: Callable | None = None,
                     sweep_prepare: Callable | None = None,
@@ -66,7 +65,6 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
   return Program(prepare, rounds)
 
 
-
 def compile_rounds(spec: fedar_round.RoundSpec, block_rounds: int, state, clients, test, hparams,
                    round_fn, options: dict):
   """The compiled block of rounds (`fedar_round.make_rounds`, XLA `options`) for these
@@ -78,9 +76,7 @@ def compile_rounds(spec: fedar_round.RoundSpec, block_rounds: int, state, client
   return rounds.lower(state, clients, test, hparams, jnp.int32(0)).compile(options)
 
 
-
 GPU_BACKENDS = ('gpu', 'cuda', 'rocm')  # jax.default_backend() names of GPUs
-
 
 
 def compiler_options(fast_compile: bool = False) -> dict:
@@ -98,7 +94,6 @@ def compiler_options(fast_compile: bool = False) -> dict:
   if backend in GPU_BACKENDS and fast_compile:
     return {'xla_gpu_enable_triton_gemm': False}
   return {}
-
 
 
 def once_compiler_options() -> dict:

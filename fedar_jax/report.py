@@ -22,6 +22,11 @@ metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
 import os
 import sys
 
+from fedar_jax import interrupts  # Light: the start-up signal handler goes in before NumPy.
+
+if __name__ == '__main__':
+  interrupts.exit_while_starting()
+
 from fedar_jax.report_columns import read_rows
 from fedar_jax.report_plots import write_attack_plot, write_ir_plot, write_plots, write_run_plot
 from fedar_jax.report_tables import (attack_table_markdown, attack_tables, ir_table_markdown,

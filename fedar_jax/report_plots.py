@@ -7,16 +7,15 @@ import os
 import numpy as np
 
 from fedar_jax import plot_style
-from fedar_jax.report_columns import (BARE, KEY_COLUMNS, THRESHOLD, TIE_TOL, _count, _key,
-                                      _panel, _setting_label, _sort_key, _spread, _varying,
-                                      describe, heading, read_rows, too_many_panels)
-
+from fedar_jax.report_columns import (BARE, KEY_COLUMNS, THRESHOLD, TIE_TOL, count_text, describe,
+                                      heading, panel_of, read_rows, row_key, setting_label,
+                                      sort_key, spread, too_many_panels, varying_settings)
 
 
 def _panels(keys):
-  """Panel label per summary key without its threshold (`_panel`), in sorted order."""
-  panels = sorted({_panel(k) for k in keys}, key=_sort_key)
-  columns = _panel(KEY_COLUMNS)
+  """Panel label per summary key without its threshold (`panel_of`), in sorted order."""
+  panels = sorted({panel_of(k) for k in keys}, key=sort_key)
+  columns = panel_of(KEY_COLUMNS)
   varies = [len({p[i] for p in panels}) > 1 for i in range(len(columns))]
 
   def label(p):
@@ -25,7 +24,6 @@ def _panels(keys):
               for i in range(1, len(p)) if varies[i]]
     return ', '.join(parts)
   return panels, label
-
 
 
 def _grid(plt, n, sharey=True):
@@ -38,7 +36,6 @@ def _grid(plt, n, sharey=True):
   return fig, axes.flat
 
 
-
 def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
                 summary: list[dict]) -> list[str]:
   """Writes the three PNG figures (none above MAX_PANELS settings); returns their paths."""
@@ -49,7 +46,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   from matplotlib.ticker import MaxNLocator
 
   os.makedirs(plot_dir, exist_ok=True)
-  panels, label = _panels([_key(s) for s in summary])
+  panels, label = _panels([row_key(s) for s in summary])
   thresholds = sorted({s['threshold'] for s in summary}, key=float)
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   seeds = max(s['n_seeds'] for s in summary)
@@ -59,7 +56,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
   fig, ax = plt.subplots(figsize=(7.5, 4.8))
   for i, p in enumerate(panels):
-    pts = [s for s in summary if _panel(_key(s)) == p]
+    pts = [s for s in summary if panel_of(row_key(s)) == p]
     pts.sort(key=lambda s: float(s['threshold']))
     dodge = 10 ** (0.01 * (i - (len(panels) - 1) / 2))  # Keeps error bars apart (log x).
     x = [float(s['threshold']) * dodge for s in pts]
@@ -71,7 +68,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   ax.set_xticks([float(t) for t in thresholds], labels=thresholds)
   ax.minorticks_off()
   ax.set_xlabel('FedAR threshold (resample iff client IR > threshold)')
-  ax.set_ylabel(f'final G-mean ({_spread(summary)})')
+  ax.set_ylabel(f'final G-mean ({spread(summary)})')
   ax.set_title(f'Final G-mean vs threshold\n{title}')
   ax.grid(alpha=0.3)
   ax.legend(fontsize=9)
@@ -80,7 +77,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   # 2. G-mean per round, a line per threshold, a panel per imbalance ratio (one y-scale).
   curves = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
-    curves[_key(row)][int(row['round'])].append(float(row['gmean']))
+    curves[row_key(row)][int(row['round'])].append(float(row['gmean']))
   fig, axes = _grid(plt, len(panels))
   for ax, p in zip(axes, panels):
     means = {}
@@ -124,7 +121,7 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
   width = 0.8 / max(len(classes), 1)
   for ax, p in zip(axes, panels):
     pts = {s['threshold']: s for s in summary
-           if _panel(_key(s)) == p}
+           if panel_of(row_key(s)) == p}
     ts = [t for t in thresholds if t in pts]
     x = np.arange(len(ts))
     for j, c in enumerate(classes):
@@ -136,13 +133,12 @@ def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
     ax.set_ylim(0, 1.05)
     ax.set_title(label(p), fontsize=10)
     ax.set_xlabel('threshold')
-    ax.set_ylabel(f'final recall ({_spread(summary)})')
+    ax.set_ylabel(f'final recall ({spread(summary)})')
     ax.yaxis.set_tick_params(labelleft=True)
     ax.legend(fontsize=8)
   fig.suptitle(f'Final per-class recall, {title}')
   paths.append(plot_style.save(fig, os.path.join(plot_dir, 'recall_per_class.png')))
   return paths
-
 
 
 def _tied_curves(means: dict) -> list[list]:
@@ -157,7 +153,6 @@ def _tied_curves(means: dict) -> list[list]:
     else:
       groups.append([t])
   return [g for g in groups if len(g) > 1]
-
 
 
 def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
@@ -184,19 +179,18 @@ def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
     ax.set_ylabel('final G-mean (mean ± std)')
     ax.grid(alpha=0.3)
     if len(tables) > 1:
-      ax.set_title(_setting_label(t['setting'], _varying(tables)), fontsize=10)
+      ax.set_title(setting_label(t['setting'], varying_settings(tables)), fontsize=10)
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
              title='resampler', ncol=1 if len(labels) <= 16 else 2)
   t = tables[0]
   fig.suptitle(f'Final G-mean vs imbalance ratio ({t["rounds"]} rounds, {t["seeds"]} seeds)'
-               + (f'\n{_setting_label(t["setting"])}' if len(tables) == 1 else ''))
+               + (f'\n{setting_label(t["setting"])}' if len(tables) == 1 else ''))
   fig.tight_layout()
   path = os.path.join(plot_dir, 'gmean_vs_ir.png')
   fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
   plt.close(fig)
   return path
-
 
 
 def write_attack_plot(plot_dir: str, tables: list[dict]) -> str:
@@ -228,14 +222,13 @@ def write_attack_plot(plot_dir: str, tables: list[dict]) -> str:
   fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
              title='defence')
   fig.suptitle(f'Final G-mean vs attacker fraction ('
-               f'{_count({t["rounds"] for t in tables}, "round", "rounds")}, '
-               f'{_count({t["seeds"] for t in tables}, "seed", "seeds")})')
+               f'{count_text({t["rounds"] for t in tables}, "round", "rounds")}, '
+               f'{count_text({t["seeds"] for t in tables}, "seed", "seeds")})')
   fig.tight_layout()
   path = os.path.join(plot_dir, 'gmean_vs_attackers.png')
   fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
   plt.close(fig)
   return path
-
 
 
 def write_run_plot(workdir: str) -> str:
@@ -278,7 +271,6 @@ def write_run_plot(workdir: str) -> str:
   fig.suptitle(run_title(workdir, r[-1]))
   os.makedirs(os.path.join(workdir, 'plots'), exist_ok=True)
   return plot_style.save(fig, os.path.join(workdir, 'plots', 'metrics_per_round.png'))
-
 
 
 def run_title(workdir: str, rounds: int) -> str:

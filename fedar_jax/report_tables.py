@@ -7,11 +7,10 @@ import os
 import numpy as np
 
 from fedar_jax import sweep_axes
-from fedar_jax.report_columns import (BARE, KEY_COLUMNS, MAX_PANELS, NOT_METRICS, TIE_TOL,
-                                      _ATTACK_AXES, _count, _defence_fields, _key, _panel,
-                                      _setting_label, _sort_key, _sort_value, _spread, _varying,
-                                      heading, shown_keys, too_many_panels)
-
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, MAX_PANELS, NOT_METRICS,
+                                      TIE_TOL, count_text, defence_fields, heading, panel_of,
+                                      row_key, setting_label, shown_keys, sort_key, sort_value,
+                                      spread, too_many_panels, varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -22,7 +21,7 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   metric_cols = [c for c in columns if c not in NOT_METRICS]
   final = {}
   for row in rows:
-    point = _key(row) + (row['seed'],)
+    point = row_key(row) + (row['seed'],)
     if point not in final or int(row['round']) > int(final[point]['round']):
       final[point] = row
   by_key = collections.defaultdict(list)
@@ -31,7 +30,7 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   header = list(KEY_COLUMNS) + ['n_seeds', 'rounds'] + [
       f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
   out = []
-  for key in sorted(by_key, key=_sort_key):
+  for key in sorted(by_key, key=sort_key):
     group = by_key[key]
     entry = dict(zip(KEY_COLUMNS, key))
     entry['n_seeds'] = len(group)
@@ -44,7 +43,6 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   return header, out
 
 
-
 def write_summary(path: str, header: list[str], rows: list[dict]) -> None:
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
@@ -53,12 +51,10 @@ def write_summary(path: str, header: list[str], rows: list[dict]) -> None:
       writer.writerow([_fmt(row[h]) for h in header])
 
 
-
 def _fmt(value) -> str:
   if value is None:
     return ''
   return f'{value:.6f}' if isinstance(value, float) else str(value)
-
 
 
 def _pm(row, metric) -> str:
@@ -66,20 +62,18 @@ def _pm(row, metric) -> str:
   return f'{row[f"{metric}_mean"]:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
-
 def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
-  """A summary key without its threshold (`_panel`) -> (best summary row, thresholds tied
+  """A summary key without its threshold (`panel_of`) -> (best summary row, thresholds tied
   at the best final `metric` mean within TIE_TOL, in summary order)."""
   by_panel = collections.defaultdict(list)
   for s in summary:
-    by_panel[_panel(_key(s))].append(s)
+    by_panel[panel_of(row_key(s))].append(s)
   out = {}
   for p, pts in by_panel.items():
     best = max(pts, key=lambda s: s[f'{metric}_mean'])
     out[p] = (best, [s['threshold'] for s in pts
                      if best[f'{metric}_mean'] - s[f'{metric}_mean'] <= TIE_TOL])
   return out
-
 
 
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
@@ -90,7 +84,7 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
   cells = lambda s, cols: ' | '.join(s[c] for c in cols)
   lines = ['# Sweep report', '',
            f'{len(summary)} settings; final-round metrics, '
-           f'{_spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
+           f'{spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
            f'numbers also in `summary.csv`).', '',
            '## Best threshold by final G-mean', '',
            'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
@@ -128,7 +122,6 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
     f.write('\n'.join(lines) + '\n')
 
 
-
 def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
   (columns), mean and sample std over every seed and data seed of the cell.
@@ -149,7 +142,7 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
     tables[setting][(row['imbalance_ratio'], row['resampler'])].append(float(row[metric]))
     rounds[setting].add(int(row['round']))
   out = []
-  for setting in sorted(tables, key=_sort_key):
+  for setting in sorted(tables, key=sort_key):
     values = tables[setting]
     ratios = sorted({ir for ir, _ in values}, key=float)
     resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
@@ -168,7 +161,6 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   return out
 
 
-
 def _final_rows(rows: list[dict]) -> list[dict]:
   """The last round's sweep.csv row of every point (every setting column, seed included),
   in sweep.csv order."""
@@ -178,7 +170,6 @@ def _final_rows(rows: list[dict]) -> list[dict]:
     if point not in final or int(row['round']) > int(final[point]['round']):
       final[point] = row
   return list(final.values())
-
 
 
 def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
@@ -198,15 +189,14 @@ def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
   return lines
 
 
-
 def ir_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
            'Mean ± sample std over seeds (and data seeds); the best per column in bold '
            '(ties: all of them, named below the table).', '']
-  varying = _varying(tables)
+  varying = varying_settings(tables)
   for t in tables:
-    lines += [f'### {_setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
+    lines += [f'### {setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
               f'{t["seeds"]} seeds)', '',
               '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
               '|---' * (len(t['ratios']) + 1) + '|']
@@ -216,7 +206,6 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
       lines += ['', 'Ties for best: ' + '; '.join(ties) + '.']
     lines.append('')
   return lines
-
 
 
 def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
@@ -233,11 +222,11 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   whose mean equals the column's best at the 4 decimals shown.
   """
   final = _final_rows(rows)
-  other = [c for c in KEY_COLUMNS if c not in _ATTACK_AXES]
+  other = [c for c in KEY_COLUMNS if c not in ATTACK_AXES]
   keys = list(dict.fromkeys(tuple(r.get(c, '') for c in other) for r in final))
   varying = [i for i, c in enumerate(other) if len({k[i] for k in keys}) > 1]
   named = other.index('defence')
-  set_by_defences = {f for k in keys if k[named] for f in _defence_fields(k[named])}
+  set_by_defences = {f for k in keys if k[named] for f in defence_fields(k[named])}
 
   def label(key):
     parts = [key[named]] if key[named] else []
@@ -256,7 +245,7 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   out = []
   for attack in dict.fromkeys(r.get('attack', '') for r in final):
     mine = {(d, f): v for (a, d, f), v in cells.items() if a == attack}
-    fractions = sorted({f for _, f in mine}, key=_sort_value)
+    fractions = sorted({f for _, f in mine}, key=sort_value)
     defences = [labels[k] for k in keys if any((labels[k], f) in mine for f in fractions)]
     defences = list(dict.fromkeys(defences))
     stats = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
@@ -271,7 +260,6 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   return out
 
 
-
 def attack_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one defence x attacker fraction table of final G-mean per attack."""
   lines = ['## Final G-mean by defence and attacker fraction', '',
@@ -279,8 +267,8 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
            '(ties at 4 decimals: all of them).', '']
   for t in tables:
     lines += [f'### attack {t["attack"] or "(default)"} ('
-              f'{_count({t["rounds"]}, "round", "rounds")}, '
-              f'{_count({t["seeds"]}, "seed", "seeds")})', '',
+              f'{count_text({t["rounds"]}, "round", "rounds")}, '
+              f'{count_text({t["seeds"]}, "seed", "seeds")})', '',
               '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
               '|---' * (len(t['fractions']) + 1) + '|']
     lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
