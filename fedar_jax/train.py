@@ -84,11 +84,12 @@ def build_layout(cfg: RunConfig, mesh) -> ClientRows:
   return ClientRows(layout, rows, start, stop)
 
 
-def load_data(cfg: RunConfig, mesh=None) -> FederatedDataset:
+def load_data(cfg: RunConfig, mesh=None, rows: ClientRows | None = None) -> FederatedDataset:
   """The data `cfg` names (drawn with its effective data seed): the client rows
   this process's devices hold under `mesh` (all rows without one), padded with
-  empty clients to the rows the round's layout needs (`fedar_round.data_rows`)."""
-  _, _, start, stop = build_layout(cfg, mesh)
+  empty clients to the rows the round's layout needs (`fedar_round.data_rows`).
+  rows: `build_layout(cfg, mesh)`, made here if not given."""
+  _, _, start, stop = rows or build_layout(cfg, mesh)
   data = load_federated(cfg.replace(seed=cfg.effective_data_seed),
                         client_ids=range(start, min(stop, cfg.num_clients)))
   return data._replace(clients=federated.append_empty_clients(
@@ -206,7 +207,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   count; default the data's (over all processes).
   """
   rows = build_layout(cfg, mesh)
-  data = prepare_data(cfg, load_data(cfg, mesh) if data is None else data, rows)
+  data = prepare_data(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
   model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
