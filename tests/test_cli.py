@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from fedar_jax import config
+from fedar_jax import defences
 from fedar_jax import resample
 from tests.test_checkpoint import ROOT
 
@@ -58,5 +59,5 @@ def test_one_defence_check_for_flags_and_configs():
   with pytest.raises(config.ConfigError, match=f'^{line}$'):
     cli.config_from_flags(values)
   with pytest.raises(config.ConfigError, match=f'^{line}$'):
-    config.validate(config.defences_lib.apply(config.RunConfig(defence='fedar_median'))
+    config.validate(defences.apply(config.RunConfig(defence='fedar_median'))
                     .replace(aggregator='krum'))
