@@ -12,9 +12,11 @@ import time
 
 import numpy as np
 
+import workload
 from fedar_jax.data import synthetic
 
-ROWS, DIMS, CLASSES, RATIO = 220, 432, 2, 10.0
+ROWS, DIMS, CLASSES, RATIO = (workload.PAPER[k] for k in (
+    'samples_per_client', 'feature_dim', 'num_classes', 'imbalance_ratio'))
 
 
 def cpu_seconds() -> np.ndarray:

@@ -21,15 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import workload
 from fedar_jax import reference
 from fedar_jax import fedar_round
 from fedar_jax import loop
 from fedar_jax import train
-from fedar_jax.config import RunConfig
-
-PAPER = RunConfig(samples_per_client=220, num_classes=2, feature_dim=432, imbalance_ratio=10,
-                  local_epochs=5, batch_size=32, hidden=(10,), resampler='smote', threshold=1.5,
-                  test_per_class=500)
 
 
 def dense_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -51,7 +47,7 @@ def round_flops(exp: train.Experiment) -> float:
   """Analytic matmul FLOPs of one round (see module docstring)."""
   c, n, d = exp.data.clients.x.shape
   k, b = exp.spec.num_classes, exp.spec.batch_size
-  widths = [d, *PAPER.hidden, k]
+  widths = [d, *workload.PAPER['hidden'], k]
   m = exp.spec.resampler.capacity
   steps = exp.spec.local_epochs * -(-m // b)
   per_step = sum((2 if i == 0 else 3) * 2 * b * widths[i] * widths[i + 1]
@@ -67,7 +63,7 @@ def run(args):
   yield {'setting': 'dense_matmul_2048_f32', 'gflops': round(matmul, 2)}
   sizes = (10, 100) if args.quick else (10, 100, 1000)
   for c in sizes:
-    exp = train.build(PAPER.replace(num_clients=c))
+    exp = train.build(workload.config(num_clients=c))
     clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
     t = time.perf_counter()
     step = jax.jit(fedar_round.make_round(exp.spec)).lower(exp.state, clients, test,

@@ -18,10 +18,10 @@ import sys
 import tempfile
 import time
 
+from fedar_jax.sweep_axes import SWEEP_FLAGS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESET = os.path.join(REPO, 'experiments', 'paper', 'imr_study_cpu.flags')
-sys.path.insert(0, REPO)
-from fedar_jax.sweep_axes import SWEEP_FLAGS  # noqa: E402 (no JAX)
 
 # Sweep list flag -> the single-run flag it lists.
 LISTS = {name: entry.field for name, entry in SWEEP_FLAGS.items()}

@@ -2,7 +2,7 @@
 
   python experiments/compile_breakdown.py --resamplers=none,smote,cluster_centroids
 
-Paper workload at --clients (default 100) clients (benchmark_round.PAPER).
+Paper workload at --clients (default 100) clients (experiments/workload.py).
 For each resampler it times tracing (`jax.make_jaxpr`), lowering and XLA
 compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
 
@@ -31,24 +31,20 @@ keeps at least one core busy.
 """
 import argparse
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from experiments.benchmark_round import PAPER  # noqa: E402
-from fedar_jax import client  # noqa: E402
-from fedar_jax import metrics  # noqa: E402
-from fedar_jax import pretraining  # noqa: E402
-from fedar_jax import fedar_round  # noqa: E402
-from fedar_jax import resample  # noqa: E402
-from fedar_jax import loop  # noqa: E402
-from fedar_jax import programs as programs_lib  # noqa: E402
-from fedar_jax import train  # noqa: E402
+import workload
+from fedar_jax import client
+from fedar_jax import metrics
+from fedar_jax import pretraining
+from fedar_jax import fedar_round
+from fedar_jax import resample
+from fedar_jax import loop
+from fedar_jax import programs as programs_lib
+from fedar_jax import train
 
 
 def measure(fn, *args, options=None, rounds=0, calls=1) -> dict:
@@ -85,7 +81,7 @@ PROGRAMS = ('round_per_call', 'block_round', 'prepare', 'block_once')
 
 
 def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS, calls=1):
-  exp = train.build(PAPER.replace(num_clients=clients, resampler=resampler))
+  exp = train.build(workload.config(num_clients=clients, resampler=resampler))
   spec, state, hp = exp.spec, exp.state, exp.hparams
   data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
   count, opts = jnp.int32(block), programs_lib.compiler_options()

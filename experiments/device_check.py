@@ -33,13 +33,9 @@ import sys
 import tempfile
 import time
 
+import workload
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAPER = ['--dataset=synthetic', '--samples_per_client=220', '--feature_dim=432',
-         '--num_classes=2', '--imbalance_ratio=10', '--hidden=10', '--local_epochs=5',
-         '--batch_size=32', '--resampler=smote', '--threshold=1.5']
-QUICK = ['--dataset=synthetic', '--samples_per_client=60', '--feature_dim=32',
-         '--num_classes=2', '--imbalance_ratio=10', '--hidden=10', '--local_epochs=2',
-         '--batch_size=32', '--resampler=smote', '--threshold=1.5', '--test_per_class=100']
 
 
 # XLA_FLAGS variants timed by the xla_options section (GPU options; the CPU ignores them).
@@ -99,7 +95,7 @@ def main():
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
   cache = f'--compilation_cache_dir={os.path.join(root, "cache")}'
-  base = QUICK if args.quick else PAPER
+  base = workload.flags(quick=args.quick)
   sizes = (10, 40, 100) if args.quick else (100, 1000, 10000)
   rounds = 5 if args.quick else 20
   sections = args.sections.split(',')

@@ -18,20 +18,17 @@ import argparse
 import csv
 import io
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fedar_jax import fedar_round  # noqa: E402
-from fedar_jax import sharding  # noqa: E402
-from fedar_jax import loop  # noqa: E402
-from tests import helpers  # noqa: E402
+import workload
+from fedar_jax import fedar_round
+from fedar_jax import sharding
+from fedar_jax import loop
+from fedar_jax import train
 
 
 def main():
@@ -41,9 +38,10 @@ def main():
   parser.add_argument('--points', type=int, default=30, help='sweep points S')
   parser.add_argument('--repeats', type=int, default=200)
   args = parser.parse_args()
-  clients, test = helpers.unequal_clients(sizes=(20,) * args.clients, d=4)
-  spec, state = helpers.small_spec(clients, num_classes=3)
-  hp = fedar_round.HParams.create(1.5, 1e-3, 0)
+  exp = train.build(workload.config(quick=True, num_clients=args.clients, num_classes=3,
+                                    samples_per_client=21, feature_dim=4, imbalance_ratio=4.0))
+  spec, state, hp = exp.spec, exp.state, exp.hparams
+  clients, test = exp.data.clients, exp.data.test
   like = jax.eval_shape(fedar_round.make_rounds(spec, args.block), state, clients, test, hp,
                         jnp.int32(args.block))[1]
   outs = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), like)

@@ -10,21 +10,17 @@ both see the same machine load.
 """
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from experiments.benchmark_round import PAPER  # noqa: E402
-from fedar_jax import fedar_round  # noqa: E402
-from fedar_jax import loop  # noqa: E402
-from fedar_jax import programs  # noqa: E402
-from fedar_jax import train  # noqa: E402
+import workload
+from fedar_jax import fedar_round
+from fedar_jax import loop
+from fedar_jax import programs
+from fedar_jax import train
 
 
 def main():
@@ -35,7 +31,7 @@ def main():
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
   for name in args.resamplers.split(','):
-    exp = train.build(PAPER.replace(num_clients=args.clients, resampler=name))
+    exp = train.build(workload.config(num_clients=args.clients, resampler=name))
     data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
     a = (exp.state, data, test, exp.hparams, jnp.int32(args.block))
     lowered = jax.jit(fedar_round.make_rounds(exp.spec, args.block)).lower(*a)

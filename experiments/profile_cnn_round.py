@@ -17,19 +17,17 @@ import json
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fedar_jax import models  # noqa: E402
-from fedar_jax import fedar_round  # noqa: E402
-from fedar_jax import train  # noqa: E402
-from fedar_jax.config import RunConfig  # noqa: E402
-from fedar_jax.data.pattern_faces import write_fer2013_csv  # noqa: E402
+from fedar_jax import models
+from fedar_jax import fedar_round
+from fedar_jax import train
+from fedar_jax.config import RunConfig
+from fedar_jax.data.pattern_faces import write_fer2013_csv
 
 
 def cpu_seconds() -> float:

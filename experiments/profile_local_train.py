@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import workload
 from fedar_jax import client
 from fedar_jax import models
 
@@ -37,7 +38,8 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--clients', type=int, default=100)
   c = parser.parse_args().clients
-  n, d, b, epochs, h = 220, 432, 32, 5, 10
+  n, d, b, epochs, (h,) = (workload.PAPER[k] for k in (
+      'samples_per_client', 'feature_dim', 'batch_size', 'local_epochs', 'hidden'))
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(c, n, d)).astype(np.float32))
   y = jnp.asarray(rng.integers(0, 2, (c, n)).astype(np.int32))

@@ -2,7 +2,7 @@
 
   python experiments/xla_variants.py                     # an accelerator: C = 1,000
   python experiments/xla_variants.py --quick             # this CPU: proves the script works
-  python experiments/xla_variants.py --variants=default,no_split_k
+  python experiments/xla_variants.py --variants=default,no_triton_gemm
 
 Each variant runs `experiments/compile_breakdown.py --programs=prepare,block_once`
 (SMOTE, `--resample_every=once`: the pre-training step and the block of rounds) in
@@ -94,7 +94,7 @@ def main():
   names = args.variants.split(',') if args.variants else list(VARIANTS)
   if args.quick:
     args.clients, args.calls = 20, 2
-    names = names if args.variants else ['default', 'no_split_k']
+    names = names if args.variants else ['default', 'no_triton_gemm']
   unknown = [n for n in names if n not in VARIANTS]
   if unknown:
     parser.error(f'--variants: unknown {unknown}; known: {", ".join(VARIANTS)}')

@@ -6,12 +6,18 @@ weights float32[P]; a client with weight 0 (padding, not sampled, non-finite
 update, no real samples) never counts, whatever its parameters hold. All return
 the aggregate model (float32 pytree without the client axis); the server
 optimizer (server.py) then steps towards it.
+
+The robust aggregators are registered in methods/builtin.py; each is
+`(x float32[P, D], use bool[P], w float32[P], g float32[D], p: MethodParams)
+-> float32[D]` on the flattened client models x, the global model g and the
+traced parameters p, and `robust` calls the one a run names.
 """
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from fedar_jax.methods import MethodParams
+from fedar_jax.methods import registry
 
 # Weiszfeld iterations of the geometric median and its smoothing nu (Pillutla et al. 2022).
 WEISZFELD_ITERS = 100
@@ -63,17 +69,20 @@ def _sorted_used(x: jax.Array, use: jax.Array) -> jax.Array:
   return jnp.sort(jnp.where(use[:, None], x, jnp.inf), axis=0)
 
 
-def coordinate_median(x: jax.Array, use: jax.Array, p: MethodParams) -> jax.Array:
+def coordinate_median(x: jax.Array, use: jax.Array, w: jax.Array, g: jax.Array,
+                      p: MethodParams) -> jax.Array:
   """Coordinate-wise median of the used rows (Yin et al. 2018); x float32[P, D], use bool[P]."""
-  del p
+  del w, g, p
   n = jnp.maximum(jnp.sum(use), 1)
   s = _sorted_used(x, use)
   return 0.5 * (s[(n - 1) // 2] + s[n // 2])
 
 
-def trimmed_mean(x: jax.Array, use: jax.Array, p: MethodParams) -> jax.Array:
+def trimmed_mean(x: jax.Array, use: jax.Array, w: jax.Array, g: jax.Array,
+                 p: MethodParams) -> jax.Array:
   """Coordinate-wise mean after dropping the floor(trim_fraction * n) largest and smallest
   of the n used values (Yin et al. 2018)."""
+  del w, g
   n = jnp.sum(use)
   k = jnp.floor(p.trim_fraction * n).astype(n.dtype)
   rank = jnp.arange(x.shape[0])[:, None]
@@ -94,14 +103,18 @@ def krum_scores(x: jax.Array, use: jax.Array, f: jax.Array) -> jax.Array:
   return jnp.where(use, jnp.sum(jnp.where(near, s, 0.0), axis=1), jnp.inf)
 
 
-def krum(x: jax.Array, use: jax.Array, p: MethodParams) -> jax.Array:
+def krum(x: jax.Array, use: jax.Array, w: jax.Array, g: jax.Array,
+         p: MethodParams) -> jax.Array:
   """The used client with the lowest Krum score (f = byzantine_clients)."""
+  del w, g
   return x[jnp.argmin(krum_scores(x, use, p.byzantine_clients))]
 
 
-def multi_krum(x: jax.Array, use: jax.Array, p: MethodParams) -> jax.Array:
+def multi_krum(x: jax.Array, use: jax.Array, w: jax.Array, g: jax.Array,
+               p: MethodParams) -> jax.Array:
   """Plain mean of the m = n - f used clients with the lowest Krum scores
   (El Mhamdi et al. 2018); ties broken by client slot."""
+  del w, g
   scores = krum_scores(x, use, p.byzantine_clients)
   m = jnp.maximum(jnp.sum(use) - p.byzantine_clients, 1)
   rank = jnp.argsort(jnp.argsort(scores))
@@ -109,9 +122,11 @@ def multi_krum(x: jax.Array, use: jax.Array, p: MethodParams) -> jax.Array:
   return jnp.sum(jnp.where(chosen[:, None], x, 0.0), axis=0) / jnp.maximum(jnp.sum(chosen), 1)
 
 
-def geometric_median(x: jax.Array, use: jax.Array, w: jax.Array) -> jax.Array:
+def geometric_median(x: jax.Array, use: jax.Array, w: jax.Array, g: jax.Array,
+                     p: MethodParams) -> jax.Array:
   """Weighted geometric median by smoothed Weiszfeld iterations (RFA, Pillutla et al. 2022),
   started at the weighted mean; WEISZFELD_ITERS steps, distances floored at WEISZFELD_NU."""
+  del g, p
   w = jnp.where(use, w, 0.0)
   xs = jnp.where(use[:, None], x, 0.0)
   z0 = jnp.sum(w[:, None] * xs, axis=0) / jnp.maximum(jnp.sum(w), 1e-30)
@@ -144,18 +159,6 @@ def robust(name: str, client_params, weights: jax.Array, global_params, p: Metho
   use = weights > 0
   x = _flat(client_params)
   g, unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(jnp.float32), global_params))
-  if name == 'median':
-    out = coordinate_median(x, use, p)
-  elif name == 'trimmed_mean':
-    out = trimmed_mean(x, use, p)
-  elif name == 'krum':
-    out = krum(x, use, p)
-  elif name == 'multi_krum':
-    out = multi_krum(x, use, p)
-  elif name == 'geometric_median':
-    out = geometric_median(x, use, weights.astype(jnp.float32))
-  elif name == 'norm_clip':
-    out = norm_clip(x, use, weights.astype(jnp.float32), g, p)
-  else:
-    raise ValueError(f'unknown aggregator {name!r}')
+  aggregator = registry.resolve('aggregator', name)
+  out = aggregator(x, use, weights.astype(jnp.float32), g, p)
   return unravel(out)

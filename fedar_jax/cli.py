@@ -16,6 +16,7 @@ from absl import flags
 
 from fedar_jax import config as config_lib
 from fedar_jax import defences
+from fedar_jax import flagfiles
 from fedar_jax import interrupts
 from fedar_jax.data.errors import DataError
 
@@ -89,7 +90,7 @@ def no_arguments(argv) -> None:
 def parse_flags(argv):
   """absl flag parsing, with parse errors reported as one line and exit status 2."""
   try:
-    return FLAGS(argv)
+    return flagfiles.parse(FLAGS, argv)
   except flags.Error as e:
     fail(str(e))
 

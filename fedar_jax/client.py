@@ -10,6 +10,7 @@ import optax
 
 from fedar_jax import losses
 from fedar_jax.methods import MethodParams
+from fedar_jax.methods import registry
 from fedar_jax.resample import Resampler
 from fedar_jax.resample import gate
 
@@ -45,15 +46,15 @@ class LocalMethod(NamedTuple):
 masked_cross_entropy = losses.cross_entropy
 
 
+def momentum_sgd(learning_rate) -> optax.GradientTransformation:
+  """SGD with heavy-ball momentum CLIENT_MOMENTUM (--client_optimizer=momentum)."""
+  return optax.sgd(learning_rate, momentum=CLIENT_MOMENTUM)
+
+
 def client_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
-  """adam, sgd or momentum (SGD, momentum CLIENT_MOMENTUM) at `learning_rate` (may be traced)."""
-  if name == 'adam':
-    return optax.adam(learning_rate)
-  if name == 'sgd':
-    return optax.sgd(learning_rate)
-  if name == 'momentum':
-    return optax.sgd(learning_rate, momentum=CLIENT_MOMENTUM)
-  raise ValueError(f'unknown client optimizer {name!r}')
+  """The registered client optimizer `name` (adam, sgd, momentum, ...) at `learning_rate`
+  (may be traced)."""
+  return registry.resolve('client_optimizer', name)(learning_rate)
 
 
 def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,

@@ -12,6 +12,7 @@ import numpy as np
 
 from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
+from fedar_jax.methods import registry
 from fedar_jax import precision
 from fedar_jax import sampling
 from fedar_jax.data import fer2013
@@ -20,8 +21,8 @@ from fedar_jax.data import partition as partition_lib
 from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data import synthetic
 
-DATASETS = ('synthetic', 'latent_csv', 'fer2013', 'image_folder', 'tfds:NAME')
-MODELS = ('mlp', 'cnn')
+DATASETS = registry.names('dataset')  # 'tfds:NAME': any tfds:<name>.
+MODELS = registry.names('model')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
 STANDARDIZE = standardize_lib.MODES
@@ -68,6 +69,16 @@ def _f(default, help_text: str):
                            metadata={'help': help_text, 'group': _current_group[0]})
 
 
+def _method_params(namespace: dict, kind: str) -> None:
+  """Defines, in RunConfig's body (`namespace` = its locals()), a field per registered
+  parameter of the methods of `kind` (methods/builtin.py): name, type, default and help
+  come from the registry, in declaration order."""
+  annotations = namespace.setdefault('__annotations__', {})
+  for p in registry.params(kind):
+    annotations[p.name] = int if p.dtype == registry.INT32 else float
+    namespace[p.name] = _f(p.default, p.help)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """One run's settings. Every field is also a CLI flag of the same name
@@ -76,6 +87,9 @@ class RunConfig:
   Fields sit in groups: each `_group(title)` line puts the fields after it in
   that GROUPS entry (a field's `metadata['group']`); `--help` and docs/flags.md
   list the flags by group (`groups()`). A new field goes in its group's block.
+  The methods' numeric parameters are declared in the method registry
+  (methods/builtin.py); `_method_params(locals(), kind)` makes them fields here, after
+  the flag that chooses the method.
   """
   _group('Data')
   dataset: str = _f('synthetic', f'Dataset: {", ".join(DATASETS)}.')
@@ -144,20 +158,12 @@ class RunConfig:
   learning_rate: float = _f(1e-3, 'Local learning rate (of --client_optimizer).')
   client_optimizer: str = _f('adam', 'Local optimizer: '
                              f'{", ".join(methods_lib.CLIENT_OPTIMIZERS)} (momentum 0.9).')
-  prox_mu: float = _f(0.0, 'FedProx proximal weight mu (>= 0; 0 = off).')
+  _method_params(locals(), 'client_optimizer')
   loss: str = _f('ce', f'Client loss: {", ".join(methods_lib.LOSSES)}.')
-  focal_gamma: float = _f(2.0, 'focal: focusing gamma (>= 0; 0 = CE).')
-  cb_beta: float = _f(0.999, 'class_balanced: beta in [0, 1) (0 = CE).')
-  la_tau: float = _f(1.0, 'logit_adjusted: tau (>= 0; 0 = CE).')
-  fedrs_alpha: float = _f(0.5, 'fedrs: logit scale of absent classes, in [0, 1] (1 = CE).')
-  fedlc_tau: float = _f(1.0, 'fedlc: calibration tau (>= 0; 0 = CE).')
+  _method_params(locals(), 'loss')
   server_optimizer: str = _f('fedavg', 'Server optimizer on the pseudo-gradient: '
                              f'{", ".join(methods_lib.SERVER_OPTIMIZERS)}.')
-  server_learning_rate: float = _f(1.0, 'Server learning rate (fedavg with 1: plain FedAvg).')
-  server_momentum: float = _f(0.9, 'fedavgm server momentum, in [0, 1).')
-  server_beta1: float = _f(0.9, 'fedadam/fedyogi/fedadagrad first-moment decay, in [0, 1).')
-  server_beta2: float = _f(0.99, 'fedadam/fedyogi second-moment decay, in [0, 1).')
-  server_tau: float = _f(1e-3, 'fedadam/fedyogi/fedadagrad adaptivity tau (> 0).')
+  _method_params(locals(), 'server_optimizer')
 
   _group('Attacks and defences')
   attacker_fraction: float = _f(0.0, 'Fraction of clients that attack (--attack).')
@@ -166,13 +172,9 @@ class RunConfig:
                                   '(0: the majority class only).')
   attack_target: int = _f(-1, 'skew/scale attackers: the class they all inflate; -1 = one '
                               'class drawn from the data seed.')
-  attack_scale: float = _f(10.0, 'scale attackers: factor on their update (model '
-                                 'replacement), > 0.')
+  _method_params(locals(), 'attack')
   aggregator: str = _f('mean', f'Server aggregator: {", ".join(methods_lib.AGGREGATORS)}.')
-  trim_fraction: float = _f(0.1, 'trimmed_mean: fraction cut at each end, in [0, 0.5).')
-  byzantine_clients: int = _f(0, 'krum/multi_krum: assumed attackers f (2f + 2 < clients '
-                                 'per round).')
-  clip_norm: float = _f(1.0, 'norm_clip: L2 bound on each client update (> 0).')
+  _method_params(locals(), 'aggregator')
   defence: str = _f('', 'Named defence: sets the flags of its entry (docs/defences.md): '
                         f'{", ".join(defences_lib.NAMES)}; empty: no named defence (the '
                         'flags as given).')
@@ -263,6 +265,35 @@ def _validate_numbers(cfg: RunConfig) -> None:
                       f'the smallest usable value is {float(np.finfo(np.float32).tiny):g}')
 
 
+# The ranges of the float flags that are not method parameters (those are declared in the
+# method registry). Every range is checked in one place, `_validate_ranges`, on the value
+# as the round holds it (float32 / int32).
+RANGES = (
+    registry.Bound('imbalance_ratio', 1),
+    registry.Bound('threshold', 1),
+    registry.Bound('learning_rate', 0, low_closed=False),
+    registry.Bound('client_fraction', 0, 1, high_closed=True),
+    registry.Bound('attacker_fraction', 0, 1, high_closed=True),
+    registry.Bound('dirichlet_alpha', 0, low_closed=False),
+    registry.Bound('quantity_exponent', 0, low_closed=False),
+)
+
+
+def bounds() -> tuple[registry.Bound, ...]:
+  """Every ranged numeric flag: RANGES, then each registered method parameter that is a
+  RunConfig field."""
+  return RANGES + tuple(p.bound for p in registry.params()
+                        if p.name in RunConfig.__dataclass_fields__)
+
+
+def _validate_ranges(cfg: RunConfig) -> None:
+  """Each flag of `bounds()` in its range, as given and as float32/int32."""
+  for bound in bounds():
+    problem = bound.problem(getattr(cfg, bound.name))
+    if problem:
+      raise ConfigError(bound.name, problem)
+
+
 def _memory_bytes() -> int:
   try:
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
@@ -308,9 +339,10 @@ def _validate_memory(cfg: RunConfig) -> None:
 def validate(cfg: RunConfig) -> RunConfig:
   """Checks a config; returns it unchanged or raises ConfigError."""
   _validate_numbers(cfg)
-  if cfg.dataset not in DATASETS[:-1] and not (cfg.dataset.startswith('tfds:')
-                                               and len(cfg.dataset) > 5):
-    raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: {", ".join(DATASETS)}')
+  _validate_ranges(cfg)
+  if registry.dataset_source(cfg.dataset) not in registry.names('dataset'):
+    raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: '
+                      f'{", ".join(registry.names("dataset"))}')
   _validate_data(cfg)
   if cfg.resampler not in RESAMPLERS:
     raise ConfigError('resampler', f'unknown resampler {cfg.resampler!r}; allowed: '
@@ -319,12 +351,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                     ('samples_per_client', 1 if cfg.partition == 'imbalance' else 0),
                     ('test_per_class', 1), ('rounds', 1),
                     ('local_epochs', 1), ('batch_size', 1), ('k_neighbors', 0),
-                    ('m_neighbors', 0), ('n_neighbors', 0),
-                    ('imbalance_ratio', 1), ('threshold', 1), ('checkpoint_every', 1),
+                    ('m_neighbors', 0), ('n_neighbors', 0), ('checkpoint_every', 1),
                     ('keep_checkpoints', 1), ('data_seed', -1)):
     _at_least(cfg, name, low)
-  if not cfg.learning_rate > 0:
-    raise ConfigError('learning_rate', f'must be > 0, got {cfg.learning_rate:g}')
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
@@ -348,8 +377,6 @@ def _validate_scale(cfg: RunConfig) -> None:
   if cfg.clients_per_round > cfg.num_clients:
     raise ConfigError('clients_per_round', f'{cfg.clients_per_round} is more than '
                       f'--num_clients={cfg.num_clients}')
-  if not 0 <= cfg.client_fraction <= 1:
-    raise ConfigError('client_fraction', f'must be in [0, 1], got {cfg.client_fraction:g}')
   if cfg.client_fraction and cfg.clients_per_round:
     raise ConfigError('client_fraction', 'give either --clients_per_round or '
                       '--client_fraction, not both')
@@ -364,26 +391,10 @@ def _validate_scale(cfg: RunConfig) -> None:
 
 
 def _validate_methods(cfg: RunConfig) -> None:
-  """Checks the server optimizer, aggregator, client loss and client optimizer flags."""
-  _choice(cfg, 'server_optimizer', methods_lib.SERVER_OPTIMIZERS)
-  _choice(cfg, 'aggregator', methods_lib.AGGREGATORS)
-  _choice(cfg, 'loss', methods_lib.LOSSES)
-  _choice(cfg, 'client_optimizer', methods_lib.CLIENT_OPTIMIZERS)
-  for name, low, high, closed in (
-      ('server_momentum', 0, 1, False), ('server_beta1', 0, 1, False),
-      ('server_beta2', 0, 1, False), ('trim_fraction', 0, 0.5, False),
-      ('cb_beta', 0, 1, False), ('fedrs_alpha', 0, 1, True),
-      ('prox_mu', 0, float('inf'), False),
-      ('focal_gamma', 0, float('inf'), False), ('la_tau', 0, float('inf'), False),
-      ('fedlc_tau', 0, float('inf'), False)):
-    value = getattr(cfg, name)
-    if not (low <= value <= high if closed else low <= value < high):
-      raise ConfigError(name, f'must be in [{low:g}, {high:g}{"]" if closed else ")"}, '
-                        f'got {value:g}')
-  for name in ('server_learning_rate', 'server_tau', 'clip_norm'):
-    if not 0 < getattr(cfg, name) < float('inf'):
-      raise ConfigError(name, f'must be > 0, got {getattr(cfg, name):g}')
-  _at_least(cfg, 'byzantine_clients', 0)
+  """Checks the server optimizer, aggregator, client loss and client optimizer flags (their
+  numeric parameters' ranges: `_validate_ranges`)."""
+  for kind in ('server_optimizer', 'aggregator', 'loss', 'client_optimizer'):
+    _choice(cfg, registry.KINDS[kind], registry.names(kind))
   if cfg.aggregator in ('krum', 'multi_krum'):
     n = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round, cfg.client_fraction)
     if 2 * cfg.byzantine_clients + 2 >= n:
@@ -396,8 +407,6 @@ def _validate_methods(cfg: RunConfig) -> None:
   if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
     raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '
                       f'--num_classes={cfg.num_classes}')
-  if not 0 < cfg.attack_scale < float('inf'):
-    raise ConfigError('attack_scale', f'must be > 0, got {cfg.attack_scale:g}')
   if cfg.attack == 'scale' and cfg.attacker_fraction and cfg.num_processes > 1:
     raise ConfigError('attack', 'scale attacks run in one process')
   if cfg.latent_resampling != 'none':
@@ -431,7 +440,7 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'attack', partition_lib.ATTACKS)
   _choice(cfg, 'imbalance_order', partition_lib.IMBALANCE_ORDERS)
   _choice(cfg, 'color', images.COLORS)
-  _choice(cfg, 'model', MODELS)
+  _choice(cfg, 'model', registry.names('model'))
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
   _choice(cfg, 'resample_every', RESAMPLE_EVERY)
   if cfg.dataset == 'synthetic':
@@ -450,14 +459,8 @@ def _validate_data(cfg: RunConfig) -> None:
     raise ConfigError('resample_every', f'once is not supported with --latent_resampling='
                       f'{cfg.latent_resampling} (the CNN update resamples encoder outputs every '
                       f'round); use --resample_every=round')
-  if not 0 <= cfg.attacker_fraction <= 1:
-    raise ConfigError('attacker_fraction', f'must be in [0, 1], got {cfg.attacker_fraction:g}')
   if cfg.attack_ratio != 0 and cfg.attack_ratio < 1:
     raise ConfigError('attack_ratio', f'must be 0 or >= 1, got {cfg.attack_ratio:g}')
-  if not cfg.dirichlet_alpha > 0:
-    raise ConfigError('dirichlet_alpha', f'must be > 0, got {cfg.dirichlet_alpha:g}')
-  if not cfg.quantity_exponent > 0:
-    raise ConfigError('quantity_exponent', f'must be > 0, got {cfg.quantity_exponent:g}')
   for name, low in (('image_size', 4), ('shards_per_client', 1), ('latent_dim', 1),
                     ('pretrain_epochs', 0)):
     _at_least(cfg, name, low)

@@ -2,7 +2,8 @@
 
 Every loss is `(logits float[B, K], y int32[B], mask bool[B]) -> float32 scalar`,
 the mean over real rows (0 when there are none), built by `make_loss` from the
-client's pre-resampling class counts n[K] and the traced MethodParams:
+client's pre-resampling class counts n[K] and the traced MethodParams (the
+registered `*_loss` functions, methods/builtin.py):
 
   ce                plain softmax cross-entropy
   focal             -(1 - p_y)^gamma log p_y                       (Lin et al. 2017)
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from fedar_jax.methods import MethodParams
+from fedar_jax.methods import registry
 
 ABSENT_COUNT = 1e-8
 
@@ -83,18 +85,42 @@ def fedlc(logits, y, mask, counts, tau):
   return cross_entropy(logits - tau * jnp.power(_safe_counts(counts), -0.25), y, mask)
 
 
+# The registered losses (methods/builtin.py):
+# (logits, y, mask, counts float32[K], p: MethodParams) -> float32 scalar.
+def ce_loss(logits, y, mask, counts, p):
+  del counts, p
+  return cross_entropy(logits, y, mask)
+
+
+def focal_loss(logits, y, mask, counts, p):
+  del counts
+  return focal(logits, y, mask, p.focal_gamma)
+
+
+def class_balanced_loss(logits, y, mask, counts, p):
+  return class_balanced(logits, y, mask, counts, p.cb_beta)
+
+
+def balanced_softmax_loss(logits, y, mask, counts, p):
+  del p
+  return balanced_softmax(logits, y, mask, counts)
+
+
+def logit_adjusted_loss(logits, y, mask, counts, p):
+  return logit_adjusted(logits, y, mask, counts, p.la_tau)
+
+
+def fedrs_loss(logits, y, mask, counts, p):
+  return fedrs(logits, y, mask, counts, p.fedrs_alpha)
+
+
+def fedlc_loss(logits, y, mask, counts, p):
+  return fedlc(logits, y, mask, counts, p.fedlc_tau)
+
+
 def make_loss(name: str, counts: jax.Array, p: MethodParams) -> Callable:
-  """The loss `name` for a client with real class counts `counts` (float32[K])."""
+  """The loss `name` for a client with real class counts `counts` (float32[K]):
+  (logits, y, mask) -> float32 scalar."""
+  loss = registry.resolve('loss', name)
   counts = counts.astype(jnp.float32)
-  table = {
-      'ce': cross_entropy,
-      'focal': lambda l, y, m: focal(l, y, m, p.focal_gamma),
-      'class_balanced': lambda l, y, m: class_balanced(l, y, m, counts, p.cb_beta),
-      'balanced_softmax': lambda l, y, m: balanced_softmax(l, y, m, counts),
-      'logit_adjusted': lambda l, y, m: logit_adjusted(l, y, m, counts, p.la_tau),
-      'fedrs': lambda l, y, m: fedrs(l, y, m, counts, p.fedrs_alpha),
-      'fedlc': lambda l, y, m: fedlc(l, y, m, counts, p.fedlc_tau),
-  }
-  if name not in table:
-    raise ValueError(f'unknown loss {name!r}')
-  return table[name]
+  return lambda logits, y, mask: loss(logits, y, mask, counts, p)

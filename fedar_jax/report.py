@@ -27,6 +27,7 @@ from fedar_jax import interrupts  # Light: the start-up signal handler goes in b
 if __name__ == '__main__':
   interrupts.exit_while_starting()
 
+from fedar_jax import flagfiles
 from fedar_jax.report_columns import read_rows
 from fedar_jax.report_plots import write_attack_plot, write_ir_plot, write_plots, write_run_plot
 from fedar_jax.report_tables import (attack_table_markdown, attack_tables, ir_table_markdown,
@@ -71,7 +72,7 @@ def main(argv=None):
     print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
     return
   try:
-    flag_values(argv)
+    flagfiles.parse(flag_values, argv)
     if not flag_values.workdir:
       raise ValueError('--workdir: is required')
     sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))

@@ -11,9 +11,11 @@ A sweep is the product of all lists. The code lists' product gives the groups;
 inside a group the points are data-major (data flags in table order), then the
 traced flags in table order, so point s uses data set s // (S / U).
 Adding a sweep flag is one entry in SWEEP_FLAGS (a traced entry's field must
-also be in `fedar_round.HParams` or its `methods.MethodParams` and set by
-`train.build`). `--defences` names rows of `defences.DEFENCES`: each is a
-code value that also sets the flags of its entry on every point of its group.
+also be in `fedar_round.HParams` and set by `train.build`); the traced lists of
+the methods' parameters come from the method registry (a `Param` with a
+`sweep` name, methods/builtin.py), in declaration order. `--defences` names
+rows of `defences.DEFENCES`: each is a code value that also sets the flags of
+its entry on every point of its group.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import itertools
 from typing import TYPE_CHECKING, NamedTuple
 
 from fedar_jax import defences
+from fedar_jax.methods import registry
 
 if TYPE_CHECKING:  # Annotations only: the report reads this table without loading JAX.
   from fedar_jax.config import RunConfig
@@ -63,35 +66,10 @@ SWEEP_FLAGS = {
                         '--loss.'),
     'client_optimizers': SweepFlag('client_optimizer', str, CODE, 'Client optimizers to sweep '
                                    '(a program each); default --client_optimizer.'),
-    'server_learning_rates': SweepFlag('server_learning_rate', float, TRACED, 'Server learning '
-                                       'rates to sweep; default --server_learning_rate.'),
-    'server_momentums': SweepFlag('server_momentum', float, TRACED, 'fedavgm server momentums '
-                                  'to sweep; default --server_momentum.'),
-    'server_beta1s': SweepFlag('server_beta1', float, TRACED, 'Server first-moment decays to '
-                               'sweep; default --server_beta1.'),
-    'server_beta2s': SweepFlag('server_beta2', float, TRACED, 'Server second-moment decays to '
-                               'sweep; default --server_beta2.'),
-    'server_taus': SweepFlag('server_tau', float, TRACED, 'Server adaptivity taus to sweep; '
-                             'default --server_tau.'),
-    'trim_fractions': SweepFlag('trim_fraction', float, TRACED, 'trimmed_mean fractions to '
-                                'sweep; default --trim_fraction.'),
-    'byzantine_client_counts': SweepFlag('byzantine_clients', int, TRACED, 'Krum f values to '
-                                         'sweep; default --byzantine_clients.'),
-    'clip_norms': SweepFlag('clip_norm', float, TRACED, 'norm_clip bounds to sweep; default '
-                            '--clip_norm.'),
-    'prox_mus': SweepFlag('prox_mu', float, TRACED, 'FedProx mus to sweep; default --prox_mu.'),
-    'focal_gammas': SweepFlag('focal_gamma', float, TRACED, 'focal gammas to sweep; default '
-                              '--focal_gamma.'),
-    'cb_betas': SweepFlag('cb_beta', float, TRACED, 'class_balanced betas to sweep; default '
-                          '--cb_beta.'),
-    'la_taus': SweepFlag('la_tau', float, TRACED, 'logit_adjusted taus to sweep; default '
-                         '--la_tau.'),
-    'fedrs_alphas': SweepFlag('fedrs_alpha', float, TRACED, 'fedrs alphas to sweep; default '
-                              '--fedrs_alpha.'),
-    'fedlc_taus': SweepFlag('fedlc_tau', float, TRACED, 'fedlc taus to sweep; default '
-                            '--fedlc_tau.'),
-    'attack_scales': SweepFlag('attack_scale', float, TRACED, 'scale attackers\' factors to '
-                               'sweep; default --attack_scale.'),
+    # The methods' traced parameters (the method registry), in declaration order.
+    **{p.sweep: SweepFlag(p.name, int if p.dtype == registry.INT32 else float, TRACED,
+                          p.sweep_help)
+       for p in registry.params() if p.sweep},
     'attacks': SweepFlag('attack', str, DATA, 'Attacks to sweep (stacked data; skew and '
                          'label_flip, or scale alone); default --attack.'),
     'defences': SweepFlag('defence', str, CODE, 'Named defences to sweep (a program each; '

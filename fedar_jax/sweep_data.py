@@ -62,10 +62,6 @@ class SweepData(NamedTuple):
   clients: federated.ClientData
   test: federated.TestData
 
-  @property
-  def stacked(self) -> bool:
-    return len(self.sets) > 1
-
 
 def data_configs(base: RunConfig, axes: sweep_axes.SweepAxes) -> list[RunConfig]:
   """One config per distinct data set, in the points' data-major order."""

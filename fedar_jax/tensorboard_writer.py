@@ -51,8 +51,5 @@ class ScalarWriter:
     for name, value in scalars(row).items():
       self._writer.add_scalar(name, value, round_index)
 
-  def flush(self) -> None:
-    self._writer.flush()
-
   def close(self) -> None:
     self._writer.close()

@@ -2,8 +2,9 @@
 
 `build` composes small builders: `build_layout` (the round's client layout and
 rows), `load_data` / `prepare_data` (this process's padded, scaled clients),
-`build_resampler`, and the --model's builder in MODEL_BUILDERS (a new model is
-one function returning a `Model`). `loop.train_and_evaluate` runs what it builds.
+`build_resampler`, and the --model's builder (`model_builder`: a new model is one
+function returning a `Model`, registered in methods/builtin.py).
+`loop.train_and_evaluate` runs what it builds.
 """
 import functools
 from typing import Callable, NamedTuple
@@ -15,6 +16,7 @@ import numpy as np
 from fedar_jax import distributed
 from fedar_jax import latent
 from fedar_jax import methods
+from fedar_jax.methods import registry
 from fedar_jax import models
 from fedar_jax import precision
 from fedar_jax import resample
@@ -191,9 +193,10 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   return Model(model.apply, params, resampler, local_update)
 
 
-# --model: a new model is one builder (cfg, data, resampler) -> Model, and its name in
-# config.MODELS.
-MODEL_BUILDERS: dict[str, Callable[..., Model]] = {'mlp': build_mlp, 'cnn': build_cnn}
+def model_builder(name: str) -> Callable[..., Model]:
+  """The builder (cfg, data, resampler) -> Model of --model=`name`: a model is one builder
+  registered in the method registry (methods/builtin.py)."""
+  return registry.resolve('model', name)
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
@@ -208,7 +211,7 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   """
   rows = build_layout(cfg, mesh)
   data = prepare_data(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
-  model = MODEL_BUILDERS[cfg.model](cfg, data, build_resampler(cfg, data, max_class_count))
+  model = model_builder(cfg.model)(cfg, data, build_resampler(cfg, data, max_class_count))
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
                              methods=methods.methods_of(cfg),

@@ -40,8 +40,8 @@ def test_trimmed_mean_cuts_floor_fraction_of_used_clients_at_each_end():
   x = np.array([[0.], [1.], [2.], [3.], [100.], [50.]], np.float32)
   w = np.array([1, 1, 1, 1, 1, 0], np.float32)
   p = methods.MethodParams.create(trim_fraction=0.2)
-  np.testing.assert_allclose(aggregate.trimmed_mean(x, w > 0, p), [2.0])  # (1 + 2 + 3) / 3
-  np.testing.assert_allclose(aggregate.coordinate_median(x, w > 0, p), [2.0])
+  np.testing.assert_allclose(aggregate.trimmed_mean(x, w > 0, w, None, p), [2.0])  # (1 + 2 + 3) / 3
+  np.testing.assert_allclose(aggregate.coordinate_median(x, w > 0, w, None, p), [2.0])
 
 
 def test_krum_picks_the_planted_honest_client_when_attackers_are_far():
@@ -54,15 +54,15 @@ def test_krum_picks_the_planted_honest_client_when_attackers_are_far():
   p = methods.MethodParams.create(byzantine_clients=2)
   scores = aggregate.krum_scores(x, w > 0, p.byzantine_clients)
   assert int(np.argmin(scores)) == 3 and np.isinf(scores[-1])
-  np.testing.assert_array_equal(aggregate.krum(x, w > 0, p), honest[2])
-  mk = aggregate.multi_krum(x, w > 0, p)
+  np.testing.assert_array_equal(aggregate.krum(x, w > 0, w, None, p), honest[2])
+  mk = aggregate.multi_krum(x, w > 0, w, None, p)
   np.testing.assert_allclose(mk, honest.mean(0), atol=1e-6)
 
 
 def test_geometric_median_resists_a_far_outlier_and_norm_clip_bounds_each_update():
   x = np.array([[0., 0.], [1., 0.], [0., 1.], [1000., 1000.]], np.float32)
   w = np.ones(4, np.float32)
-  gm = aggregate.geometric_median(x, w > 0, w)
+  gm = aggregate.geometric_median(x, w > 0, w, None, None)
   assert np.linalg.norm(gm) < 1.5
   p = methods.MethodParams.create(clip_norm=1.0)
   out = aggregate.norm_clip(x, w > 0, w, np.zeros(2, np.float32), p)

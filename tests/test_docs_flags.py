@@ -43,3 +43,16 @@ def test_help_into_a_closed_pipe_exits_quietly():
                           text=True, timeout=120)
     assert proc.stdout.startswith(('Command line', 'Reports')) and not proc.stderr, (
         module, proc.stderr[-2000:])
+
+
+def test_defences_methods_table_is_current_and_lists_every_registered_method():
+  from fedar_jax.methods import registry
+  current = pathlib.Path(docs_flags.DEFENCES_PATH).read_text()
+  assert current == docs_flags.splice_methods(current), (
+      'docs/defences.md is stale: run python -m fedar_jax.docs_flags')
+  table = docs_flags.render_methods()
+  for kind in docs_flags.METHOD_KINDS:
+    for name in registry.names(kind):
+      assert f'| `--{registry.KINDS[kind]}={name}` |' in table, name
+  for p in registry.params():
+    assert f'`--{p.name}` ({p.default:g}; {p.bound.requirement()})' in table, p.name

@@ -33,10 +33,10 @@ def test_the_table_is_consistent_with_the_round():
       'imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'data_seed',
       'attacker_fraction')
   traced = [f.field for f in sweep_axes.SWEEP_FLAGS.values() if f.kind == sweep_axes.TRACED]
-  assert set(methods.MethodParams._fields) <= set(traced)
+  assert set(methods.MethodParams.create()._fields) <= set(traced)
   base = train.build(BASE)
   for field in traced:
-    assert field in fedar_round.HParams._fields or field in methods.MethodParams._fields, field
+    assert field in fedar_round.HParams._fields or field in methods.MethodParams.create()._fields, field
     value = getattr(BASE, field)
     other = train.build(BASE.replace(**{field: value + 1 if field != 'server_beta1'
                                         else value / 2}))
@@ -124,8 +124,8 @@ def _lists(args: str, base_args: str = ''):
 
 @pytest.mark.parametrize('args,base_args,pattern', [
     ('--trim_fractions=0.1,0.5', '', '--trim_fractions: must be in [0, 0.5), got 0.5'),
-    ('--prox_mus=0,-0.1', '', '--prox_mus: must be in [0, inf), got -0.1'),
-    ('--focal_gammas=2,-1', '', '--focal_gammas: must be in [0, inf), got -1'),
+    ('--prox_mus=0,-0.1', '', '--prox_mus: must be >= 0, got -0.1'),
+    ('--focal_gammas=2,-1', '', '--focal_gammas: must be >= 0, got -1'),
     ('--server_learning_rates=1,0', '', '--server_learning_rates: must be > 0, got 0'),
     ('--aggregators=mean,bogus', '', "--aggregators: unknown value 'bogus'"),
     ('--losses=ce,focal,ce', '', '--losses: repeats a value'),

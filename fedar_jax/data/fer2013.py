@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from fedar_jax.data import images
+from fedar_jax.data.csv_reading import open_csv, unique_columns
 from fedar_jax.data.errors import DataError
 from fedar_jax.data.pool import Pool
 
@@ -30,15 +31,21 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
   Returns:
     (Pool with x float32[T, image_size, image_size, ch] in [0, 1],
     label_ids (0..6)).
+
+  Raises:
+    DataError naming the file (and row): a missing or repeated column, a
+    label outside 0..6, a pixel count other than 48x48, a pixel value that is
+    not an integer in 0..255.
   """
   if not path:
     raise DataError('--data_path', 'is required for --dataset=fer2013')
   if not os.path.isfile(path):
     raise DataError(path, 'no such file (--data_path)')
   try:
-    with open(path, newline='') as f:
+    with open_csv(path) as f:
       reader = csv.DictReader(f)
       header = reader.fieldnames or []
+      unique_columns(header, path)
       missing = [c for c in ('emotion', 'pixels') if c not in header]
       if missing:
         raise DataError(path, f'not a FER2013 CSV: missing column(s) {", ".join(missing)}; '
@@ -68,6 +75,9 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
                           f'{SIDE * SIDE} (48x48)')
         if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
           raise DataError(path, f'row {i + 1}: pixel values must be finite and in 0..255')
+        fractional = values[values != np.floor(values)]
+        if fractional.size:
+          raise DataError(path, f'row {i + 1}: pixel value {fractional[0]:g} is not an integer')
         labels.append(label)
         pixels.append(values.astype(np.uint8).reshape(SIDE, SIDE))
   except OSError as e:

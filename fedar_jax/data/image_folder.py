@@ -1,9 +1,12 @@
 """A directory with one sub-folder per class (FER2013-images, CK+, RAF-DB-basic, JAFFE layouts).
 
 Class names are the sub-folder names in sorted order; every regular file in a
-class folder must be a readable image.
+class folder must be a readable image. Names starting with '.' are skipped;
+any other entry that cannot be read (a symlink loop, a dangling link, a folder
+without permission) is refused by name, never skipped.
 """
 import os
+import stat
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,15 +29,13 @@ def load(root: str, image_size: int = 48, color: str = 'grayscale'):
     raise DataError('--data_dir', 'is required for --dataset=image_folder')
   if not os.path.isdir(root):
     raise DataError(root, 'no such directory (--data_dir)')
-  classes = sorted(d for d in os.listdir(root)
-                   if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
+  classes = [name for name, mode in _entries(root, 'data directory') if stat.S_ISDIR(mode)]
   if len(classes) < 2:
     raise DataError(root, f'expected one sub-folder per class, found {len(classes)}')
   xs, ys = [], []
   for k, name in enumerate(classes):
     folder = os.path.join(root, name)
-    files = sorted(f for f in os.listdir(folder)
-                   if not f.startswith('.') and os.path.isfile(os.path.join(folder, f)))
+    files = [f for f, mode in _entries(folder, 'class folder') if stat.S_ISREG(mode)]
     if not files:
       raise DataError(folder, 'empty class folder (no image files)')
     for fname in files:
@@ -52,3 +53,24 @@ def load(root: str, image_size: int = 48, color: str = 'grayscale'):
         raise DataError(path, f'unreadable image ({type(e).__name__}: {detail})')
       ys.append(k)
   return Pool(np.stack(xs), np.array(ys, np.int32), tuple(classes)), tuple(range(len(classes)))
+
+
+def _entries(folder: str, what: str) -> list[tuple[str, int]]:
+  """(name, st_mode) of `folder`'s entries not starting with '.', by name, symlinks followed.
+
+  Raises:
+    DataError naming the folder when it cannot be listed, or the entry that
+    cannot be stat'ed (a symlink loop, a dangling link).
+  """
+  try:
+    names = sorted(n for n in os.listdir(folder) if not n.startswith('.'))
+  except OSError as e:
+    raise DataError(folder, f'cannot read the {what} ({e.strerror or e})')
+  entries = []
+  for name in names:
+    path = os.path.join(folder, name)
+    try:
+      entries.append((name, os.stat(path).st_mode))
+    except OSError as e:
+      raise DataError(path, f'cannot read ({e.strerror or e})')
+  return entries

@@ -20,6 +20,7 @@ from fedar_jax.data import tfds_source
 from fedar_jax.data.errors import DataError
 from fedar_jax.data.labels import select_classes
 from fedar_jax.data.pool import Pool
+from fedar_jax.methods import registry
 
 
 class FederatedDataset(NamedTuple):
@@ -31,20 +32,29 @@ class FederatedDataset(NamedTuple):
   attackers: np.ndarray | None = None
 
 
+# The registered real-data sources (methods/builtin.py): cfg -> (Pool, label ids).
+def load_latent_csv(cfg) -> tuple[Pool, tuple[int, ...]]:
+  return latent_csv.load(cfg.data_path, cfg.label_column, cfg.client_column)
+
+
+def load_fer2013(cfg) -> tuple[Pool, tuple[int, ...]]:
+  return fer2013.load(cfg.data_path, cfg.image_size, cfg.color, tuple(cfg.fer2013_usage))
+
+
+def load_image_folder(cfg) -> tuple[Pool, tuple[int, ...]]:
+  return image_folder.load(cfg.data_dir, cfg.image_size, cfg.color)
+
+
+def load_tfds(cfg) -> tuple[Pool, tuple[int, ...]]:
+  return tfds_source.load(cfg.dataset[5:], cfg.data_dir, cfg.tfds_split, cfg.image_size,
+                          cfg.color)
+
+
 def load_pool(cfg) -> tuple[Pool, tuple[int, ...]]:
   """The source's rows and its label value of each class (before --classes)."""
-  if cfg.dataset == 'latent_csv':
-    return latent_csv.load(cfg.data_path, cfg.label_column, cfg.client_column)
-  if cfg.client_column:
+  if cfg.client_column and cfg.dataset != 'latent_csv':
     raise DataError('--client_column', f'is only read by --dataset=latent_csv, not {cfg.dataset}')
-  if cfg.dataset == 'fer2013':
-    return fer2013.load(cfg.data_path, cfg.image_size, cfg.color, tuple(cfg.fer2013_usage))
-  if cfg.dataset == 'image_folder':
-    return image_folder.load(cfg.data_dir, cfg.image_size, cfg.color)
-  if cfg.dataset.startswith('tfds:'):
-    return tfds_source.load(cfg.dataset[5:], cfg.data_dir, cfg.tfds_split, cfg.image_size,
-                            cfg.color)
-  raise ValueError(f'unknown dataset {cfg.dataset!r}')
+  return registry.resolve('dataset', registry.dataset_source(cfg.dataset))(cfg)
 
 
 def partition_rows(cfg, rng: np.random.Generator, y: np.ndarray, groups, class_names):

@@ -139,11 +139,6 @@ RESAMPLER_NAMES = tuple(_REGISTRY)
 OPTION_NAMES = ('k_neighbors', 'm_neighbors', 'n_neighbors')
 
 
-def resampler_options(name: str) -> tuple[str, ...]:
-  """The option names `make_resampler` accepts for `name`."""
-  return _REGISTRY[name][1]
-
-
 def make_resampler(name: str, *, num_classes: int, capacity: int,
                    max_class_count: int | None = None, **options) -> Resampler:
   """Builds the resampler called `name`.

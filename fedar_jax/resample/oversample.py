@@ -5,7 +5,7 @@ slots, so capacity M = N + S. Synthetic slot j belongs to the class whose
 deficit range contains j (classes in label order), exactly filling every
 present class up to the majority count (imbalanced-learn's
 `sampling_strategy='auto'`). If the deficits exceed S (the static bound was
-too small), the slots past S are not generated; `synthetic_shortfall` reports it.
+too small), the slots past S are not generated.
 """
 from typing import NamedTuple
 
@@ -30,11 +30,6 @@ class SlotPlan(NamedTuple):
 def oversampling_deficits(counts: jax.Array) -> jax.Array:
   """Samples to add per class for sampling_strategy='auto' (int32[K])."""
   return jnp.where(counts > 0, jnp.max(counts) - counts, 0).astype(jnp.int32)
-
-
-def synthetic_shortfall(counts: jax.Array, num_slots: int) -> jax.Array:
-  """How many wanted synthetic samples did not fit in `num_slots` (int32 scalar)."""
-  return jnp.maximum(jnp.sum(oversampling_deficits(counts)) - num_slots, 0)
 
 
 def plan_slots(key, y, mask, deficits, num_slots: int) -> SlotPlan:

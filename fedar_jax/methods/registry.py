@@ -1,0 +1,242 @@
+"""The method registry: every method and its traced parameters, declared once (no JAX).
+
+A *method* is one choice of a code setting (`--aggregator=krum`, `--loss=focal`,
+`--model=cnn`, ...): `Method(kind, name, impl, params)`. Its *parameters* are
+traced numbers (`Param`: name, default, range, dtype, help, sweep flag) that
+the compiled round reads from `MethodParams`, so changing them never recompiles.
+A parameter may be shared by several methods (`server_learning_rate` by every
+server optimizer), or belong to a kind as a whole (`prox_mu`: local training
+with any client optimizer); it is declared with the first method that uses it.
+
+`impl` is the implementation: a callable, or a 'module:attribute' string
+resolved on first use (`resolve`), so declaring the built-in methods imports no
+JAX and the flag validation (config.py) reads this table without it. The
+built-ins are data (methods/builtin.py, `DECLARED`), read on the registry's
+first use; `register` adds a method (a test: inside `scoped()`).
+
+From this table come: the method names each flag allows, the `MethodParams`
+leaves (one per parameter, in declaration order), the range checks of the
+parameters (`Bound`, checked by config.py in float32/int32 as the round sees
+them), the RunConfig fields of the built-in parameters, the traced
+entries of `sweep_axes.SWEEP_FLAGS`, and the methods table of docs/defences.md.
+"""
+import contextlib
+import dataclasses
+import importlib
+import math
+import struct
+from typing import Callable, NamedTuple
+
+FLOAT32, INT32 = 'float32', 'int32'
+INF = math.inf
+
+# The code settings whose values are methods: kind -> RunConfig field (the flag).
+KINDS = {
+    'server_optimizer': 'server_optimizer',
+    'aggregator': 'aggregator',
+    'client_optimizer': 'client_optimizer',
+    'loss': 'loss',
+    'attack': 'attack',
+    'model': 'model',
+    'dataset': 'dataset',
+}
+
+
+def dataset_source(dataset: str) -> str:
+  """The registered data source of a --dataset value: 'tfds:NAME' for any 'tfds:<name>'."""
+  return 'tfds:NAME' if dataset.startswith('tfds:') and len(dataset) > 5 else dataset
+
+
+class Bound(NamedTuple):
+  """The range of a numeric flag: low, high, each closed or open, checked on the value as
+  the compiled code holds it (dtype FLOAT32 or INT32)."""
+  name: str
+  low: float = -INF
+  high: float = INF
+  low_closed: bool = True
+  high_closed: bool = False
+  dtype: str = FLOAT32
+
+  def requirement(self) -> str:
+    """The range as messages write it: '>= 1', '> 0', 'in [0, 0.5)', 'in [0, 1]'."""
+    if self.high == INF:
+      return f'{">=" if self.low_closed else ">"} {self.low:g}'
+    return (f'in {"[" if self.low_closed else "("}{self.low:g}, {self.high:g}'
+            f'{"]" if self.high_closed else ")"}')
+
+  def contains(self, value: float) -> bool:
+    above = value >= self.low if self.low_closed else value > self.low
+    below = value <= self.high if self.high_closed else value < self.high
+    return above and below
+
+  def problem(self, value) -> str | None:
+    """None if `value` is in range both as given and as the float32/int32 the round uses,
+    else what is wrong ('must be in [0, 0.5), got 0.49999999 (0.5 in float32)')."""
+    if not self.contains(value):
+      return f'must be {self.requirement()}, got {value:g}'
+    if self.dtype == FLOAT32:
+      stored = float(struct.unpack('f', struct.pack('f', value))[0])
+      if not self.contains(stored):
+        return (f'must be {self.requirement()}, got {value!r} ({stored:g} in float32, the '
+                f'value the round uses)')
+    return None
+
+
+class Param(NamedTuple):
+  """A traced numeric parameter of one or more methods.
+
+  name: the RunConfig field / flag and the MethodParams leaf; default: its value;
+  help: the flag's help text; low, high: its range, each bound closed
+  (`low_closed`, `high_closed`) or open; dtype: FLOAT32 or INT32, the dtype the
+  round computes with (the range is checked on that value); sweep: the sweep
+  list's flag name ('' for none) and sweep_help its help text.
+  """
+  name: str
+  default: float
+  help: str
+  low: float = -INF
+  high: float = INF
+  low_closed: bool = True
+  high_closed: bool = False
+  dtype: str = FLOAT32
+  sweep: str = ''
+  sweep_help: str = ''
+
+  @property
+  def bound(self) -> Bound:
+    return Bound(self.name, self.low, self.high, self.low_closed, self.high_closed, self.dtype)
+
+
+class Method(NamedTuple):
+  """One method: kind (a KINDS key), name (the flag value), impl (callable or
+  'module:attribute'), params (the Params it reads), help and reference (one line each,
+  for docs/defences.md)."""
+  kind: str
+  name: str
+  impl: Callable | str | None = None
+  params: tuple[Param, ...] = ()
+  help: str = ''
+  reference: str = ''
+
+
+class KindParam(NamedTuple):
+  """A parameter every method of `kind` uses (prox_mu: local training with any client
+  optimizer), with help and reference (one line each, for docs/defences.md)."""
+  kind: str
+  param: Param
+  help: str = ''
+  reference: str = ''
+
+
+@dataclasses.dataclass
+class _Table:
+  methods: dict = dataclasses.field(default_factory=dict)   # (kind, name) -> Method
+  params: dict = dataclasses.field(default_factory=dict)    # name -> Param
+  owners: dict = dataclasses.field(default_factory=dict)    # param name -> [(kind, name)]
+  kind_params: dict = dataclasses.field(default_factory=dict)  # param name -> KindParam
+
+
+_TABLE = None
+
+
+def _table() -> _Table:
+  """The registry, holding the built-ins (methods/builtin.py) from its first use on."""
+  global _TABLE
+  if _TABLE is None:
+    from fedar_jax.methods import builtin  # Data only: it imports this module's classes.
+    _TABLE = _Table()
+    for entry in builtin.DECLARED:
+      if isinstance(entry, KindParam):
+        register_kind_param(entry)
+      else:
+        register(entry)
+  return _TABLE
+
+
+def _add_param(p: Param) -> None:
+  known = _table().params.get(p.name)
+  if known is not None and known != p:
+    raise ValueError(f'parameter {p.name!r} is declared twice, differently')
+  _table().params[p.name] = p
+
+
+def register(method: Method) -> Method:
+  """Adds `method` (and its parameters) to the registry; returns it."""
+  if method.kind not in KINDS:
+    raise ValueError(f'unknown method kind {method.kind!r}; kinds: {", ".join(KINDS)}')
+  key = (method.kind, method.name)
+  if key in _table().methods:
+    raise ValueError(f'{method.kind} {method.name!r} is registered already')
+  for p in method.params:
+    _add_param(p)
+  _table().methods[key] = method
+  for p in method.params:
+    _table().owners.setdefault(p.name, []).append(key)
+  return method
+
+
+def register_kind_param(entry: KindParam) -> Param:
+  """Adds a parameter that every method of `entry.kind` uses; returns it."""
+  if entry.kind not in KINDS:
+    raise ValueError(f'unknown method kind {entry.kind!r}; kinds: {", ".join(KINDS)}')
+  _add_param(entry.param)
+  _table().kind_params[entry.param.name] = entry
+  return entry.param
+
+
+def kind_params() -> tuple[KindParam, ...]:
+  return tuple(_table().kind_params.values())
+
+
+@contextlib.contextmanager
+def scoped():
+  """Registrations inside the block are undone after it (tests)."""
+  table = _table()
+  saved = _Table(dict(table.methods), dict(table.params),
+                 {k: list(v) for k, v in table.owners.items()}, dict(table.kind_params))
+  try:
+    yield
+  finally:
+    table.methods, table.params = saved.methods, saved.params
+    table.owners, table.kind_params = saved.owners, saved.kind_params
+
+
+def names(kind: str) -> tuple[str, ...]:
+  """The registered method names of `kind`, in registration order."""
+  return tuple(n for k, n in _table().methods if k == kind)
+
+
+def get(kind: str, name: str) -> Method:
+  try:
+    return _table().methods[(kind, name)]
+  except KeyError:
+    raise ValueError(f'unknown {kind} {name!r}; allowed: {", ".join(names(kind))}') from None
+
+
+def params(kind: str = '') -> tuple[Param, ...]:
+  """The registered parameters (of the methods of `kind`, if given), in declaration order:
+  the MethodParams leaves."""
+  return tuple(p for p in _table().params.values() if not kind or kind_of(p.name) == kind)
+
+
+def kind_of(param_name: str) -> str:
+  """The kind whose methods use the parameter (the kind that declared it first)."""
+  table = _table()
+  if param_name in table.kind_params:
+    return table.kind_params[param_name].kind
+  return table.owners[param_name][0][0]
+
+
+def param(name: str) -> Param:
+  return _table().params[name]
+
+
+def resolve(kind: str, name: str) -> Callable:
+  """The implementation of method `name` of `kind` (importing its module if named by string)."""
+  impl = get(kind, name).impl
+  if isinstance(impl, str):
+    module, _, attr = impl.partition(':')
+    impl = getattr(importlib.import_module(module), attr)
+  if impl is None:
+    raise ValueError(f'{kind} {name!r} has no implementation to call')
+  return impl
