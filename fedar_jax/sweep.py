@@ -116,18 +116,21 @@ def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
 
 
 def main(argv):
+  cli.no_arguments(argv)
+  with cli.bad_input_fails():
+    base = cli.config_from_flags()
+    workdir_lib.check_paths(FLAGS.workdir)
+    lists = sweep_lists(FLAGS, base)
+    settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
+    workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
+    workdir_lib.check_unlocked(FLAGS.workdir)
+  logging.set_verbosity(logging.WARNING)
+  # JAX and the sweep's modules load after the flags are checked, and before the sweep's
+  # signal handlers go in (as in fedar_jax.main).
+  from fedar_jax import report, sweep_runner  # noqa: F401
+  # Groups whose programs repeat (and reruns) load them from the cache.
+  cli.quiet_start(FLAGS.compilation_cache_dir)
   with cli.faults_reported(FLAGS.workdir or ''):
-    cli.no_arguments(argv)
-    with cli.bad_input_fails():
-      base = cli.config_from_flags()
-      workdir_lib.check_paths(FLAGS.workdir)
-      lists = sweep_lists(FLAGS, base)
-      settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
-      workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
-      workdir_lib.check_unlocked(FLAGS.workdir)
-    logging.set_verbosity(logging.WARNING)
-    # Groups whose programs repeat (and reruns) load them from the cache.
-    cli.quiet_start(FLAGS.compilation_cache_dir)
     _sweep(base, lists, settings)
 
 
