@@ -38,13 +38,13 @@ def main(argv):
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
     workdir_lib.check_unlocked(FLAGS.workdir)
+  logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   # JAX loads after the flags are checked, and before the run's signal handlers go in:
   # a signal that raised inside JAX's import would abort or be dropped.
   from fedar_jax import distributed
   from fedar_jax import loop
   cli.quiet_start(FLAGS.compilation_cache_dir)
   with cli.faults_reported(FLAGS.workdir or ''):
-    logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
     with cli.bad_input_fails():
       prepared = loop.setup(cfg)  # Loads the data; nothing is written before this succeeds.
     logging.set_verbosity(logging.INFO)
