@@ -24,6 +24,7 @@ import numpy as np
 import workload
 from fedar_jax import reference
 from fedar_jax import fedar_round
+from fedar_jax import loop
 from fedar_jax import train
 
 
@@ -87,5 +88,5 @@ def run(args):
             round_flops(exp) / 1e9, 3), 'gflops': round(gflops, 2),
         'ratio_to_matmul': round(gflops / matmul, 3), 'reference_round_s': round(ref_s, 3),
         'speedup_vs_reference': round(ref_s / round_s, 1),
-        'device': train.device_description(),
+        'device': loop.device_description(),
     }

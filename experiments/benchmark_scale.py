@@ -15,10 +15,10 @@ import sys
 
 CHILD = '''
 import json, resource, sys, tempfile
-from fedar_jax import config, train
+from fedar_jax import config, loop
 cfg = config.validate(config.RunConfig(**json.loads(sys.argv[1])))
 with tempfile.TemporaryDirectory() as workdir:
-  summary = train.train_and_evaluate(cfg, workdir)
+  summary = loop.train_and_evaluate(cfg, workdir)
 print('RESULT ' + json.dumps({
     'compile_s': round(summary['compile_s'], 2), 'round_s': round(summary['round_s'], 3),
     'peak_rss_gib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),

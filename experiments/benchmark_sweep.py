@@ -15,6 +15,7 @@ import numpy as np
 
 from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
+from fedar_jax import loop
 from fedar_jax import train
 from fedar_jax.config import RunConfig
 
@@ -64,7 +65,7 @@ def run(args):
 
   yield {
       'points': len(exps), 'clients': base.num_clients, 'rounds': base.rounds,
-      'device': train.device_description(),
+      'device': loop.device_description(),
       'sweep_compile_s': round(sweep_compile, 2), 'sweep_rounds_s': round(sweep_rounds, 3),
       'sweep_s': round(sweep_compile + sweep_rounds, 2),
       'separate_compile_s': round(single_compile, 2),

@@ -9,9 +9,9 @@ compilation, and reports the StableHLO size (lines) and XLA's flop estimate of:
   round_per_call   before: the round as one program per round, resampling every
                    round, XLA's default options;
   block_round      `fedar_round.make_rounds` over --block rounds, resampling every round
-                   (--resample_every=round), `train.compiler_options()`;
+                   (--resample_every=round), `programs.compiler_options()`;
   prepare          `pretraining.make_prepare_clients` (--resample_every=once), those options and
-                   `train.once_compiler_options()`;
+                   `programs.once_compiler_options()`;
   block_once       `fedar_round.make_rounds` on the prepared rows (--resample_every=once);
   and the parts alone, default options: resampler (vmapped over clients),
   local_train (vmapped, no resampling), metrics (evaluate on the test set).
@@ -42,6 +42,8 @@ from fedar_jax import metrics
 from fedar_jax import pretraining
 from fedar_jax import fedar_round
 from fedar_jax import resample
+from fedar_jax import loop
+from fedar_jax import programs as programs_lib
 from fedar_jax import train
 
 
@@ -82,7 +84,7 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
   exp = train.build(workload.config(num_clients=clients, resampler=resampler))
   spec, state, hp = exp.spec, exp.state, exp.hparams
   data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
-  count, opts = jnp.int32(block), train.compiler_options()
+  count, opts = jnp.int32(block), programs_lib.compiler_options()
   if 'round_per_call' in programs:
     yield 'round_per_call', measure(fedar_round.make_round(spec), state, data, test, hp, rounds=1,
                                     calls=calls)
@@ -92,7 +94,8 @@ def run(resampler: str, clients: int, block: int, parts: bool, programs=PROGRAMS
   prepare_clients = pretraining.make_prepare_clients(spec)
   if 'prepare' in programs:
     yield 'prepare', measure(prepare_clients, data, hp,
-                             options={**opts, **train.once_compiler_options()}, calls=calls)
+                             options={**opts, **programs_lib.once_compiler_options()},
+                             calls=calls)
   if 'block_once' in programs:
     prepared = jax.jit(prepare_clients)(data, hp)
     yield 'block_once', measure(fedar_round.make_rounds(pretraining.round_spec(spec), block),
@@ -135,7 +138,7 @@ def main():
       for program, record in run(name, args.clients, args.block, not args.no_parts, programs,
                                      args.calls):
         print(json.dumps({'resampler': name, 'program': program, **record, 'repeat': repeat,
-                          'device': train.device_description()}), flush=True)
+                          'device': loop.device_description()}), flush=True)
 
 
 if __name__ == '__main__':

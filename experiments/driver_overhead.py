@@ -2,15 +2,15 @@
 
   python experiments/driver_overhead.py --clients=100 --block=5
 
-Times what `train.train_and_evaluate` does on the host for each round of a
-fetched block (`train.csv_rows`, the CSV writes and the log lines'
+Times what `loop.train_and_evaluate` does on the host for each round of a
+fetched block (`loop.csv_rows`, the CSV writes and the log lines'
 formatting) on outputs of the round's real structure for C clients
 (zeros), and what the sweep does per round for S points. Device time is not
 included: compare with the round's own time (e.g. 3.7 ms at C = 100 on one
 H200, issue 8).
 
 Also times fetching a call's outputs for a partial block (count < block):
-`train.run_block`'s fetch-then-slice (`fetch_then_slice_ms`) against slicing
+`loop.run_block`'s fetch-then-slice (`fetch_then_slice_ms`) against slicing
 on the device first (`slice_then_fetch_ms`; `slice_then_fetch_first_ms` is
 its first call for a new count, which compiles a slice program per leaf).
 """
@@ -27,6 +27,7 @@ import numpy as np
 import workload
 from fedar_jax import fedar_round
 from fedar_jax import sharding
+from fedar_jax import loop
 from fedar_jax import train
 
 
@@ -44,11 +45,11 @@ def main():
   like = jax.eval_shape(fedar_round.make_rounds(spec, args.block), state, clients, test, hp,
                         jnp.int32(args.block))[1]
   outs = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), like)
-  header = train.csv_header(['a', 'b', 'c'])
+  header = loop.csv_header(['a', 'b', 'c'])
   writer = csv.writer(io.StringIO())
 
   def per_call(out_block):
-    rows = train.csv_rows(1, out_block, 0.001)
+    rows = loop.csv_rows(1, out_block, 0.001)
     writer.writerows(rows)
     for row in rows[::len(rows) // args.block]:  # One log line per round.
       cell = dict(zip(header, row))

@@ -4,7 +4,7 @@
 
 For each resampler, the block of rounds (`fedar_round.make_rounds`, --block rounds,
 --resample_every=round) is compiled with XLA's default options and with
-`train.compiler_options()`; then the two executables are called alternately
+`programs.compiler_options()`; then the two executables are called alternately
 --repeats times and the median seconds per round of each are reported, so
 both see the same machine load.
 """
@@ -18,6 +18,8 @@ import jax.numpy as jnp
 
 import workload
 from fedar_jax import fedar_round
+from fedar_jax import loop
+from fedar_jax import programs
 from fedar_jax import train
 
 
@@ -34,7 +36,7 @@ def main():
     a = (exp.state, data, test, exp.hparams, jnp.int32(args.block))
     lowered = jax.jit(fedar_round.make_rounds(exp.spec, args.block)).lower(*a)
     record, runs = {'resampler': name, 'clients': args.clients}, {}
-    for label, options in (('default', {}), ('classic', train.compiler_options())):
+    for label, options in (('default', {}), ('classic', programs.compiler_options())):
       t = time.perf_counter()
       runs[label] = lowered.compile(options)
       record[f'{label}_compile_s'] = round(time.perf_counter() - t, 2)
@@ -47,7 +49,7 @@ def main():
         times[label].append((time.perf_counter() - t) / args.block)
     for label, ts in times.items():
       record[f'{label}_round_s'] = round(statistics.median(ts), 4)
-    record['device'] = train.device_description()
+    record['device'] = loop.device_description()
     print(json.dumps(record), flush=True)
 
 

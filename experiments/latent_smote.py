@@ -15,7 +15,7 @@ import os
 import statistics
 import tempfile
 
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax.config import RunConfig, validate
 from fedar_jax.data.pattern_faces import write_fer2013_csv
 
@@ -48,7 +48,7 @@ def main():
             samples_per_client=110, imbalance_ratio=10.0, test_per_class=200,
             rounds=rounds, local_epochs=2, batch_size=32, learning_rate=3e-3,
             resampler=resampler, threshold=1.5, seed=seed))
-        summary = train.train_and_evaluate(cfg, os.path.join(tmp, f'{resampler}_{seed}'))
+        summary = loop.train_and_evaluate(cfg, os.path.join(tmp, f'{resampler}_{seed}'))
         final = summary['final']
         recall[resampler].append(final['recall']['Sad'])
         print(json.dumps({'seed': seed, 'resampler': resampler, 'recall_Sad': final['recall']['Sad'],

@@ -14,7 +14,6 @@ from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax.methods import registry
 from fedar_jax import precision
-from fedar_jax import resample
 from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
@@ -27,6 +26,12 @@ MODELS = registry.names('model')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
 STANDARDIZE = standardize_lib.MODES
+# resample.RESAMPLER_NAMES, named here so that checking flags needs no JAX (a test keeps
+# the two equal).
+RESAMPLERS = ('none', 'random_over', 'smote', 'borderline_smote1', 'borderline_smote2',
+              'adasyn', 'kmeans_smote', 'svm_smote', 'smote_tomek', 'smote_enn',
+              'random_under', 'nearmiss1', 'nearmiss2', 'nearmiss3', 'tomek', 'enn', 'renn',
+              'allknn', 'cnn', 'oss', 'ncr', 'iht', 'cluster_centroids')
 
 
 class ConfigError(ValueError):
@@ -339,9 +344,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     raise ConfigError('dataset', f'unknown dataset {cfg.dataset!r}; allowed: '
                       f'{", ".join(registry.names("dataset"))}')
   _validate_data(cfg)
-  if cfg.resampler not in resample.RESAMPLER_NAMES:
+  if cfg.resampler not in RESAMPLERS:
     raise ConfigError('resampler', f'unknown resampler {cfg.resampler!r}; allowed: '
-                      f'{", ".join(resample.RESAMPLER_NAMES)}')
+                      f'{", ".join(RESAMPLERS)}')
   for name, low in (('num_clients', 1), ('num_classes', 2), ('feature_dim', 1),
                     ('samples_per_client', 1 if cfg.partition == 'imbalance' else 0),
                     ('test_per_class', 1), ('rounds', 1),
@@ -397,11 +402,7 @@ def _validate_methods(cfg: RunConfig) -> None:
                         f'{n} clients per round (Krum needs 2f + 2 < {n})')
   if cfg.defence:
     _choice(cfg, 'defence', defences_lib.NAMES)
-    wrong = defences_lib.mismatch(cfg)
-    if wrong:
-      field, value = wrong
-      raise ConfigError('defence', f'{cfg.defence} sets --{field}={value}, got '
-                        f'{getattr(cfg, field)}')
+    check_defence(cfg.defence, {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
   _at_least(cfg, 'attack_target', -1)
   if cfg.dataset == 'synthetic' and cfg.attack_target >= cfg.num_classes:
     raise ConfigError('attack_target', f'{cfg.attack_target} is not a class of '
@@ -413,6 +414,14 @@ def _validate_methods(cfg: RunConfig) -> None:
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, f'is not supported with --latent_resampling='
                           f'{cfg.latent_resampling} (its own local update)')
+
+
+def check_defence(defence: str, given: dict, flag: str = 'defence') -> None:
+  """Refuses a named defence that sets a field of `given` ({field: value given}) to
+  another value: raises ConfigError(flag) naming the field. '' (no named defence) passes."""
+  for field, value in defences_lib.flags_of(defence).items():
+    if field in given and given[field] != value:
+      raise ConfigError(flag, f'{defence} sets --{field}={value}; drop --{field}={given[field]}')
 
 
 def _validate_numerics(cfg: RunConfig) -> None:

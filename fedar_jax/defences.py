@@ -6,8 +6,8 @@ median alone). `--defence=NAME` (fedar_jax.main) and `--defences=A,B`
 (fedar_jax.sweep, one group per name) set exactly the flags of the entry; the
 numeric parameters of the methods (--trim_fraction, --byzantine_clients,
 --focal_gamma, ...) still come from their own flags. A flag given explicitly
-with another value than the defence sets is refused, as is a sweep list of a
-field a swept defence sets. docs/defences.md lists the table.
+with another value than the defence sets is refused (config.check_defence), as
+is a sweep list of a field a swept defence sets. docs/defences.md lists the table.
 """
 from typing import NamedTuple
 
@@ -51,12 +51,3 @@ def flags_of(name: str) -> dict:
 def apply(cfg):
   """`cfg` (a RunConfig) with its named defence's flags set (unchanged without one)."""
   return cfg.replace(**flags_of(cfg.defence)) if cfg.defence in DEFENCES else cfg
-
-
-def mismatch(cfg) -> tuple[str, object] | None:
-  """(field, value the defence sets) of the first field of `cfg` that disagrees with its
-  named defence, or None."""
-  for field, value in flags_of(cfg.defence).items():
-    if getattr(cfg, field) != value:
-      return field, value
-  return None

@@ -7,12 +7,11 @@ TPUs; full float32 on CPUs), `high` and `highest` are JAX's
 `jax.default_matmul_precision` levels (`highest`: full float32 everywhere).
 Neighbour search always runs at HIGHEST (`resample.neighbors`), whatever this
 says. The policy is applied at trace time, so it must wrap the function that
-is jitted.
+is jitted. The module imports JAX only when a wrapped function is traced, so
+the flag validation can name PRECISIONS without loading JAX.
 """
 import functools
 from typing import Callable
-
-import jax
 
 PRECISIONS = ('default', 'high', 'highest')
 
@@ -26,6 +25,7 @@ def with_matmul_precision(fn: Callable, precision: str) -> Callable:
 
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
+    import jax
     with jax.default_matmul_precision(precision):
       return fn(*args, **kwargs)
   return wrapped

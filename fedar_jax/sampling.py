@@ -2,10 +2,15 @@
 
 The sample depends only on (seed, round, number of clients, clients per
 round), so a run and its resumption, on any number of devices or hosts, pick
-the same clients.
+the same clients. `clients_per_round` is plain Python (the flag validation
+uses it without loading JAX); `sample_clients` imports JAX when traced.
 """
-import jax
-import jax.numpy as jnp
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+  import jax
 
 # Folded into the seed key before the round, so sampling keys never coincide
 # with client keys (those fold the round, then the client id, into the seed key).
@@ -28,6 +33,8 @@ def sample_clients(seed: jax.Array, round_index: jax.Array, num_clients: int,
 
   seed, round_index: int32 scalars (may be traced); num_clients, count: static.
   """
+  import jax
+  import jax.numpy as jnp
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAM), round_index)
   chosen = jax.random.permutation(key, num_clients)[:count]
   return jnp.sort(chosen).astype(jnp.int32)

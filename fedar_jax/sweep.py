@@ -16,6 +16,7 @@ faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
 `fedar_jax.main`.
 """
 import contextlib
+import dataclasses
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
@@ -27,7 +28,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from fedar_jax import compile_cache
+from fedar_jax import cli
 from fedar_jax import config as config_lib
 from fedar_jax import defences
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
@@ -87,15 +88,15 @@ def _check_defences(flag_values, base: config_lib.RunConfig, lists: dict) -> Non
   sweep list of a field it sets."""
   names = lists.get('defences') or ((base.defence,) if base.defence else ())
   for defence in names:
-    for field, value in defences.flags_of(defence).items():
+    for field in defences.flags_of(defence):
       listed = [n for n, e in SWEEP_FLAGS.items() if e.field == field and lists.get(n)]
       if listed:
         raise config_lib.ConfigError(listed[0], f'{field} is set by the defence {defence}; '
                                      'sweep one or the other')
-      if (lists.get('defences') and field in flag_values and flag_values[field].present
-          and getattr(base, field) != value):
-        raise config_lib.ConfigError('defences', f'{defence} sets --{field}={value}; drop '
-                                     f'--{field}={getattr(base, field)}')
+  given = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)
+           if f.name in flag_values and flag_values[f.name].present}
+  for defence in lists.get('defences', ()):
+    config_lib.check_defence(defence, given, 'defences')
 
 
 def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
@@ -115,45 +116,39 @@ def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
 
 
 def main(argv):
-  with main_lib.faults_reported(FLAGS.workdir or ''):
-    _main(argv)
-
-
-def _main(argv):
-  if len(argv) > 1:
-    main_lib.fail(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    base = main_lib.config_from_flags()
+  cli.no_arguments(argv)
+  with cli.bad_input_fails():
+    base = cli.config_from_flags()
     workdir_lib.check_paths(FLAGS.workdir)
     lists = sweep_lists(FLAGS, base)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
     workdir_lib.check_unlocked(FLAGS.workdir)
-  except config_lib.ConfigError as e:
-    main_lib.fail(str(e))
   logging.set_verbosity(logging.WARNING)
+  # JAX and the sweep's modules load after the flags are checked, and before the sweep's
+  # signal handlers go in (as in fedar_jax.main).
+  from fedar_jax import report, sweep_runner  # noqa: F401
   # Groups whose programs repeat (and reruns) load them from the cache.
-  compile_cache.enable(FLAGS.compilation_cache_dir)
+  cli.quiet_start(FLAGS.compilation_cache_dir)
+  with cli.faults_reported(FLAGS.workdir or ''):
+    _sweep(base, lists, settings)
+
+
+def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   import jax
-  from fedar_jax import checkpoint
   from fedar_jax import distributed
   from fedar_jax import progress
   from fedar_jax import report
   from fedar_jax import sweep_data
   from fedar_jax import sweep_runner
-  from fedar_jax.data.errors import DataError
-  progress.use_short_log_format()
-  checkpoint.quiet_orbax_logs()
   # Multi-host: every process runs this same command; process 0 writes the workdir.
   distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
   writer = distributed.is_writer()
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)
-  try:  # Builds (and checks) every data set; nothing is written before this succeeds.
+  with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
     with progress.stage('loading data'):
       data = sweep_data.build(base, axes, mesh)
-  except (DataError, config_lib.ConfigError) as e:
-    main_lib.fail(str(e))
   with contextlib.ExitStack() as held:
 
     def start():  # The data has loaded: take the workdir, record the settings.
@@ -162,12 +157,10 @@ def _main(argv):
         workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
         workdir_lib.save_settings(FLAGS.workdir, 'sweep.json', settings)
 
-    try:  # A signal is acted on at the end of the current call, with its checkpoint.
-      with interrupts.deferred(enabled=jax.process_count() == 1):
-        result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, data=data, mesh=mesh,
-                                        on_start=start)
-    except (DataError, config_lib.ConfigError) as e:
-      main_lib.fail(str(e))
+    # A signal is acted on at the end of the current call, with its checkpoint.
+    with cli.bad_input_fails(), interrupts.deferred(enabled=jax.process_count() == 1):
+      result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, data=data, mesh=mesh,
+                                      on_start=start)
     if not writer:
       return
     outputs = report.write_report(FLAGS.workdir)
@@ -179,9 +172,9 @@ def _main(argv):
 
 
 def run():
-  """Console script `fedar-sweep` (and `python -m fedar_jax.sweep`)."""
-  main_lib.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
-  app.run(main, flags_parser=main_lib.parse_flags)
+  """`python -m fedar_jax.sweep` (the console script `fedar-sweep`: console_scripts.sweep)."""
+  cli.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == '__main__':

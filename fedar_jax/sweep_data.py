@@ -153,7 +153,8 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
       (`check_memory`); raised before anything is written.
   """
   cfgs = data_configs(base, axes)
-  layout, rows, _, _ = train.build_layout(base, mesh)
+  client_rows = train.build_layout(base, mesh)
+  layout, rows = client_rows.layout, client_rows.rows
   _, block = fedar_round.slot_layout(layout, base.num_clients)
   expected = _expected_shape(base)
   if expected is not None:  # Refuse before generating anything.
@@ -162,7 +163,7 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
                                       _synthetic_max_class_count(cfgs), block), available)
   sets = []
   for u, cfg in enumerate(cfgs):
-    data = train.load_data(cfg, mesh)
+    data = train.load_data(cfg, mesh, client_rows)
     if u == 0 and expected is None:
       c = data.clients
       k = len(data.class_names)

@@ -33,7 +33,8 @@ Workdir contents (besides the report's files):
   tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
 
 The next group is built and compiled in a background thread while the current
-one runs; a group's rounds run in compiled calls of several rounds (train.CallPlan).
+one runs; a group's rounds run in compiled calls of several rounds, through the driver
+loop a single run uses (loop.run_calls: one point per sweep point).
 """
 import concurrent.futures
 import math
@@ -47,12 +48,13 @@ import jax.numpy as jnp
 
 from fedar_jax import checkpoint
 from fedar_jax import distributed
-from fedar_jax import interrupts
 from fedar_jax import progress as progress_lib
 from fedar_jax import fedar_round
 from fedar_jax import sharding
 from fedar_jax import sweep_data
 from fedar_jax import tensorboard_writer
+from fedar_jax import loop
+from fedar_jax import programs
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -136,7 +138,7 @@ def mesh_for(axes: SweepAxes, devices=None) -> jax.sharding.Mesh:
 
 
 def sweep_header(class_names) -> list[str]:
-  return list(SETTING_COLUMNS) + train.csv_header(class_names)
+  return list(SETTING_COLUMNS) + loop.csv_header(class_names)
 
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
@@ -215,7 +217,7 @@ class ReadyGroup(NamedTuple):
   hparams: fedar_round.HParams
   clients: object
   test: object
-  program: train.Program
+  program: programs.Program
   compile_s: float
   traces: list
 
@@ -240,11 +242,11 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
 
   t0 = time.perf_counter()
   with progress_lib.stage(f'{group.name}: compiling', stream):
-    program = train.compile_program(
-        first.spec, train.block_length(base), base.resample_every, state, clients, test,
+    program = programs.compile_program(
+        first.spec, loop.block_length(base), base.resample_every, state, clients, test,
         hparams, sweep=counted_sweep_round,
         sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
-        options=train.compiler_options(base.fast_compile))
+        options=programs.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces)
 
@@ -264,36 +266,18 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
-  header = train.csv_header(ready.class_names)
+  header = loop.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       point_label(p))), start + 1) for p in group.points]
-  times = []
-  calls = train.CallPlan(start, base.rounds, base.checkpoint_every, train.block_length(base))
-  for first_round, count in calls:
-    state, device_outs, outs, seconds = train.run_block(program.step, state, clients, test,
-                                                        hparams, count)
-    calls.record(count, seconds)
-    block = train.csv_rows(first_round, outs, seconds / count)  # Round-major, then point.
-    for i in range(count):
-      r = first_round + i
-      times.append(seconds / count)
-      metric_rows = block[i * len(settings):(i + 1) * len(settings)]
-      new = [point + row for point, row in zip(settings, metric_rows)]
-      rows.extend(new)
-      writer.writerows(new)
-      for tb, row in zip(tbs, metric_rows):
-        tb.write(r, dict(zip(header, row)))
-      bar.round_done(times[-1], f'group {group.name} round {r}/{base.rounds}', groups_left,
-                     points_done=len(settings) if r == base.rounds else 0)
-    f.flush()
-    if calls.checkpoint_due(r) or interrupts.pending():
-      ckpt.save(state, jax.tree.map(lambda a: a[count - 1], device_outs.metrics), rows=rows)
-    if interrupts.pending():
-      interrupts.stop(r)
+  calls = loop.CallPlan(start, base.rounds, base.checkpoint_every, loop.block_length(base))
+
+  def round_done(r, seconds, cells):
+    bar.round_done(seconds, f'group {group.name} round {r}/{base.rounds}', groups_left,
+                   points_done=len(settings) if r == base.rounds else 0)
+  _, _, times = loop.run_calls(program.step, state, (clients, test, hparams), calls, ckpt,
+                               loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
   ckpt.close()
-  for tb in tbs:
-    tb.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}

@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from fedar_jax import config as config_lib
-from fedar_jax import main as main_lib
+from fedar_jax import cli
 from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data.errors import DataError
@@ -62,9 +62,9 @@ FLAG_CASES = [
 
 def _config(args: str) -> RunConfig:
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   values(['prog', *args.split()])
-  return main_lib.config_from_flags(values)
+  return cli.config_from_flags(values)
 
 
 @pytest.mark.parametrize('args,pattern', FLAG_CASES)
@@ -236,7 +236,7 @@ def test_train_loss_is_the_mean_over_finite_clients():
   assert int(out.metrics['dropped_clients']) == 1
   loss = np.asarray(out.clients.loss)
   assert not np.isfinite(loss[2]) and np.isfinite(np.delete(loss, 2)).all()
-  row = dict(zip(train.csv_header(['0', '1', '2']), train.csv_row(1, out, 0.0)))
+  row = dict(zip(loop.csv_header(['0', '1', '2']), loop.csv_row(1, out, 0.0)))
   assert float(row['train_loss']) == pytest.approx(np.mean(np.delete(loss, 2)), abs=1e-6)
 
 

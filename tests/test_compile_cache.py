@@ -28,21 +28,21 @@ def test_identical_rerun_loads_its_programs_from_the_default_cache(tmp_path):
 
 def test_fast_compile_turns_off_triton_gemm_on_gpu_only(monkeypatch):
   import jax
-  from fedar_jax import train
+  from fedar_jax import programs
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
-  assert train.compiler_options(True) == train.compiler_options(False) == {
+  assert programs.compiler_options(True) == programs.compiler_options(False) == {
       'xla_cpu_use_fusion_emitters': False}
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert train.compiler_options(False) == {}
-  assert train.compiler_options(True) == {'xla_gpu_enable_triton_gemm': False}
+  assert programs.compiler_options(False) == {}
+  assert programs.compiler_options(True) == {'xla_gpu_enable_triton_gemm': False}
 
 
 def test_pretraining_step_options_per_platform(monkeypatch):
   import jax
-  from fedar_jax import train
+  from fedar_jax import programs
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
-  assert train.once_compiler_options() == {'xla_backend_optimization_level': 1}
+  assert programs.once_compiler_options() == {'xla_backend_optimization_level': 1}
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert train.once_compiler_options() == {'xla_gpu_enable_triton_gemm': False}
+  assert programs.once_compiler_options() == {'xla_gpu_enable_triton_gemm': False}
   monkeypatch.setattr(jax, 'default_backend', lambda: 'tpu')
-  assert train.once_compiler_options() == {}
+  assert programs.once_compiler_options() == {}

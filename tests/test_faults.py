@@ -22,9 +22,9 @@ import pytest
 
 from fedar_jax import checkpoint
 from fedar_jax import interrupts
-from fedar_jax import main as main_lib
+from fedar_jax import cli
 from fedar_jax import sweep_runner
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import ConfigError
 from tests.test_checkpoint import ROOT, RUN, _rows
@@ -35,9 +35,9 @@ FLAGS = RUN + [f'--rounds={ROUNDS}', '--checkpoint_every=3', '--keep_checkpoints
 
 def _config(args):
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   values(['prog', *args])
-  return main_lib.config_from_flags(values)
+  return cli.config_from_flags(values)
 
 
 CFG = _config(FLAGS)
@@ -64,7 +64,7 @@ def compiled_once(tmp_path_factory):
 def reference(tmp_path_factory):
   """metrics.csv rows (without round_s) of the uninterrupted run."""
   workdir = tmp_path_factory.mktemp('ref')
-  train.train_and_evaluate(CFG, str(workdir))
+  loop.train_and_evaluate(CFG, str(workdir))
   rows = _rows(workdir / 'metrics.csv')
   assert len(rows) == ROUNDS and len({r['gmean'] + r['train_loss'] for r in rows}) > 3
   return rows
@@ -72,7 +72,7 @@ def reference(tmp_path_factory):
 
 def _signal_at_round(monkeypatch, signum, at_round):
   """Makes the run send `signum` to itself while round `at_round` is being written."""
-  csv_rows = train.csv_rows
+  csv_rows = loop.csv_rows
 
   sent = []
 
@@ -80,8 +80,8 @@ def _signal_at_round(monkeypatch, signum, at_round):
     if first <= at_round < first + len(outs.metrics['gmean']) and not sent:  # Once.
       sent.append(os.kill(os.getpid(), signum))
     return csv_rows(first, outs, *args)
-  monkeypatch.setattr(train, 'csv_rows', rows)
-  monkeypatch.setattr(train, 'CALL_SECONDS', 0.0)  # One round per call: stops at at_round.
+  monkeypatch.setattr(loop, 'csv_rows', rows)
+  monkeypatch.setattr(loop, 'CALL_SECONDS', 0.0)  # One round per call: stops at at_round.
 
 
 def _corrupt(step_dir):
@@ -98,8 +98,8 @@ def test_sigterm_ends_after_the_round_with_its_checkpoint_then_resumes(
   workdir = str(tmp_path / 'w')
   _signal_at_round(monkeypatch, signal.SIGTERM, 4)
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(workdir):
-      train.train_and_evaluate(CFG, workdir)
+    with cli.faults_reported(workdir):
+      loop.train_and_evaluate(CFG, workdir)
   assert e.value.code == 143
   assert capsys.readouterr().err.splitlines()[-1] == (
       'interrupted after round 4; rerun the same command to resume')
@@ -107,20 +107,20 @@ def test_sigterm_ends_after_the_round_with_its_checkpoint_then_resumes(
   assert len(_rows(os.path.join(workdir, 'metrics.csv'))) == 4
   assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # Handlers restored.
   monkeypatch.undo()
-  train.train_and_evaluate(CFG, workdir)
+  loop.train_and_evaluate(CFG, workdir)
   assert _rows(os.path.join(workdir, 'metrics.csv')) == reference
 
 
 def test_unreadable_newest_checkpoint_and_corrupt_metrics_are_recovered(tmp_path, reference,
                                                                         caplog):
   workdir = tmp_path / 'w'
-  train.train_and_evaluate(CFG.replace(rounds=5, checkpoint_every=2), str(workdir))
+  loop.train_and_evaluate(CFG.replace(rounds=5, checkpoint_every=2), str(workdir))
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4', '5']
   _corrupt(workdir / 'checkpoints' / '5')
   # metrics.csv truncated mid-file and garbled: rewritten from the checkpoint's rows.
   (workdir / 'metrics.csv').write_bytes((workdir / 'metrics.csv').read_bytes()[:150]
                                         + b'\x00\xff,,garbage\n')
-  train.train_and_evaluate(CFG.replace(checkpoint_every=2), str(workdir))
+  loop.train_and_evaluate(CFG.replace(checkpoint_every=2), str(workdir))
   assert 'checkpoint' in caplog.text and 'does not read back' in caplog.text
   assert (workdir / 'checkpoints' / 'unreadable-5').is_dir()
   assert _rows(workdir / 'metrics.csv') == reference
@@ -136,22 +136,22 @@ def test_disk_full_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, caps
     return save(self, state, metrics, rows)
   monkeypatch.setattr(checkpoint.Checkpoints, 'save', full_at_6)
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(workdir):
-      train.train_and_evaluate(CFG, workdir)
+    with cli.faults_reported(workdir):
+      loop.train_and_evaluate(CFG, workdir)
   assert e.value.code == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert err[-1] == (f'error: {workdir}: disk full (ValueError) after round 3; free space and '
                      'rerun the same command to resume')
   monkeypatch.undo()
   with pytest.raises(SystemExit):
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       raise OSError(errno.ENOSPC, 'No space left on device')
   assert 'disk full (OSError)' in capsys.readouterr().err
   with pytest.raises(ValueError, match='other'):  # Other errors are not disk full.
-    with main_lib.faults_reported(workdir):
+    with cli.faults_reported(workdir):
       raise ValueError('RESOURCE_EXHAUSTED: other')
   os.remove(os.path.join(workdir, 'metrics.csv'))  # Deleted: rebuilt from the checkpoint.
-  train.train_and_evaluate(CFG, workdir)
+  loop.train_and_evaluate(CFG, workdir)
   assert _rows(os.path.join(workdir, 'metrics.csv')) == reference
 
 
@@ -197,7 +197,7 @@ def test_sweep_signal_unreadable_checkpoint_and_lost_csv(tmp_path, monkeypatch, 
   workdir = tmp_path / 'w'
   _signal_at_round(monkeypatch, signal.SIGTERM, 2)  # Round 2 of the first group.
   with pytest.raises(SystemExit) as e:
-    with main_lib.faults_reported(str(workdir)), interrupts.deferred():
+    with cli.faults_reported(str(workdir)), interrupts.deferred():
       sweep_runner.run_sweep(base, axes, str(workdir))
   assert e.value.code == 143
   assert capsys.readouterr().err.splitlines()[-1].startswith('interrupted after round 2;')

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import fedar_round
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax.config import RunConfig
 from tests import helpers
 
@@ -32,7 +32,7 @@ def test_block_of_rounds_equals_one_round_per_call_in_one_program():
   s_block, got = state, []
   for _, count in fedar_round.round_blocks(0, 5, 3):  # Blocks of 3 and 2: one program.
     s_block, outs = block(s_block, clients, test, hp, jnp.int32(count))
-    got += [train.round_output(jax.device_get(outs), i) for i in range(count)]
+    got += [loop.round_output(jax.device_get(outs), i) for i in range(count)]
     # Rounds past `count` are no-ops with zero outputs.
     assert not np.any(np.asarray(outs.metrics['confusion'][count:]))
   assert len(traces) == 1 and block._cache_size() == 1
@@ -45,7 +45,7 @@ def test_block_of_rounds_equals_one_round_per_call_in_one_program():
 def test_resuming_a_finished_run_compiles_nothing(tmp_path, monkeypatch):
   cfg = RunConfig(num_clients=2, samples_per_client=30, feature_dim=4, test_per_class=10,
                   rounds=3, checkpoint_every=2, local_epochs=1)
-  first = train.train_and_evaluate(cfg, str(tmp_path))
+  first = loop.train_and_evaluate(cfg, str(tmp_path))
   traces, make_round = [], fedar_round.make_round
 
   def counted(spec):
@@ -53,14 +53,14 @@ def test_resuming_a_finished_run_compiles_nothing(tmp_path, monkeypatch):
     return lambda *a: (traces.append(1), inner(*a))[1]
 
   monkeypatch.setattr(fedar_round, 'make_round', counted)
-  again = train.train_and_evaluate(cfg, str(tmp_path))
+  again = loop.train_and_evaluate(cfg, str(tmp_path))
   assert traces == [] and again['compile_s'] == 0 and again['final'] == first['final']
   with open(tmp_path / 'metrics.csv') as f:
     assert [r['round'] for r in csv.DictReader(f)] == ['1', '2', '3']
 
 
 def test_call_plan_grows_calls_to_the_time_budget_and_stops_at_checkpoints():
-  plan = train.CallPlan(0, 12, 5, 5, seconds=1.0)
+  plan = loop.CallPlan(0, 12, 5, 5, seconds=1.0)
   calls = []
   for first, count in plan:
     calls.append((first, count))
@@ -68,4 +68,4 @@ def test_call_plan_grows_calls_to_the_time_budget_and_stops_at_checkpoints():
   assert calls == [(1, 1), (2, 3), (5, 1), (6, 3), (9, 2), (11, 2)]
   assert [plan.checkpoint_due(f + c - 1) for f, c in calls] == [
       False, False, True, False, True, True]
-  assert not train.CallPlan(12, 12, 5, 5)
+  assert not loop.CallPlan(12, 12, 5, 5)

@@ -9,7 +9,7 @@ from fedar_jax import pretraining
 from fedar_jax import reference
 from fedar_jax import fedar_round
 from fedar_jax import sweep_runner
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax.config import ConfigError, RunConfig, validate
 from tests import helpers
 
@@ -77,7 +77,7 @@ def test_sweep_point_equals_single_run_for_both_schedules(tmp_path, every):
   assert group['traces'] == 1
   with open(tmp_path / 'sweep' / 'sweep.csv') as f:
     rows = [r for r in csv.DictReader(f) if (r['threshold'], r['seed']) == ('1', '3')]
-  train.train_and_evaluate(base.replace(threshold=1.0, seed=3, data_seed=0), str(tmp_path / 'one'))
+  loop.train_and_evaluate(base.replace(threshold=1.0, seed=3, data_seed=0), str(tmp_path / 'one'))
   with open(tmp_path / 'one' / 'metrics.csv') as f:
     want = list(csv.DictReader(f))
   assert len(rows) == len(want) == 3 and rows[0]['resampled_clients'] == '3'

@@ -10,6 +10,8 @@ import pytest
 
 from fedar_jax import progress
 from fedar_jax import report
+from fedar_jax import report_columns
+from fedar_jax import report_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'round',
@@ -107,8 +109,8 @@ def test_report_names_tied_thresholds(tmp_path):
   # without those columns), best threshold, G-mean.
   assert '| 2 | smote | 0.001 |  |  | 1, 1.5, 3 tied | ' in md
   assert '| 10 | smote | 0.001 |  |  | 1.5 | 0.9000 |' in md
-  best = report.best_thresholds(report.summarize(*report.read_rows(tmp_path / 'sweep.csv'))[1])
-  rest = ('',) * (len(report.KEY_COLUMNS) - 6)  # Columns this sweep.csv lacks read as ''.
+  best = report_tables.best_thresholds(report_tables.summarize(*report_columns.read_rows(tmp_path / 'sweep.csv'))[1])
+  rest = ('',) * (len(report_columns.KEY_COLUMNS) - 6)  # Columns this sweep.csv lacks read as ''.
   assert best[('2', 'smote', '0.001', '', '') + rest][1] == ['1', '1.5', '3']
   assert best[('10', 'smote', '0.001', '', '') + rest][1] == ['1.5']
 
@@ -157,7 +159,7 @@ def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_p
           writer.writerow([ir, resampler, '1.5', seed, '0.001', '0', '0', r, g] + [0.5] * 7
                           + [1, 0.1])
   outputs = report.write_report(str(tmp_path))
-  [table] = report.ir_tables(report.read_rows(str(tmp_path / 'sweep.csv'))[1])
+  [table] = report_tables.ir_tables(report_columns.read_rows(str(tmp_path / 'sweep.csv'))[1])
   assert table['ratios'] == ['2', '10'] and table['resamplers'] == ['none', 'enn', 'smote']
   assert table['rounds'] == 2 and table['seeds'] == 3
   mean, std, n = table['cells'][('smote', '2')]
@@ -192,7 +194,7 @@ def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
               writer.writerow(['4', resampler, '1.5', seed, '0.001', '0', fraction, aggregator,
                                attack, defence, r, value] + [0.5] * 8 + [0, 0.1])
   outputs = report.write_report(str(tmp_path))
-  tables = report.attack_tables(report.read_rows(str(tmp_path / 'sweep.csv'))[1])
+  tables = report_tables.attack_tables(report_columns.read_rows(str(tmp_path / 'sweep.csv'))[1])
   assert [t['attack'] for t in tables] == ['skew', 'label_flip']
   skew = tables[0]
   # Rows keep the sweep's order and are labelled by the named defence alone.
@@ -211,7 +213,7 @@ def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
   # The summary keys every setting column (a missing one reads as ''), not the seed.
   with open(tmp_path / 'summary.csv') as f:
     header = next(csv.reader(f))
-  assert header[:len(report.KEY_COLUMNS)] == list(report.KEY_COLUMNS)
+  assert header[:len(report_columns.KEY_COLUMNS)] == list(report_columns.KEY_COLUMNS)
   assert 'seed' not in header and 'defence' in header and 'prox_mu' in header
 
 
@@ -223,7 +225,7 @@ def test_no_attack_table_without_attacker_fractions(tmp_path):
 
 
 def test_per_setting_figures_are_left_out_above_max_panels(tmp_path):
-  n = report.MAX_PANELS + 1  # One setting (imbalance ratio) per panel, 2 seeds each.
+  n = report_columns.MAX_PANELS + 1  # One setting (imbalance ratio) per panel, 2 seeds each.
   with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(COLUMNS)

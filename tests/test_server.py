@@ -14,7 +14,7 @@ from fedar_jax import reference
 from fedar_jax import fedar_round
 from fedar_jax import server
 from fedar_jax.data import federated
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax.config import RunConfig
 from tests import helpers
 
@@ -141,9 +141,9 @@ def _rows(path):
 
 def test_resume_with_server_optimizer_state_equals_uninterrupted_run(tmp_path):
   full = RunConfig(rounds=4, **RUN)
-  train.train_and_evaluate(full, str(tmp_path / 'full'))
-  train.train_and_evaluate(full.replace(rounds=2), str(tmp_path / 'cut'))
-  train.train_and_evaluate(full, str(tmp_path / 'cut'))
+  loop.train_and_evaluate(full, str(tmp_path / 'full'))
+  loop.train_and_evaluate(full.replace(rounds=2), str(tmp_path / 'cut'))
+  loop.train_and_evaluate(full, str(tmp_path / 'cut'))
   a, b = _rows(tmp_path / 'full' / 'metrics.csv'), _rows(tmp_path / 'cut' / 'metrics.csv')
   assert len(a) == 4 and a == b
   assert len({r['gmean'] + r['train_loss'] for r in a}) > 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fedar_jax import sweep_runner
-from fedar_jax import train
+from fedar_jax import loop
 from fedar_jax.config import RunConfig
 from tests.test_checkpoint import ROOT, kill_at_random_row
 
@@ -44,7 +44,7 @@ def test_sweep_points_equal_single_runs_in_one_program(tmp_path):
   # run of point (t, s, lr) is --threshold=t --seed=s --learning_rate=lr --data_seed=0.
   for t, s, lr in [(1.0, 7, 2e-2), (5.0, 0, 1e-3)]:
     single = tmp_path / f'single_{t}_{s}_{lr}'
-    train.train_and_evaluate(BASE.replace(threshold=t, seed=s, learning_rate=lr, data_seed=0),
+    loop.train_and_evaluate(BASE.replace(threshold=t, seed=s, learning_rate=lr, data_seed=0),
                              str(single))
     want = [_metrics(r) for r in _rows(single / 'metrics.csv')]
     got = [_metrics(r) for r in rows
@@ -102,7 +102,7 @@ def _point_rows(rows, cfg):
 
 
 def _assert_equals_single_run(rows, cfg, workdir):
-  train.train_and_evaluate(cfg, str(workdir))
+  loop.train_and_evaluate(cfg, str(workdir))
   want = [_metrics(r) for r in _rows(workdir / 'metrics.csv')]
   got = [_metrics(r) for r in _point_rows(rows, cfg)]
   assert len(got) == len(want) == cfg.rounds

@@ -7,7 +7,7 @@ from absl import flags
 import pytest
 
 from fedar_jax import defences
-from fedar_jax import main as main_lib
+from fedar_jax import cli
 from fedar_jax import methods
 from fedar_jax import fedar_round
 from fedar_jax import sweep_axes
@@ -115,11 +115,11 @@ def _lists(args: str, base_args: str = ''):
   """sweep.sweep_lists on freshly parsed run and sweep flags."""
   from fedar_jax import sweep
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   for name in sweep.SWEEP_FLAGS:
     flags.DEFINE_list(name, [], '', flag_values=values)
   values(['prog', *SMALL, *base_args.split(), *args.split()])
-  return sweep.sweep_lists(values, main_lib.config_from_flags(values))
+  return sweep.sweep_lists(values, cli.config_from_flags(values))
 
 
 @pytest.mark.parametrize('args,base_args,pattern', [
@@ -153,15 +153,15 @@ def test_good_lists_pass_and_a_defence_flag_sets_its_flags():
                  '--byzantine_clients=1')
   assert lists['defences'] == ('none', 'krum', 'fedar_1.5')
   values = flags.FlagValues()
-  main_lib.define_config_flags(values)
+  cli.define_config_flags(values)
   values(['prog', '--defence=fedar_median'])
-  cfg = main_lib.config_from_flags(values)
+  cfg = cli.config_from_flags(values)
   assert (cfg.resampler, cfg.threshold, cfg.aggregator, cfg.loss) == ('smote', 1.5, 'median',
                                                                       'ce')
   values(['prog', '--defence=fedar_median', '--aggregator=krum'])
   with pytest.raises(ConfigError, match='^--defence: fedar_median sets --aggregator=median; '
                      'drop --aggregator=krum$'):
-    main_lib.config_from_flags(values)
+    cli.config_from_flags(values)
 
 
 def test_bad_list_from_the_cli_exits_2_and_writes_nothing(tmp_path):

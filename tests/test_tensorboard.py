@@ -66,8 +66,8 @@ def test_writer_round_trip_and_resume_purge(tmp_path):
 
 
 def test_single_run_events_match_metrics_csv(tmp_path):
-  from fedar_jax import train
-  train.train_and_evaluate(RunConfig(rounds=3, **TINY), str(tmp_path))
+  from fedar_jax import loop
+  loop.train_and_evaluate(RunConfig(rounds=3, **TINY), str(tmp_path))
   with open(tmp_path / 'metrics.csv') as f:
     rows = list(csv.DictReader(f))
   _check_against_rows(read_scalars(str(tmp_path / 'tb')), rows)

@@ -1,0 +1,184 @@
+"""What every command shares: flags from RunConfig, one-line errors, fault reports and help.
+
+Light to import (absl flags, the config, no JAX), so a command answers a bad
+flag before it loads JAX. Bad input ends a command with `error: MESSAGE` and
+exit status 2; `faults_reported` turns SIGINT/SIGTERM (130/143) and a full disk
+(1) into one line.
+"""
+import contextlib
+import dataclasses
+import errno
+import os
+import sys
+import typing
+
+from absl import flags
+
+from fedar_jax import config as config_lib
+from fedar_jax import defences
+from fedar_jax import flagfiles
+from fedar_jax import interrupts
+from fedar_jax.data.errors import DataError
+
+FLAGS = flags.FLAGS
+
+
+def define_config_flags(flag_values=FLAGS) -> None:
+  """Defines one absl flag per RunConfig field (type from the annotation)."""
+  hints = typing.get_type_hints(config_lib.RunConfig)
+  for field in dataclasses.fields(config_lib.RunConfig):
+    kind, help_text = hints[field.name], field.metadata.get('help', field.name)
+    if kind is bool:
+      flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values)
+    elif kind is int:
+      flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values)
+    elif kind is float:
+      flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values)
+    elif kind is str:
+      flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values)
+    else:  # tuple[...]: comma-separated list
+      flags.DEFINE_list(field.name, [str(v) for v in field.default], help_text,
+                        flag_values=flag_values)
+
+
+def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
+  """Builds a validated RunConfig from parsed flags (raises ConfigError)."""
+  hints = typing.get_type_hints(config_lib.RunConfig)
+  values = {}
+  for field in dataclasses.fields(config_lib.RunConfig):
+    value = flag_values[field.name].value
+    if typing.get_origin(hints[field.name]) is tuple:
+      elem = typing.get_args(hints[field.name])[0]
+      try:
+        value = tuple(elem(v) for v in value)
+      except ValueError:
+        raise config_lib.ConfigError(field.name, f'expected a comma-separated list of '
+                                     f'{elem.__name__}, got {",".join(value)!r}')
+    values[field.name] = value
+  if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
+    # Latent resampling redraws encoder outputs every round; `once` applies to input rows.
+    values['resample_every'] = 'round'
+  if values['defence'] in defences.DEFENCES:  # A named defence sets its flags.
+    config_lib.check_defence(values['defence'], {f: v for f, v in values.items()
+                                                 if flag_values[f].present})
+    values.update(defences.flags_of(values['defence']))
+  return config_lib.validate(config_lib.RunConfig(**values))
+
+
+def fail(message: str) -> None:
+  """Prints a one-line error and exits with status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+@contextlib.contextmanager
+def bad_input_fails():
+  """A ConfigError or DataError raised in the body ends the command with its one line
+  and exit status 2 (`fail`)."""
+  try:
+    yield
+  except (config_lib.ConfigError, DataError) as e:
+    fail(str(e))
+
+
+def no_arguments(argv) -> None:
+  """Fails on positional arguments (every input is a flag)."""
+  if len(argv) > 1:
+    fail(f'unexpected arguments: {" ".join(argv[1:])}')
+
+
+def parse_flags(argv):
+  """absl flag parsing, with parse errors reported as one line and exit status 2."""
+  try:
+    return flagfiles.parse(FLAGS, argv)
+  except flags.Error as e:
+    fail(str(e))
+
+
+def _disk_full(e: BaseException) -> bool:
+  return ((isinstance(e, OSError) and e.errno == errno.ENOSPC)
+          or 'No space left on device' in str(e))
+
+
+@contextlib.contextmanager
+def faults_reported(workdir: str):
+  """Ends SIGINT/SIGTERM (130/143) and a full disk (1) with one line for the body.
+
+  The round number printed is the one the rerun resumes after.
+  """
+  def rounds_done():
+    directory = os.path.join(workdir, 'checkpoints')
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return max((int(n) for n in names if n.isdigit()), default=0)
+
+  with interrupts.handled():
+    try:
+      yield
+    except interrupts.Interrupted as e:
+      print(e.message(rounds_done()), file=sys.stderr)
+      interrupts.exit_quietly()
+      sys.exit(e.exit_code)
+    except Exception as e:  # Disk full surfaces as OSError or as Orbax/TensorStore errors.
+      if not _disk_full(e):
+        raise
+      print(f'error: {workdir}: disk full ({type(e).__name__}) after round {rounds_done()}; '
+            'free space and rerun the same command to resume', file=sys.stderr)
+      sys.exit(1)
+
+
+def quiet_start(compilation_cache_dir: str) -> None:
+  """What a command does once its flags are good, before it loads data: JAX's persistent
+  compilation cache on, short log lines, no Orbax INFO lines (imports JAX and Orbax)."""
+  from fedar_jax import checkpoint
+  from fedar_jax import compile_cache
+  from fedar_jax import progress
+  compile_cache.enable(compilation_cache_dir)
+  progress.use_short_log_format()
+  checkpoint.quiet_orbax_logs()
+
+
+HELP_ARGS = ('-h', '-?', '--help', '--helpshort')
+
+
+def flag_help(flag) -> str:
+  """One flag as absl's --help shows it: '  --name: help' wrapped, then its default."""
+  name = f'--[no]{flag.name}' if flag.boolean else f'--{flag.name}'
+  lines = [flags.text_wrap(f'{name}: {flag.help}', indent='    ', firstline_indent='  '),
+           f'    (default: {flag.default_as_str})']
+  if flag.parser.syntactic_help:
+    lines.append(f'    ({flag.parser.syntactic_help})')
+  return '\n'.join(lines)
+
+
+def help_text(*modules) -> str:
+  """The first module's docstring, then each module's own flags, then RunConfig's
+  flags under their group titles (config.GROUPS), in definition order."""
+  fields = {f.name for f in dataclasses.fields(config_lib.RunConfig)}
+  parts = [modules[0].__doc__.strip()]
+  for module in modules:
+    name = getattr(module.__spec__, 'name', module.__name__)
+    own = [f for f in FLAGS.get_key_flags_for_module(module) if f.name not in fields]
+    if own:
+      parts.append(f'{name} flags:\n' + '\n'.join(flag_help(f) for f in own))
+  for title, group in config_lib.groups():
+    parts.append(f'{title} flags ({config_lib.GROUPS[title]}):\n'
+                 + '\n'.join(flag_help(FLAGS[f.name]) for f in group))
+  return '\n\n'.join(parts)
+
+
+def print_quietly(text: str) -> None:
+  """Prints `text`; a reader that stops early (`| head`) ends the output quietly."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    # Python would complain again flushing stdout at exit: point it at /dev/null.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def exit_if_help(argv, *modules) -> None:
+  """On --help: prints `help_text(*modules)`, exits 0 (absl's own --help exits 1;
+  --helpfull still lists absl's flags too)."""
+  if not any(a in HELP_ARGS for a in argv[1:]):
+    return
+  print_quietly(help_text(*modules))
+  sys.exit(0)

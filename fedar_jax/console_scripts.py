@@ -1,0 +1,29 @@
+"""The console scripts fedar-run, fedar-sweep and fedar-report (pyproject.toml).
+
+Each installs the start-up signal handler (`interrupts.exit_while_starting`)
+before it imports its command, so SIGINT/SIGTERM at any moment of start-up
+ends the process with one line and exit status 130/143, as `python -m` does.
+This module imports nothing else at load time.
+"""
+from fedar_jax import interrupts
+
+
+def run() -> None:
+  """fedar-run: `python -m fedar_jax.main`."""
+  interrupts.exit_while_starting()
+  from fedar_jax import main
+  main.run()
+
+
+def sweep() -> None:
+  """fedar-sweep: `python -m fedar_jax.sweep`."""
+  interrupts.exit_while_starting()
+  from fedar_jax import sweep as sweep_lib
+  sweep_lib.run()
+
+
+def report() -> None:
+  """fedar-report: `python -m fedar_jax.report`."""
+  interrupts.exit_while_starting()
+  from fedar_jax import report as report_lib
+  report_lib.main()

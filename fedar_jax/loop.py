@@ -1,0 +1,336 @@
+"""The driver loop: run the compiled block of rounds call by call, write the workdir.
+
+Workdir contents of a run:
+  metrics.csv   one row per round (written and flushed as each round ends)
+  summary.json  the config, final metrics, compile_s, round_s, device
+  config.json   the settings the workdir was started with (a rerun must match)
+  checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
+  partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
+  tb/           TensorBoard events: every metrics.csv column per round (tensorboard_writer.py)
+  plots/metrics_per_round.png   the metrics per round (report_plots.write_run_plot)
+
+The client axis is sharded over a mesh of all devices (of all processes in a
+multi-host run, where each process loads only its own clients and process 0
+writes the workdir).
+"""
+import json
+import os
+import statistics
+import time
+from typing import Callable, NamedTuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedar_jax import checkpoint
+from fedar_jax import distributed
+from fedar_jax import interrupts
+from fedar_jax import fedar_round
+from fedar_jax import metrics
+from fedar_jax import progress
+from fedar_jax import sharding
+from fedar_jax import tensorboard_writer
+from fedar_jax import workdir as workdir_lib
+from fedar_jax.config import RunConfig
+from fedar_jax.data import federated
+from fedar_jax.data import summary as data_summary
+from fedar_jax.data.load import FederatedDataset
+from fedar_jax.programs import compile_program, compiler_options
+from fedar_jax.train import build
+
+
+def csv_header(class_names) -> list[str]:
+  return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
+          + ['resampled_clients', 'dropped_clients', 'fallback_clients', 'mean_client_ir',
+             'train_loss', 'round_s'])
+
+
+def csv_row(round_index: int, out: fedar_round.RoundOutput, seconds: float) -> list:
+  """One metrics.csv row; client statistics over the round's participating clients."""
+  return csv_rows(round_index, jax.tree.map(lambda a: a[None], sharding.fetch(out)), seconds)[0]
+
+
+def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
+  """metrics.csv rows of a block of R rounds from first_round, computed at once.
+
+  outs: NumPy leaves [R, ...], or [R, S, ...] for a sweep's S points (rows
+  round-major, then point). Client statistics are over each round's
+  participating clients (slots with client_index >= 0); train_loss is the mean
+  over those with a finite loss (NaN if none).
+  """
+  m, stats = outs.metrics, outs.clients
+  lead = np.shape(m['accuracy'])
+  real = (np.ones(np.shape(stats.ir), bool) if outs.client_index is None
+          else outs.client_index >= 0)
+  count = np.maximum(np.sum(real, -1), 1)
+  resampled, fallback = (np.sum(a & real, -1) for a in (stats.resampled, stats.fallback))
+  ir = np.sum(np.where(real, stats.ir, 0), -1, dtype=np.float64) / count
+  # A client dropped for non-finite data has a non-finite loss: mean over the finite ones.
+  finite = real & np.isfinite(stats.loss)
+  loss = (np.sum(np.where(finite, stats.loss, 0), -1, dtype=np.float64)
+          / np.where(np.any(finite, -1), np.maximum(np.sum(finite, -1), 1), np.nan))
+  dropped = m.get('dropped_clients', np.zeros(lead, np.int32))
+  return [[first_round + i[0]] + [f'{float(m[k][i]):.6f}' for k in metrics.METRIC_NAMES]
+          + [f'{float(r):.6f}' for r in m['recall'][i]]
+          + [int(resampled[i]), int(dropped[i]), int(fallback[i]), f'{float(ir[i]):.4f}',
+             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
+
+
+# A compiled call runs at most about this many seconds of rounds (at the speed measured so
+# far), so a signal, a progress update or a CSV row is never far away on a slow machine.
+CALL_SECONDS = 2.0
+
+
+class CallPlan:
+  """The compiled calls of rounds done+1..rounds as (first round, count).
+
+  Calls never cross a checkpoint (a multiple of `every`) or the last round, and
+  hold at most `block` rounds (the compiled block length). The first call runs
+  one round; later ones as many as fit in `seconds` at the speed `record`ed so
+  far. Results do not depend on the split (the round count is traced).
+  """
+
+  def __init__(self, done: int, rounds: int, every: int, block: int,
+               seconds: float | None = None):
+    self.next, self.rounds, self.every, self.block = done + 1, rounds, every, block
+    self.seconds = CALL_SECONDS if seconds is None else seconds
+    self.per_round = None
+
+  def __bool__(self) -> bool:
+    return self.next <= self.rounds
+
+  def __iter__(self):
+    while self.next <= self.rounds:
+      first = self.next
+      count = fedar_round.checkpoint_end(first, self.rounds, self.every) - first + 1
+      count = min(count, self.block, 1 if self.per_round is None else max(
+          1, int(self.seconds / max(self.per_round, 1e-9))))
+      self.next = first + count
+      yield first, count
+
+  def record(self, count: int, seconds: float) -> None:
+    self.per_round = seconds / count
+
+  def checkpoint_due(self, last_round: int) -> bool:
+    """Whether the call that ended with `last_round` ends on a checkpoint."""
+    return last_round == fedar_round.checkpoint_end(last_round, self.rounds, self.every)
+
+
+# The most rounds one compiled call can run (its outputs are stacked [block, ...]).
+MAX_BLOCK = 50
+
+
+def block_length(cfg: RunConfig) -> int:
+  """Rounds the compiled call holds: up to the next checkpoint, at most MAX_BLOCK."""
+  return min(cfg.checkpoint_every, cfg.rounds, MAX_BLOCK)
+
+
+def run_block(step, state, clients, test, hparams, count: int):
+  """One call of the compiled block running `count` rounds.
+
+  Returns (state, outputs on the device [block_rounds, ...], the first `count`
+  outputs as NumPy [count, ...] fetched in one transfer, seconds).
+  """
+  t = time.perf_counter()
+  state, device_outs = step(state, clients, test, hparams, jnp.int32(count))
+  # Fetch, then slice (a NumPy view): slicing on the device first would compile a
+  # slice program per leaf for every new count and dispatch one per leaf per call;
+  # measured 0.05 ms vs 0.3-0.9 ms per call (240-500 ms for a new count) on the
+  # CPU at C = 100 and 10,000 (experiments/driver_overhead.py, BUILD_NOTES). The
+  # rows past `count` are only in a run's last, partial call.
+  outs = jax.tree.map(lambda a: a[:count], sharding.fetch(device_outs))
+  return state, device_outs, outs, time.perf_counter() - t
+
+
+def round_output(outs, i: int):
+  """Round i of stacked outputs (leading axis [rounds])."""
+  return jax.tree.map(lambda a: a[i], outs)
+
+
+class RowSink(NamedTuple):
+  """Where a loop's rounds go: the CSV file `f` and its csv `writer`, `rows` (every row so
+  far, kept in the checkpoints), the metric `header`, one settings prefix per point
+  (`[[]]` for a single run: a run is a sweep of one point with no setting columns) and
+  one TensorBoard writer per point (None: not written)."""
+  f: object
+  writer: object
+  rows: list
+  header: list
+  settings: list
+  tbs: list
+
+
+def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Checkpoints,
+              sink: RowSink, round_done: Callable[[int, float, list[dict]], None]):
+  """Runs every call of `calls` and writes each round as its call returns.
+
+  step: the compiled block of rounds (`programs.Program.step`); inputs: its
+  (clients, test, hparams). Every round appends one row per point (the point's
+  settings, then the metrics.csv columns) to `sink`, writes the point's
+  TensorBoard scalars and calls `round_done(round, seconds per round, cells)`
+  with the points' {column: value} metric cells. A call that ends on a
+  checkpoint round, or after a signal, saves the state and the rows; a signal
+  then ends the loop (`interrupts.Interrupted`). The TensorBoard writers are
+  closed on the way out.
+
+  Returns (state, the last call's metrics on the device or None if no call ran,
+  seconds per round of every round run).
+  """
+  times, last_metrics = [], None
+  points = len(sink.settings)
+  try:
+    with interrupts.deferred(enabled=jax.process_count() == 1):
+      for first, count in calls:
+        state, device_outs, outs, seconds = run_block(step, state, *inputs, count)
+        calls.record(count, seconds)
+        block = csv_rows(first, outs, seconds / count)  # Round-major, then point.
+        for i in range(count):
+          times.append(seconds / count)
+          metric_rows = block[i * points:(i + 1) * points]
+          new = [point + row for point, row in zip(sink.settings, metric_rows)]
+          sink.rows.extend(new)
+          sink.writer.writerows(new)
+          cells = [dict(zip(sink.header, row)) for row in metric_rows]
+          for tb, cell in zip(sink.tbs, cells):
+            if tb is not None:
+              tb.write(first + i, cell)
+          round_done(first + i, times[-1], cells)
+        sink.f.flush()
+        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        if calls.checkpoint_due(first + count - 1) or interrupts.pending():
+          ckpt.save(state, last_metrics, rows=sink.rows)
+        if interrupts.pending():
+          interrupts.stop(first + count - 1)
+  finally:
+    for tb in sink.tbs:
+      if tb is not None:
+        tb.close()
+  return state, last_metrics, times
+
+
+def device_description() -> str:
+  d = jax.devices()
+  hosts = f' on {jax.process_count()} processes' if jax.process_count() > 1 else ''
+  return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
+
+
+def setup(cfg: RunConfig):
+  """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
+
+  Returns (Experiment, mesh). Raises DataError / ConfigError for data that
+  does not fit the flags; nothing has been written to the workdir by then.
+  """
+  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+  mesh = sharding.make_mesh()
+  with progress.stage('loading data, building the model'):
+    exp = build(cfg, mesh=mesh)
+  return exp, mesh
+
+
+def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) -> None:
+  """Writes partition.{json,csv,png} for the real clients (single-process runs only)."""
+  if jax.process_count() > 1:
+    logging.info('multi-host run: no partition summary (each host holds only its clients)')
+    return
+  real = np.asarray(data.clients.client_id) < cfg.num_clients
+  # The summary reads labels and masks only: take no copy of the features (GBs at scale).
+  clients = federated.take_clients(data.clients._replace(x=data.clients.x[:, :0]), real)
+  os.makedirs(workdir, exist_ok=True)
+  data_summary.write_partition_summary(workdir, data._replace(clients=clients))
+
+
+def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
+  """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
+
+  Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
+  (raises ConfigError if the workdir was started with other settings).
+  `built` is `setup(cfg)`'s result, made here if not given.
+  Returns the summary dict.
+  """
+  workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
+  exp, mesh = built or setup(cfg)
+  if distributed.is_writer():
+    write_partition_files(workdir, cfg, exp.data)
+  rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
+  clients = sharding.shard_clients(exp.data.clients, mesh, rows)
+  test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  local_rows = exp.data.clients.x.shape[0]
+  exp = exp._replace(data=exp.data._replace(clients=None))  # Free the host copy (GBs at scale).
+  blocks, block_size = fedar_round.slot_layout(exp.spec, cfg.num_clients)
+  logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
+               'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
+               cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],
+               clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
+               exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
+               block_size, device_description())
+  writer_process = distributed.is_writer()
+
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  last_metrics = None
+  # The newest checkpoint that reads back (newer unreadable ones are set aside).
+  done, rows = checkpoint.resume_point(ckpt_dir, cfg.keep_checkpoints)
+  calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
+  step, compile_s = None, 0.0
+  if calls:  # A finished run compiles nothing.
+    t0 = time.perf_counter()
+    with progress.stage('compiling the round'):
+      program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
+                                test, hparams, options=compiler_options(cfg.fast_compile))
+    compile_s = time.perf_counter() - t0
+    logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
+                 compile_s)
+    if program.prepare_clients is not None:  # Resampled once; the rows stay on the device.
+      clients = program.prepare_clients(clients, hparams)
+    step = program.step
+
+  if writer_process:
+    workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
+  ckpt = checkpoint.Checkpoints(ckpt_dir, cfg.keep_checkpoints)
+  if done:
+    state, last_metrics = ckpt.restore(state, step=done)
+    logging.info('resuming after round %d from %s', done, ckpt_dir)
+  header = csv_header(exp.data.class_names)
+  f, writer = workdir_lib.open_rows(
+      os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
+  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)
+        if writer_process else None)
+  bar = progress.Progress(cfg.rounds, 1, desc='run')
+  bar.skip(done)
+  participants = exp.spec.clients_per_round or cfg.num_clients
+  try:
+    with f:
+      state, metrics_now, times = run_calls(
+          step, state, (clients, test, hparams), calls, ckpt,
+          RowSink(f, writer, rows, header, [[]], [tb]),
+          lambda r, seconds, cells: bar.round_done(seconds, round_label(cells[0], participants)))
+  finally:
+    bar.close()
+  last_metrics = metrics_now if metrics_now is not None else last_metrics
+  ckpt.close()
+  last_metrics = sharding.fetch(last_metrics)
+  final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
+  final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}
+  summary = {
+      'config': cfg.to_dict(),
+      'final': final,
+      'confusion': last_metrics['confusion'].tolist(),
+      'compile_s': compile_s,
+      'round_s': statistics.median(times) if times else None,
+      'device': device_description(),
+  }
+  if writer_process:
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    from fedar_jax import report_plots  # Imports matplotlib.
+    report_plots.write_run_plot(workdir)
+  return summary
+
+
+def round_label(cell: dict, participants: int) -> str:
+  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s'."""
+  dropped = int(cell['dropped_clients'])
+  return (f"gmean {float(cell['gmean']):.3f} acc {float(cell['accuracy']):.3f} "
+          f"f1 {float(cell['f1']):.3f} resampled {cell['resampled_clients']}/{participants}"
+          + (f' dropped {dropped}' if dropped else '') + f"  {float(cell['round_s']):.3f}s")

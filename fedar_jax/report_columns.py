@@ -1,0 +1,131 @@
+"""The columns of sweep.csv and summary.csv as the report reads them: which are settings
+(the key of a summary row) and which metrics, their short names, sort order and labels."""
+import csv
+
+from fedar_jax import sweep_axes
+
+
+# A summary row's key: every setting column of sweep.csv but the seed (averaged over).
+KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
+
+
+THRESHOLD = KEY_COLUMNS.index('threshold')
+
+
+# The key columns report.md's tables always show (those of the first sweeps); the others
+# only where they vary.
+SHOWN_KEYS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
+              'attacker_fraction')
+
+
+# sweep.csv columns that are settings or bookkeeping, not metrics.
+NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
+
+
+# Short names of the setting columns in tables and figure labels (default: the column
+# with spaces); code values (resampler, aggregator, ...) are shown bare in labels.
+HEADINGS = {'imbalance_ratio': 'IR', 'learning_rate': 'lr', 'attacker_fraction': 'attackers',
+            'server_learning_rate': 'server lr'}
+
+
+BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer', 'attack',
+        'defence')
+
+
+# sweep.csv holds 6 decimals: values that agree there are tied.
+TIE_TOL = 5e-7
+
+
+def read_rows(path: str) -> tuple[list[str], list[dict]]:
+  with open(path, newline='') as f:
+    reader = csv.DictReader(f)
+    return list(reader.fieldnames), list(reader)
+
+
+def row_key(row) -> tuple:
+  # Workdirs from before a setting column existed lack it: it reads as ''.
+  return tuple(row.get(k, '') for k in KEY_COLUMNS)
+
+
+def heading(column: str) -> str:
+  """A setting column's short name ('IR', 'lr', 'data seed', 'trim fraction')."""
+  return HEADINGS.get(column, column.replace('_', ' '))
+
+
+def shown_keys(summary: list[dict]) -> list[str]:
+  """The key columns report.md's tables show: SHOWN_KEYS and every other key column
+  that varies across the summary."""
+  return [c for c in KEY_COLUMNS
+          if c in SHOWN_KEYS or len({s.get(c, '') for s in summary}) > 1]
+
+
+def sort_value(value: str):
+  try:
+    return (0, float(value), '')
+  except ValueError:
+    return (1, 0.0, value)
+
+
+def sort_key(key) -> tuple:
+  return tuple(sort_value(v) for v in key)
+
+
+def panel_of(key) -> tuple:
+  """A summary key without its threshold: what one line / panel of the plots shows."""
+  return key[:THRESHOLD] + key[THRESHOLD + 1:]
+
+
+def count_text(values, one: str, many: str) -> str:
+  """'20 rounds', '1 seed', '5-20 rounds' from a collection of ints."""
+  lo, hi = min(values), max(values)
+  n = f'{lo}' if lo == hi else f'{lo}-{hi}'
+  return f'{n} {one if hi == 1 else many}'
+
+
+def describe(summary: list[dict]) -> str:
+  """'resampler smote, 20 rounds, 3 seeds': the figure-title suffix of a sweep."""
+  resamplers = sorted({s['resampler'] for s in summary})
+  return (f'resampler{"s" if len(resamplers) > 1 else ""} {", ".join(resamplers)}, '
+          f'{count_text({s["rounds"] for s in summary}, "round", "rounds")}, '
+          f'{count_text({s["n_seeds"] for s in summary}, "seed", "seeds")}')
+
+
+def spread(summary: list[dict]) -> str:
+  seeds = max(s['n_seeds'] for s in summary)
+  return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
+
+
+# The per-setting figures (a line or a panel per setting) are left out above this many
+# settings: a 90-panel grid is 2340 x 17550 pixels and a 90-line legend unreadable.
+MAX_PANELS = 24
+
+
+def too_many_panels(summary: list[dict]) -> int:
+  """The number of settings (lines / panels) of the per-setting figures when it exceeds
+  MAX_PANELS, else 0."""
+  n = len({panel_of(row_key(s)) for s in summary})
+  return n if n > MAX_PANELS else 0
+
+
+def setting_label(setting: dict, varying=()) -> str:
+  """'threshold 1.5, learning rate 0.001, median': the table's settings (threshold,
+  learning rate and attacker fraction always, the other columns in `varying`)."""
+  names = {'threshold': 'threshold', 'learning_rate': 'learning rate',
+           'attacker_fraction': 'attacker fraction'}
+  return ', '.join(v if k in BARE else f'{names.get(k, heading(k))} {v}'
+                   for k, v in setting.items()
+                   if v != '' and (k in names or k in varying))
+
+
+def varying_settings(tables: list[dict]) -> set:
+  """The setting columns whose value differs between tables."""
+  return {k for k in tables[0]['setting'] if len({t['setting'][k] for t in tables}) > 1}
+
+
+# Setting columns an attack table spreads over its columns and panels, or averages over.
+ATTACK_AXES = ('attacker_fraction', 'attack', 'data_seed')
+
+
+def defence_fields(name: str) -> tuple:
+  from fedar_jax import defences  # No JAX.
+  return tuple(defences.flags_of(name)) if name in defences.DEFENCES else ()
