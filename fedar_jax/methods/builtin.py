@@ -5,7 +5,7 @@ order of the MethodParams leaves, of the RunConfig fields of each kind and of
 the traced sweep lists (sweep.csv columns), so a new parameter goes at the end
 of its kind. Implementations are named 'module:attribute', imported on first use.
 """
-from fedar_jax.methods.registry import INT32, KindParam, Method, Param
+from fedar_jax.methods.declarations import INT32, KindParam, Method, Param
 
 _UNIT = dict(low=0.0, high=1.0)  # [0, 1)
 _POSITIVE = dict(low=0.0, low_closed=False)  # > 0
