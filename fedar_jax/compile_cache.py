@@ -3,9 +3,9 @@
 Compiled programs are stored on disk, keyed by the program and the platform,
 so an identical rerun (or a resume, or a sweep group whose program repeats)
 loads them instead of compiling. XLA's own caches (per-fusion GPU autotuning,
-`jax_persistent_cache_enable_xla_caches`) stay off: on an H200 (JAX 0.11.2), a
-program compiled after other programs had filled them failed at run time with
-CUDA_ERROR_ILLEGAL_INSTRUCTION, and the same program with them off ran.
+`jax_persistent_cache_enable_xla_caches`) stay off: with them on, a GPU program
+compiled after other programs had filled them can fail at run time
+(CUDA_ERROR_ILLEGAL_INSTRUCTION; BUILD_NOTES, *Compilation cache*).
 """
 import os
 

@@ -197,9 +197,8 @@ class RunConfig:
                                         f'docs/design.md; neighbour search is always highest).')
   fast_compile: bool = _f(False, 'GPU: compile the rounds without Triton GEMM fusions '
                                  '(cuBLAS only), skipping XLA\'s GEMM autotuning (the '
-                                 'pre-training step always is): H200, 1,000 clients: the '
-                                 'block of rounds compiles in 1.5 s instead of 3.3 s, the '
-                                 'round takes 14.7 ms instead of 10.1. For runs of few rounds '
+                                 'pre-training step always is): a faster compile for a slower '
+                                 'round (docs/scale.md, "Compile time"). For runs of few rounds '
                                  'or --resample_every=round. No effect on CPU.')
 
   _group('Run')

@@ -136,10 +136,9 @@ def run_block(step, state, clients, test, hparams, count: int):
   t = time.perf_counter()
   state, device_outs = step(state, clients, test, hparams, jnp.int32(count))
   # Fetch, then slice (a NumPy view): slicing on the device first would compile a
-  # slice program per leaf for every new count and dispatch one per leaf per call;
-  # measured 0.05 ms vs 0.3-0.9 ms per call (240-500 ms for a new count) on the
-  # CPU at C = 100 and 10,000 (experiments/driver_overhead.py, BUILD_NOTES). The
-  # rows past `count` are only in a run's last, partial call.
+  # slice program per leaf for every new count and dispatch one per leaf per call
+  # (experiments/driver_overhead.py times both). The rows past `count` are only in a
+  # run's last, partial call.
   outs = jax.tree.map(lambda a: a[:count], sharding.fetch(device_outs))
   return state, device_outs, outs, time.perf_counter() - t
 

@@ -78,11 +78,10 @@ GPU_BACKENDS = ('gpu', 'cuda', 'rocm')  # jax.default_backend() names of GPUs
 def compiler_options(fast_compile: bool = False) -> dict:
   """XLA options for the run's programs (BUILD_NOTES, *Compile time*).
 
-  CPU: XLA's classic fusion emitters instead of its MLIR ones (0.37-0.96x the
-  compile time; round time within the machine's noise). GPU with `fast_compile`
-  (--fast_compile): no Triton GEMM fusions, so no Triton tiling autotuning (H200,
-  1,000 clients, the block of rounds: compile 3.3 -> 1.5 s; round 10.1 -> 14.7 ms).
-  Otherwise XLA's defaults (the pre-training step adds `once_compiler_options()`).
+  CPU: XLA's classic fusion emitters instead of its MLIR ones (a faster compile, the
+  same round time). GPU with `fast_compile` (--fast_compile): no Triton GEMM fusions,
+  so no Triton tiling autotuning (a faster compile, a slower round). Otherwise XLA's
+  defaults (the pre-training step adds `once_compiler_options()`).
   """
   backend = jax.default_backend()
   if backend == 'cpu':
@@ -95,13 +94,12 @@ def compiler_options(fast_compile: bool = False) -> dict:
 def once_compiler_options() -> dict:
   """Extra XLA options for the pre-training step, which runs once per run or group.
 
-  CPU: LLVM optimisation level 1 instead of 3: its compile 1.5-2.0 -> 0.9-1.1 s
-  for the k-means and SVM samplers, the step 3-5 % slower, the same rows bit
-  for bit (BUILD_NOTES, *The two programs compile at once*). GPU: no Triton GEMM
-  fusions (cuBLAS), so no Triton tiling autotuning of the resampler's distance
-  matrices: H200, SMOTE, 1,000 clients: the step's compile 10.0 -> 1.35 s, its
-  run 4.18 -> 4.13 ms (BUILD_NOTES, *Where a GPU's compile goes*). The block of
-  rounds keeps XLA's defaults.
+  CPU: LLVM optimisation level 1 instead of 3: a faster compile, a slightly slower
+  step, the same rows bit for bit (BUILD_NOTES, *The two programs compile at once*).
+  GPU: no Triton GEMM fusions (cuBLAS), so no Triton tiling autotuning of the
+  resampler's distance matrices: a much faster compile, the same run time
+  (BUILD_NOTES, *Where a GPU's compile goes*). The block of rounds keeps XLA's
+  defaults.
   """
   backend = jax.default_backend()
   if backend == 'cpu':

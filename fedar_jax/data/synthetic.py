@@ -12,8 +12,7 @@ looked up in a table of the 65,536 N(0, 1) quantiles at (i + 1/2) / 65,536,
 rescaled to unit variance (i.e. a normal truncated at +-4.3 sigma, in steps
 of 1/65,536 probability): ~4x less CPU than NumPy's ziggurat normals. Clients
 are generated in threads (NumPy releases the GIL), each from its own
-generator seeded with (seed, client). This generator (issue 8) replaced a
-per-client float64 `rng.normal` loop; the numbers differ from that one. The
+generator seeded with (seed, client). The
 client array is filled in an anonymous mmap whose pages are faulted in 256
 clients at a time (`_host_array`): the page faults of a fresh multi-GB array
 cost more than the draws otherwise.
