@@ -120,8 +120,7 @@ def build_resampler(cfg: RunConfig, data: FederatedDataset,
   """--resampler with its options, for clients of `data`'s capacity N (rows of x[C, N, ...]).
 
   max_class_count: the static bound on a client's largest class count; default
-  the data's (over all processes). The resampler works on rows [N, D]; a model
-  builder wraps it (`resample.flattened`) for image rows.
+  the data's (over all processes). Image rows are resampled as vectors.
   """
   num_classes = len(data.class_names)
   return resample.make_resampler(
@@ -136,14 +135,11 @@ class Model(NamedTuple):
 
   apply_fn: (params, x[B, ...]) -> logits[B, K] for the data's rows x[..., *row shape].
   params: the initial global parameters (from key `cfg.seed`).
-  resampler: the client resampler for the data's rows (the given one, flattened
-  for image rows where the client resamples input rows).
   client_pipeline: a custom client pair (`client.ClientPipeline`), or None for the
   standard `client.fedar_client`.
   """
   apply_fn: Callable
   params: object
-  resampler: resample.Resampler
   client_pipeline: client.ClientPipeline | None = None
 
 
@@ -160,9 +156,10 @@ def build_mlp(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
   x = data.clients.x  # [C, N, ...]
   model = models.MLP(num_classes=len(data.class_names), hidden=tuple(cfg.hidden))
   params = init_params(model, jax.random.key(cfg.seed), jnp.asarray(x[0, :1]).reshape(1, -1))
+  del resampler  # The standard client resamples the rows.
   if x.ndim > 3:
-    return Model(models.flat_apply(model.apply), params, resample.flattened(resampler))
-  return Model(model.apply, params, resampler)
+    return Model(models.flat_apply(model.apply), params)
+  return Model(model.apply, params)
 
 
 def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resampler) -> Model:
@@ -183,7 +180,7 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
                      patches=jax.devices()[0].platform == 'cpu')
   params = init_params(model, jax.random.key(cfg.seed), jnp.asarray(c.x[0, :1]))
   if cfg.latent_resampling == 'none':
-    return Model(model.apply, params, resample.flattened(resampler))
+    return Model(model.apply, params)
   if cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
     pretrain = precision.with_matmul_precision(latent.pretrain, cfg.matmul_precision)
     params = pretrain(model, params, jax.random.key(cfg.seed + 1),
@@ -192,7 +189,7 @@ def build_cnn(cfg: RunConfig, data: FederatedDataset, resampler: resample.Resamp
                       epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size)
   latent_client = latent.make_latent_client(model, resampler, num_classes, cfg.local_epochs,
                                             cfg.batch_size, cfg.latent_resampling)
-  return Model(model.apply, params, resampler, latent_client)
+  return Model(model.apply, params, latent_client)
 
 
 def model_builder(name: str) -> Callable[..., Model]:
@@ -213,8 +210,9 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   """
   rows = build_layout(cfg, mesh)
   data = pad_and_standardize(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
-  model = model_builder(cfg.model)(cfg, data, build_resampler(cfg, data, max_class_count))
-  spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, len(data.class_names),
+  resampler = build_resampler(cfg, data, max_class_count)
+  model = model_builder(cfg.model)(cfg, data, resampler)
+  spec = fedar_round.RoundSpec(model.apply_fn, resampler, len(data.class_names),
                              cfg.local_epochs, cfg.batch_size,
                              client_pipeline=model.client_pipeline,
                              methods=methods.methods_of(cfg),

@@ -78,7 +78,7 @@ def test_joint_without_resampling_is_plain_cnn_training():
   args = (state.params, jax.random.key(5), clients.x[0], clients.y[0], clients.mask[0],
           jnp.float32(100.0), jnp.float32(0.02))
   p_latent, s_latent = jax.jit(fedar_round.local_update_fn(spec))(*args)
-  pixel_resampler = resample.flattened(spec.resampler)  # same capacity M, same shuffles
+  pixel_resampler = spec.resampler  # resamples images as vectors: same capacity M, same shuffles
   plain = functools.partial(client.client_update,
                             client.fedar_client(model.apply, pixel_resampler, K, 2, 8))
   p_plain, s_plain = jax.jit(plain)(*args)

@@ -95,7 +95,8 @@ def toy_linear(cfg, data, resampler):
   d, k = int(np.prod(x.shape[2:])), len(data.class_names)
   params = {'w': jnp.zeros((d, k)), 'b': jnp.zeros(k)}
   apply_fn = lambda p, rows: rows.reshape(rows.shape[0], -1) @ p['w'] + p['b']
-  return train.Model(apply_fn, params, resampler)
+  del resampler
+  return train.Model(apply_fn, params)
 
 
 def test_a_registered_model_builds_and_sweeps():

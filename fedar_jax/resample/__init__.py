@@ -29,8 +29,9 @@ class Resampler(NamedTuple):
   """A resampler bound to static shapes: one pure function plus static facts.
 
   name: flag value.
-  resample: (key, x[N, D], y[N], mask[N]) -> (x[M, D], y[M], mask[M], fell_back),
-    fell_back a bool scalar, True where imbalanced-learn would have raised and
+  resample: (key, x[N, ...], y[N], mask[N]) -> (x[M, ...], y[M], mask[M], fell_back),
+    on rows of any shape (images x[N, H, W, ch] are resampled as vectors of H*W*ch
+    and given back in their shape), fell_back a bool scalar, True where imbalanced-learn would have raised and
     the resampler went on (fewer neighbours, fewer or no synthetic rows).
   capacity: M, the number of output rows (static).
   resamples: False for `none` (the identity, M = N): a client never counts as
@@ -46,28 +47,16 @@ class Resampler(NamedTuple):
   bound: tuple = ()
 
 
-def flattened(r: Resampler) -> Resampler:
-  """`r` applied to rows flattened to vectors: x[N, ...] -> x[M, ...] of the same row shape.
-
-  For pixel-space resampling of images x[N, H, W, ch] (`r.resample` sees x[N, H*W*ch]).
-  """
-  def resample_flat(key, x, y, mask):
-    xs, ys, ms, fell_back = r.resample(key, x.reshape(x.shape[0], -1), y, mask)
-    return xs.reshape((xs.shape[0],) + x.shape[1:]), ys, ms, fell_back
-
-  return r._replace(resample=resample_flat)
-
-
 def _identity(key, x, y, mask):
   del key
   return x, y, mask, jnp.asarray(False)
 
 
 def _bind(name, core, capacity, **kwargs):
-  """A Resampler from a core returning (x, y, mask, fallback)."""
+  """A Resampler from a core on vectors x[N, D] returning (x, y, mask, fallback)."""
   def resample_fn(key, x, y, mask):
-    *out, flag = core(key, x, y, mask, **kwargs)
-    return (*out, jnp.asarray(flag))
+    xs, ys, ms, flag = core(key, x.reshape(x.shape[0], -1), y, mask, **kwargs)
+    return xs.reshape(xs.shape[:1] + x.shape[1:]), ys, ms, jnp.asarray(flag)
 
   return Resampler(name, resample_fn, capacity, bound=tuple(sorted(kwargs.items())))
 
