@@ -331,8 +331,9 @@ def _validate_memory(cfg: RunConfig) -> None:
                     f'{have / 2 ** 30:.3g} GiB of memory')
 
 
-def validate(cfg: RunConfig) -> RunConfig:
-  """Checks a config; returns it unchanged or raises ConfigError."""
+def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
+  """Checks a config; returns it unchanged or raises ConfigError. host_memory: refuse
+  data larger than this machine's memory (off where the run is for another machine)."""
   _validate_numbers(cfg)
   _validate_ranges(cfg)
   if registry.dataset_source(cfg.dataset) not in registry.names('dataset'):
@@ -353,7 +354,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
   _validate_methods(cfg)
-  _validate_memory(cfg)
+  if host_memory:
+    _validate_memory(cfg)
   _validate_numerics(cfg)
   if cfg.partition != 'imbalance':
     return cfg

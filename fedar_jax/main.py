@@ -49,8 +49,9 @@ def define_config_flags(flag_values=FLAGS) -> None:
                         flag_values=flag_values)
 
 
-def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
-  """Builds a validated RunConfig from parsed flags (raises ConfigError)."""
+def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib.RunConfig:
+  """Builds a validated RunConfig from parsed flags (raises ConfigError); host_memory as
+  `config.validate`'s."""
   hints = typing.get_type_hints(config_lib.RunConfig)
   values = {}
   for field in dataclasses.fields(config_lib.RunConfig):
@@ -72,7 +73,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
         raise config_lib.ConfigError('defence', f'{values["defence"]} sets --{field}={value}; '
                                      f'drop --{field}={flag_values[field].value}')
       values[field] = value
-  return config_lib.validate(config_lib.RunConfig(**values))
+  return config_lib.validate(config_lib.RunConfig(**values), host_memory)
 
 
 flags.DEFINE_string('workdir', None, 'Directory for metrics.csv and summary.json.')
