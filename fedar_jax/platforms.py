@@ -24,7 +24,8 @@ GOOGLE_PCI_VENDOR = '0x1ae0'
 TPU_PCI_DEVICES = ('0x0027', '0x0056', '0x005e', '0x0062', '0x0063', '0x006f', '0x0076')
 # Environment of a libtpu that only compiles for a topology (no TPU attached): skip
 # the metadata-server query and name a host and an accelerator, so libtpu prints no
-# errors about them. Keys: TPU generation as the topology names spell it.
+# errors about them, and let several processes load it (no TPU to share, so no
+# /tmp/libtpu_lockfile). Keys: TPU generation as the topology names spell it.
 ACCELERATOR_TYPES = {'v4': 'v4-8', 'v5e': 'v5litepod-4', 'v5p': 'v5p-8', 'v6e': 'v6e-4'}
 
 
@@ -35,13 +36,14 @@ def _read(path: str) -> str:
     return ''
 
 
-def tpu_attached() -> bool:
-  """Whether this machine has a TPU chip (PCI ids, or /dev/accel* devices)."""
-  for vendor in glob.glob('/sys/bus/pci/devices/*/vendor'):
+def tpu_attached(root: str = '/') -> bool:
+  """Whether this machine (its file system at `root`) has a TPU chip: a PCI device of
+  Google's vendor id with a TPU device id (not, e.g., a gVNIC), or /dev/accel*."""
+  for vendor in glob.glob(os.path.join(root, 'sys/bus/pci/devices/*/vendor')):
     if (_read(vendor) == GOOGLE_PCI_VENDOR
         and _read(os.path.join(os.path.dirname(vendor), 'device')) in TPU_PCI_DEVICES):
       return True
-  return bool(glob.glob('/dev/accel*'))
+  return bool(glob.glob(os.path.join(root, 'dev/accel*')))
 
 
 def libtpu_installed() -> bool:
@@ -82,5 +84,6 @@ def quiet_topology_compiles(generation: str, environ=None) -> None:
   if tpu_attached():
     return
   environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+  environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
   environ.setdefault('TPU_ACCELERATOR_TYPE', ACCELERATOR_TYPES.get(generation, 'v5litepod-4'))
