@@ -95,7 +95,10 @@ def main(argv):
       json.dump(plan.to_json(), f, indent=2)
   if not plan.fits:
     over = next(p for p in plan.programs if not p.fits)
-    main_lib.fail(planning.refusal(over, target, None))
+    # --client_block=0 already planned the largest block that fits, if any does.
+    block = ('--client_block=0 (the largest client block that fits, found by compiling)'
+             if base.client_block > 0 else None)
+    main_lib.fail(planning.refusal(over, target, block))
 
 
 def run():

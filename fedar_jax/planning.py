@@ -178,14 +178,14 @@ def mesh_of(base: RunConfig, lists: dict, target: topology.Target):
 
 
 def check_devices(base: RunConfig, mesh, target: topology.Target) -> None:
-  """Refuses a target with more devices on the CLIENTS axis than clients per round."""
+  """Refuses a target whose CLIENTS axis has at least twice as many devices as a round has
+  clients (most of its devices would hold only padding clients)."""
   per_round, _ = abstract_build.layout(base, None, 0)
   slots = per_round.clients_per_round or base.num_clients
   devices = sharding.client_devices(mesh)
-  if devices > slots:
+  if devices >= 2 * slots:
     raise ConfigError('target', f'{target.name} puts {devices} devices on the clients axis but '
-                      f'a round has {slots} clients: use a slice of at most {slots} chips or '
-                      'more clients')
+                      f'a round has {slots} clients: use a smaller slice or more clients')
 
 
 def client_data_bytes_per_chip(base: RunConfig, lists: dict, mesh,
@@ -222,14 +222,14 @@ def refuse_data(base: RunConfig, lists: dict, mesh, shape, target: topology.Targ
 
 
 def plan_study(base: RunConfig, lists: dict, target: topology.Target,
-               client_block: Callable | None = None, log: Callable = lambda s: None) -> StudyPlan:
+               log: Callable = lambda s: None) -> StudyPlan:
   """Compiles every program of the run or sweep (`lists`: sweep_lists) for `target`.
 
-  client_block(unit, inputs_of) -> the --client_block to plan with (default the
-  flag's, or `train.auto_client_block` for the target's platform);
-  inputs_of(block) builds the unit's ProgramInputs. Raises ConfigError for what
-  cannot be planned (unplannable data, a target the mesh cannot use, client
-  data over a chip's memory).
+  The client block is --client_block's; with 0, a CNN on a CPU runs one client
+  at a time (`train.auto_client_block`) and otherwise the largest block whose
+  programs fit a chip (`fitting_block`: all clients at once when they fit).
+  Raises ConfigError for what cannot be planned (unplannable data, a target the
+  mesh cannot use, client data over a chip's memory).
   """
   mesh = mesh_of(base, lists, target)
   check_devices(base, mesh, target)
@@ -242,18 +242,44 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
   programs = []
   for unit in all_units:
     cfg = unit.points[0]
-    inputs_of = lambda block, unit=unit: abstract_build.program_inputs(
-        unit.points, unit.num_data, shape, mesh, block, unit.sweep)
-    block = (client_block(unit, inputs_of) if client_block is not None
-             else train.auto_client_block(cfg, target.platform))
+    compile_with = lambda block, unit=unit, cfg=cfg: compile_programs(
+        abstract_build.program_inputs(unit.points, unit.num_data, shape, mesh, block,
+                                      unit.sweep),
+        train.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh, options)
+    block = train.auto_client_block(cfg, target.platform)
     log(f'{unit.name}: compiling for {target.name}')
-    compiled = compile_programs(inputs_of(block), train.block_length(cfg), cfg.resample_every,
-                                unit.sweep, unit.num_data, mesh, options)
+    compiled = compile_with(block)
+    if not block and cfg.client_block == 0 and _bytes(compiled, target) > target.hbm_per_chip_bytes:
+      log(f'{unit.name}: all clients at once do not fit; searching a client block')
+      found = fitting_block(compile_with, base, mesh, target, {0: compiled})
+      if found is not None:
+        block, compiled = found
     for kind, program, seconds in compiled:
       runs = cfg.rounds if kind == 'rounds' else 1
       programs.append(describe(f'{unit.name}/{kind}', program, seconds, target,
                                len(unit.points), mesh, runs, block))
   return StudyPlan(target, programs, shape.exact)
+
+
+def _bytes(compiled, target: topology.Target) -> int:
+  """The largest bytes per chip of compiled programs [(kind, compiled, seconds)]."""
+  return max(_memory(c, target.devices_per_chip)[3] for _, c, _ in compiled)
+
+
+def fitting_block(compile_with: Callable, base: RunConfig, mesh, target: topology.Target,
+                  done: dict | None = None) -> tuple[int, list] | None:
+  """(the largest client block whose programs fit a chip, its compiled programs), by
+  compiling (`largest_fitting_block`; compile_with(block) -> [(kind, compiled, s)],
+  `done`: {block: those} already compiled); None when not even the smallest fits."""
+  slots, devices = block_slots(base, mesh)
+  done = dict(done or {})
+
+  def fits(block):
+    if block not in done:
+      done[block] = compile_with(block)
+    return _bytes(done[block], target) <= target.hbm_per_chip_bytes
+  block = largest_fitting_block(fits, slots, devices)
+  return None if block is None else (block, done[block])
 
 
 def block_slots(base: RunConfig, mesh) -> tuple[int, int]:
@@ -271,11 +297,11 @@ def points_advice(program: ProgramPlan, target: topology.Target) -> str | None:
   return f'<= {most} points per program (split the sweep lists)' if most >= 1 else None
 
 
-def refusal(program: ProgramPlan, target: topology.Target, block: int | None) -> str:
+def refusal(program: ProgramPlan, target: topology.Target, block_advice: str | None) -> str:
   """One line: the program, bytes needed vs available, the settings that would fit."""
   advice = []
-  if block:
-    advice.append(f'--client_block={block}')
+  if block_advice:
+    advice.append(block_advice)
   points = points_advice(program, target)
   if points:
     advice.append(points)
@@ -283,14 +309,6 @@ def refusal(program: ProgramPlan, target: topology.Target, block: int | None) ->
   return (f'{program.name} needs {program.bytes_per_chip / GIB:.2f} GiB per chip on '
           f'{target.name}, {target.hbm_per_chip_bytes / GIB:.2f} GiB available; would fit: '
           + ', or '.join(advice))
-
-
-def rounds_bytes(inputs, block_rounds: int, resample_every: str, unit: Unit, mesh,
-                 target: topology.Target, options) -> int:
-  """Bytes per chip of the unit's largest program with these inputs (compiled)."""
-  compiled = compile_programs(inputs, block_rounds, resample_every, unit.sweep, unit.num_data,
-                              mesh, options)
-  return max(_memory(c, target.devices_per_chip)[3] for _, c, _ in compiled)
 
 
 def _block_sizes(slots: int, devices: int) -> list[int]:

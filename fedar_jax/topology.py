@@ -108,6 +108,26 @@ def local_target() -> Target:
                 'gpu' if platform in ('gpu', 'cuda', 'rocm') else platform)
 
 
+# Chips of a slice by the topology names of SLICES; v4 and v5p accelerator types count
+# TensorCores (two per chip), v5e (v5litepod) and v6e count chips.
+_ACCELERATOR_PREFIXES = {'v4': ('v4', 2), 'v5litepod': ('v5e', 1), 'v5p': ('v5p', 2),
+                         'v6e': ('v6e', 1)}
+
+
+def of_accelerator_type(accelerator_type: str) -> str:
+  """The topology of a Cloud TPU accelerator type: 'v4-32' -> 'v4:2x2x4',
+  'v5litepod-16' -> 'v5e:4x4', 'v6e-256' -> 'v6e:16x16'. Raises ConfigError naming
+  --target for one not in SLICES."""
+  prefix, _, count = accelerator_type.partition('-')
+  generation, per_chip = _ACCELERATOR_PREFIXES.get(prefix, ('', 1))
+  chips = int(count) // per_chip if count.isdigit() else 0
+  for name in SLICES.get(generation, ()):
+    if chips_of(name) == chips:
+      return name
+  raise ConfigError('target', f'no topology known for accelerator type {accelerator_type!r}; '
+                    'give --target=GENERATION:DIMS')
+
+
 def larger_slices(target: Target, chips_needed: int) -> tuple[str, ...]:
   """Named slices of the target's generation with at least `chips_needed` chips."""
   return tuple(s for s in SLICES.get(target.generation, ()) if chips_of(s) >= chips_needed)

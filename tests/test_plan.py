@@ -1,6 +1,8 @@
 """fedar-plan: a sweep planned for a multi-host TPU topology of each generation (libtpu,
 no TPU attached), the local target end to end, the JSON keys, and the refusals."""
 import json
+import os
+import pathlib
 import subprocess
 import sys
 import types
@@ -94,7 +96,7 @@ def test_refusal_names_the_program_the_bytes_and_what_would_fit():
   target = topology.Target('v5e:2x2', tuple(range(4)), 4, 1, 16 << 30, 'tpu', 'v5e')
   over = planning.ProgramPlan('smote/rounds', 90, {'sweep': 2, 'clients': 2}, 1 << 30,
                               40 << 30, 1 << 20, 41 << 30, False, 1e9, 1e9, 1e-3, 2.0, 50, 0)
-  line = planning.refusal(over, target, 8)
+  line = planning.refusal(over, target, '--client_block=8')
   assert line.startswith('smote/rounds needs 41.00 GiB per chip on v5e:2x2, 16.00 GiB')
   assert '--client_block=8' in line and '<= 35 points per program' in line
   assert 'a slice of >= 11 chips (v5e:4x4, v5e:4x8)' in line
@@ -120,3 +122,33 @@ def test_unplannable_data_is_refused():
   shape = planning.abstract_build.data_shape(
       [RunConfig().replace(**d) for d in sweep_axes.data_settings(axes)])
   assert shape.exact and shape.capacity == 220 and shape.max_class_count == 183
+
+
+@pytest.mark.parametrize('accelerator,name', [
+    ('v4-8', 'v4:2x2x1'), ('v4-32', 'v4:2x2x4'), ('v5litepod-16', 'v5e:4x4'),
+    ('v5p-16', 'v5p:2x2x2'), ('v6e-256', 'v6e:16x16')])
+def test_topology_of_accelerator_type(accelerator, name):
+  assert topology.of_accelerator_type(accelerator) == name
+  with pytest.raises(ConfigError, match='no topology known'):
+    topology.of_accelerator_type('v5litepod-3')
+
+
+@needs_libtpu
+def test_launch_all_creates_no_slice_for_a_study_that_does_not_fit(tmp_path):
+  """`launch.sh all` plans on the workstation first; gcloud (a stand-in recording its
+  calls) is never called when the plan refuses."""
+  calls = tmp_path / 'gcloud_calls'
+  gcloud = tmp_path / 'bin' / 'gcloud'
+  gcloud.parent.mkdir()
+  gcloud.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+  gcloud.chmod(0o755)
+  root = pathlib.Path(__file__).resolve().parent.parent
+  env = {**os.environ, 'PATH': f'{gcloud.parent}:{os.environ["PATH"]}',
+         'ACCELERATOR_TYPE': 'v5litepod-4', 'PYTHON': sys.executable,
+         'PYTHONPATH': str(root)}
+  proc = subprocess.run([str(root / 'experiments/tpu/launch.sh'), 'all', '--',
+                         '--num_clients=2000000'], env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'v5e:2x2: the client data alone needs' in proc.stderr
+  assert not calls.exists()
