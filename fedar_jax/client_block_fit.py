@@ -17,6 +17,7 @@ import functools
 import jax
 
 from fedar_jax import sharding
+from fedar_jax import sweep_axes
 from fedar_jax.config import RunConfig
 
 # The compiled round needs at most about HEADROOM x its client data (module doc).
@@ -30,7 +31,11 @@ def choose(cfg: RunConfig, mesh=None) -> int:
   block = train.auto_client_block(cfg, platform)
   if cfg.client_block > 0 or block or cfg.dataset != 'synthetic':
     return block
-  return _fitting(cfg, mesh)
+  # Traced settings (a sweep's threshold, seed, ...) change no shape: one search for all.
+  defaults = RunConfig()
+  return _fitting(cfg.replace(**{e.field: getattr(defaults, e.field)
+                                 for e in sweep_axes.SWEEP_FLAGS.values()
+                                 if e.kind == sweep_axes.TRACED}), mesh)
 
 
 @functools.lru_cache(maxsize=64)
