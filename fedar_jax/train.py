@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import checkpoint
+from fedar_jax import client_block_fit
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import latent
@@ -105,7 +106,7 @@ def build_layout(cfg: RunConfig, mesh) -> ClientRows:
   layout = fedar_round.ClientLayout(
       num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
-      client_block=auto_client_block(cfg, jax.devices()[0].platform), mesh=mesh)
+      client_block=client_block_fit.choose(cfg, mesh), mesh=mesh)
   rows = fedar_round.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
