@@ -57,7 +57,8 @@ def table(plan) -> str:
                  _size(p.argument_bytes), _size(p.temp_bytes), _size(p.output_bytes),
                  _size(p.bytes_per_chip), f'{100 * p.bytes_per_chip / t.hbm_per_chip_bytes:.1f}%',
                  'yes' if p.fits else 'NO', f'{p.flops / 1e9:.3g}', f'{p.bytes_accessed / 1e9:.3g}',
-                 _seconds(p.est_s), str(p.runs), f'{p.compile_s:.1f}s'))
+                 ('~' if p.est_source == 'roofline' else '') + _seconds(p.est_s), str(p.runs),
+                 f'{p.compile_s:.1f}s'))
   widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
   lines = ['  '.join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in
                      enumerate(zip(r, widths))).rstrip() for r in rows]
@@ -67,8 +68,9 @@ def table(plan) -> str:
       f'{_size(t.hbm_per_chip_bytes)} per chip; estimated study time '
       f'{_seconds(study) if study is not None else "- (no XLA estimate on " + t.platform + ")"}'
       f'; fits: {"yes" if plan.fits else "NO"}')
-  lines.append('per chip: XLA counts each loop body once (a lower bound on a round); '
-               f'resampler bound: {"exact" if plan.exact_bounds else "upper bound"}')
+  lines.append('XLA counts each loop body once (est/round: a lower bound); ~: roofline '
+               'where XLA gives no estimate; resampler bound: '
+               f'{"exact" if plan.exact_bounds else "upper bound"}')
   return '\n'.join(lines)
 
 

@@ -5,7 +5,9 @@ rounds, `rounds`) the plan holds XLA's figures of the compiled program on the
 target: bytes per device (arguments, temporaries, outputs, from
 `compiled.memory_analysis()`) scaled to a chip, and `compiled.cost_analysis()`'s
 flops, bytes accessed and estimated seconds (`optimal_seconds`; TPU only) for
-one execution. XLA counts a loop's body once, so for the block of rounds (a
+one execution (where XLA gives no `optimal_seconds` on a TPU: the roofline
+max(flops / peak flop/s, bytes / HBM bandwidth) of the chip, marked `~`).
+XLA counts a loop's body once, so for the block of rounds (a
 scan over rounds) these are one round's, with the loops inside a round (client
 blocks, local epochs and steps) also counted once: a lower bound on a round.
 """
@@ -48,6 +50,7 @@ class ProgramPlan(NamedTuple):
   compile_s: float
   runs: int
   client_block: int
+  est_source: str = 'xla'
 
 
 class StudyPlan(NamedTuple):
@@ -77,7 +80,8 @@ class StudyPlan(NamedTuple):
             'compile_s': round(p.compile_s, 3), 'runs': p.runs, 'mesh': p.mesh,
             'argument_bytes': p.argument_bytes, 'temp_bytes': p.temp_bytes,
             'output_bytes': p.output_bytes, 'bytes_accessed_per_round': p.bytes_accessed,
-            'client_block': p.client_block} for p in self.programs],
+            'client_block': p.client_block, 'est_source': p.est_source}
+                     for p in self.programs],
         'fits': self.fits, 'est_study_s': self.est_study_s,
         'max_class_count': 'exact' if self.exact_bounds else 'upper bound',
     }
@@ -112,9 +116,13 @@ def describe(name: str, compiled, seconds: float, target: topology.Target, point
   args, temp, out, total = _memory(compiled, target.devices_per_chip)
   flops, accessed, est = _cost(compiled)
   chip = target.devices_per_chip
+  flops, accessed, source = flops * chip, accessed * chip, 'xla'
+  if est is None and target.generation in topology.PEAK_PER_CHIP:
+    peak, bandwidth = topology.PEAK_PER_CHIP[target.generation]
+    est, source = max(flops / peak, accessed / bandwidth), 'roofline'
   return ProgramPlan(name, points, dict(mesh.shape), args, temp, out, total,
-                     total <= target.hbm_per_chip_bytes, flops * chip, accessed * chip, est,
-                     seconds, runs, client_block)
+                     total <= target.hbm_per_chip_bytes, flops, accessed, est,
+                     seconds, runs, client_block, source)
 
 
 def _timed(compile_fn: Callable):

@@ -19,6 +19,10 @@ GIB = 2 ** 30
 # (cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e): v4 32 GiB, v5e 16 GiB,
 # v5p 95 GiB, v6e 32 GiB. libtpu's topology devices report no memory_stats().
 HBM_PER_CHIP = {'v4': 32 * GIB, 'v5e': 16 * GIB, 'v5p': 95 * GIB, 'v6e': 32 * GIB}
+# Peak bf16 flop/s and HBM bytes/s per chip (same source), for the roofline estimate of
+# a program XLA gives no `optimal_seconds` for.
+PEAK_PER_CHIP = {'v4': (275e12, 1200e9), 'v5e': (197e12, 819e9), 'v5p': (459e12, 2765e9),
+                 'v6e': (918e12, 1640e9)}
 # Topologies the refusals suggest (slices of each generation, growing).
 SLICES = {
     'v4': ('v4:2x2x1', 'v4:2x2x2', 'v4:2x2x4', 'v4:2x4x4', 'v4:4x4x4', 'v4:4x4x8',
