@@ -14,6 +14,7 @@ import sys
 import typing
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import platforms
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -221,6 +222,7 @@ def _main(argv):
 
 def run():
   """Console script `fedar-run` (and `python -m fedar_jax.main`)."""
+  platforms.skip_absent_tpu()  # Before JAX starts a backend.
   exit_if_help(sys.argv, sys.modules[__name__])
   app.run(main, flags_parser=parse_flags)
 

@@ -19,6 +19,7 @@ import contextlib
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import platforms
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -181,6 +182,7 @@ def _main(argv):
 
 def run():
   """Console script `fedar-sweep` (and `python -m fedar_jax.sweep`)."""
+  platforms.skip_absent_tpu()  # Before JAX starts a backend.
   main_lib.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
   app.run(main, flags_parser=main_lib.parse_flags)
 
