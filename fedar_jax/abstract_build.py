@@ -105,7 +105,7 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
       cfg.resampler, num_classes=shape.num_classes, capacity=shape.capacity,
       max_class_count=shape.max_class_count,
       **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
-  model = train.MODEL_BUILDERS[cfg.model](cfg, _one_row_data(shape), resampler)
+  model = train.model_builder(cfg.model)(cfg, _one_row_data(shape), resampler)
   spec = fedar_round.RoundSpec(model.apply_fn, model.resampler, shape.num_classes,
                                cfg.local_epochs, cfg.batch_size, local_update=model.local_update,
                                methods=methods.methods_of(cfg),
