@@ -10,7 +10,7 @@ import argparse
 import importlib
 import json
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan')
 
 
 def main():
@@ -28,6 +28,13 @@ def main():
   parser.add_argument('--study_points', type=int, default=None,
                       help='study: points of the grid run as separate fedar_jax.main '
                            'runs, extrapolated to the grid (default 4; --quick 2)')
+  parser.add_argument('--plan_clients', type=int, default=None,
+                      help='plan: clients of the run measured against its local plan '
+                           '(default 1000; --quick 40)')
+  parser.add_argument('--plan_targets', default='v5e:4x4,v6e:16x16',
+                      help='plan: TPU topologies the presets are planned for (empty: none)')
+  parser.add_argument('--plan_presets', default='imr_study.flags,attack_study.flags',
+                      help='plan: flagfiles of experiments/paper/ planned for each target')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

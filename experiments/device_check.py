@@ -18,7 +18,10 @@ generation and compilation:
               smallest compile whose round is within 5% of the default's ('chosen');
   imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
               time limit, with the chosen variant's XLA_FLAGS when xla_options ran:
-              wall seconds, rows written, and whether it finished.
+              wall seconds, rows written, and whether it finished;
+  plan        the plan of the `local` target against the same run measured here
+              (experiments/benchmark_plan.py: bytes per chip vs the device's
+              peak_bytes_in_use, est_round_s vs the measured round, and their ratios).
 Each section runs in its own workdir under --root (default a new temporary directory)
 with the compilation cache in --root/cache, so the first command of a run is cold.
 --xla_flags adds XLA_FLAGS to every command (e.g. a variant chosen by
@@ -90,7 +93,7 @@ def main():
   parser.add_argument('--root', default='', help='directory for workdirs and the cache')
   parser.add_argument('--preset_timeout', type=float, default=0,
                       help='seconds the IMR preset may run (default 150; quick 120)')
-  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset')
+  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset,plan')
   parser.add_argument('--xla_flags', default='', help='XLA_FLAGS added to every command')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
@@ -172,6 +175,19 @@ def main():
             'finished': rc == 0, 'timeout_s': limit,
             'rows': _rows(os.path.join(workdir, 'sweep.csv')),
             **({'error': err} if rc not in (0, 124) else {})})
+
+
+  if 'plan' in sections:
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'benchmark.py'),
+                           '--sections=plan', '--plan_targets=',
+                           *(['--quick'] if args.quick else [])],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, 'XLA_FLAGS': xla} if xla else None)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+    for line in lines:
+      emit({**json.loads(line), 'section': 'plan', 'xla_flags': xla})
+    if proc.returncode or not lines:
+      emit({'section': 'plan', 'rc': proc.returncode, 'error': proc.stderr[-500:]})
 
 
 if __name__ == '__main__':

@@ -41,8 +41,9 @@ def define_config_flags(flag_values=FLAGS) -> None:
                         flag_values=flag_values)
 
 
-def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
-  """Builds a validated RunConfig from parsed flags (raises ConfigError)."""
+def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib.RunConfig:
+  """Builds a validated RunConfig from parsed flags (raises ConfigError); host_memory as
+  `config.validate`'s (False: a plan for another machine)."""
   hints = typing.get_type_hints(config_lib.RunConfig)
   values = {}
   for field in dataclasses.fields(config_lib.RunConfig):
@@ -62,7 +63,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.RunConfig:
     config_lib.check_defence(values['defence'], {f: v for f, v in values.items()
                                                  if flag_values[f].present})
     values.update(defences.flags_of(values['defence']))
-  return config_lib.validate(config_lib.RunConfig(**values))
+  return config_lib.validate(config_lib.RunConfig(**values), host_memory)
 
 
 def fail(message: str) -> None:

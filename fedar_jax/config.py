@@ -182,7 +182,8 @@ class RunConfig:
   _group('Scale and devices')
   client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
                             'vmap inside one; bounds memory); 0 = automatic (1 for a CNN '
-                            'on CPU, else all clients at once).')
+                            'on CPU, else the largest block whose compiled round fits the '
+                            'device: all clients at once when they fit).')
   clients_per_round: int = _f(0, 'Clients sampled per round (keys from seed and round); '
                                  '0 = all, or --client_fraction.')
   client_fraction: float = _f(0.0, 'Fraction of clients sampled per round (used when '
@@ -335,8 +336,9 @@ def _validate_memory(cfg: RunConfig) -> None:
                     f'{have / 2 ** 30:.3g} GiB of memory')
 
 
-def validate(cfg: RunConfig) -> RunConfig:
-  """Checks a config; returns it unchanged or raises ConfigError."""
+def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
+  """Checks a config; returns it unchanged or raises ConfigError. host_memory: refuse
+  data larger than this machine's memory (off where the run is for another machine)."""
   _validate_numbers(cfg)
   _validate_ranges(cfg)
   if registry.dataset_source(cfg.dataset) not in registry.names('dataset'):
@@ -357,7 +359,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
   _validate_methods(cfg)
-  _validate_memory(cfg)
+  if host_memory:
+    _validate_memory(cfg)
   _validate_numerics(cfg)
   if cfg.partition != 'imbalance':
     return cfg

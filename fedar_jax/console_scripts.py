@@ -1,4 +1,4 @@
-"""The console scripts fedar-run, fedar-sweep and fedar-report (pyproject.toml).
+"""The console scripts fedar-run, fedar-sweep, fedar-report and fedar-plan (pyproject.toml).
 
 Each installs the start-up signal handler (`interrupts.exit_while_starting`)
 before it imports its command, so SIGINT/SIGTERM at any moment of start-up
@@ -20,6 +20,13 @@ def sweep() -> None:
   interrupts.exit_while_starting()
   from fedar_jax import sweep as sweep_lib
   sweep_lib.run()
+
+
+def plan() -> None:
+  """fedar-plan: `python -m fedar_jax.plan`."""
+  interrupts.exit_while_starting()
+  from fedar_jax import plan as plan_lib
+  plan_lib.run()
 
 
 def report() -> None:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import checkpoint
+from fedar_jax import client_block_fit
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import fedar_round
@@ -37,8 +38,8 @@ from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset
-from fedar_jax.programs import compile_program, compiler_options
-from fedar_jax.train import build
+from fedar_jax.programs import block_length, compile_program, compiler_options
+from fedar_jax.train import build, build_layout
 
 
 def csv_header(class_names) -> list[str]:
@@ -116,15 +117,6 @@ class CallPlan:
   def checkpoint_due(self, last_round: int) -> bool:
     """Whether the call that ended with `last_round` ends on a checkpoint."""
     return last_round == fedar_round.checkpoint_end(last_round, self.rounds, self.every)
-
-
-# The most rounds one compiled call can run (its outputs are stacked [block, ...]).
-MAX_BLOCK = 50
-
-
-def block_length(cfg: RunConfig) -> int:
-  """Rounds the compiled call holds: up to the next checkpoint, at most MAX_BLOCK."""
-  return min(cfg.checkpoint_every, cfg.rounds, MAX_BLOCK)
 
 
 def run_block(step, state, clients, test, hparams, count: int):
@@ -224,7 +216,8 @@ def setup(cfg: RunConfig):
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
   mesh = sharding.make_mesh()
   with progress.stage('loading data, building the model'):
-    exp = build(cfg, mesh=mesh)
+    rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
+    exp = build(cfg, mesh=mesh, rows=rows)
   return exp, mesh
 
 

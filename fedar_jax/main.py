@@ -10,6 +10,7 @@ import contextlib
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import platforms
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -61,6 +62,7 @@ def main(argv):
 
 def run():
   """`python -m fedar_jax.main` (the console script `fedar-run`: console_scripts.run)."""
+  platforms.skip_absent_tpu()  # Before JAX starts a backend.
   cli.exit_if_help(sys.argv, sys.modules[__name__])
   app.run(main, flags_parser=cli.parse_flags)
 

@@ -11,6 +11,16 @@ from fedar_jax import fedar_round
 from fedar_jax import pretraining
 
 
+# The most rounds one compiled call can run (its outputs are stacked [block, ...]).
+MAX_BLOCK = 50
+
+
+def block_length(cfg) -> int:
+  """Rounds the compiled call of a RunConfig holds: up to the next checkpoint, at most
+  MAX_BLOCK."""
+  return min(cfg.checkpoint_every, cfg.rounds, MAX_BLOCK)
+
+
 class Program(NamedTuple):
   """A run's compiled programs. prepare_clients: (clients, hparams) -> the round's client
   data (the pre-training step of --resample_every=once; None for round). step: a block

@@ -20,6 +20,7 @@ import dataclasses
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import platforms
 
 if __name__ == '__main__':
   interrupts.exit_while_starting()
@@ -42,12 +43,13 @@ for _name, _entry in SWEEP_FLAGS.items():
   flags.DEFINE_list(_name, [], _entry.help)
 
 
-def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
+def sweep_lists(flag_values, base: config_lib.RunConfig, host_memory: bool = True) -> dict:
   """Parses and validates the sweep flags; raises ConfigError naming the sweep flag.
 
   Each value is checked alone (with `config.validate`, and a named defence's
   flags set), then every point of the sweep (the same validation, so
   combinations such as Krum's f against the clients per round are checked too).
+  host_memory: as `config.validate`'s.
   """
   lists = {}
   for name, entry in SWEEP_FLAGS.items():
@@ -68,14 +70,14 @@ def sweep_lists(flag_values, base: config_lib.RunConfig) -> dict:
                                    'in its own command')
     for value in values:
       try:
-        config_lib.validate(defences.apply(base.replace(**{entry.field: value})))
+        config_lib.validate(defences.apply(base.replace(**{entry.field: value})), host_memory)
       except config_lib.ConfigError as e:
         if e.flag != entry.field:
           raise config_lib.ConfigError(e.flag, f'{_message(e)} (with --{name}={value})') from None
         raise config_lib.ConfigError(name, _message(e)) from None
     lists[name] = values
   _check_defences(flag_values, base, lists)
-  _check_points(base, lists)
+  _check_points(base, lists, host_memory)
   return lists
 
 
@@ -99,7 +101,7 @@ def _check_defences(flag_values, base: config_lib.RunConfig, lists: dict) -> Non
     config_lib.check_defence(defence, given, 'defences')
 
 
-def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
+def _check_points(base: config_lib.RunConfig, lists: dict, host_memory: bool = True) -> None:
   """Validates every point of the sweep; an error names the sweep list of its field, or
   the flag and the point's swept values."""
   axes = sweep_axes.SweepAxes.of(base, **lists)
@@ -107,7 +109,7 @@ def _check_points(base: config_lib.RunConfig, lists: dict) -> None:
   for group in sweep_axes.make_groups(base, axes):
     for point in group.points:
       try:
-        config_lib.validate(point)
+        config_lib.validate(point, host_memory)
       except config_lib.ConfigError as e:
         values = ', '.join(f'--{n}={sweep_axes.format_value(getattr(point, f))}'
                            for f, n in swept.items())
@@ -173,6 +175,7 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
 
 def run():
   """`python -m fedar_jax.sweep` (the console script `fedar-sweep`: console_scripts.sweep)."""
+  platforms.skip_absent_tpu()  # Before JAX starts a backend.
   cli.exit_if_help(sys.argv, sys.modules[__name__], main_lib)
   app.run(main, flags_parser=cli.parse_flags)
 

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from fedar_jax import client_block_fit
 from fedar_jax import distributed
 from fedar_jax import resample
 from fedar_jax import fedar_round
@@ -55,12 +56,14 @@ class SweepData(NamedTuple):
   capacity N; views into the stacked arrays). max_class_count: B, the largest
   class count of any client of any set (the resamplers' static bound).
   clients, test: on the mesh: ClientData [U, C, N, ...] / TestData [U, T, ...]
-  for U > 1, else ClientData [C, N, ...] / TestData [T, ...].
+  for U > 1, else ClientData [C, N, ...] / TestData [T, ...]. rows: the client
+  layout every point's round uses (`train.build_layout`, its block chosen once).
   """
   sets: tuple[FederatedDataset, ...]
   max_class_count: int
   clients: federated.ClientData
   test: federated.TestData
+  rows: train.ClientRows
 
 
 def data_configs(base: RunConfig, axes: sweep_axes.SweepAxes) -> list[RunConfig]:
@@ -153,7 +156,7 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
       (`check_memory`); raised before anything is written.
   """
   cfgs = data_configs(base, axes)
-  client_rows = train.build_layout(base, mesh)
+  client_rows = train.build_layout(base, mesh, client_block_fit.choose(base, mesh))
   layout, rows = client_rows.layout, client_rows.rows
   _, block = fedar_round.slot_layout(layout, base.num_clients)
   expected = _expected_shape(base)
@@ -182,7 +185,7 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
   if len(sets) == 1:
     clients = sharding.shard_clients(sets[0].clients, mesh, rows)
     test = sharding.replicate(sets[0].test, mesh)
-    return SweepData(tuple(sets), max_count, clients, test)
+    return SweepData(tuple(sets), max_count, clients, test, client_rows)
   stacked_clients = federated.ClientData(*(np.stack(a) for a in zip(*(d.clients for d in sets))))
   stacked_test = federated.TestData(*(np.stack(a) for a in zip(*(d.test for d in sets))))
   # The sets become views into the stacked arrays (one host copy).
@@ -191,4 +194,4 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
                for u, d in enumerate(sets))
   clients = sharding.shard_stacked_clients(stacked_clients, mesh, rows)
   test = sharding.shard_leading(stacked_test, mesh)
-  return SweepData(sets, max_count, clients, test)
+  return SweepData(sets, max_count, clients, test, client_rows)

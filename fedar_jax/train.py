@@ -73,14 +73,18 @@ class ClientRows(NamedTuple):
   stop: int
 
 
-def build_layout(cfg: RunConfig, mesh) -> ClientRows:
-  """The client layout of `cfg` (sampling, blocks, `mesh`) and its client rows."""
+def build_layout(cfg: RunConfig, mesh, client_block: int | None = None) -> ClientRows:
+  """The client layout of `cfg` (sampling, blocks, `mesh`) and its client rows.
+
+  client_block: the clients per block (0: one block); None takes `auto_client_block`'s
+  (runs choose it from compiled memory: `client_block_fit.choose`)."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
   layout = fedar_round.ClientLayout(
       num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
-      client_block=auto_client_block(cfg, jax.devices()[0].platform), mesh=mesh)
+      client_block=(auto_client_block(cfg, jax.devices()[0].platform) if client_block is None
+                    else client_block), mesh=mesh)
   rows = fedar_round.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
@@ -199,7 +203,7 @@ def model_builder(name: str) -> Callable[..., Model]:
 
 
 def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
-          max_class_count: int | None = None) -> Experiment:
+          max_class_count: int | None = None, rows: ClientRows | None = None) -> Experiment:
   """Creates data (unless given), model, resampler and initial global state for `cfg`.
 
   With a `mesh`, the round shards clients over it and only the client rows this
@@ -207,8 +211,9 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   clients, or (multi-process) exactly `load_data`'s rows for this process.
   max_class_count: the resamplers' static bound on a client's largest class
   count; default the data's (over all processes).
+  rows: the client layout (`build_layout`), made here if not given.
   """
-  rows = build_layout(cfg, mesh)
+  rows = rows or build_layout(cfg, mesh)
   data = pad_and_standardize(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
   resampler = build_resampler(cfg, data, max_class_count)
   model = model_builder(cfg.model)(cfg, data, resampler)

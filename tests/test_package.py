@@ -18,9 +18,11 @@ def _pins(lines) -> set[str]:
 
 def test_pyproject_pins_are_requirements_txt():
   project = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
-  declared = _pins(project['dependencies'] + project['optional-dependencies']['test'])
+  extras = project['optional-dependencies']
+  declared = _pins(project['dependencies'] + extras['test'])
   assert declared == _pins((ROOT / 'requirements.txt').read_text().splitlines())
   assert all('==' in p for p in declared)
+  assert _pins(extras['plan']) <= _pins(extras['test'])  # CI exercises the plan.
 
 
 def test_install_provides_console_scripts(tmp_path):
@@ -51,7 +53,7 @@ def test_install_provides_console_scripts(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
   assert where.stdout.strip().startswith(site), where.stdout + where.stderr
   for script, expect in (('fedar-run', '--workdir'), ('fedar-sweep', '--thresholds'),
-                         ('fedar-report', '--workdir')):
+                         ('fedar-report', '--workdir'), ('fedar-plan', '--target')):
     proc = subprocess.run([str(venv / 'bin' / script), '--help'], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f'{script}: {proc.stderr[-2000:]}'
@@ -77,7 +79,7 @@ def test_importing_a_module_has_no_side_effects_beyond_cli_flag_definitions():
       for stmt in stmts:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
           text = ast.unparse(stmt.value.func)
-          if not (path.stem in ('main', 'sweep', 'report') and
+          if not (path.stem in ('main', 'sweep', 'report', 'plan') and
                   (text.startswith('flags.DEFINE_') or text == 'cli.define_config_flags')):
             calls.append(f'{path.relative_to(root)}:{stmt.lineno} {text}')
   assert not calls, calls

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs a fedar_jax sweep on a Cloud TPU VM or pod slice. See experiments/tpu/README.md.
 #
-#   experiments/tpu/launch.sh create|copy|install|run|collect|delete [-- sweep flags]
+#   experiments/tpu/launch.sh plan|create|copy|install|run|collect|delete [-- sweep flags]
 #   experiments/tpu/launch.sh all -- --thresholds=1,1.5,2,3,5,10 --seeds=0,1,2,3,4
 #
 # Settings (environment): TPU_NAME, ZONE, ACCELERATOR_TYPE, RUNTIME_VERSION, WORKDIR,
-# COORDINATOR (default auto), and optionally PROJECT (else gcloud's default project).
+# COORDINATOR (default auto), and optionally PROJECT (else gcloud's default project),
+# TOPOLOGY (the plan's --target; default: ACCELERATOR_TYPE's) and PYTHON (the
+# workstation's interpreter for `plan`, with the plan extra installed; default python3).
 set -euo pipefail
 
 TPU_NAME="${TPU_NAME:-fedar-jax}"
@@ -16,6 +18,7 @@ WORKDIR="${WORKDIR:-runs/tpu_sweep}"      # relative to ~/fedar_jax on the worke
 COORDINATOR="${COORDINATOR-auto}"         # --coordinator_address; empty: independent processes
 JAX_VERSION="$(sed -n 's/^jax==//p' "$(dirname "$0")/../../requirements.txt")"
 REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+PYTHON="${PYTHON:-python3}"
 
 GCLOUD=(gcloud compute tpus tpu-vm)
 WHERE=(--zone="$ZONE")
@@ -23,6 +26,19 @@ WHERE=(--zone="$ZONE")
 
 on_all_workers() {  # Runs a shell command on every host of the slice, in ~/fedar_jax.
   "${GCLOUD[@]}" ssh "$TPU_NAME" "${WHERE[@]}" --worker=all --command="cd ~/fedar_jax && $1"
+}
+
+plan() {  # On this workstation: every program compiled for the slice's topology; exit 2
+  # (and no slice) when one does not fit a chip. Writes the plan to plan.json.
+  local topology="${TOPOLOGY:-}"
+  if [[ -z "$topology" ]]; then
+    topology="$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from fedar_jax import topology
+try: print(topology.of_accelerator_type(sys.argv[1]))
+except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)" \
+      "$ACCELERATOR_TYPE")"
+  fi
+  (cd "$REPO_ROOT" && "$PYTHON" -m fedar_jax.plan --target="$topology" \
+    --plan_json="$REPO_ROOT/plan.json" "$@")
 }
 
 create() {
@@ -66,7 +82,8 @@ step="${1:-}"; shift || true
 [[ "${1:-}" == "--" ]] && shift
 case "$step" in
   create|copy|install|collect|delete) "$step" ;;
-  run) run "$@" ;;
-  all) create && copy && install && run "$@" && collect ;;
-  *) echo "usage: $0 create|copy|install|run|collect|delete|all [-- sweep flags]" >&2; exit 2 ;;
+  plan|run) "$step" "$@" ;;
+  all) plan "$@" && create && copy && install && run "$@" && collect ;;
+  *) echo "usage: $0 plan|create|copy|install|run|collect|delete|all [-- sweep flags]" >&2
+     exit 2 ;;
 esac

@@ -1,0 +1,140 @@
+"""A run's or a sweep group's program inputs from shapes alone: nothing per client is built.
+
+`program_inputs` gives what `programs.compile_program` lowers: the round spec and
+`jax.ShapeDtypeStruct`s, with the shardings the real run places its arrays
+with, of the server state, the client data, the test set and the traced
+hyperparameters. Only the model's parameters are real (initialised from one
+row of zeros: their shapes are the model's) and the server state built from
+them.
+
+The data's shapes come from the flags (`data_shape`): synthetic data is
+exact, including the resamplers' static bound on a client's largest class
+count (`synthetic.imbalanced_counts`); other sources cannot be planned from
+shapes and are refused (`Unplannable`).
+"""
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from fedar_jax import fedar_round
+from fedar_jax import methods
+from fedar_jax import resample
+from fedar_jax import sampling
+from fedar_jax import server
+from fedar_jax import sharding
+from fedar_jax import train
+from fedar_jax.config import ConfigError, RunConfig
+from fedar_jax.data import federated
+from fedar_jax.data import synthetic
+from fedar_jax.data.load import FederatedDataset
+
+
+class DataShape(NamedTuple):
+  """The shapes of a data set: capacity N rows per client, row shape, K classes, T test
+  rows, the largest class count of any client (B, the resamplers' static bound) and
+  whether B is exact (else an upper bound)."""
+  capacity: int
+  row_shape: tuple
+  num_classes: int
+  test_rows: int
+  max_class_count: int
+  exact: bool
+
+
+def data_shape(cfgs: list[RunConfig]) -> DataShape:
+  """The shape of the data sets of `cfgs` (one per data set of a sweep: same shapes).
+
+  Raises ConfigError naming --dataset for a source whose shapes need the data.
+  """
+  cfg = cfgs[0]
+  if cfg.dataset != 'synthetic':
+    raise ConfigError('dataset', f'{cfg.dataset} cannot be planned from shapes (its client '
+                      'sizes come from the data); plan --dataset=synthetic with its sizes')
+  # Attackers keep or shrink their majority class, so B is every honest client's.
+  counts = max(int(synthetic.imbalanced_counts(c.samples_per_client, c.num_classes,
+                                               c.imbalance_ratio).max()) for c in cfgs)
+  return DataShape(cfg.samples_per_client, (cfg.feature_dim,), cfg.num_classes,
+                   cfg.num_classes * cfg.test_per_class, counts, True)
+
+
+class ProgramInputs(NamedTuple):
+  """spec: the round's RoundSpec. state, hparams: ServerState / HParams of
+  ShapeDtypeStructs (leading [S] for a sweep). clients: ClientData [rows, N, ...]
+  ([U, rows, N, ...] for U > 1 stacked data sets). test: TestData [T, ...] ([U, T, ...])."""
+  spec: fedar_round.RoundSpec
+  state: fedar_round.ServerState
+  clients: federated.ClientData
+  test: federated.TestData
+  hparams: fedar_round.HParams
+
+
+def layout(cfg: RunConfig, mesh, client_block: int) -> tuple[fedar_round.ClientLayout, int]:
+  """The round's client layout on `mesh` with `client_block`, and its client rows."""
+  per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
+                                         cfg.client_fraction)
+  layout = fedar_round.ClientLayout(cfg.num_clients,
+                                    per_round if per_round < cfg.num_clients else 0,
+                                    client_block, mesh)
+  return layout, fedar_round.data_rows(layout, cfg.num_clients)
+
+
+def _one_row_data(shape: DataShape) -> FederatedDataset:
+  """One client of one zero row: what a model builder reads (row shape, class names)."""
+  x = np.zeros((1, 1) + shape.row_shape, np.float32)
+  clients = federated.ClientData(x, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
+                                 np.zeros(1, np.int32))
+  test = federated.TestData(x[0], np.zeros(1, np.int32), np.ones(1, bool))
+  return FederatedDataset(clients, test, tuple(str(k) for k in range(shape.num_classes)))
+
+
+def _abstract(tree, placed, lead: tuple = ()):
+  """ShapeDtypeStructs of `tree`'s leaves, with a leading `lead` and sharding `placed`."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(lead + np.shape(a), a.dtype,
+                                                     sharding=placed), tree)
+
+
+def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShape, mesh,
+                   client_block: int, sweep: bool) -> ProgramInputs:
+  """The inputs of one program: a single run (`sweep` False, one point) or a sweep group
+  of S points over `num_data` (U) stacked data sets, on `mesh`."""
+  cfg = points[0]
+  round_layout, rows = layout(cfg, mesh, client_block)
+  resampler = resample.make_resampler(
+      cfg.resampler, num_classes=shape.num_classes, capacity=shape.capacity,
+      max_class_count=shape.max_class_count,
+      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
+  model = train.model_builder(cfg.model)(cfg, _one_row_data(shape), resampler)
+  spec = fedar_round.RoundSpec(model.apply_fn, resampler, shape.num_classes,
+                               cfg.local_epochs, cfg.batch_size,
+                               client_pipeline=model.client_pipeline,
+                               methods=methods.methods_of(cfg),
+                               matmul_precision=cfg.matmul_precision, **round_layout._asdict())
+  method_params = methods.params_of(cfg)
+  state = fedar_round.ServerState(
+      model.params, np.int32(0), server.make_server(spec.methods).init(model.params,
+                                                                       method_params))
+  hparams = fedar_round.HParams.create(
+      cfg.threshold, cfg.learning_rate, cfg.seed, method_params,
+      np.zeros(rows, bool) if cfg.attack == 'scale' else None)
+  if sweep:
+    lead, placed = (len(points),), sharding.leading(mesh, sharding.SWEEP)
+  else:
+    lead, placed = (), sharding.replicated(mesh)
+  state, hparams = _abstract(state, placed, lead), _abstract(hparams, placed, lead)
+  n, row = shape.capacity, shape.row_shape
+  stacked = sweep and num_data > 1
+  data_lead = (num_data,) if stacked else ()
+  client_sharding = NamedSharding(mesh, P(sharding.SWEEP, sharding.CLIENTS) if stacked
+                                  else P(sharding.CLIENTS))
+  sds = lambda s, dtype, where: jax.ShapeDtypeStruct(data_lead + s, dtype, sharding=where)
+  clients = federated.ClientData(sds((rows, n) + row, np.float32, client_sharding),
+                                 sds((rows, n), np.int32, client_sharding),
+                                 sds((rows, n), np.bool_, client_sharding),
+                                 sds((rows,), np.int32, client_sharding))
+  test_sharding = sharding.leading(mesh, sharding.SWEEP) if stacked else sharding.replicated(mesh)
+  t = shape.test_rows
+  test = federated.TestData(sds((t,) + row, np.float32, test_sharding),
+                            sds((t,), np.int32, test_sharding), sds((t,), np.bool_, test_sharding))
+  return ProgramInputs(spec, state, clients, test, hparams)
