@@ -22,7 +22,7 @@ from fedar_jax import abstract_build
 from fedar_jax import fedar_round
 from fedar_jax import for_each_client
 from fedar_jax import pretraining
-from fedar_jax import programs
+from fedar_jax import programs as programs_lib
 from fedar_jax import sharding
 from fedar_jax import sweep_axes
 from fedar_jax import sweep_programs
@@ -92,7 +92,7 @@ def compiler_options(target: topology.Target, fast_compile: bool) -> tuple[dict,
   """(options of every program, extra options of `prepare`) for the target's compiler."""
   if target.platform == 'tpu' and jax.default_backend() != 'tpu':
     return {}, {}  # train's options are the local backend's; a TPU takes XLA's defaults.
-  return programs.compiler_options(fast_compile), programs.once_compiler_options()
+  return programs_lib.compiler_options(fast_compile), programs_lib.once_compiler_options()
 
 
 def _memory(compiled, per_chip: int) -> tuple[int, int, int, int]:
@@ -251,7 +251,7 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
     compile_with = lambda block, unit=unit, cfg=cfg: compile_programs(
         abstract_build.program_inputs(unit.points, unit.num_data, shape, mesh, block,
                                       unit.sweep),
-        programs.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh, options)
+        programs_lib.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh, options)
     block = train.auto_client_block(cfg, target.platform)
     log(f'{unit.name}: compiling for {target.name}')
     compiled = compile_with(block)
