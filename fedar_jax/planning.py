@@ -251,7 +251,8 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
     compile_with = lambda block, unit=unit, cfg=cfg: compile_programs(
         abstract_build.program_inputs(unit.points, unit.num_data, shape, mesh, block,
                                       unit.sweep),
-        programs_lib.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh, options)
+        programs_lib.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh,
+        options)
     block = train.auto_client_block(cfg, target.platform)
     log(f'{unit.name}: compiling for {target.name}')
     compiled = compile_with(block)

@@ -31,8 +31,9 @@ class Resampler(NamedTuple):
   name: flag value.
   resample: (key, x[N, ...], y[N], mask[N]) -> (x[M, ...], y[M], mask[M], fell_back),
     on rows of any shape (images x[N, H, W, ch] are resampled as vectors of H*W*ch
-    and given back in their shape), fell_back a bool scalar, True where imbalanced-learn would have raised and
-    the resampler went on (fewer neighbours, fewer or no synthetic rows).
+    and given back in their shape); fell_back a bool scalar, True where imbalanced-learn
+    would have raised and the resampler went on (fewer neighbours, fewer or no synthetic
+    rows).
   capacity: M, the number of output rows (static).
   resamples: False for `none` (the identity, M = N): a client never counts as
     resampled however the gate decides.
