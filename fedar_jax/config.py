@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 
 
 # RunConfig's flag groups, in order: title -> what its flags set. `--help` and
-# docs/flags.md (docs_flags.py) list the flags under these titles (`groups`).
+# docs/flags.md (docs/generate.py) list the flags under these titles (`groups`).
 GROUPS = {
     'Data': 'the data source, its partition over clients, sizes and feature scaling',
     'Model': 'the model and its latent-space resampling',

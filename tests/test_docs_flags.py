@@ -1,13 +1,17 @@
-"""docs/flags.md is what `python -m fedar_jax.docs_flags` generates from the code."""
+"""docs/flags.md is what `python docs/generate.py` generates from the code."""
+import importlib.util
 import pathlib
 
-from fedar_jax import docs_flags
+_SPEC = importlib.util.spec_from_file_location(
+    'docs_generate', pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'generate.py')
+docs_flags = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(docs_flags)
 
 
 def test_flags_doc_is_current():
   current = pathlib.Path(docs_flags.PATH).read_text()
   assert current == docs_flags.render(), (
-      'docs/flags.md is stale: run python -m fedar_jax.docs_flags')
+      'docs/flags.md is stale: run python docs/generate.py')
 
 
 def test_flags_doc_lists_every_flag():
@@ -49,7 +53,7 @@ def test_defences_methods_table_is_current_and_lists_every_registered_method():
   from fedar_jax.methods import registry
   current = pathlib.Path(docs_flags.DEFENCES_PATH).read_text()
   assert current == docs_flags.splice_methods(current), (
-      'docs/defences.md is stale: run python -m fedar_jax.docs_flags')
+      'docs/defences.md is stale: run python docs/generate.py')
   table = docs_flags.render_methods()
   for kind in docs_flags.METHOD_KINDS:
     for name in registry.names(kind):
