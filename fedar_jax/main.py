@@ -37,6 +37,7 @@ def main(argv):
   with cli.bad_input_fails():
     cfg = cli.config_from_flags()
     workdir_lib.check_paths(FLAGS.workdir)
+    workdir_lib.check_kind(FLAGS.workdir, 'config.json')
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
     workdir_lib.check_unlocked(FLAGS.workdir)
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.

@@ -122,6 +122,7 @@ def main(argv):
   with cli.bad_input_fails():
     base = cli.config_from_flags()
     workdir_lib.check_paths(FLAGS.workdir)
+    workdir_lib.check_kind(FLAGS.workdir, 'sweep.json')
     lists = sweep_lists(FLAGS, base)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)

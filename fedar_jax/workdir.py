@@ -54,6 +54,19 @@ def check_resume(workdir: str, name: str, settings: dict) -> None:
                       f'got {settings["rounds"]}; --rounds may only grow on resume')
 
 
+# The settings file each command writes, and what a workdir holding it is.
+KINDS = {'config.json': ('a run', 'fedar-run'), 'sweep.json': ('a sweep', 'fedar-sweep')}
+
+
+def check_kind(workdir: str, name: str) -> None:
+  """Raises ConfigError if `workdir` holds the other command's settings file (KINDS):
+  a sweep's workdir given to a run, or a run's to a sweep."""
+  for other, (what, command) in KINDS.items():
+    if other != name and os.path.lexists(os.path.join(workdir, other)):
+      raise ConfigError('workdir', f'{workdir!r} holds {what} ({other}); resume it with '
+                        f'{command}, or use a new --workdir')
+
+
 def _read_settings(path: str) -> dict:
   """The settings dict stored at `path`; ConfigError if it is not one."""
   try:

@@ -4,13 +4,13 @@ Labels 0..6 are Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral. Usage is
 Training, PublicTest or PrivateTest.
 """
 import csv
-import os
 
 import numpy as np
 
 from fedar_jax.data import images
 from fedar_jax.data.csv_reading import open_csv, unique_columns
 from fedar_jax.data.errors import DataError
+from fedar_jax.data.input_file import require_file
 from fedar_jax.data.pool import Pool
 
 EMOTIONS = ('Angry', 'Disgust', 'Fear', 'Happy', 'Sad', 'Surprise', 'Neutral')
@@ -39,8 +39,7 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
   """
   if not path:
     raise DataError('--data_path', 'is required for --dataset=fer2013')
-  if not os.path.isfile(path):
-    raise DataError(path, 'no such file (--data_path)')
+  require_file(path)
   try:
     with open_csv(path) as f:
       reader = csv.DictReader(f)

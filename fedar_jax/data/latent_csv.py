@@ -16,6 +16,7 @@ import numpy as np
 
 from fedar_jax.data.csv_reading import open_csv, unique_columns
 from fedar_jax.data.errors import DataError
+from fedar_jax.data.input_file import require_file
 from fedar_jax.data.labels import encode_labels
 from fedar_jax.data.pool import Pool
 
@@ -212,8 +213,7 @@ def load(path: str, label_column: str = 'class', client_column: str = ''):
   """A latent CSV, or `.npz` by extension. Returns (Pool, label_ids)."""
   if not path:
     raise DataError('--data_path', 'is required for --dataset=latent_csv')
-  if not os.path.isfile(path):
-    raise DataError(path, 'no such file (--data_path)')
+  require_file(path)
   if path.endswith('.npz'):
     return load_npz(path, client_column)
   return load_csv(path, label_column, client_column)

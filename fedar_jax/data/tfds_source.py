@@ -3,6 +3,9 @@
 The dataset needs an `image` (or `features`) feature and a `label`
 ClassLabel; nothing is downloaded.
 """
+import difflib
+import os
+
 import numpy as np
 
 from fedar_jax.data import images
@@ -20,9 +23,12 @@ def load(name: str, data_dir: str = '', split: str = 'train', image_size: int = 
   """
   import tensorflow_datasets as tfds  # Slow import; only for this source.
   where = f'--dataset=tfds:{name}'
+  _check_data_dir(data_dir)
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
     source = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(where, f'no TFDS dataset of that name; closest: {closest(name, str(e))}')
   except Exception as e:  # TFDS raises many types for "not found / not prepared".
     # The whole message on one line (TFDS lists its "Possible root causes" on further lines).
     msg = ' '.join(line.strip().lstrip('*').strip() for line in str(e).splitlines()
@@ -57,3 +63,19 @@ def load(name: str, data_dir: str = '', split: str = 'train', image_size: int = 
   index = np.full(len(names), -1, np.int32)
   index[present] = np.arange(len(present))
   return Pool(x, index[y], tuple(str(names[k]) for k in present)), tuple(present)
+
+
+def _check_data_dir(data_dir: str) -> None:
+  """DataError unless `data_dir` is empty (TFDS's default) or an existing directory (TFDS
+  would read a missing one as data prepared in a format data_source cannot read)."""
+  if data_dir and not os.path.isdir(data_dir):
+    what = 'is not a directory' if os.path.exists(data_dir) else 'no such directory'
+    raise DataError(data_dir, f'{what} (--data_dir)')
+
+
+def closest(name: str, message: str, n: int = 5) -> str:
+  """The `n` dataset names closest to `name` among those a TFDS DatasetNotFoundError
+  `message` lists (its '- name' lines), comma-separated."""
+  names = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith('- ')]
+  return ', '.join(difflib.get_close_matches(name.split('/')[0].split(':')[0], names, n,
+                                             cutoff=0)) or 'none listed'

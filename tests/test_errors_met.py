@@ -1,0 +1,100 @@
+"""Errors met on the way: each is one line naming the flag or file, exit 2, nothing written.
+
+Table-driven: the commands end to end (a workdir of the other command, a missing
+flagfile), the data sources in-process (a directory as --data_path, TFDS with a
+missing --data_dir or an unknown name; no TFDS data is read or downloaded).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fedar_jax.data import fer2013
+from fedar_jax.data import latent_csv
+from fedar_jax.data import tfds_source
+from fedar_jax.data.errors import DataError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMMAND_CASES = [
+    # (module, settings file already in the workdir, extra flags, expected stderr line)
+    ('fedar_jax.main', 'sweep.json', [], "holds a sweep (sweep.json); resume it with "
+     'fedar-sweep, or use a new --workdir'),
+    ('fedar_jax.sweep', 'config.json', ['--thresholds=1,2'],
+     'holds a run (config.json); resume it with fedar-run, or use a new --workdir'),
+    ('fedar_jax.main', None, ['--flagfile=MISSING'], 'cannot read (No such file or directory)'),
+    ('fedar_jax.sweep', None, ['--flagfile=MISSING'], 'cannot read (No such file or directory)'),
+]
+
+
+@pytest.mark.parametrize('module,settings,extra,expected', COMMAND_CASES)
+def test_command_refuses_with_one_line(tmp_path, module, settings, extra, expected):
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  if settings:
+    (workdir / settings).write_text('{}')
+  before = sorted(os.listdir(workdir))
+  extra = [a.replace('MISSING', str(tmp_path / 'missing.flags')) for a in extra]
+  proc = subprocess.run([sys.executable, '-m', module, f'--workdir={workdir}', '--rounds=1',
+                         *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2, proc.stderr
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines
+  assert 'ERROR::' not in lines[0]
+  assert sorted(os.listdir(workdir)) == before
+
+
+def _directory(tmp_path):
+  return str(tmp_path)
+
+
+def _fifo(tmp_path):
+  path = str(tmp_path / 'data.csv')
+  os.mkfifo(path)
+  return path
+
+
+DATA_PATH_CASES = [
+    (latent_csv.load, _directory, 'is a directory; --data_path names a file'),
+    (fer2013.load, _directory, 'is a directory; --data_path names a file'),
+    (latent_csv.load, _fifo, 'not a regular file (--data_path)'),
+    (fer2013.load, lambda p: str(p / 'absent.csv'), 'no such file (--data_path)'),
+]
+
+
+@pytest.mark.parametrize('load,make,expected', DATA_PATH_CASES)
+def test_data_path_that_is_not_a_file(tmp_path, load, make, expected):
+  path = make(tmp_path)
+  with pytest.raises(DataError) as e:
+    load(path)
+  assert str(e.value) == f'{path}: {expected}'
+
+
+TFDS_CASES = [
+    # (dataset name, data_dir under tmp_path (None: TFDS's default), expected message)
+    ('mnist', 'absent', 'no such directory (--data_dir)'),
+    ('mnist', 'a_file', 'is not a directory (--data_dir)'),
+    ('mnistt', None, '--dataset=tfds:mnistt: no TFDS dataset of that name; closest: mnist, '),
+]
+
+
+@pytest.mark.parametrize('name,data_dir,expected', TFDS_CASES)
+def test_tfds_refusals(tmp_path, name, data_dir, expected):
+  (tmp_path / 'a_file').write_text('')
+  path = '' if data_dir is None else str(tmp_path / data_dir)
+  with pytest.raises(DataError) as e:
+    tfds_source.load(name, data_dir=path)
+  message = str(e.value)
+  assert expected in message and '\n' not in message
+  assert 'already prepared' not in message and 'TFRECORD' not in message
+  assert len(message) < 200, message  # Five close names, not the whole catalogue.
+
+
+def test_closest_names_are_five():
+  listing = 'Dataset cifarr not found.\nAvailable datasets:\n' + ''.join(
+      f'\t- {n}\n' for n in ('mnist', 'cifar10', 'cifar100', 'cars196', 'celeb_a', 'cifar10_1',
+                             'imagenet2012'))
+  names = tfds_source.closest('cifarr', listing).split(', ')
+  assert len(names) == 5 and names[:3] == ['cifar10', 'cifar100', 'cifar10_1']
+  assert 'imagenet2012' not in names and 'mnist' not in names
