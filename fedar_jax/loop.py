@@ -230,7 +230,10 @@ def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) 
   # The summary reads labels and masks only: take no copy of the features (GBs at scale).
   clients = federated.take_clients(data.clients._replace(x=data.clients.x[:, :0]), real)
   os.makedirs(workdir, exist_ok=True)
-  data_summary.write_partition_summary(workdir, data._replace(clients=clients))
+  s = data_summary.write_partition_summary(workdir, data._replace(clients=clients))
+  line = data_summary.single_class_line(s)
+  if line:
+    logging.warning('%s', line)
 
 
 def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:

@@ -98,3 +98,38 @@ def test_closest_names_are_five():
   names = tfds_source.closest('cifarr', listing).split(', ')
   assert len(names) == 5 and names[:3] == ['cifar10', 'cifar100', 'cifar10_1']
   assert 'imagenet2012' not in names and 'mnist' not in names
+
+
+IR_CASES = [
+    # (class counts of one client, IR in partition.json, in partition.csv, gate's traced IR)
+    ([3, 2, 0], 1.5, '1.5000', 1.5),
+    ([0, 0, 7], 'inf', 'inf', 1.0),  # A single class: no minority row to resample from.
+    ([5, 0, 0], 'inf', 'inf', 1.0),
+    ([4, 1, 1], 4.0, '4.0000', 4.0),
+]
+
+
+@pytest.mark.parametrize('counts,json_ir,csv_ir,gate_ir', IR_CASES)
+def test_single_class_client_reports_inf(tmp_path, counts, json_ir, csv_ir, gate_ir):
+  import csv
+  import json
+  import numpy as np
+  from fedar_jax.data import federated, summary
+  from fedar_jax.data.load import FederatedDataset
+  from fedar_jax.resample import gate
+  y = np.repeat(np.arange(3), counts)
+  clients = federated.stack_clients([np.zeros((len(y), 2)), np.zeros((2, 2))],
+                                    [y, np.array([0, 1])])
+  test = federated.TestData(np.zeros((3, 2)), np.array([0, 1, 2]), np.ones(3, bool))
+  s = summary.write_partition_summary(str(tmp_path), FederatedDataset(clients, test,
+                                                                      ('a', 'b', 'c')))
+  assert json.loads((tmp_path / 'partition.json').read_text())['ir'] == [json_ir, 1.0]
+  with open(tmp_path / 'partition.csv') as f:
+    assert [r['ir'] for r in csv.DictReader(f)] == [csv_ir, '1.0000']
+  single = json_ir == 'inf'
+  assert s['ir_histogram']['single_class'] == int(single)
+  assert sum(s['ir_histogram']['clients']) == 2 - int(single)
+  line = summary.single_class_line(s)
+  assert (line == '1 of 2 clients hold a single class (IR inf; nothing to resample, the gate '
+          'leaves them as they are): 0') if single else line is None
+  assert float(gate.imbalance_ratio(np.array(counts))) == gate_ir

@@ -175,8 +175,9 @@ def test_partition_summary_files(tmp_path):
   data = FederatedDataset(clients, test, ('a', 'b', 'c'), np.array([False, True, False]))
   s = summary.write_partition_summary(str(tmp_path), data)
   assert s['counts'] == [[3, 2, 0], [1, 4, 0], [0, 0, 2]]
-  assert s['ir'] == [1.5, 4.0, 1.0] and s['attacker'] == [False, True, False]
-  assert s['ir_histogram']['clients'] == [2, 0, 0, 1, 0, 0, 0, 0, 0]  # (a, b]: 1.5 in [1, 1.5]
+  assert s['ir'] == [1.5, 4.0, 'inf'] and s['attacker'] == [False, True, False]
+  assert s['ir_histogram']['clients'] == [1, 0, 0, 1, 0, 0, 0, 0, 0]  # (a, b]: 1.5 in [1, 1.5]
+  assert s['ir_histogram']['single_class'] == 1  # Client 2 holds class c only.
   assert summary.ir_histogram([1.0, 10.0, 10.5, 250.0]).tolist() == [1, 0, 0, 0, 1, 1, 0, 0, 1]
   assert summary.ir_bin_labels(summary.IR_BINS)[4] == '(5, 10]'
   assert json.loads((tmp_path / 'partition.json').read_text())['n'] == [5, 5, 2]
@@ -184,4 +185,5 @@ def test_partition_summary_files(tmp_path):
     rows = list(csv.reader(f))
   assert rows[0] == ['client', 'n', 'count_a', 'count_b', 'count_c', 'ir', 'attacker']
   assert rows[2] == ['1', '5', '1', '4', '0', '4.0000', '1']
+  assert rows[3] == ['2', '2', '0', '0', '2', 'inf', '0']
   assert (tmp_path / 'partition.png').stat().st_size > 1000

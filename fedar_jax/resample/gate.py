@@ -28,7 +28,9 @@ def imbalance_ratio(counts: jax.Array) -> jax.Array:
     counts: int[K] per-class counts of one client.
 
   Returns:
-    float32 scalar. 1.0 for a client with zero or one non-empty class.
+    float32 scalar. 1.0 for a client with zero or one non-empty class, so the
+    gate never fires for it: one class leaves nothing to resample. (The
+    partition summary, data/summary.py, reports that client's IR as inf.)
   """
   counts = counts.astype(jnp.float32)
   present = counts > 0
