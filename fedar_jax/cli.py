@@ -56,6 +56,8 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
         raise config_lib.ConfigError(field.name, f'expected a comma-separated list of '
                                      f'{elem.__name__}, got {",".join(value)!r}')
     values[field.name] = value
+  if values['partition'] == 'natural' and not flag_values['num_clients'].present:
+    values['num_clients'] = _natural_clients(values)
   if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
     # Latent resampling redraws encoder outputs every round; `once` applies to input rows.
     values['resample_every'] = 'round'
@@ -64,6 +66,16 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
                                                  if flag_values[f].present})
     values.update(defences.flags_of(values['defence']))
   return config_lib.validate(config_lib.RunConfig(**values), host_memory)
+
+
+def _natural_clients(values: dict) -> int:
+  """--partition=natural without --num_clients: one client per distinct id of the data
+  file's client column (the --num_clients default where the file names none)."""
+  from fedar_jax.data import latent_csv  # numpy only; not for the other commands' start.
+  ids = None
+  if values['dataset'] == 'latent_csv' and values['data_path']:
+    ids = latent_csv.count_ids(values['data_path'], values['client_column'])
+  return ids or values['num_clients']
 
 
 def fail(message: str) -> None:

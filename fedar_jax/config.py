@@ -105,7 +105,8 @@ class RunConfig:
   fer2013_usage: tuple[str, ...] = _f((), 'fer2013: keep rows with this Usage (Training, '
                                           'PublicTest, PrivateTest); empty keeps all.')
   tfds_split: str = _f('train', 'Split read from a tfds:NAME dataset.')
-  num_clients: int = _f(10, 'Number of simulated clients C.')
+  num_clients: int = _f(10, 'Number of simulated clients C (--partition=natural: '
+                        'one per distinct client id when not given).')
   samples_per_client: int = _f(220, 'Real samples per client N (real data, partitions other '
                                     'than imbalance: the mean; 0 = share out every row).')
   partition: str = _f('imbalance', f'How real data is split over clients: '

@@ -133,3 +133,56 @@ def test_single_class_client_reports_inf(tmp_path, counts, json_ir, csv_ir, gate
   assert (line == '1 of 2 clients hold a single class (IR inf; nothing to resample, the gate '
           'leaves them as they are): 0') if single else line is None
   assert float(gate.imbalance_ratio(np.array(counts))) == gate_ir
+
+
+def _write_subjects(tmp_path, subjects=13, rows=6):
+  """A latent CSV of `subjects` subjects x `rows` rows (two classes each) and an .npz twin."""
+  import numpy as np
+  lines = ['0,1,class,subject']
+  for s in range(subjects):
+    lines += [f'{r * 0.1},{s * 0.2},{r % 2},s{s:02d}' for r in range(rows)]
+  (tmp_path / 'd.csv').write_text('\n'.join(lines) + '\n')
+  groups = np.repeat(np.arange(subjects), rows)
+  np.savez(tmp_path / 'd.npz', x=np.random.default_rng(0).random((len(groups), 2)),
+           y=np.arange(len(groups)) % 2, groups=groups)
+
+
+NATURAL_CASES = [
+    # (flags after --dataset=latent_csv --partition=natural, clients expected)
+    (['--data_path=CSV', '--client_column=subject'], 13),  # Every distinct id.
+    (['--data_path=NPZ'], 13),  # The .npz's groups array.
+    (['--data_path=CSV', '--client_column=subject', '--num_clients=5'], 5),  # As given.
+    (['--data_path=CSV', '--client_column=subject', '--num_clients=10'], 10),  # The default, given.
+    (['--data_path=CSV'], 10),  # No client column: the default (the loader says what is missing).
+    (['--data_path=ABSENT', '--client_column=subject'], 10),  # Unreadable: the loader says why.
+]
+
+
+@pytest.mark.parametrize('args,clients', NATURAL_CASES)
+def test_natural_partition_uses_every_id_unless_num_clients_given(tmp_path, args, clients):
+  from absl import flags
+  from fedar_jax import cli
+  _write_subjects(tmp_path)
+  paths = {'CSV': tmp_path / 'd.csv', 'NPZ': tmp_path / 'd.npz', 'ABSENT': tmp_path / 'x.csv'}
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', '--dataset=latent_csv', '--partition=natural', '--samples_per_client=0',
+          '--test_per_class=1', *[a.split('=')[0] + '=' + str(paths.get(a.split('=')[1],
+                                                                       a.split('=')[1]))
+                                  for a in args]])
+  assert cli.config_from_flags(values).num_clients == clients
+
+
+def test_natural_partition_says_how_many_it_used(tmp_path, caplog):
+  import numpy as np
+  from fedar_jax.config import RunConfig
+  from fedar_jax.data.load import load_federated
+  _write_subjects(tmp_path)
+  cfg = RunConfig(dataset='latent_csv', data_path=str(tmp_path / 'd.csv'), partition='natural',
+                  client_column='subject', num_clients=13, samples_per_client=0,
+                  test_per_class=1)
+  with caplog.at_level('WARNING'):
+    data = load_federated(cfg)
+  assert np.asarray(data.clients.client_id).tolist() == list(range(13))
+  assert ('--partition=natural: 13 clients, one per --client_column id (13 distinct ids in the '
+          'training rows)') in caplog.text

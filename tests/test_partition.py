@@ -103,8 +103,8 @@ def test_natural_one_client_per_group():
   groups = np.array([5, 7, 5, 9, 7, 5])
   parts = partition.natural(groups, 2)
   assert [p.tolist() for p in parts] == [[0, 2, 5], [1, 4]]
-  with pytest.raises(DataError, match='--num_clients: 4 clients but the --client_column holds '
-                     'only 3'):
+  with pytest.raises(DataError, match='--num_clients: 4 clients but the training rows .* hold '
+                     'only 3 distinct --client_column ids; give a smaller --num_clients'):
     partition.natural(groups, 4)
 
 

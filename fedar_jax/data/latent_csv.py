@@ -209,6 +209,25 @@ def _size(n: int) -> str:
   return f'{n} bytes'
 
 
+def count_ids(path: str, client_column: str = '') -> int | None:
+  """The number of distinct client ids in the `client_column` column (a `.npz`: that array,
+  default `groups`) of the file at `path`, read without its features; None where the file
+  has no such column or cannot be read (loading it then says why)."""
+  try:
+    if path.endswith('.npz'):
+      key = client_column or 'groups'
+      arrays, _ = _read_npz(path, {key})
+      return len({str(v).strip() for v in arrays[key]}) if key in arrays else None
+    if not client_column:
+      return None
+    with open_csv(path) as f:
+      reader = csv.reader(f)
+      column = [h.strip() for h in next(reader)].index(client_column)
+      return len({row[column].strip() for row in reader if len(row) > column})
+  except (DataError, OSError, ValueError, IndexError, StopIteration, csv.Error):
+    return None
+
+
 def load(path: str, label_column: str = 'class', client_column: str = ''):
   """A latent CSV, or `.npz` by extension. Returns (Pool, label_ids)."""
   if not path:

@@ -65,6 +65,8 @@ def partition_rows(cfg, rng: np.random.Generator, y: np.ndarray, groups, class_n
     if groups is None:
       raise DataError('--partition', 'natural needs --client_column (a subject/device id column)')
     parts = partition.natural(groups, c)
+    logging.warning('--partition=natural: %d clients, one per --client_column id (%d distinct '
+                    'ids in the training rows)', c, len(np.unique(groups)))
     if cfg.samples_per_client:
       parts = [np.sort(rng.permutation(p)[:cfg.samples_per_client]) for p in parts]
     return parts

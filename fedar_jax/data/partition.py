@@ -138,8 +138,9 @@ def natural(groups: np.ndarray, num_clients: int) -> list[np.ndarray]:
   """One client per distinct group id (e.g. a subject), the first C ids in sorted order."""
   ids = np.unique(groups)
   if len(ids) < num_clients:
-    raise DataError('--num_clients', f'{num_clients} clients but the --client_column holds '
-                    f'only {len(ids)} distinct ids')
+    raise DataError('--num_clients', f'{num_clients} clients but the training rows (after '
+                    f'--classes and the test split) hold only {len(ids)} distinct '
+                    '--client_column ids; give a smaller --num_clients')
   return [np.flatnonzero(groups == g) for g in ids[:num_clients]]
 
 
