@@ -36,6 +36,7 @@ def main(argv):
   cli.no_arguments(argv)
   with cli.bad_input_fails():
     cfg = cli.config_from_flags()
+    cli.refuse_idle_flags(cfg)
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
     workdir_lib.check_unlocked(FLAGS.workdir)

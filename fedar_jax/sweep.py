@@ -123,6 +123,7 @@ def main(argv):
     base = cli.config_from_flags()
     workdir_lib.check_paths(FLAGS.workdir)
     lists = sweep_lists(FLAGS, base)
+    cli.refuse_idle_flags(base, FLAGS, lists)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
     workdir_lib.check_unlocked(FLAGS.workdir)
@@ -144,7 +145,8 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   from fedar_jax import sweep_data
   from fedar_jax import sweep_runner
   # Multi-host: every process runs this same command; process 0 writes the workdir.
-  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
+  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id,
+                         base.coordinator_timeout_s)
   writer = distributed.is_writer()
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)

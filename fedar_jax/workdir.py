@@ -26,7 +26,7 @@ from fedar_jax.config import ConfigError
 # checkpoint cadence and the process layout (multi-host results equal
 # single-process ones) do not change any number.
 RESUMABLE = ('rounds', 'checkpoint_every', 'keep_checkpoints', 'coordinator_address',
-             'num_processes', 'process_id')
+             'num_processes', 'process_id', 'coordinator_timeout_s')
 
 
 def _normalise(settings: dict) -> dict:
