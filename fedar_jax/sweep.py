@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from fedar_jax import cli
+from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import defences
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
@@ -127,6 +128,7 @@ def main(argv):
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
     workdir_lib.check_unlocked(FLAGS.workdir)
+    compile_cache.check(FLAGS.compilation_cache_dir)
   logging.set_verbosity(logging.WARNING)
   # JAX and the sweep's modules load after the flags are checked, and before the sweep's
   # signal handlers go in (as in fedar_jax.main).
