@@ -45,9 +45,9 @@ def read_rows(path: str) -> tuple[list[str], list[dict]]:
 
   Raises ValueError naming the file, and the line where there is one, for a file
   without a header, a row with another number of cells than the header, or a cell of
-  a number column that is not a number.
+  a number column that is not a number, or text that is not UTF-8.
   """
-  with open(path, newline='', errors='replace') as f:
+  with open(path, newline='') as f:
     reader = csv.reader(f)
     try:
       header = next(reader, None)
@@ -56,6 +56,9 @@ def read_rows(path: str) -> tuple[list[str], list[dict]]:
       rows = [_row(path, reader.line_num, header, cells) for cells in reader]
     except csv.Error as e:
       raise ValueError(f'{path}, line {reader.line_num}: {e}') from None
+    except UnicodeDecodeError:
+      raise ValueError(f'{path}: not UTF-8 text; restore the file or rerun the command that '
+                       'writes it') from None
   return header, rows
 
 

@@ -28,8 +28,8 @@ SWEEP_HEADER = ('imbalance_ratio,resampler,threshold,seed,learning_rate,data_see
 
 def _write(path, text):
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    f.write(text)
+  with open(path, 'wb') as f:
+    f.write(text.encode('latin-1'))  # '\xff': a byte that is not UTF-8.
 
 
 def _entry_as_dir(name):
@@ -102,6 +102,9 @@ CASES = [
     ('report_bad_cell_metrics', 'report', [], {},
      lambda w: _run_files(w, METRICS + '2,0.5,zz,0.5,0.5,0.7,0.01\n'),
      "metrics.csv, line 3: gmean is 'zz', not a number"),
+    ('report_metrics_not_utf8', 'report', [], {},
+     lambda w: _run_files(w, METRICS + '2,0.5,\xff,0.5,0.5,0.7,0.01\n'),
+     'metrics.csv: not UTF-8 text'),
     ('report_empty_sweep', 'report', [], {}, lambda w: _sweep_files(w, ''),
      'sweep.csv: empty (no header line)'),
     ('report_ragged_sweep', 'report', [], {},
