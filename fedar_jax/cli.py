@@ -16,8 +16,10 @@ from absl import flags
 
 from fedar_jax import config as config_lib
 from fedar_jax import defences
+from fedar_jax import flag_use
 from fedar_jax import flagfiles
 from fedar_jax import interrupts
+from fedar_jax import sweep_axes
 from fedar_jax.data.errors import DataError
 
 FLAGS = flags.FLAGS
@@ -76,6 +78,19 @@ def _natural_clients(values: dict) -> int:
   if values['dataset'] == 'latent_csv' and values['data_path']:
     ids = latent_csv.count_ids(values['data_path'], values['client_column'])
   return ids or values['num_clients']
+
+
+def refuse_idle_flags(cfg: config_lib.RunConfig, flag_values=FLAGS, lists=None) -> None:
+  """ConfigError naming a flag given explicitly that does nothing under `cfg` (and, in a
+  sweep, the sweep `lists` as `sweep.sweep_lists` returns them): `flag_use.APPLIES`."""
+  swept = {}
+  for name, values in (lists or {}).items():
+    swept.setdefault(sweep_axes.SWEEP_FLAGS[name].field, set()).update(values)
+
+  def values(field):
+    return {getattr(cfg, field)} | swept.get(field, set())
+  given = [name for name in flag_use.APPLIES if name in flag_values and flag_values[name].present]
+  flag_use.refuse_idle(given, values, lambda f: flag_values[f].value)
 
 
 def fail(message: str) -> None:

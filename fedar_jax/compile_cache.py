@@ -19,6 +19,22 @@ def default_dir() -> str:
   return os.path.join(base, 'fedar_jax', 'jax')
 
 
+def check(directory: str) -> None:
+  """Makes `directory` (the cache, if absent); ConfigError naming --compilation_cache_dir and
+  the path if it cannot be made or written ('' : nothing to check)."""
+  from fedar_jax.config import ConfigError
+  from fedar_jax import workdir
+  if not directory:
+    return
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise ConfigError('compilation_cache_dir', f'{directory!r} cannot be made '
+                      f'({e.strerror or type(e).__name__}); give another directory, or an '
+                      'empty one to turn the cache off') from None
+  workdir.check_writable(directory, 'compilation_cache_dir', directory)
+
+
 def enable(directory: str) -> None:
   """Turns the persistent cache on in `directory` (created if absent); '' leaves it off."""
   if not directory:

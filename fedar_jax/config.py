@@ -194,6 +194,9 @@ class RunConfig:
                                     'empty = one process.')
   num_processes: int = _f(1, 'Multi-host: number of processes (hosts).')
   process_id: int = _f(0, 'Multi-host: this process\'s index in [0, --num_processes).')
+  coordinator_timeout_s: int = _f(120, 'Multi-host: seconds to wait for every process to join '
+                                       'at --coordinator_address; past it the command ends '
+                                       'with one line naming the address (exit 2).')
   matmul_precision: str = _f('default', f'Float32 matmul/conv precision of training and '
                                         f'evaluation: {", ".join(precision.PRECISIONS)} (see '
                                         f'docs/design.md; neighbour search is always highest).')
@@ -384,6 +387,7 @@ def _validate_scale(cfg: RunConfig) -> None:
     raise ConfigError('client_fraction', 'give either --clients_per_round or '
                       '--client_fraction, not both')
   _at_least(cfg, 'num_processes', 1)
+  _at_least(cfg, 'coordinator_timeout_s', 1)
   if not 0 <= cfg.process_id < cfg.num_processes:
     raise ConfigError('process_id', f'must be in [0, {cfg.num_processes}), got {cfg.process_id}')
   if cfg.num_processes > 1 and not cfg.coordinator_address:

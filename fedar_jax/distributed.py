@@ -3,6 +3,10 @@
 One process per host; every process runs the same program on a global mesh
 (sharding.make_mesh) and loads only the client rows its own devices hold.
 """
+import os
+import sys
+import threading
+
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -11,21 +15,39 @@ _started = False
 
 
 def initialize(coordinator_address: str = '', num_processes: int = 1,
-               process_id: int = 0) -> bool:
+               process_id: int = 0, timeout_s: int = 120) -> bool:
   """Calls `jax.distributed.initialize` once, before any other JAX work.
 
   coordinator_address: 'host:port' of process 0; 'auto' lets JAX detect
   everything from the environment (Cloud TPU pods, SLURM); '' means a
-  single-process run (nothing to do). Returns whether this is a multi-process run.
+  single-process run (nothing to do). If the processes have not all joined
+  within `timeout_s` seconds, the command ends with one line naming the address
+  (exit status 2). Returns whether this is a multi-process run.
   """
   global _started
   if coordinator_address and not _started:
-    if coordinator_address == 'auto':
-      jax.distributed.initialize()
-    else:
-      jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    timer = threading.Timer(timeout_s, _give_up, (coordinator_address, num_processes, timeout_s))
+    timer.daemon = True
+    timer.start()
+    try:  # JAX's own timeout (an abort with a stack dump) is kept past ours.
+      if coordinator_address == 'auto':
+        jax.distributed.initialize(initialization_timeout=timeout_s + 60)
+      else:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                                   initialization_timeout=timeout_s + 60)
+    finally:
+      timer.cancel()
     _started = True
   return jax.process_count() > 1
+
+
+def _give_up(coordinator_address: str, num_processes: int, timeout_s: int) -> None:
+  """Ends the process from the timer thread: the join blocks inside XLA, past Python's reach."""
+  print(f'error: --coordinator_address: the {num_processes} processes did not all join at '
+        f'{coordinator_address} within {timeout_s} s (--coordinator_timeout_s); start every '
+        'process with the same --coordinator_address and --num_processes, and check that '
+        'process 0 is reachable there', file=sys.stderr, flush=True)
+  os._exit(2)
 
 
 def local_rows(sharding: jax.sharding.Sharding, global_rows: int) -> tuple[int, int]:

@@ -213,7 +213,8 @@ def setup(cfg: RunConfig):
   Returns (Experiment, mesh). Raises DataError / ConfigError for data that
   does not fit the flags; nothing has been written to the workdir by then.
   """
-  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+  distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
+                         cfg.coordinator_timeout_s)
   mesh = sharding.make_mesh()
   with progress.stage('loading data, building the model'):
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))

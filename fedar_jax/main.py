@@ -36,10 +36,12 @@ def main(argv):
   cli.no_arguments(argv)
   with cli.bad_input_fails():
     cfg = cli.config_from_flags()
+    cli.refuse_idle_flags(cfg)
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_kind(FLAGS.workdir, 'config.json')
     workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
     workdir_lib.check_unlocked(FLAGS.workdir)
+    compile_cache.check(FLAGS.compilation_cache_dir)
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.
   # JAX loads after the flags are checked, and before the run's signal handlers go in:
   # a signal that raised inside JAX's import would abort or be dropped.

@@ -86,6 +86,7 @@ def main(argv):
   try:
     base = cli.config_from_flags(host_memory=local)
     lists = sweep_lib.sweep_lists(FLAGS, base, host_memory=local)
+    cli.refuse_idle_flags(base, FLAGS, lists)
   except config_lib.ConfigError as e:
     cli.fail(str(e))
   from fedar_jax import planning  # Imports JAX; keep flag errors fast.

@@ -72,7 +72,10 @@ def main(argv=None):
     print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
     return
   try:
-    flagfiles.parse(flag_values, argv)
+    argv = flagfiles.parse(flag_values, argv)
+    if len(argv) > 1:
+      raise ValueError(f'unexpected arguments: {" ".join(argv[1:])} (every input is a flag: '
+                       '--workdir=DIR)')
     if not flag_values.workdir:
       raise ValueError('--workdir: is required')
     sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))
@@ -85,6 +88,11 @@ def main(argv=None):
                        'or fedar_jax.main first)')
   except (flags.Error, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # A file or folder of the workdir that cannot be read or written.
+    what = ('exists and is not a directory' if isinstance(e, (FileExistsError, NotADirectoryError))
+            else e.strerror or type(e).__name__)
+    print(f'error: {e.filename}: {what}', file=sys.stderr)
     sys.exit(2)
   print(f"wrote {', '.join(outputs)}")
 

@@ -36,10 +36,46 @@ BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer
 TIE_TOL = 5e-7
 
 
+# Columns of text; every other column of sweep.csv and metrics.csv holds numbers.
+TEXT_COLUMNS = tuple(e.field for e in sweep_axes.SWEEP_FLAGS.values() if e.type is str)
+
+
 def read_rows(path: str) -> tuple[list[str], list[dict]]:
+  """The header and the rows (dicts of strings) of the CSV file `path`.
+
+  Raises ValueError naming the file, and the line where there is one, for a file
+  without a header, a row with another number of cells than the header, or a cell of
+  a number column that is not a number, or text that is not UTF-8.
+  """
   with open(path, newline='') as f:
-    reader = csv.DictReader(f)
-    return list(reader.fieldnames), list(reader)
+    reader = csv.reader(f)
+    try:
+      header = next(reader, None)
+      if not header:
+        raise ValueError(f'{path}: empty (no header line); rerun the command that writes it')
+      rows = [_row(path, reader.line_num, header, cells) for cells in reader]
+    except csv.Error as e:
+      raise ValueError(f'{path}, line {reader.line_num}: {e}') from None
+    except UnicodeDecodeError:
+      raise ValueError(f'{path}: not UTF-8 text; restore the file or rerun the command that '
+                       'writes it') from None
+  return header, rows
+
+
+def _row(path: str, line: int, header: list[str], cells: list[str]) -> dict:
+  if len(cells) != len(header):
+    raise ValueError(f'{path}, line {line}: {len(cells)} cells, the header has {len(header)}; '
+                     'restore the file or rerun the command that writes it')
+  row = dict(zip(header, cells))
+  for column, cell in row.items():
+    if column in TEXT_COLUMNS:
+      continue
+    try:
+      float(cell)
+    except ValueError:
+      raise ValueError(f'{path}, line {line}: {column} is {cell!r}, not a number; restore '
+                       'the file or rerun the command that writes it') from None
+  return row
 
 
 def row_key(row) -> tuple:

@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from fedar_jax import cli
+from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
 from fedar_jax import defences
 from fedar_jax import main as main_lib  # Defines --workdir and one flag per RunConfig field.
@@ -124,9 +125,11 @@ def main(argv):
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_kind(FLAGS.workdir, 'sweep.json')
     lists = sweep_lists(FLAGS, base)
+    cli.refuse_idle_flags(base, FLAGS, lists)
     settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
     workdir_lib.check_unlocked(FLAGS.workdir)
+    compile_cache.check(FLAGS.compilation_cache_dir)
   logging.set_verbosity(logging.WARNING)
   # JAX and the sweep's modules load after the flags are checked, and before the sweep's
   # signal handlers go in (as in fedar_jax.main).
@@ -145,7 +148,8 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   from fedar_jax import sweep_data
   from fedar_jax import sweep_runner
   # Multi-host: every process runs this same command; process 0 writes the workdir.
-  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id)
+  distributed.initialize(base.coordinator_address, base.num_processes, base.process_id,
+                         base.coordinator_timeout_s)
   writer = distributed.is_writer()
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)

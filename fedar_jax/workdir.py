@@ -15,6 +15,7 @@ workdir before compiling anything.
 """
 import contextlib
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +27,7 @@ from fedar_jax.config import ConfigError
 # checkpoint cadence and the process layout (multi-host results equal
 # single-process ones) do not change any number.
 RESUMABLE = ('rounds', 'checkpoint_every', 'keep_checkpoints', 'coordinator_address',
-             'num_processes', 'process_id')
+             'num_processes', 'process_id', 'coordinator_timeout_s')
 
 
 def _normalise(settings: dict) -> dict:
@@ -82,10 +83,19 @@ def _read_settings(path: str) -> dict:
   return stored
 
 
-def check_paths(workdir: str, subdirs=('checkpoints',)) -> None:
-  """Raises ConfigError unless `workdir` (and its `subdirs`, where present) can be directories.
+# What the commands write in a workdir: files (the settings files are checked as they are
+# read, `check_resume`), and folders.
+FILES = ('metrics.csv', 'sweep.csv', 'summary.json', 'summary.csv',
+         'partition.json', 'partition.csv', 'partition.png', 'report.md', 'lock')
+FOLDERS = ('checkpoints', 'plots', 'tb')
 
-  A missing workdir must have a directory as its nearest existing ancestor.
+
+def check_paths(workdir: str, subdirs=FOLDERS, files=FILES) -> None:
+  """Raises ConfigError unless `workdir` can be a directory this process writes in, with
+  its `subdirs` directories and its `files` regular files (those present).
+
+  A missing workdir must have a directory as its nearest existing ancestor, one that a
+  folder can be made in; an existing one must take a new file (a probe, removed at once).
   """
   if not workdir:
     raise ConfigError('workdir', 'is required')
@@ -102,6 +112,27 @@ def check_paths(workdir: str, subdirs=('checkpoints',)) -> None:
     if os.path.lexists(sub) and not os.path.isdir(sub):
       raise ConfigError('workdir', f'{sub!r} exists and is not a directory; move it away '
                         'or use a new --workdir')
+  for name in files:
+    entry = os.path.join(path, name)
+    if os.path.lexists(entry) and not os.path.isfile(entry):
+      raise ConfigError('workdir', f'{entry!r} exists and is not a regular file; move it away '
+                        'or use a new --workdir')
+  check_writable(path if parent == path else parent, 'workdir', workdir)
+
+
+def check_writable(directory: str, flag: str, shown: str) -> None:
+  """Raises ConfigError naming `--flag` and `shown` unless a folder can be made in the
+  existing `directory` (made and removed at once), and `shown`'s own name is not too long."""
+  probe = os.path.join(directory, f'.fedar_probe_{os.getpid()}')
+  try:
+    os.mkdir(probe)
+    os.rmdir(probe)
+    for part in os.path.abspath(shown).split(os.sep):
+      if len(os.fsencode(part)) > os.pathconf(directory, 'PC_NAME_MAX'):
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+  except OSError as e:
+    raise ConfigError(flag, f'{shown!r} cannot be written ({e.strerror or type(e).__name__}); '
+                      f'use another --{flag}') from None
 
 
 def check_unlocked(workdir: str) -> None:

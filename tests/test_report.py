@@ -192,7 +192,7 @@ def test_defence_by_attacker_fraction_table_per_attack(tmp_path):
             final[(attack, defence, fraction, seed)] = g
             for r, value in ((1, 0.0), (2, g)):
               writer.writerow(['4', resampler, '1.5', seed, '0.001', '0', fraction, aggregator,
-                               attack, defence, r, value] + [0.5] * 8 + [0, 0.1])
+                               attack, defence, r, value] + [0.5] * 7 + [0, 0.1])
   outputs = report.write_report(str(tmp_path))
   tables = report_tables.attack_tables(report_columns.read_rows(str(tmp_path / 'sweep.csv'))[1])
   assert [t['attack'] for t in tables] == ['skew', 'label_flip']
