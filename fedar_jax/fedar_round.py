@@ -340,14 +340,3 @@ def checkpoint_end(r: int, rounds: int, every: int) -> int:
   """The round a call that starts at round r may run to: the next multiple of `every`
   (a checkpoint) at or after r, or the last round."""
   return min(for_each_client.round_up(r, every), rounds)
-
-
-def round_blocks(done: int, rounds: int, every: int) -> list[tuple[int, int]]:
-  """(first round, number of rounds) of each call after `done` of `rounds` rounds:
-  blocks end at multiples of `every` (the checkpoints) and at the last round."""
-  blocks, r = [], done + 1
-  while r <= rounds:
-    end = checkpoint_end(r, rounds, every)
-    blocks.append((r, end - r + 1))
-    r = end + 1
-  return blocks

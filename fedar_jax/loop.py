@@ -48,11 +48,6 @@ def csv_header(class_names) -> list[str]:
              'train_loss', 'round_s'])
 
 
-def csv_row(round_index: int, out: fedar_round.RoundOutput, seconds: float) -> list:
-  """One metrics.csv row; client statistics over the round's participating clients."""
-  return csv_rows(round_index, jax.tree.map(lambda a: a[None], sharding.fetch(out)), seconds)[0]
-
-
 def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
   """metrics.csv rows of a block of R rounds from first_round, computed at once.
 
@@ -133,11 +128,6 @@ def run_block(step, state, clients, test, hparams, count: int):
   # run's last, partial call.
   outs = jax.tree.map(lambda a: a[:count], sharding.fetch(device_outs))
   return state, device_outs, outs, time.perf_counter() - t
-
-
-def round_output(outs, i: int):
-  """Round i of stacked outputs (leading axis [rounds])."""
-  return jax.tree.map(lambda a: a[i], outs)
 
 
 class RowSink(NamedTuple):
