@@ -19,10 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fedar_jax import fedar_round
-from fedar_jax import methods
-from fedar_jax import resample
 from fedar_jax import sampling
-from fedar_jax import server
 from fedar_jax import sharding
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig
@@ -101,22 +98,11 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   of S points over `num_data` (U) stacked data sets, on `mesh`."""
   cfg = points[0]
   round_layout, rows = layout(cfg, mesh, client_block)
-  resampler = resample.make_resampler(
-      cfg.resampler, num_classes=shape.num_classes, capacity=shape.capacity,
-      max_class_count=shape.max_class_count,
-      **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
+  resampler = train.resampler_for(cfg, shape.num_classes, shape.capacity,
+                                  shape.max_class_count)
   model = train.model_builder(cfg.model)(cfg, _one_row_data(shape), resampler)
-  spec = fedar_round.RoundSpec(model.apply_fn, resampler, shape.num_classes,
-                               cfg.local_epochs, cfg.batch_size,
-                               client_pipeline=model.client_pipeline,
-                               methods=methods.methods_of(cfg),
-                               matmul_precision=cfg.matmul_precision, **round_layout._asdict())
-  method_params = methods.params_of(cfg)
-  state = fedar_round.ServerState(
-      model.params, np.int32(0), server.make_server(spec.methods).init(model.params,
-                                                                       method_params))
-  hparams = fedar_round.HParams.create(
-      cfg.threshold, cfg.learning_rate, cfg.seed, method_params,
+  spec, state, hparams = train.round_parts(
+      cfg, model, resampler, shape.num_classes, round_layout,
       np.zeros(rows, bool) if cfg.attack == 'scale' else None)
   if sweep:
     lead, placed = (len(points),), sharding.leading(mesh, sharding.SWEEP)

@@ -127,10 +127,19 @@ def build_resampler(cfg: RunConfig, data: FederatedDataset,
   the data's (over all processes). Image rows are resampled as vectors.
   """
   num_classes = len(data.class_names)
+  return resampler_for(cfg, num_classes, data.clients.x.shape[1],
+                       max_class_count or distributed.global_max(
+                           federated.max_class_count(data.clients, num_classes)))
+
+
+def resampler_for(cfg: RunConfig, num_classes: int, capacity: int,
+                  max_class_count: int) -> resample.Resampler:
+  """--resampler with its options for K classes, N = `capacity` rows per client and the
+  static bound `max_class_count` (from data: `build_resampler`; from shapes alone:
+  abstract_build)."""
   return resample.make_resampler(
-      cfg.resampler, num_classes=num_classes, capacity=data.clients.x.shape[1],
-      max_class_count=max_class_count or distributed.global_max(
-          federated.max_class_count(data.clients, num_classes)),
+      cfg.resampler, num_classes=num_classes, capacity=capacity,
+      max_class_count=max_class_count,
       **{name: getattr(cfg, name) for name in resample.OPTION_NAMES})
 
 
@@ -217,16 +226,26 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   data = pad_and_standardize(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
   resampler = build_resampler(cfg, data, max_class_count)
   model = model_builder(cfg.model)(cfg, data, resampler)
-  spec = fedar_round.RoundSpec(model.apply_fn, resampler, len(data.class_names),
-                             cfg.local_epochs, cfg.batch_size,
-                             client_pipeline=model.client_pipeline,
-                             methods=methods.methods_of(cfg),
-                             matmul_precision=cfg.matmul_precision, **rows.layout._asdict())
+  spec, state, hparams = round_parts(cfg, model, resampler, len(data.class_names),
+                                     rows.layout, attackers(cfg, data))
+  return Experiment(spec, data, state, hparams)
+
+
+def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num_classes: int,
+                layout: fedar_round.ClientLayout, attackers):
+  """(RoundSpec, initial ServerState, HParams) of `cfg` for a built model, the same whether
+  the data was built (`build`) or only its shapes are known (abstract_build).
+  attackers: bool[rows] or None, as `attackers`."""
+  spec = fedar_round.RoundSpec(model.apply_fn, resampler, num_classes,
+                               cfg.local_epochs, cfg.batch_size,
+                               client_pipeline=model.client_pipeline,
+                               methods=methods.methods_of(cfg),
+                               matmul_precision=cfg.matmul_precision, **layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)
-  return Experiment(spec, data, fedar_round.ServerState(model.params, jnp.int32(0), opt_state),
-                    fedar_round.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
-                                             method_params, attackers(cfg, data)))
+  return (spec, fedar_round.ServerState(model.params, jnp.int32(0), opt_state),
+          fedar_round.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
+                                     method_params, attackers))
 
 
 def attackers(cfg: RunConfig, data: FederatedDataset) -> np.ndarray | None:
