@@ -32,6 +32,7 @@ import builtins
 import concurrent.futures
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -195,7 +196,7 @@ class PopulationStore:
     try:
       with np.load(name, allow_pickle=False) as f:
         stats = tuple(np.asarray(f[k], np.float64) for k in ('count', 'sum', 'sum_sq'))
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
       raise DataError(name, f'truncated or unreadable ({str(e).splitlines()[0]})')
     if stats[1].shape != self.row_shape or stats[2].shape != self.row_shape:
       raise DataError(name, f'statistics of shape {stats[1].shape}, expected {self.row_shape}')

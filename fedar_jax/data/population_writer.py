@@ -29,7 +29,7 @@ from fedar_jax.data.errors import DataError
 # The RunConfig fields that decide a population's rows (besides the Data group's).
 ATTACK_FIELDS = ('attacker_fraction', 'attack', 'attack_ratio', 'attack_target')
 SHARD_BYTES = 256 << 20  # Target size of one shard's x file.
-MOMENT_CLIENTS = 4096  # Clients whose float64 moments are computed at once.
+MOMENT_CLIENTS = 512  # Clients whose float64 moments are computed at once.
 BUILD = 'build.json'
 
 
@@ -127,12 +127,21 @@ def _stored_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
   return np.where(dirty, n, rows).astype(np.int32)
 
 
+def _moments(x: np.ndarray, mask: np.ndarray):
+  """`standardize.moments(x, mask)`, the same bits; without the mask's product when every
+  row is real."""
+  if not mask.all():
+    return standardize_lib.moments(x, mask)
+  xf = x.astype(np.float64)
+  return (np.full(mask.shape[:1], mask.shape[1], np.float64), np.sum(xf, axis=1),
+          np.sum(xf * xf, axis=1))
+
+
 def _accumulate(running, x, mask):
   """Running (count, sum, sum_sq) plus clients x[P, N, ...]: the per-client moments added
   one client after another (the order numpy's sum over the client axis adds them)."""
   for first in range(0, x.shape[0], MOMENT_CLIENTS):
-    part = standardize_lib.moments(x[first:first + MOMENT_CLIENTS],
-                                   mask[first:first + MOMENT_CLIENTS])
+    part = _moments(x[first:first + MOMENT_CLIENTS], mask[first:first + MOMENT_CLIENTS])
     running = tuple(np.cumsum(np.concatenate([r[None], p.reshape((-1,) + r.shape)]), axis=0)[-1]
                     for r, p in zip(running, part))
   return running
@@ -272,30 +281,26 @@ def write(cfg, out: str, dtype: str = '', per_shard: int = 0, command: str = '',
     raise
 
 
-def _start_partial(partial: str, build: dict) -> None:
-  """Keeps `partial` when it was started with `build`, else starts it afresh."""
-  build_file = os.path.join(partial, BUILD)
-  if os.path.isdir(partial):
-    try:
-      with open(build_file) as f:
-        same = json.load(f) == build
-    except (OSError, ValueError):
-      same = False
-    if same:
-      return
-    shutil.rmtree(partial)
-  os.makedirs(os.path.join(partial, 'shards'))
-  _write_json(build_file, build)
+def _same_build(partial: str, build: dict) -> bool:
+  """Whether `partial` was started by a write with this `build`."""
+  try:
+    with open(os.path.join(partial, BUILD)) as f:
+      return json.load(f) == build
+  except (OSError, ValueError):
+    return False
 
 
 def _write(cfg, source, plan: Plan, build, out, partial, parent, command, progress) -> dict:
-  resuming = os.path.isdir(partial)
-  _start_partial(partial, build)
+  same = _same_build(partial, build)
   done = 0
-  while done < plan.num_shards and os.path.isfile(_part_path(partial, done)):
+  while same and done < plan.num_shards and os.path.isfile(_part_path(partial, done)):
     done += 1
-  if not resuming or done < plan.num_shards:
-    _check_space(parent, plan.upper_bytes() * (plan.num_shards - done) // plan.num_shards)
+  _check_space(parent, plan.upper_bytes() * (plan.num_shards - done) // plan.num_shards)
+  if not same:  # Absent, or started with other flags: start afresh.
+    if os.path.isdir(partial):
+      shutil.rmtree(partial)
+    os.makedirs(os.path.join(partial, 'shards'))
+    _write_json(os.path.join(partial, BUILD), build)
   running = (np.zeros(()), np.zeros(plan.row_shape), np.zeros(plan.row_shape))
   if done:
     with np.load(_part_path(partial, done - 1)) as f:
@@ -304,33 +309,63 @@ def _write(cfg, source, plan: Plan, build, out, partial, parent, command, progre
     progress(plan.shard_clients(done)[0], plan.num_clients, done, plan.num_shards)
   test = class_names = None
   writer = _ShardWriter()
-  for s in range(done, plan.num_shards):
-    lo, hi = plan.shard_clients(s)
-    data = source.load(lo, hi)
-    test, class_names = data.test, data.class_names
-    x, y, mask = data.clients.x, data.clients.y, data.clients.mask
-    rows = mask.sum(axis=1).astype(np.int32)
-    if not np.array_equal(mask, np.arange(mask.shape[1])[None, :] < rows[:, None]):
-      raise ValueError('client rows must be the first `rows` of each slot')
-    stored = _stored_rows(x, y, rows)
-    running = _accumulate(running, x, mask)
-    keep = np.arange(mask.shape[1])[None, :] < stored[:, None]
-    counts = np.stack([np.bincount(y[i][mask[i]], minlength=len(class_names))
-                       for i in range(len(y))]).astype(np.int32)
-    part = dict(rows=rows, stored=stored, class_counts=counts, count=running[0],
-                sum=running[1], sum_sq=running[2])
-    if data.attackers is not None:
-      part['attackers'] = np.asarray(data.attackers, bool)
-    writer.put(partial, s, to_storage(x[keep], plan.dtype), y[keep], part,
-               progress and (lambda hi=hi, s=s: progress(hi, plan.num_clients, s + 1,
-                                                          plan.num_shards)))
-  writer.close()
+  try:
+    test, class_names = _write_shards(source, plan, partial, done, running, writer, progress)
+  finally:
+    writer.close()  # The shard being saved is finished (or its error raised).
   if test is None:  # Every shard was written by an earlier invocation.
     data = source.load(0, min(1, plan.num_clients))
     test, class_names = data.test, data.class_names
   meta = _finish(cfg, plan, build, partial, test, class_names, command)
   _rename(partial, out)
   return meta
+
+
+def _write_shards(source, plan, partial, done, running, writer, progress):
+  """Shards done .. num_shards - 1 of `plan`; returns (test set, class names) or (None, None).
+  Shard s is summarised and saved on the writer's thread while shard s + 1 is loaded."""
+  test = class_names = None
+  state = {'running': running}
+  for s in range(done, plan.num_shards):
+    lo, hi = plan.shard_clients(s)
+    data = source.load(lo, hi)
+    test, class_names = data.test, data.class_names
+
+    def save(s=s, hi=hi, data=data):
+      _save_shard(partial, s, data, plan.dtype, state)
+      if progress:
+        progress(hi, plan.num_clients, s + 1, plan.num_shards)
+    writer.put(save)
+  return test, class_names
+
+
+def _class_counts(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
+  """int32[P, K]: real rows per class of each client (y int32[P, N], mask bool[P, N])."""
+  owner = np.broadcast_to(np.arange(len(y))[:, None], y.shape)
+  flat = owner[mask].astype(np.int64) * num_classes + y[mask]
+  return np.bincount(flat, minlength=len(y) * num_classes).reshape(
+      len(y), num_classes).astype(np.int32)
+
+
+def _save_shard(partial, s, data, dtype, state) -> None:
+  """Shard s's rows, labels, then its summary (part-SSSSS.npz: row counts, class counts,
+  attackers, the population moments up to this shard): `state['running']` moves on."""
+  x, y, mask = data.clients.x, data.clients.y, data.clients.mask
+  rows = mask.sum(axis=1).astype(np.int32)
+  if not np.array_equal(mask, np.arange(mask.shape[1])[None, :] < rows[:, None]):
+    raise ValueError('client rows must be the first `rows` of each slot')
+  stored = _stored_rows(x, y, rows)
+  running = state['running'] = _accumulate(state['running'], x, mask)
+  keep = np.arange(mask.shape[1])[None, :] < stored[:, None]
+  part = dict(rows=rows, stored=stored,
+              class_counts=_class_counts(y, mask, len(data.class_names)),
+              count=running[0], sum=running[1], sum_sq=running[2])
+  if data.attackers is not None:
+    part['attackers'] = np.asarray(data.attackers, bool)
+  rows_x = x.reshape((-1,) + x.shape[2:]) if keep.all() else x[keep]
+  _save(store.shard_path(partial, 'x', s), to_storage(rows_x, dtype))
+  _save(store.shard_path(partial, 'y', s), y.reshape(-1) if keep.all() else y[keep])
+  _save_npz(_part_path(partial, s), **part)
 
 
 def _rename(partial: str, out: str) -> None:
@@ -356,20 +391,16 @@ class _ShardWriter:
       error, self._error = self._error, None
       raise error
 
-  def put(self, root, s, x, y, part, done=None):
-    """Saves shard s (x, y, then its summary `part`), then calls done() (if given)."""
+  def put(self, fn):
+    """Runs fn() on the writer's thread once the previous one is done."""
     self._join()
 
-    def save():
+    def run():
       try:
-        _save(store.shard_path(root, 'x', s), x)
-        _save(store.shard_path(root, 'y', s), y)
-        _save_npz(_part_path(root, s), **part)
-        if done:
-          done()
+        fn()
       except BaseException as e:  # pylint: disable=broad-except
         self._error = e
-    self._thread = threading.Thread(target=save, daemon=True)
+    self._thread = threading.Thread(target=run, daemon=True)
     self._thread.start()
 
   def close(self):
