@@ -2,8 +2,9 @@
 
 Writes a synthetic population of 1,000,000 clients x 32 rows x 64 features
 (2 classes, IR 10, float32; --quick: 20,000 clients) with `fedar-population`
-(`python -m fedar_jax.population`, a child process: its wall time, peak RSS and
-bytes written), next to the baseline of the same run: the same clients drawn in
+(`python -m fedar_jax.population`, a child process: its wall and CPU seconds,
+peak RSS and bytes written, and the 1-minute load average after it: the machine
+is shared), next to the baseline of the same run: the same clients drawn in
 memory by `synthetic.synthetic_federated` (timed on --population_baseline
 clients, extrapolated linearly). Then gathers 5 random cohorts of 1,000 clients
 from the population (`population_store.open(...).cohort`), each from a cold page
@@ -27,6 +28,11 @@ from fedar_jax.data import synthetic
 ROWS, DIMS, CLASSES, RATIO, COHORT = 32, 64, 2, 10.0, 1000
 FLAGS = [f'--samples_per_client={ROWS}', f'--feature_dim={DIMS}', f'--num_classes={CLASSES}',
          f'--imbalance_ratio={RATIO:g}', '--test_per_class=100']
+
+
+def _cpu_seconds() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
 
 
 def _drop_cache(store) -> None:
@@ -61,19 +67,23 @@ def run(args):
   t = time.perf_counter()
   subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
   write_s = time.perf_counter() - t
-  write_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-  t = time.perf_counter()
+  child = resource.getrusage(resource.RUSAGE_CHILDREN)
+  write_rss, write_cpu = child.ru_maxrss / 2**20, child.ru_utime + child.ru_stime
+  t, cpu = time.perf_counter(), _cpu_seconds()
   mem, _ = synthetic.synthetic_federated(0, clients, ROWS, CLASSES, DIMS, RATIO, 100,
                                          range(base_clients))
-  base_s = (time.perf_counter() - t) * clients / base_clients
+  scale = clients / base_clients
+  base_s, base_cpu = (time.perf_counter() - t) * scale, (_cpu_seconds() - cpu) * scale
   store = population_store.open(out)
   meta = store.metadata
   yield {'what': 'population_write', 'clients': clients, 'rows': ROWS, 'dims': DIMS,
          'dtype': meta['storage_dtype'], 'seconds': round(write_s, 1),
+         'cpu_s': round(write_cpu, 1), 'load_average': round(os.getloadavg()[0], 1),
          'gb_written': round(meta['shard_bytes'] / 1e9, 2), 'shards': meta['num_shards'],
          'peak_rss_gib': round(write_rss, 2),
          'in_memory_timed_clients': base_clients,
          'in_memory_seconds_extrapolated': round(base_s, 1),
+         'in_memory_cpu_s_extrapolated': round(base_cpu, 1),
          'command': ' '.join(['python'] + command[1:])}
   rng = np.random.default_rng(0)
   cold, warm = _gather_times(store, rng)

@@ -307,14 +307,15 @@ def test_shard_of_other_dtype_or_row_shape(pop):
 
 
 def test_flags_differing_from_the_population(pop):
-  meta = population_store.open(pop).metadata
-  population_writer.check_config(meta, small_cfg(), pop)
-  population_writer.check_config(meta, small_cfg(standardize='client', rounds=3), pop)
+  store = population_store.open(pop)
+  store.check_config(small_cfg())
+  meta = store.metadata
+  population_store.check_config(meta, small_cfg(standardize='client', rounds=3), pop)
   with pytest.raises(DataError, match=r'--feature_dim: is 5; .* built with 4'):
-    population_writer.check_config(meta, small_cfg(feature_dim=5), pop)
+    population_store.check_config(meta, small_cfg(feature_dim=5), pop)
   with pytest.raises(DataError, match='--data_seed: draws the data with seed 2'):
-    population_writer.check_config(meta, small_cfg(seed=2), pop)
-  population_writer.check_config(meta, small_cfg(seed=2, data_seed=0), pop)
+    population_store.check_config(meta, small_cfg(seed=2), pop)
+  population_store.check_config(meta, small_cfg(seed=2, data_seed=0), pop)
 
 
 def test_cohort_outside_the_population(pop):

@@ -36,6 +36,7 @@ import zipfile
 
 import numpy as np
 
+from fedar_jax import config as config_lib
 from fedar_jax.data.errors import DataError
 from fedar_jax.data.federated import ClientData, TestData
 
@@ -47,6 +48,8 @@ STORAGE_DTYPES = ('float32', 'float16', 'uint8')
 INDEX_FIELDS = {'shard': np.int32, 'offset': np.int64, 'stored': np.int32, 'rows': np.int32,
                 'class_counts': np.int32}
 READ_THREADS = 8
+# The RunConfig fields that decide a population's rows (besides the Data group's).
+ATTACK_FIELDS = ('attacker_fraction', 'attack', 'attack_ratio', 'attack_target')
 
 
 def shard_path(root: str, kind: str, shard: int) -> str:
@@ -95,6 +98,37 @@ def read_metadata(path: str) -> dict:
     raise DataError(meta_file, f'storage dtype {meta["storage_dtype"]!r} is not one of '
                     f'{", ".join(STORAGE_DTYPES)}')
   return meta
+
+
+def population_fields() -> tuple[str, ...]:
+  """The RunConfig fields a population is built from: the Data group but --standardize
+  (applied when read), the attack fields, and the seeds."""
+  data = [f.name for title, group in config_lib.groups() if title == 'Data' for f in group]
+  return tuple(f for f in data if f != 'standardize') + ATTACK_FIELDS + ('seed', 'data_seed')
+
+
+def population_flags(cfg) -> dict:
+  """{field: value} of `population_fields` (JSON-ready: tuples as lists)."""
+  d = cfg.to_dict()
+  return {f: d[f] for f in population_fields()}
+
+
+def check_config(meta: dict, cfg, path: str) -> None:
+  """DataError naming the first flag whose value differs from the one that built the
+  population `path` (metadata `meta`); the effective data seed is what is compared."""
+  built = dict(meta.get('flags', {}))
+  want = population_flags(cfg)
+  seed = lambda f: f['data_seed'] if f['data_seed'] >= 0 else f['seed']
+  if 'seed' in built and seed(built) != seed(want):
+    raise DataError('--data_seed', f'draws the data with seed {seed(want)}; {path} was built '
+                    f'with seed {seed(built)}')
+  for name in population_fields():
+    if name in ('seed', 'data_seed') or name not in built:
+      continue
+    have = tuple(built[name]) if isinstance(built[name], list) else built[name]
+    value = tuple(want[name]) if isinstance(want[name], list) else want[name]
+    if have != value:
+      raise DataError(f'--{name}', f'is {value!r}; {path} was built with {have!r}')
 
 
 def _load_npy(path: str, dtype=None, shape=None, mmap: bool = False) -> np.ndarray:
@@ -233,6 +267,11 @@ class PopulationStore:
     list(self._pool.map(read, range(p), chunksize=max(1, p // (4 * READ_THREADS))))
     mask = np.arange(n)[None, :] < rows[:, None]
     return ClientData(to_float32(x), y, mask, ids.astype(np.int32))
+
+  def check_config(self, cfg) -> None:
+    """DataError naming the first data flag of `cfg` (a RunConfig) that differs from the
+    flags that built this population (row shape, classes, partition, seeds, attackers)."""
+    check_config(self.metadata, cfg, self.path)
 
   def attackers(self, client_ids) -> np.ndarray | None:
     """bool[P]: which of `client_ids` are attackers, or None (the flags made none)."""

@@ -20,48 +20,14 @@ import time
 
 import numpy as np
 
-from fedar_jax import config as config_lib
 from fedar_jax.data import load
 from fedar_jax.data import population_store as store
 from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data.errors import DataError
 
-# The RunConfig fields that decide a population's rows (besides the Data group's).
-ATTACK_FIELDS = ('attacker_fraction', 'attack', 'attack_ratio', 'attack_target')
 SHARD_BYTES = 256 << 20  # Target size of one shard's x file.
 MOMENT_CLIENTS = 512  # Clients whose float64 moments are computed at once.
 BUILD = 'build.json'
-
-
-def population_fields() -> tuple[str, ...]:
-  """The RunConfig fields a population is built from: the Data group but --standardize
-  (applied when read), the attack fields, and the seeds."""
-  data = [f.name for title, group in config_lib.groups() if title == 'Data' for f in group]
-  return tuple(f for f in data if f != 'standardize') + ATTACK_FIELDS + ('seed', 'data_seed')
-
-
-def population_flags(cfg) -> dict:
-  """{field: value} of `population_fields` (JSON-ready: tuples as lists)."""
-  d = cfg.to_dict()
-  return {f: d[f] for f in population_fields()}
-
-
-def check_config(meta: dict, cfg, path: str) -> None:
-  """DataError naming the first flag whose value differs from the one that built the
-  population `path` (metadata `meta`); the effective data seed is what is compared."""
-  built = dict(meta.get('flags', {}))
-  want = population_flags(cfg)
-  seed = lambda f: f['data_seed'] if f['data_seed'] >= 0 else f['seed']
-  if 'seed' in built and seed(built) != seed(want):
-    raise DataError('--data_seed', f'draws the data with seed {seed(want)}; {path} was built '
-                    f'with seed {seed(built)}')
-  for name in population_fields():
-    if name in ('seed', 'data_seed') or name not in built:
-      continue
-    have = tuple(built[name]) if isinstance(built[name], list) else built[name]
-    value = tuple(want[name]) if isinstance(want[name], list) else want[name]
-    if have != value:
-      raise DataError(f'--{name}', f'is {value!r}; {path} was built with {have!r}')
 
 
 def clients_per_shard(capacity: int, row_bytes: int, num_clients: int) -> int:
@@ -120,11 +86,11 @@ def _stored_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
   """int32[P]: rows to store per client: its real rows, or all N where the rows past
   them are not zero (an attacker's masked rows keep data)."""
   n = y.shape[1]
-  past = np.arange(n)[None, :] >= rows[:, None]
-  dirty = np.any(np.where(past, y, 0) != 0, axis=1)
-  flat = x.reshape(x.shape[0], n, -1)
-  dirty |= np.any((flat != 0) & past[..., None], axis=(1, 2))
-  return np.where(dirty, n, rows).astype(np.int32)
+  stored = rows.astype(np.int32)
+  for c in np.flatnonzero(rows < n):
+    if np.any(y[c, rows[c]:]) or np.any(x[c, rows[c]:]):
+      stored[c] = n
+  return stored
 
 
 def _moments(x: np.ndarray, mask: np.ndarray):
@@ -245,8 +211,8 @@ def write(cfg, out: str, dtype: str = '', per_shard: int = 0, command: str = '',
   """
   out = os.path.normpath(out)
   partial = out + store.PARTIAL_SUFFIX
-  build = {'version': store.VERSION, 'flags': population_flags(cfg), 'storage_dtype': dtype,
-           'clients_per_shard': per_shard}
+  build = {'version': store.VERSION, 'flags': store.population_flags(cfg),
+           'storage_dtype': dtype, 'clients_per_shard': per_shard}
   if _check_out(out, build):
     return store.read_metadata(out)
   if os.path.isfile(os.path.join(partial, store.METADATA)):  # Killed before its rename.
@@ -446,7 +412,7 @@ def _finish(cfg, plan: Plan, build, partial, test, class_names, command) -> dict
       'partition': 'imbalance' if cfg.dataset == 'synthetic' else cfg.partition,
       'seed': cfg.seed, 'data_seed': cfg.effective_data_seed,
       'standardization': 'raw rows; stats.npz holds the moments of --standardize=federated',
-      'flags': population_flags(cfg), 'build': build, 'command': command,
+      'flags': store.population_flags(cfg), 'build': build, 'command': command,
       'written': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
   _write_json(os.path.join(partial, store.METADATA), meta)
   for s in range(plan.num_shards):
