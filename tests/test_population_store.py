@@ -2,8 +2,10 @@
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -288,6 +290,7 @@ def test_missing_file(pop, name):
     ('stored', lambda a: np.maximum(a - 1, 1), 'stored.npy: row counts disagree|rows.npy'),
     ('rows', lambda a: a[:-1], r'rows.npy: has shape \(49,\)'),
     ('offset', lambda a: a.astype(np.int32), 'offset.npy: holds int32'),
+    ('offset', lambda a: np.r_[a[0], a[0], a[2:]], 'offset.npy: clients overlap'),
 ])
 def test_index_disagreeing_with_shards(pop, name, change, message):
   path = population_store.index_path(pop, name)
@@ -357,3 +360,33 @@ def test_cli_writes_and_refuses_bad_flags(tmp_path):
                                                                     for b in bad))])
     assert r.returncode == 2 and r.stderr.startswith('error: ' + message), (bad, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL])
+def test_cli_killed_mid_write_then_rerun_finishes(tmp_path, signum):
+  out = tmp_path / 'pop'
+  flags = [f'--out={out}', '--clients_per_shard=5', '--num_clients=2000',
+           *[f'--{k}={v}' for k, v in SMALL.items() if k != 'num_clients']]
+  proc = subprocess.Popen([sys.executable, '-m', 'fedar_jax.population', *flags],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 120
+    while not (tmp_path / 'pop.partial' / 'shards' / 'part-00003.npz').exists():
+      assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+      time.sleep(0.01)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode in (128 + signum, -signum), stderr
+  if signum == signal.SIGTERM:
+    assert stderr.strip().splitlines()[-1].startswith('interrupted; '), stderr
+  assert not out.exists()
+  with pytest.raises(DataError, match='half-written'):
+    population_store.open(str(out))
+  r = run_cli(*flags)
+  assert r.returncode == 0, r.stderr
+  cfg = small_cfg(num_clients=2000)
+  ids = np.array([0, 1999, 17, 1000, 4, 5])
+  assert_same_cohort(population_store.open(str(out)), load.load_federated(cfg), ids)

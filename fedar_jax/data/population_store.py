@@ -162,6 +162,11 @@ def _check_index(path: str, meta: dict, index: dict) -> None:
   if not np.array_equal(np.bincount(shard, weights=stored, minlength=len(shard_rows)),
                         shard_rows) or c != len(rows):
     raise DataError(index_path(path, 'stored'), 'row counts disagree with the shards')
+  order = np.lexsort((offset, shard))
+  ends = offset[order] + stored[order]
+  first = np.r_[True, shard[order][1:] != shard[order][:-1]]
+  if np.any(offset[order] != np.where(first, 0, np.r_[0, ends[:-1]])):
+    raise DataError(index_path(path, 'offset'), 'clients overlap or leave gaps in a shard')
 
 
 class PopulationStore:
