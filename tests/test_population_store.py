@@ -12,6 +12,7 @@ import pytest
 
 from fedar_jax import config
 from fedar_jax.data import cohort_scaling
+from fedar_jax.data import federated
 from fedar_jax.data import load
 from fedar_jax.data import population_store
 from fedar_jax.data import population_writer
@@ -70,6 +71,7 @@ def test_synthetic_round_trip_equals_load_federated(tmp_path):
   assert_same_test(store, data)
   assert store.attackers(IDS) is None
   np.testing.assert_array_equal(store.class_counts.sum(axis=1), store.rows)
+  assert store.max_class_count == federated.max_class_count(data.clients, 2)
 
 
 def test_synthetic_attackers_round_trip(tmp_path):
@@ -78,6 +80,7 @@ def test_synthetic_attackers_round_trip(tmp_path):
   store = written(tmp_path, cfg, per_shard=16)
   data = load.load_federated(cfg)
   assert data.attackers.any() and (store.rows < store.capacity).any()
+  assert store.max_class_count == federated.max_class_count(data.clients, 2)
   assert_same_cohort(store, data, np.arange(50))
   np.testing.assert_array_equal(store.attackers(IDS), data.attackers[IDS])
 
