@@ -358,6 +358,7 @@ def test_cli_writes_and_refuses_bad_flags(tmp_path):
   for bad, message in (([f'--out={out}', '--population_dtype=int8'], '--population_dtype:'),
                        ([f'--out={out}', '--seed=4'], '--out: ') ,
                        (['--num_clients=0'], '--num_clients:'),
+                       ([f'--out={out}', '--color=rgb'], '--color:'),
                        ([], '--out: is required')):
     r = run_cli(*bad, *[f for f in flags if not f.startswith(tuple(b.split('=')[0] + '='
                                                                     for b in bad))])
