@@ -7,6 +7,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from fedar_jax import planning
@@ -112,9 +113,24 @@ def test_largest_fitting_block_bisects_the_block_sizes():
   assert planning.largest_fitting_block(lambda b: False, 100, 4) is None
 
 
-def test_unplannable_data_is_refused():
-  with pytest.raises(ConfigError, match='--dataset: latent_csv cannot be planned'):
-    planning.abstract_build.data_shape([RunConfig(dataset='latent_csv')])
+def test_file_data_is_planned_with_the_shapes_the_run_loads(tmp_path):
+  from fedar_jax import train
+  from fedar_jax.data import federated
+  from tests.test_data_latent_csv import write_csv
+  rng = np.random.default_rng(0)
+  y = rng.permutation(np.arange(300) % 3)
+  write_csv(tmp_path / 'f.csv', rng.normal(size=(300, 6)).astype(np.float32), y)
+  cfg = RunConfig(dataset='latent_csv', data_path=str(tmp_path / 'f.csv'), num_clients=4,
+                  samples_per_client=30, test_per_class=10)
+  shape = planning.abstract_build.data_shape([cfg])
+  data = train.load_data(cfg)
+  assert shape.exact and shape.row_shape == (6,) == data.clients.x.shape[2:]
+  assert shape.capacity == data.clients.x.shape[1] and shape.num_classes == 3
+  assert shape.test_rows == data.test.x.shape[0]
+  assert shape.max_class_count == federated.max_class_count(data.clients, 3)
+
+
+def test_synthetic_sweep_shape_covers_every_data_set():
   axes = sweep_axes.SweepAxes.of(RunConfig(), imbalance_ratios=(1.0, 5.0))
   shape = planning.abstract_build.data_shape(
       [RunConfig().replace(**d) for d in sweep_axes.data_settings(axes)])
