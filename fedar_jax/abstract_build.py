@@ -9,10 +9,11 @@ them.
 
 The data's shapes (`data_shape`): synthetic data's come from the flags,
 exactly, including the resamplers' static bound on a client's largest class
-count (`synthetic.imbalanced_counts`); data read from files (a CSV, FER2013,
-an image folder, a prepared TFDS data set) is read and partitioned on the host
-as the run would, and its shapes taken from the result (nothing goes to a
-device): exact as well.
+count (`synthetic.imbalanced_counts`); data read from files has its labels
+read and partitioned on the host as the run would (FER2013's label column and
+an image folder's file names only, no pixel read; encoded-feature files and
+TFDS data sets through their loaders), its shapes taken from the result:
+exact as well.
 """
 from typing import NamedTuple
 
@@ -59,22 +60,23 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
 
 
 def _read_shape(cfgs: list[RunConfig]) -> DataShape:
-  """Data read from files: loaded and partitioned on the host, one data set at a time."""
+  """Data read from files: each data set's labels partitioned on the host as the run would
+  (`load.load_labels`: image pixels are not read), the rows zero-width."""
   from fedar_jax.data import load  # Reads files; the synthetic plan never needs it.
   capacity = test_rows = max_count = 0
   row_shape, names = None, None
   for cfg in cfgs:
-    data = load.load_federated(cfg.replace(seed=cfg.effective_data_seed))
+    pool, label_ids, row_shape = load.load_labels(cfg)
+    data = load.federate_pool(cfg.replace(seed=cfg.effective_data_seed), pool, label_ids)
     k = len(data.class_names)
     if names is not None and data.class_names != names:
       raise ConfigError('dataset', f'the data sets of the sweep have different classes: {names} '
                         f'and {data.class_names}')
-    names, row_shape = data.class_names, tuple(data.clients.x.shape[2:])
+    names = data.class_names
     capacity = max(capacity, data.clients.x.shape[1])
     test_rows = max(test_rows, data.test.x.shape[0])
     max_count = max(max_count, federated.max_class_count(data.clients, k))
-    del data
-  return DataShape(capacity, row_shape, len(names), test_rows, max_count, True)
+  return DataShape(capacity, tuple(row_shape), len(names), test_rows, max_count, True)
 
 
 class ProgramInputs(NamedTuple):

@@ -11,8 +11,8 @@ HBM, XLA's flops and estimated seconds per round, the estimated study time,
 compile seconds. --plan_json writes the same as JSON. A program over a chip's
 memory is refused with one line naming the settings that would fit (exit 2);
 so is bad input (an unknown topology, a target the mesh cannot use, data files
-that cannot be read). Data read from files is loaded and partitioned on the host
-to take its shapes. docs/scale.md, "Plan before you launch".
+that cannot be read). Data read from files has its labels partitioned on the
+host to take its shapes (no image pixels are read). docs/scale.md, "Plan before you launch".
 """
 import json
 import sys
