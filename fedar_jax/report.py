@@ -5,13 +5,16 @@ from a sweep's DIR/sweep.csv,
                     empty for one seed) over seeds, keyed by every setting column of
                     sweep.csv but the seed (KEY_COLUMNS, from sweep_axes.SETTING_COLUMNS;
                     a column an older sweep.csv lacks reads as '')
-  DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
-  DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
-  DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
-  DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
-                                     (sweeps over two or more ratios)
-  DIR/plots/gmean_vs_attackers.png   final G-mean vs attacker fraction, a line per defence,
-                                     a panel per attack (sweeps over two or more fractions)
+  DIR/plots/gmean_vs_<x>.png  final G-mean against each swept number x (gmean_vs_ir.png,
+                    gmean_vs_threshold.png, gmean_vs_attackers.png, gmean_vs_<column>.png):
+                    a line per value of a swept code setting (else of another swept number),
+                    a panel per combination of the rest, mean and 95% CI band over seeds,
+                    the baseline (`none`, else the first value) in black, coinciding lines
+                    merged ("smote = smote_tomek"); more than 8 lines: a panel per line
+                    with the baseline, or a ranked dot plot (gmean_by_<column>.png, also
+                    where no number is swept). Layout: report_axes.
+  DIR/plots/gmean_per_round.png, recall_per_class.png   G-mean per round and final
+                    per-class recall, a line (bar group) per value of the same setting
   DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
                     paper's resampler x imbalance ratio table; the defence x attacker
                     fraction table per attack) and the plots
@@ -29,7 +32,7 @@ if __name__ == '__main__':
 
 from fedar_jax import flagfiles
 from fedar_jax.report_columns import read_rows
-from fedar_jax.report_plots import write_attack_plot, write_ir_plot, write_plots, write_run_plot
+from fedar_jax.report_plots import write_run_plot, write_sweep_figures
 from fedar_jax.report_tables import (attack_table_markdown, attack_tables, ir_table_markdown,
                                      ir_tables, summarize, write_markdown, write_summary)
 
@@ -45,18 +48,16 @@ def write_report(workdir: str) -> list[str]:
   header, summary = summarize(columns, rows)
   summary_path = os.path.join(workdir, 'summary.csv')
   write_summary(summary_path, header, summary)
-  plots = write_plots(os.path.join(workdir, 'plots'), columns, rows, summary)
+  plots, notes = write_sweep_figures(os.path.join(workdir, 'plots'), columns, rows)
   sections = []
   tables = ir_tables(rows)
   if any(len(t['ratios']) > 1 for t in tables):
-    plots.append(write_ir_plot(os.path.join(workdir, 'plots'), tables))
     sections = ir_table_markdown(tables)
   attacks = attack_tables(rows)
   if any(len(t['fractions']) > 1 for t in attacks):
-    plots.append(write_attack_plot(os.path.join(workdir, 'plots'), attacks))
     sections = list(sections) + attack_table_markdown(attacks)
   report_path = os.path.join(workdir, 'report.md')
-  write_markdown(report_path, columns, summary, plots, sections)
+  write_markdown(report_path, columns, summary, plots, sections, notes)
   return [summary_path, *plots, report_path]
 
 

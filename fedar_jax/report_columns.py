@@ -131,16 +131,9 @@ def spread(summary: list[dict]) -> str:
   return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
 
 
-# The per-setting figures (a line or a panel per setting) are left out above this many
-# settings: a 90-panel grid is 2340 x 17550 pixels and a 90-line legend unreadable.
+# The per-round figures are left out above this many panels (a 90-panel grid is 2340 x
+# 17550 pixels).
 MAX_PANELS = 24
-
-
-def too_many_panels(summary: list[dict]) -> int:
-  """The number of settings (lines / panels) of the per-setting figures when it exceeds
-  MAX_PANELS, else 0."""
-  n = len({panel_of(row_key(s)) for s in summary})
-  return n if n > MAX_PANELS else 0
 
 
 def setting_label(setting: dict, varying=()) -> str:

@@ -7,10 +7,10 @@ import os
 import numpy as np
 
 from fedar_jax import sweep_axes
-from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, MAX_PANELS, NOT_METRICS,
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, NOT_METRICS,
                                       TIE_TOL, count_text, defence_fields, heading, panel_of,
                                       row_key, setting_label, shown_keys, sort_key, sort_value,
-                                      spread, too_many_panels, varying_settings)
+                                      spread, varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -77,7 +77,7 @@ def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
 
 
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
-                   sections: list[str] = ()) -> None:
+                   sections: list[str] = (), notes: list[str] = ()) -> None:
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   keys = shown_keys(summary)
   panel_keys = [c for c in keys if c != 'threshold']
@@ -112,11 +112,7 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
   lines += [''] + list(sections)
   lines += ['', '## Plots', '']
-  many = too_many_panels(summary)
-  if many:
-    lines += [f'{many} settings: the per-setting figures (G-mean vs threshold, G-mean per '
-              f'round, per-class recall) are left out above {MAX_PANELS}; their numbers are '
-              'in the tables above and in `summary.csv`.', '']
+  lines += [n for note in notes for n in (note, '')]
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')

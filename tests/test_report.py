@@ -224,8 +224,9 @@ def test_no_attack_table_without_attacker_fractions(tmp_path):
   assert not (tmp_path / 'plots' / 'gmean_vs_attackers.png').exists()
 
 
-def test_per_setting_figures_are_left_out_above_max_panels(tmp_path):
-  n = report_columns.MAX_PANELS + 1  # One setting (imbalance ratio) per panel, 2 seeds each.
+def test_per_round_figures_are_left_out_above_max_lines(tmp_path):
+  from fedar_jax import report_axes
+  n = report_axes.MAX_LINES + 1  # One setting (imbalance ratio) per line, 2 seeds each.
   with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(COLUMNS)
@@ -233,10 +234,10 @@ def test_per_setting_figures_are_left_out_above_max_panels(tmp_path):
       for seed in ('0', '1'):
         writer.writerow([ir, 'smote', '1.5', seed, '0.001', 1] + [0.5] * (len(COLUMNS) - 6))
   outputs = report.write_report(str(tmp_path))
-  assert not any(name in p for p in outputs for name in (
-      'gmean_vs_threshold', 'gmean_per_round', 'recall_per_class'))
+  assert not any(name in p for p in outputs for name in ('gmean_per_round', 'recall_per_class'))
+  assert sum('gmean_vs_ir' in p for p in outputs) == 1
   md = (tmp_path / 'report.md').read_text()
-  assert f'{n} settings: the per-setting figures' in md and f'left out above {n - 1}' in md
+  assert f'left out ({n} IR values, more than {n - 1} lines)' in md
   # One setting fewer: the figures are back.
   rows = (tmp_path / 'sweep.csv').read_text().splitlines()
   (tmp_path / 'sweep.csv').write_text('\n'.join(rows[:-2]) + '\n')
