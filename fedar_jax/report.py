@@ -57,7 +57,7 @@ def write_report(workdir: str) -> list[str]:
   if any(len(t['fractions']) > 1 for t in attacks):
     sections = list(sections) + attack_table_markdown(attacks)
   report_path = os.path.join(workdir, 'report.md')
-  write_markdown(report_path, columns, summary, plots, sections, notes)
+  write_markdown(report_path, columns, summary, plots, sections, notes, rows)
   return [summary_path, *plots, report_path]
 
 

@@ -12,12 +12,6 @@ KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
 THRESHOLD = KEY_COLUMNS.index('threshold')
 
 
-# The key columns report.md's tables always show (those of the first sweeps); the others
-# only where they vary.
-SHOWN_KEYS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
-              'attacker_fraction')
-
-
 # sweep.csv columns that are settings or bookkeeping, not metrics.
 NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
 
@@ -89,10 +83,10 @@ def heading(column: str) -> str:
 
 
 def shown_keys(summary: list[dict]) -> list[str]:
-  """The key columns report.md's tables show: SHOWN_KEYS and every other key column
-  that varies across the summary."""
-  return [c for c in KEY_COLUMNS
-          if c in SHOWN_KEYS or len({s.get(c, '') for s in summary}) > 1]
+  """The key columns report.md's tables show: those that vary across the summary (the
+  first, imbalance ratio, where none does)."""
+  return [c for c in KEY_COLUMNS if len({s.get(c, '') for s in summary}) > 1] or [
+      KEY_COLUMNS[0]]
 
 
 def sort_value(value: str):
