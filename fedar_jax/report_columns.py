@@ -61,7 +61,7 @@ def _row(path: str, line: int, header: list[str], cells: list[str]) -> dict:
     raise ValueError(f'{path}, line {line}: {len(cells)} cells, the header has {len(header)}; '
                      'restore the file or rerun the command that writes it')
   row = dict(zip(header, cells))
-  for column, cell in row.items():
+  for column, cell in zip(header[:_known(header)], cells):
     if column in TEXT_COLUMNS:
       continue
     try:
@@ -70,6 +70,32 @@ def _row(path: str, line: int, header: list[str], cells: list[str]) -> dict:
       raise ValueError(f'{path}, line {line}: {column} is {cell!r}, not a number; restore '
                        'the file or rerun the command that writes it') from None
   return row
+
+
+# The last column the writers of metrics.csv / sweep.csv put down; columns after it are
+# appended by newer writers and read as metrics where every cell is a number.
+LAST_KNOWN = 'round_s'
+
+
+def _known(header: list[str]) -> int:
+  """How many leading columns of `header` the report knows (and checks)."""
+  return header.index(LAST_KNOWN) + 1 if LAST_KNOWN in header else len(header)
+
+
+def metric_columns(columns: list[str], rows: list[dict]) -> list[str]:
+  """The metric columns of a sweep.csv: every column but the settings and bookkeeping,
+  less appended columns (after LAST_KNOWN) with a cell that is not a number."""
+  known = _known(columns)
+
+  def numeric(c):
+    try:
+      for r in rows:
+        float(r[c])
+    except ValueError:
+      return False
+    return True
+  return [c for i, c in enumerate(columns)
+          if c not in NOT_METRICS and (i < known or numeric(c))]
 
 
 def row_key(row) -> tuple:

@@ -9,8 +9,8 @@ import numpy as np
 
 from fedar_jax import sweep_axes
 from fedar_jax.report_stats import TEST_NAME, interval95, separable_best
-from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, NOT_METRICS, THRESHOLD,
-                                      count_text, defence_fields, heading, panel_of,
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, THRESHOLD, count_text,
+                                      defence_fields, heading, metric_columns, panel_of,
                                       row_key, setting_label, shown_keys, sort_key, sort_value,
                                       spread, varying_settings)
 
@@ -22,7 +22,7 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   Returns (header, rows) for summary.csv; values are floats (std and ci95 None for one
   seed). Columns of sweep.csv the report does not know are metrics like any other.
   """
-  metric_cols = [c for c in columns if c not in NOT_METRICS]
+  metric_cols = metric_columns(columns, rows)
   final = {}
   for row in rows:
     point = row_key(row) + (row['seed'],)

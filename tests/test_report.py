@@ -295,3 +295,20 @@ def test_paired_t_holm_and_interval_match_scipy():
   assert report_stats.separable_best({'a': a}) == ('a', [])
   # Too few pairs to test: never separable.
   assert report_stats.paired_p({(0, ''): 1.0}, {(0, ''): 0.0}) == 1.0
+
+
+def test_columns_appended_after_round_s_are_tolerated(tmp_path):
+  """Newer writers append columns: numeric ones are summarized, others left out."""
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS + ['client_gmean_mean', 'epsilon', 'note'])
+    for t in ('1', '3'):
+      for seed in (0, 1):
+        writer.writerow(['4', 'smote', t, seed, '0.001', 1] + [0.5] * (len(COLUMNS) - 6)
+                        + [0.25 + seed, '' if seed else '1.5', 'x'])
+  report.write_report(str(tmp_path))
+  with open(tmp_path / 'summary.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert float(rows[0]['client_gmean_mean_mean']) == pytest.approx(0.75)
+  assert 'epsilon_mean' not in rows[0] and 'note_mean' not in rows[0]
+  assert list(rows[0])[-1] == 'client_gmean_mean_ci95'
