@@ -106,6 +106,11 @@ def _legend_label(layout: Layout, group: list, base) -> str:
   return text + (' (baseline)' if base in group else '')
 
 
+def _legend_height(entries: int) -> float:
+  """Inches a figure needs for an outside legend of `entries` lines (and its title)."""
+  return 1.6 + 0.26 * entries
+
+
 def _band(ax, x, mean, half, colour):
   """The 95% CI band around a line, clipped to G-mean's range [0, 1]."""
   if np.isfinite(half).any():
@@ -163,7 +168,8 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
              for panel in panels for g in groups if g is not first]
   cols = min(4 if len(cells) > 9 else 3, len(cells))
   n_rows = math.ceil(len(cells) / cols)
-  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols), 3.6 * n_rows)
+  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
+                                max(3.6 * n_rows, _legend_height(len(groups))))
   styles = {}
   for i, g in enumerate(groups):
     styles[g[0]] = plot_style.series_style(i - (base in groups[0]), base in g)
@@ -266,7 +272,8 @@ def _round_figure(path: str, layout: Layout, rows: list[dict]) -> str:
   base = baseline(layout.lines, lines)
   cols = min(3, len(panels))
   n_rows = math.ceil(len(panels) / cols)
-  fig, axes = plot_style.figure(n_rows, cols, 4.4 * cols, 3.4 * n_rows)
+  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
+                                max(3.6 * n_rows, _legend_height(len(groups))))
   from matplotlib.ticker import MaxNLocator
   for ax, panel in zip(axes.flat, panels):
     for i, g in enumerate(groups):

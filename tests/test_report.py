@@ -312,3 +312,32 @@ def test_columns_appended_after_round_s_are_tolerated(tmp_path):
   assert float(rows[0]['client_gmean_mean_mean']) == pytest.approx(0.75)
   assert 'epsilon_mean' not in rows[0] and 'note_mean' not in rows[0]
   assert list(rows[0])[-1] == 'client_gmean_mean_ci95'
+
+
+def test_figure_merges_coinciding_lines_and_draws_the_baseline_black(tmp_path, monkeypatch):
+  from fedar_jax import plot_style, report_plots
+  figures = {}
+
+  def keep(fig, path):
+    figures[os.path.basename(path)] = ([t.get_text() for t in fig.legends[0].get_texts()],
+                                       [l.get_color() for l in fig.axes[0].get_lines()],
+                                       [round(ax.get_ylim()[1], 6) for ax in fig.axes
+                                        if ax.get_visible()])
+    plot_style.pyplot().close(fig)
+    return path
+  monkeypatch.setattr(report_plots.plot_style, 'save_outside', keep)
+  with open(tmp_path / 'sweep.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for ir in ('2', '10'):
+      for t in ('1', '3'):
+        for r, g in (('smote', 0.8), ('none', 0.6), ('smote_tomek', 0.8), ('enn', 0.7)):
+          for seed in (0, 1):
+            metrics = [0.5] * (len(COLUMNS) - 6)
+            metrics[COLUMNS.index('gmean') - 6] = g + 0.01 * seed + 0.1 * (t == '3')
+            writer.writerow([ir, r, t, seed, '0.001', 1] + metrics)
+  report.write_report(str(tmp_path))
+  labels, colours, tops = figures['gmean_vs_ir.png']
+  assert labels == ['none (baseline)', 'smote = smote_tomek', 'enn']
+  assert colours[0] == '#000000' and len(set(colours)) == 3
+  assert len(tops) == 2 and len(set(tops)) == 1  # Panels threshold 1 and 3, one y-scale.
