@@ -21,6 +21,11 @@ from a sweep's DIR/sweep.csv,
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
+
+Several inputs, `--workdir=A --workdir=B ... --out=DIR` (runs or sweeps), go into one
+report in DIR (report_compare): report.md, compared.csv (final metrics per input and
+setting, mean and 95% interval over seeds) and plots/ (the inputs as lines, one y-scale,
+per-round curves overlaid). DIR may not be one of the inputs.
 """
 import os
 import sys
@@ -61,32 +66,50 @@ def write_report(workdir: str) -> list[str]:
   return [summary_path, *plots, report_path]
 
 
+def _write_one(workdir: str) -> list[str]:
+  sweep, run = (os.path.join(workdir, n) for n in ('sweep.csv', 'metrics.csv'))
+  if os.path.isfile(sweep):
+    return write_report(workdir)
+  if os.path.isfile(run):
+    return [write_run_plot(workdir)]
+  raise ValueError(f'--workdir: neither {sweep} nor {run} exists (run fedar_jax.sweep '
+                   'or fedar_jax.main first)')
+
+
 def main(argv=None):
   """`python -m fedar_jax.report --workdir=DIR`, the console script `fedar-report`."""
   from absl import flags
   argv = sys.argv if argv is None else argv
   flag_values = flags.FlagValues()
-  flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a single '
-                      "run's workdir (holding metrics.csv).", flag_values=flag_values)
+  flags.DEFINE_multi_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a '
+                            "single run's workdir (holding metrics.csv); repeat it, with "
+                            '--out, to compare several.', flag_values=flag_values)
+  flags.DEFINE_string('out', None, 'Where the report of two or more --workdir goes (created; '
+                      'not one of the inputs).', flag_values=flag_values)
   if any(a in ('-h', '-help', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
     from fedar_jax.cli import print_quietly  # `| head` ends it quietly.
-    print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
+    print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}'
+                  f'\n  --out: {flag_values["out"].help}')
     return
   try:
     argv = flagfiles.parse(flag_values, argv)
     if len(argv) > 1:
       raise ValueError(f'unexpected arguments: {" ".join(argv[1:])} (every input is a flag: '
                        '--workdir=DIR)')
-    if not flag_values.workdir:
+    workdirs = flag_values.workdir or []
+    if not workdirs or not all(workdirs):
       raise ValueError('--workdir: is required')
-    sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))
-    if os.path.isfile(sweep):
-      outputs = write_report(flag_values.workdir)
-    elif os.path.isfile(run):
-      outputs = [write_run_plot(flag_values.workdir)]
+    if len(workdirs) > 1:
+      if not flag_values.out:
+        raise ValueError(f'--out: is required with {len(workdirs)} --workdir (the folder '
+                         'the combined report goes to)')
+      from fedar_jax import report_compare
+      outputs = report_compare.write_comparison(workdirs, flag_values.out)
     else:
-      raise ValueError(f'--workdir: neither {sweep} nor {run} exists (run fedar_jax.sweep '
-                       'or fedar_jax.main first)')
+      if flag_values.out:
+        raise ValueError('--out: only with two or more --workdir (the report of one '
+                         'workdir is written into it)')
+      outputs = _write_one(workdirs[0])
   except (flags.Error, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -12,10 +12,12 @@ from fedar_jax import sweep_axes
 from fedar_jax.report_columns import TEXT_COLUMNS, heading, sort_value
 
 REPLICATES = ('seed', 'data_seed')
-SETTINGS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c not in REPLICATES)
+# 'run': the input a row comes from when several workdirs are compared ('' otherwise).
+SETTINGS = ('run',) + tuple(c for c in sweep_axes.SETTING_COLUMNS if c not in REPLICATES)
+TEXT = TEXT_COLUMNS + ('run',)
 
 # Code settings in the order they are chosen as lines, then panels.
-LINE_PRIORITY = ('defence', 'resampler', 'loss', 'aggregator', 'server_optimizer',
+LINE_PRIORITY = ('run', 'defence', 'resampler', 'loss', 'aggregator', 'server_optimizer',
                  'client_optimizer', 'attack')
 # Numeric settings in the order they are chosen as the x axis (then sweep.csv order).
 X_PRIORITY = ('imbalance_ratio', 'attacker_fraction', 'threshold')
@@ -80,7 +82,7 @@ def values_of(points, column: str) -> list[str]:
   text in sweep order."""
   i = SETTINGS.index(column)
   values = list(dict.fromkeys(p[i] for p in points))
-  return values if column in TEXT_COLUMNS else sorted(values, key=sort_value)
+  return values if column in TEXT else sorted(values, key=sort_value)
 
 
 def _determines(points, by: str, column: str) -> bool:
@@ -98,7 +100,7 @@ def swept(points) -> list[str]:
            + [c for c in varying if c not in LINE_PRIORITY])
   kept = []
   for c in order:
-    if not any(k in TEXT_COLUMNS and _determines(points, k, c) for k in kept):
+    if not any(k in TEXT and _determines(points, k, c) for k in kept):
       kept.append(c)
   return kept
 
@@ -108,12 +110,12 @@ def layouts(points) -> list[Layout]:
   swept code setting, else the next swept number; panels: the rest. No swept number:
   one ranked dot plot of the first swept setting (none when nothing varies)."""
   kept = swept(points)
-  numbers = [c for c in kept if c not in TEXT_COLUMNS]
+  numbers = [c for c in kept if c not in TEXT]
   numbers.sort(key=lambda c: X_PRIORITY.index(c) if c in X_PRIORITY else len(X_PRIORITY))
   out = []
   for x in numbers:
     rest = [c for c in kept if c != x]
-    lines = next((c for c in rest if c in TEXT_COLUMNS), rest[0] if rest else None)
+    lines = next((c for c in rest if c in TEXT), rest[0] if rest else None)
     out.append(Layout(x, lines, tuple(c for c in rest if c != lines)))
   if not numbers and kept:
     out.append(Layout(None, kept[0], tuple(kept[1:])))
@@ -130,12 +132,12 @@ def baseline(column: str | None, values: list[str]) -> str | None:
   """The line drawn emphasised: 'none' where it is a value of a code column, else the first."""
   if column is None or not values:
     return None
-  return 'none' if 'none' in values and column in TEXT_COLUMNS else values[0]
+  return 'none' if 'none' in values and column in TEXT else values[0]
 
 
 def label(column: str, value: str) -> str:
   """'smote' (code settings bare), 'IR 10', 'server lr 0.1'."""
-  return value if column in TEXT_COLUMNS else f'{heading(column)} {value}'
+  return value if column in TEXT else f'{heading(column)} {value}'
 
 
 def panel_label(columns, values) -> str:

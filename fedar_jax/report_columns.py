@@ -19,7 +19,7 @@ NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
 # Short names of the setting columns in tables and figure labels (default: the column
 # with spaces); code values (resampler, aggregator, ...) are shown bare in labels.
 HEADINGS = {'imbalance_ratio': 'IR', 'learning_rate': 'lr', 'attacker_fraction': 'attackers',
-            'server_learning_rate': 'server lr'}
+            'server_learning_rate': 'server lr', 'run': 'input'}
 
 
 BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer', 'attack',

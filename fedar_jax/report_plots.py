@@ -90,6 +90,11 @@ def _seeds_text(samples: dict) -> str:
                                             else ''))
 
 
+def _columns(n: int) -> int:
+  """Grid columns for n panels: up to 3 (2 for 4), 4 from 10."""
+  return 2 if n == 4 else min(n, 3) if n < 10 else 4
+
+
 def _rounds_text(rows) -> str:
   return count_text({int(r['round']) for r in final_rows(rows)}, 'round', 'rounds')
 
@@ -166,7 +171,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
     first = groups[0] if base in groups[0] else None
     cells = [(panel, ([first] if first else []) + [g])
              for panel in panels for g in groups if g is not first]
-  cols = min(4 if len(cells) > 9 else 3, len(cells))
+  cols = _columns(len(cells))
   n_rows = math.ceil(len(cells) / cols)
   fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
                                 max(3.6 * n_rows, _legend_height(len(groups))))
@@ -210,10 +215,10 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
 def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
   """Ranked dot plot: a row per line (ranked by mean over x), a dot per x value (95% CI
   whiskers), a panel per combination of layout.panels, one x-scale."""
-  cols = min(3, len(panels))
+  cols = _columns(len(panels))
   n_rows = math.ceil(len(panels) / cols)
   fig, axes = plot_style.figure(n_rows, cols, 5.0 * cols,
-                                (1.2 + 0.28 * len(groups)) * n_rows, sharey=False)
+                                (1.6 + 0.28 * len(groups)) * n_rows, sharey=False)
   for ax, panel in zip(axes.flat, panels):
     def score(g):
       means = [stats[(g[0], panel, x)][0] for x in xs if stats[(g[0], panel, x)]]
@@ -247,7 +252,8 @@ def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
   if layout.x:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc='outside right center', fontsize=8)
-  fig.suptitle(title + f'; ranked by mean; bold: baseline {base}', fontsize=11)
+  fig.suptitle(title.replace('band', 'whiskers') + f'; ranked by mean; bold: baseline {base}',
+               fontsize=11)
   return plot_style.save_outside(fig, path)
 
 
@@ -270,7 +276,7 @@ def _round_figure(path: str, layout: Layout, rows: list[dict]) -> str:
         curves[line][(panel, r)] = s[0]
   groups = _groups(layout, lines, curves)
   base = baseline(layout.lines, lines)
-  cols = min(3, len(panels))
+  cols = _columns(len(panels))
   n_rows = math.ceil(len(panels) / cols)
   fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
                                 max(3.6 * n_rows, _legend_height(len(groups))))
@@ -311,7 +317,7 @@ def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[st
   points = list(per_class[classes[0]])
   lines = values_of(points, layout.lines) if layout.lines else [None]
   panels = _panels(points, layout.panels)
-  cols = min(3, len(panels))
+  cols = _columns(len(panels))
   n_rows = math.ceil(len(panels) / cols)
   fig, axes = plot_style.figure(n_rows, cols, max(4.4, 0.9 * len(lines)) * cols,
                                 3.6 * n_rows)
