@@ -141,7 +141,8 @@ def label(column: str, value: str) -> str:
 
 
 def panel_label(columns, values) -> str:
-  return ', '.join(label(c, v) for c, v in zip(columns, values))
+  """'attack skew, server lr 0.1': every column named (panels have no legend title)."""
+  return ', '.join(f'{heading(c)} {v}' for c, v in zip(columns, values))
 
 
 def coinciding(curves: dict) -> list[list]:

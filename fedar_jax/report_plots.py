@@ -11,7 +11,7 @@ from fedar_jax import plot_style
 from fedar_jax.report_axes import (MAX_LINES, SETTINGS, Layout, baseline, coinciding,
                                    figure_name, final_rows, final_samples, label, layouts, panel_label,
                                    round_samples, values_of)
-from fedar_jax.report_columns import MAX_PANELS, count_text, heading, read_rows, sort_key
+from fedar_jax.report_columns import MAX_PANELS, count_text, heading, read_rows
 from fedar_jax.report_stats import interval95
 
 
@@ -63,8 +63,11 @@ def _too_many(layout: Layout, samples: dict) -> str:
 
 
 def _panels(points, columns) -> list[tuple]:
+  """The combinations of `columns` among `points`, each column in `values_of` order."""
   idx = [SETTINGS.index(c) for c in columns]
-  return sorted(dict.fromkeys(tuple(p[i] for i in idx) for p in points), key=sort_key)
+  order = [values_of(points, c) for c in columns]
+  return sorted(dict.fromkeys(tuple(p[i] for i in idx) for p in points),
+                key=lambda panel: tuple(o.index(v) for o, v in zip(order, panel)))
 
 
 def _select(samples: dict, fixed: dict) -> list[dict]:
@@ -378,16 +381,20 @@ def write_run_plot(workdir: str) -> str:
   pad = max(0.05 * (hi - lo), 0.01)
   fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
   for ax, (name, cols, ylabel) in zip(axes.flat, panels):
-    for i, c in enumerate(cols):
-      ax.plot(r, [float(row[c]) for row in rows], label=c, **plot_style.line_style(
-          i, len(cols), len(r)))
+    # Columns equal every round (6 decimals) are one line: 'gmean = sensitivity = ...'.
+    groups = coinciding({c: {i: float(row[c]) for i, row in enumerate(rows)} for c in cols})
+    for i, g in enumerate(groups):
+      ax.plot(r, [float(row[g[0]]) for row in rows], label=' = '.join(g),
+              **plot_style.line_style(i, len(groups), len(r)))
     if ylabel in ('value', 'recall'):
       ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
+    if ylabel == 'clients':
+      ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=name, xlabel='round', ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(cols) > 1:
-      ax.legend(fontsize=8, ncol=2 if len(cols) > 4 else 1)
+      ax.legend(fontsize=8, ncol=2 if len(groups) > 4 else 1)
   fig.suptitle(run_title(workdir, r[-1]))
   os.makedirs(os.path.join(workdir, 'plots'), exist_ok=True)
   return plot_style.save(fig, os.path.join(workdir, 'plots', 'metrics_per_round.png'))

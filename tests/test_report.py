@@ -341,3 +341,25 @@ def test_figure_merges_coinciding_lines_and_draws_the_baseline_black(tmp_path, m
   assert labels == ['none (baseline)', 'smote = smote_tomek', 'enn']
   assert colours[0] == '#000000' and len(set(colours)) == 3
   assert len(tops) == 2 and len(set(tops)) == 1  # Panels threshold 1 and 3, one y-scale.
+
+
+def test_run_plot_merges_metrics_equal_every_round(tmp_path, monkeypatch):
+  from fedar_jax import plot_style, report_plots
+  seen = {}
+
+  def keep(fig, path):
+    seen['labels'] = [[t.get_text() for t in ax.get_legend().get_texts()]
+                      for ax in fig.axes if ax.get_legend()]
+    plot_style.pyplot().close(fig)
+    return path
+  monkeypatch.setattr(report_plots.plot_style, 'save', keep)
+  header = ['round', 'accuracy', 'sensitivity', 'gmean', 'f1', 'recall_a', 'recall_b',
+            'resampled_clients', 'dropped_clients', 'fallback_clients', 'train_loss', 'round_s']
+  with open(tmp_path / 'metrics.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for r in (1, 2, 3):
+      writer.writerow([r, 0.1 * r, 0.1 * r, 0.1 * r, 0.5, 0.3, 0.6, 3, 0, 0, 0.7, 0.01])
+  report_plots.write_run_plot(str(tmp_path))
+  assert seen['labels'][0] == ['accuracy = sensitivity = gmean', 'f1']
+  assert seen['labels'][-1] == ['resampled_clients', 'dropped_clients = fallback_clients']
