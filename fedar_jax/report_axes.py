@@ -129,10 +129,11 @@ def figure_name(layout: Layout) -> str:
 
 
 def baseline(column: str | None, values: list[str]) -> str | None:
-  """The line drawn emphasised: 'none' where it is a value of a code column, else the first."""
-  if column is None or not values:
+  """The line of a code column drawn emphasised: 'none' where it is a value, else the first;
+  None for lines of a number (IR, threshold: no value is the reference)."""
+  if column not in TEXT or not values:
     return None
-  return 'none' if 'none' in values and column in TEXT else values[0]
+  return 'none' if 'none' in values else values[0]
 
 
 def label(column: str, value: str) -> str:

@@ -110,7 +110,7 @@ def _groups(layout: Layout, lines: list, curves: dict) -> list[list]:
 
 
 def _legend_label(layout: Layout, group: list, base) -> str:
-  text = ' = '.join(label(layout.lines, v) if layout.lines else 'all' for v in group)
+  text = ' = '.join(v if layout.lines else 'all' for v in group)  # Titled by the column.
   return text + (' (baseline)' if base in group else '')
 
 
@@ -210,7 +210,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc='outside right center', fontsize=8,
                title=heading(layout.lines) if layout.lines else None)
-  fig.suptitle(title + (f'; black: baseline {base}' if len(groups) > MAX_LINES else ''),
+  fig.suptitle(title + (f'; black: baseline {base}' if len(groups) > MAX_LINES and base else ''),
                fontsize=11)
   return plot_style.save_outside(fig, path)
 
@@ -255,8 +255,8 @@ def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
   if layout.x:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc='outside right center', fontsize=8)
-  fig.suptitle(title.replace('band', 'whiskers') + f'; ranked by mean; bold: baseline {base}',
-               fontsize=11)
+  fig.suptitle(title.replace('band', 'whiskers') + '; ranked by mean'
+               + (f'; bold: baseline {base}' if base else ''), fontsize=11)
   return plot_style.save_outside(fig, path)
 
 

@@ -56,7 +56,7 @@ def test_no_swept_number_gives_a_ranked_dot_plot():
 def test_baseline_and_coinciding_lines():
   assert report_axes.baseline('resampler', ['smote', 'none']) == 'none'
   assert report_axes.baseline('loss', ['focal', 'ce']) == 'focal'
-  assert report_axes.baseline('threshold', ['1', 'none']) == '1'
+  assert report_axes.baseline('threshold', ['1', '3']) is None
   curves = {'none': {1: 0.5, 2: 0.6}, 'smote': {1: 0.61234, 2: 0.7},
             'smote_tomek': {1: 0.61231, 2: 0.7}, 'enn': {1: 0.6124, 2: 0.7}}
   assert report_axes.coinciding(curves) == [['none'], ['smote', 'smote_tomek'], ['enn']]
