@@ -26,10 +26,6 @@ BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer
         'defence')
 
 
-# sweep.csv holds 6 decimals: values that agree there are tied.
-TIE_TOL = 5e-7
-
-
 # Columns of text; every other column of sweep.csv and metrics.csv holds numbers.
 TEXT_COLUMNS = tuple(e.field for e in sweep_axes.SWEEP_FLAGS.values() if e.type is str)
 
@@ -136,14 +132,6 @@ def count_text(values, one: str, many: str) -> str:
   lo, hi = min(values), max(values)
   n = f'{lo}' if lo == hi else f'{lo}-{hi}'
   return f'{n} {one if hi == 1 else many}'
-
-
-def describe(summary: list[dict]) -> str:
-  """'resampler smote, 20 rounds, 3 seeds': the figure-title suffix of a sweep."""
-  resamplers = sorted({s['resampler'] for s in summary})
-  return (f'resampler{"s" if len(resamplers) > 1 else ""} {", ".join(resamplers)}, '
-          f'{count_text({s["rounds"] for s in summary}, "round", "rounds")}, '
-          f'{count_text({s["n_seeds"] for s in summary}, "seed", "seeds")}')
 
 
 def spread(summary: list[dict]) -> str:

@@ -40,7 +40,19 @@ def write_sweep_figures(plot_dir: str, columns: list[str], rows: list[dict]) -> 
     if classes:
       paths.append(_recall_figure(os.path.join(plot_dir, 'recall_per_class.png'), per_round,
                                   rows, classes))
+  _remove_stale(plot_dir, paths)
   return paths, notes
+
+
+def _remove_stale(plot_dir: str, paths: list[str]) -> None:
+  """Removes the sweep figures an earlier report wrote to plot_dir that this one did not
+  (another layout, or left out now), so plots/ holds what report.md shows."""
+  kept = {os.path.basename(p) for p in paths}
+  for name in os.listdir(plot_dir):
+    ours = (name.startswith(('gmean_vs_', 'gmean_by_')) and name.endswith('.png')
+            or name in ('gmean_per_round.png', 'recall_per_class.png'))
+    if ours and name not in kept:
+      os.remove(os.path.join(plot_dir, name))
 
 
 def _series_layout(layout: Layout) -> Layout:

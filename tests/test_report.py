@@ -272,11 +272,17 @@ def test_per_round_figures_are_left_out_above_max_lines(tmp_path):
   assert sum('gmean_vs_ir' in p for p in outputs) == 1
   md = (tmp_path / 'report.md').read_text()
   assert f'left out ({n} IR values, more than {n - 1} lines)' in md
+  assert sorted(os.listdir(tmp_path / 'plots')) == ['gmean_vs_ir.png']
   # One setting fewer: the figures are back.
   rows = (tmp_path / 'sweep.csv').read_text().splitlines()
   (tmp_path / 'sweep.csv').write_text('\n'.join(rows[:-2]) + '\n')
+  (tmp_path / 'plots' / 'mine.png').write_bytes(b'')  # Not a report figure: kept.
   outputs = report.write_report(str(tmp_path))
   assert sum('gmean_per_round' in p for p in outputs) == 1
+  # Back to 9 lines: the figures of 8 lines are removed with it, the other file kept.
+  (tmp_path / 'sweep.csv').write_text('\n'.join(rows) + '\n')
+  report.write_report(str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'plots')) == ['gmean_vs_ir.png', 'mine.png']
 
 
 def test_paired_t_holm_and_interval_match_scipy():
