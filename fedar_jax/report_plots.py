@@ -9,8 +9,8 @@ import numpy as np
 
 from fedar_jax import plot_style
 from fedar_jax.report_axes import (MAX_LINES, SETTINGS, Layout, baseline, coinciding,
-                                   figure_name, final_rows, final_samples, label, layouts, panel_label,
-                                   round_samples, values_of)
+                                   figure_name, final_rows, final_samples, label, layouts,
+                                   panel_label, round_samples, values_of)
 from fedar_jax.report_columns import MAX_PANELS, count_text, heading, read_rows
 from fedar_jax.report_stats import interval95
 
@@ -175,7 +175,8 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
             for line in lines}
   groups = _groups(layout, lines, curves)
   base = baseline(layout.lines, lines)
-  title = (f'Final G-mean {"vs " + heading(layout.x) if layout.x else "by " + heading(layout.lines)}'
+  what = f'vs {heading(layout.x)}' if layout.x else f'by {heading(layout.lines)}'
+  title = (f'Final G-mean {what}'
            f'\n{_rounds_text(rows)}, {_seeds_text(samples)}')
   if layout.x is None or (len(groups) > MAX_LINES
                           and (len(groups) - 1) * len(panels) > MAX_PANELS):
