@@ -269,6 +269,14 @@ def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
   return lines
 
 
+def _same_rows(rows: list, cells: dict) -> list[str]:
+  """'Equal in every column (4 decimals): smote = smote_tomek.' for rows whose means agree."""
+  from fedar_jax.report_axes import coinciding
+  groups = coinciding({r: {c: v[0] for (row, c), v in cells.items() if row == r} for r in rows})
+  same = [' = '.join(g) for g in groups if len(g) > 1]
+  return ['', f'Equal in every column (4 decimals): {"; ".join(same)}.'] if same else []
+
+
 def _not_separable(tied: dict, name: str) -> list[str]:
   texts = [f'{name} {c}: {", ".join(rows)}' for c, rows in tied.items() if rows]
   return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
@@ -288,6 +296,7 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
               '|---' * (len(t['ratios']) + 1) + '|']
     lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
     lines += _not_separable(t['not_separable'], 'IR')
+    lines += _same_rows(t['resamplers'], t['cells'])
     lines.append('')
   return lines
 
@@ -355,5 +364,6 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
               '|---' * (len(t['fractions']) + 1) + '|']
     lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
     lines += _not_separable(t['not_separable'], 'attackers')
+    lines += _same_rows(t['defences'], t['cells'])
     lines.append('')
   return lines

@@ -179,7 +179,8 @@ def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_p
   # 3 resamplers x 2 ratios x 3 seeds (final round 2; round 1 must be ignored).
   final = {('none', '2'): [0.5, 0.6, 0.7], ('smote', '2'): [0.7, 0.8, 0.9],
            ('enn', '2'): [0.9, 0.8, 0.7], ('none', '10'): [0.3, 0.3, 0.3],
-           ('smote', '10'): [0.1, 0.2, 0.3], ('enn', '10'): [0.2, 0.25, 0.3]}
+           ('smote', '10'): [0.1, 0.2, 0.3], ('enn', '10'): [0.2, 0.25, 0.3],
+           ('tomek', '2'): [0.5, 0.6, 0.7], ('tomek', '10'): [0.3, 0.3, 0.3]}
   columns = ['imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate', 'data_seed',
              'attacker_fraction', 'round', 'gmean', 'accuracy', 'sensitivity', 'specificity',
              'precision', 'f1', 'recall_0', 'recall_1', 'resampled_clients', 'round_s']
@@ -193,17 +194,20 @@ def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_p
                           + [1, 0.1])
   outputs = report.write_report(str(tmp_path))
   [table] = report_tables.ir_tables(report_columns.read_rows(str(tmp_path / 'sweep.csv'))[1])
-  assert table['ratios'] == ['2', '10'] and table['resamplers'] == ['none', 'enn', 'smote']
+  assert table['ratios'] == ['2', '10']
+  assert table['resamplers'] == ['none', 'enn', 'smote', 'tomek']
   assert table['rounds'] == 2 and table['seeds'] == 3
   mean, std, n = table['cells'][('smote', '2')]
   assert (mean, n) == (pytest.approx(0.8), 3) and std == pytest.approx(0.1)
   # Three seeds of these spreads separate nothing: no bold, the rows named instead.
   assert table['best'] == {'2': [], '10': []}
-  assert table['not_separable'] == {'2': ['enn', 'none', 'smote'], '10': ['none', 'enn', 'smote']}
+  assert table['not_separable'] == {'2': ['enn', 'none', 'smote', 'tomek'],
+                                    '10': ['none', 'enn', 'smote', 'tomek']}
   md = (tmp_path / 'report.md').read_text()
   assert '| resampler | IR 2 | IR 10 |' in md and '**' not in md.split('by resampler')[1]
   assert '| none | 0.6000 ± 0.1000 | 0.3000 ± 0.0000 |' in md
-  assert 'Not separable: IR 2: enn, none, smote; IR 10: none, enn, smote.' in md
+  assert 'Not separable: IR 2: enn, none, smote, tomek; IR 10: none, enn, smote, tomek.' in md
+  assert 'Equal in every column (4 decimals): none = tomek.' in md
   _assert_linked_png(tmp_path, 'gmean_vs_ir.png', outputs, md)
 
 
