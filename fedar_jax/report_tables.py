@@ -181,6 +181,7 @@ def write_markdown(path: str, columns: list[str], summary: list[dict], plots: li
   lines += ['', '## Plots', '']
   lines += [n for note in notes for n in (note, '')]
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
+  lines = [l for i, l in enumerate(lines) if l or i == 0 or lines[i - 1]]  # One blank line.
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
