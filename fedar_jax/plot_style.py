@@ -15,7 +15,7 @@ BAND_ALPHA = 0.18
 # (distinct for up to 6 lines; beyond, the dash and marker tell them apart).
 LINE_COLOURS = PALETTE[:-1]
 BASELINE = {'color': '#000000', 'marker': 'o', 'linestyle': '-', 'linewidth': 2.8,
-            'markersize': 6}
+            'markersize': 6, 'zorder': 10}
 
 
 def line_style(i: int, n: int = 1, points: int = 0) -> dict:
@@ -37,13 +37,14 @@ def line_style(i: int, n: int = 1, points: int = 0) -> dict:
 
 def series_style(i: int, is_baseline: bool = False) -> dict:
   """Matplotlib keyword arguments for the i-th non-baseline line of a sweep figure (or the
-  baseline's: black, thicker): colour i of LINE_COLOURS, marker i, solid for the first
-  len(LINE_COLOURS) lines, then dashed, dotted, ..."""
+  baseline's: black, thicker, on top): colour i of LINE_COLOURS, marker i, solid for the
+  first len(LINE_COLOURS) lines, then dashed, dotted, ...; earlier lines are drawn above
+  later ones, whose larger markers peek out where lines coincide at a point."""
   if is_baseline:
     return dict(BASELINE)
   return {'color': LINE_COLOURS[i % len(LINE_COLOURS)], 'marker': MARKERS[i % len(MARKERS)],
-          'linestyle': DASHES[(i // len(LINE_COLOURS)) % len(DASHES)], 'markersize': 5,
-          'linewidth': 1.6}
+          'linestyle': DASHES[(i // len(LINE_COLOURS)) % len(DASHES)],
+          'markersize': 5 + 1.5 * min(i, 4), 'linewidth': 1.6, 'zorder': 9 - min(i, 6)}
 
 
 def figure(rows: int, cols: int, width: float, height: float, sharey: bool = True):

@@ -4,11 +4,12 @@ round and per-class recall (layout: report_axes), and a single run's metrics per
 import json
 import math
 import os
+import textwrap
 
 import numpy as np
 
 from fedar_jax import plot_style
-from fedar_jax.report_axes import (MAX_LINES, SETTINGS, Layout, baseline, coinciding,
+from fedar_jax.report_axes import (MAX_LINES, SETTINGS, TEXT, Layout, baseline, coinciding,
                                    figure_name, final_rows, final_samples, label, layouts,
                                    panel_label, round_samples, values_of)
 from fedar_jax.report_columns import MAX_PANELS, count_text, heading, read_rows
@@ -144,7 +145,8 @@ def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
   ties = [g for g in coinciding({l: c for l, c in mine.items() if c}) if len(g) > 1]
   whole = {tuple(g) for g in coinciding({l: curves[l] for l in drawn})}
   ties = [g for g in ties if tuple(g) not in whole]
-  return ''.join(f'\nsame curve: {" = ".join(label(layout.lines, v) for v in g)}'
+  name = heading(layout.lines) if layout.lines else ''
+  return ''.join('\n' + textwrap.fill(f'same curve, {name}: {" = ".join(g)}', 44)
                  for g in ties)
 
 
@@ -203,8 +205,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
       mean = np.array([p[1][0] for p in pts])
       half = np.array([p[1][1] for p in pts])
       style = styles[g[0]]
-      ax.plot(x, mean, label=_legend_label(layout, g, base), zorder=10 if base in g else 3,
-              **style)
+      ax.plot(x, mean, label=_legend_label(layout, g, base), **style)
       _band(ax, x, mean, half, style['color'])
     _x_axis(ax, layout, xs)
     names = [panel_label(layout.panels, panel)]
@@ -306,8 +307,7 @@ def _round_figure(path: str, layout: Layout, rows: list[dict]) -> str:
       half = np.array([stats[(g[0], panel, k)][1] for k in r])
       style = plot_style.series_style(i - (base in groups[0]), base in g)
       style['markevery'] = max(1, len(r) // 8)
-      ax.plot(r, mean, label=_legend_label(layout, g, base), zorder=10 if base in g else 3,
-              **style)
+      ax.plot(r, mean, label=_legend_label(layout, g, base), **style)
       _band(ax, r, mean, half, style['color'])
     same = _panel_ties(layout, [l for g in groups for l in g], curves, panel)
     ax.set_title(panel_label(layout.panels, panel) + same, fontsize=9)
@@ -350,9 +350,11 @@ def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[st
       ax.bar(np.arange(len(lines)) + (j - (len(classes) - 1) / 2) * width, means, width,
              yerr=halves, capsize=2, label=f'class {c}',
              color=plot_style.LINE_COLOURS[j % len(plot_style.LINE_COLOURS)])
-    ax.set_xticks(range(len(lines)), labels=[label(layout.lines, v) if layout.lines else 'all'
-                                             for v in lines], fontsize=8,
-                  rotation=30 if len(lines) > 2 else 0, ha='right' if len(lines) > 2 else 'center')
+    bare = layout.lines in TEXT
+    ax.set_xticks(range(len(lines)), labels=[v or 'all' for v in lines], fontsize=8,
+                  rotation=30 if bare and len(lines) > 2 else 0,
+                  ha='right' if bare and len(lines) > 2 else 'center')
+    ax.set_xlabel(heading(layout.lines) if layout.lines else '', fontsize=9)
     ax.set_ylim(0, 1.05)
     ax.set_title(panel_label(layout.panels, panel), fontsize=9)
     ax.yaxis.set_tick_params(labelleft=True)
