@@ -44,7 +44,7 @@ def series_style(i: int, is_baseline: bool = False) -> dict:
     return dict(BASELINE)
   return {'color': LINE_COLOURS[i % len(LINE_COLOURS)], 'marker': MARKERS[i % len(MARKERS)],
           'linestyle': DASHES[(i // len(LINE_COLOURS)) % len(DASHES)],
-          'markersize': 5 + 1.5 * min(i, 4), 'linewidth': 1.6, 'zorder': 9 - min(i, 6)}
+          'markersize': 5 + 0.75 * min(i, 4), 'linewidth': 1.6, 'zorder': 9 - min(i, 6)}
 
 
 def figure(rows: int, cols: int, width: float, height: float, sharey: bool = True):
