@@ -278,8 +278,10 @@ def _same_rows(rows: list, cells: dict) -> list[str]:
   return ['', f'Equal in every column (4 decimals): {"; ".join(same)}.'] if same else []
 
 
-def _not_separable(tied: dict, name: str) -> list[str]:
-  texts = [f'{name} {c}: {", ".join(rows)}' for c, rows in tied.items() if rows]
+def _not_separable(tied: dict, name: str, total: int) -> list[str]:
+  """'Not separable: IR 2: enn, smote; IR 10: all 23.' (total: the table's rows)."""
+  texts = [f'{name} {c}: ' + (f'all {total}' if len(rows) == total > 2 else ', '.join(rows))
+           for c, rows in tied.items() if rows]
   return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
 
 
@@ -296,7 +298,7 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
               '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
               '|---' * (len(t['ratios']) + 1) + '|']
     lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'IR')
+    lines += _not_separable(t['not_separable'], 'IR', len(t['resamplers']))
     lines += _same_rows(t['resamplers'], t['cells'])
     lines.append('')
   return lines
@@ -364,7 +366,7 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
               '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
               '|---' * (len(t['fractions']) + 1) + '|']
     lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'attackers')
+    lines += _not_separable(t['not_separable'], 'attackers', len(t['defences']))
     lines += _same_rows(t['defences'], t['cells'])
     lines.append('')
   return lines
