@@ -30,7 +30,9 @@ Workdir contents (besides the report's files):
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state (G: `group_name`,
                   e.g. 'smote', 'smote_median', 'fedar_median'); reruns resume
-  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
+  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir: every
+                  swept setting, e.g. imbalance_ratio=10,resampler=smote,seed=0), with
+                  the point's settings as TensorBoard HParams
 
 The next group is built and compiled in a background thread while the current
 one runs; a group's rounds run in compiled calls of several rounds, through the driver
@@ -58,7 +60,8 @@ from fedar_jax.config import RunConfig
 from fedar_jax.sweep_programs import (make_sweep_prepare_clients, make_sweep_round,  # noqa: F401
                                       mesh_for, stack, sweep_mesh)
 from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
-                                  group_name, make_groups, point_label, point_settings)
+                                  group_name, label_columns, make_groups, point_hparams,
+                                  point_label, point_settings)
 
 
 def sweep_header(class_names) -> list[str]:
@@ -109,7 +112,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
     for index, ready in enumerate(ahead(todo, compile_next)):
       report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
                                groups_left=len(todo) - index - 1,
-                               rows=resume[ready.group.name][1]))
+                               rows=resume[ready.group.name][1], names=label_columns(axes)))
   return {'groups': report}
 
 
@@ -175,10 +178,12 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
                     time.perf_counter() - t0, traces)
 
 
-def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
+def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows,
+               names=('seed',)):
   """Runs a ready group's rounds start+1..base.rounds; returns its report dict.
 
   rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
+  names: the setting columns naming each point's TensorBoard run (`label_columns`).
   """
   group, start, state, hparams, clients, test, program, compile_s, traces = (
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
@@ -193,7 +198,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   header = loop.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
-      point_label(p))), start + 1) for p in group.points]
+      point_label(p, names))), start + 1, hparams=point_hparams(p)) for p in group.points]
   calls = loop.CallPlan(start, base.rounds, base.checkpoint_every, programs.block_length(base))
 
   def round_done(r, seconds, cells):
