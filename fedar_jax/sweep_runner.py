@@ -44,6 +44,7 @@ from typing import Callable, NamedTuple
 
 
 from fedar_jax import checkpoint
+from fedar_jax import checkpoint_record
 from fedar_jax import distributed
 from fedar_jax import progress as progress_lib
 from fedar_jax import fedar_round
@@ -67,7 +68,7 @@ def sweep_header(class_names) -> list[str]:
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
               data: sweep_data.SweepData | None = None, mesh=None,
-              on_start: Callable[[], None] | None = None) -> dict:
+              on_start: Callable[[], None] | None = None, settings: dict | None = None) -> dict:
   """Runs every group of the sweep for `base.rounds` rounds, appending to `workdir/sweep.csv`.
 
   Resumes each group from its newest intact checkpoint (sweep.csv is rewritten
@@ -75,11 +76,16 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   compiled. Progress goes to `stream` (default stderr). `data` and `mesh` are
   `sweep_data.build`'s result and its mesh (`mesh_for(axes)`), made here if
   not given. `on_start()` runs once the data is built, before anything is written.
+  `settings`: what the checkpoints record and must match (`workdir.sweep_settings` of
+  the command's lists; default: of `axes`' lists); checkpoints of another sweep, or
+  edited ones, raise ConfigError before anything is written.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
   """
   groups = make_groups(base, axes)
+  settings = settings or workdir_lib.sweep_settings(base, axes.lists)
+  checkpoint_record.check_all(os.path.join(workdir, 'checkpoints'), settings, groups=True)
   writer_process = distributed.is_writer()
   mesh = mesh or mesh_for(axes)
   data = data or sweep_data.build(base, axes, mesh)
@@ -107,7 +113,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
     # The next group is built and compiled in a background thread while this one runs.
     compile_next = lambda item: _compile_group(*item, data, base, mesh, bar.stream)
     for index, ready in enumerate(ahead(todo, compile_next)):
-      report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
+      report.append(_run_group(ready, base, mesh, ckpt_root, settings, writer, f, bar,
                                groups_left=len(todo) - index - 1,
                                rows=resume[ready.group.name][1]))
   return {'groups': report}
@@ -175,7 +181,8 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
                     time.perf_counter() - t0, traces)
 
 
-def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
+def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, settings, writer, f, bar, groups_left,
+               rows):
   """Runs a ready group's rounds start+1..base.rounds; returns its report dict.
 
   rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
@@ -186,7 +193,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   if program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
   bar.compiled(compile_s)
-  ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
+  ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints,
+                                settings)
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
