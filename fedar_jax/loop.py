@@ -320,8 +320,11 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
 
 
 def round_label(cell: dict, participants: int) -> str:
-  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s'."""
-  dropped = int(cell['dropped_clients'])
+  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s',
+  with 'fallback N' after the resampled count when N clients fell back (fallback_clients)
+  and 'dropped N' when N were dropped."""
+  dropped, fallback = int(cell['dropped_clients']), int(cell['fallback_clients'])
   return (f"gmean {float(cell['gmean']):.3f} acc {float(cell['accuracy']):.3f} "
           f"f1 {float(cell['f1']):.3f} resampled {cell['resampled_clients']}/{participants}"
+          + (f' fallback {fallback}' if fallback else '')
           + (f' dropped {dropped}' if dropped else '') + f"  {float(cell['round_s']):.3f}s")

@@ -178,9 +178,9 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
       return
     outputs = report.write_report(FLAGS.workdir)
   for g in result['groups']:
+    resumed = f" (resumed at round {g['resumed_at']})" if g['resumed_at'] else ''
     print(f"group {g['name']}: {g['points']} points in one program, compile "
-          f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round (resumed at round "
-          f"{g['resumed_at']})")
+          f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round{resumed}")
   print(f"wrote {', '.join(outputs)}")
 
 

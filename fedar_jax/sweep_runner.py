@@ -37,6 +37,7 @@ one runs; a group's rounds run in compiled calls of several rounds, through the 
 loop a single run uses (loop.run_calls: one point per sweep point).
 """
 import concurrent.futures
+import math
 import os
 import statistics
 import time
@@ -114,9 +115,20 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
     compile_next = lambda item: _compile_group(*item, data, base, mesh, bar.stream)
     for index, ready in enumerate(ahead(todo, compile_next)):
       report.append(_run_group(ready, base, mesh, ckpt_root, settings, writer, f, bar,
-                               groups_left=len(todo) - index - 1,
+                               place=f'{len(groups) - len(todo) + index + 1}/{len(groups)}',
                                rows=resume[ready.group.name][1]))
   return {'groups': report}
+
+
+def gmean_label(cells: list[dict]) -> str:
+  """'gmean best 0.912 mean 0.874': over a group's points in one round (cells: each
+  point's metrics.csv cells); 'gmean nan' when none is finite."""
+  values = [v for v in (float(c['gmean']) for c in cells) if math.isfinite(v)]
+  if not values:
+    return 'gmean nan'
+  if len(values) == 1:
+    return f'gmean {values[0]:.3f}'
+  return f'gmean best {max(values):.3f} mean {statistics.fmean(values):.3f}'
 
 
 def ahead(items: list, fn: Callable):
@@ -181,18 +193,18 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
                     time.perf_counter() - t0, traces)
 
 
-def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, settings, writer, f, bar, groups_left,
+def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, settings, writer, f, bar, place,
                rows):
   """Runs a ready group's rounds start+1..base.rounds; returns its report dict.
 
   rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
+  place: the group's position among the sweep's groups ('3/23'), for the progress line.
   """
   group, start, state, hparams, clients, test, program, compile_s, traces = (
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
       ready.program, ready.compile_s, ready.traces)
   if program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
-  bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints,
                                 settings)
   if start:
@@ -205,8 +217,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, settings, writer, f, ba
   calls = loop.CallPlan(start, base.rounds, base.checkpoint_every, programs.block_length(base))
 
   def round_done(r, seconds, cells):
-    bar.round_done(seconds, f'group {group.name} round {r}/{base.rounds}', groups_left,
-                   points_done=len(settings) if r == base.rounds else 0)
+    bar.round_done(seconds, f'group {place} {group.name} round {r}/{base.rounds}  '
+                   f'{gmean_label(cells)}', points_done=len(settings) if r == base.rounds else 0)
   _, _, times = loop.run_calls(program.step, state, (clients, test, hparams), calls, ckpt,
                                loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
   ckpt.close()
