@@ -9,7 +9,7 @@ checkpoint:
   a file         (--data_path: latent_csv, fer2013) path, size, modification
                  time, and the SHA-256 of the content for files up to HASH_LIMIT
                  bytes; when both sides have a hash, equal hashes mean the same
-                 data whatever the time.
+                 data whatever the time or place.
   a directory    (--data_dir: image_folder) path, file count and the SHA-256 of
                  the listing (relative path, size and modification time of every
                  entry below it).
@@ -111,16 +111,16 @@ def _versions(folder: str) -> list[str]:
 
 def difference(stored: dict, now: dict) -> str | None:
   """What differs between two fingerprints of the same flags, in words; None if the data
-  is the same (equal content hashes settle it, whatever the times)."""
+  is the same. The path is not compared: data moved or copied elsewhere is the same data
+  when its content hash (files up to HASH_LIMIT), or its size and modification time
+  (larger files), or its listing (directories) is unchanged."""
   if stored == now:
     return None
   if stored.get('source') != now.get('source'):
     return f'the data source was {stored.get("source")}, now {now.get("source")}'
-  if stored.get('path') != now.get('path'):
-    return f'it was {stored.get("path")!r}, now {now.get("path")!r}'
   if now.get('missing') or stored.get('missing'):
-    return ('it is missing now' if now.get('missing') else
-            'it was missing when the workdir was started')
+    return (f'{now.get("path")!r} is missing now' if now.get('missing') else
+            f'{stored.get("path")!r} was missing when it was recorded')
   if 'sha256' in stored and 'sha256' in now:
     if stored['sha256'] == now['sha256']:
       return None
@@ -132,7 +132,7 @@ def difference(stored: dict, now: dict) -> str | None:
                     ('listing_sha256', 'listing (names, sizes or times of its files)')):
     if stored.get(key) != now.get(key):
       return f'its {what} changed ({_short(stored.get(key))} -> {_short(now.get(key))})'
-  return 'its fingerprint changed'
+  return None
 
 
 def _short(value) -> str:

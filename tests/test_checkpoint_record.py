@@ -60,7 +60,8 @@ def test_a_checkpoint_of_the_same_run_passes_and_the_digest_covers_rows_and_sett
     ('edited_settings', r'^--workdir: checkpoint .*/3 was altered after it was written'),
     ('no_digest', r'^--workdir: checkpoint .*/3 was altered after it was written'),
     ('missing_key', r"^--seed: checkpoint .*/3 was made by a run with no recorded 'seed'"),
-    ('other_data', r'^--data_path: the data changed since checkpoint .*/3 was made: it was'),
+    ('other_data', r'^--data_path: the data changed since checkpoint .*/3 was made: its '
+                   r'content changed'),
 ])
 def test_checkpoints_of_another_run_or_edited_are_refused(tmp_path, case, match):
   settings = workdir_lib.run_settings(_cfg())
@@ -76,12 +77,14 @@ def test_checkpoints_of_another_run_or_edited_are_refused(tmp_path, case, match)
   elif case == 'missing_key':
     stored = {k: v for k, v in settings.items() if k != 'seed'}
   elif case == 'other_data':
-    settings = workdir_lib.run_settings(_cfg(dataset='latent_csv', data_path='/tmp/a.csv'))
-    stored = workdir_lib.run_settings(_cfg(dataset='latent_csv', data_path='/tmp/b.csv'))
-    stored['data_path'] = settings['data_path']  # Same flag, another file behind it.
-  _write_checkpoint(tmp_path, 3, [[1, '0.5']], stored, edit)
+    data = tmp_path / 'a.csv'
+    data.write_text('0,class\n1,0\n')
+    stored = workdir_lib.run_settings(_cfg(dataset='latent_csv', data_path=str(data)))
+    data.write_text('0,class\n2,0\n')  # Rewritten since the checkpoint.
+    settings = workdir_lib.run_settings(_cfg(dataset='latent_csv', data_path=str(data)))
+  _write_checkpoint(tmp_path / 'c', 3, [[1, '0.5']], stored, edit)
   with pytest.raises(ConfigError, match=match):
-    checkpoint_record.check(str(tmp_path), settings)
+    checkpoint_record.check(str(tmp_path / 'c'), settings)
 
 
 def test_unreadable_and_older_checkpoints_pass(tmp_path, caplog):

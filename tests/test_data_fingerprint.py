@@ -14,6 +14,9 @@ def test_a_file_is_known_by_its_content_when_hashed(tmp_path):
   path.write_text('0,1,class\n-1.5,2,0\n')
   what = data_fingerprint.difference(first, data_fingerprint.of('latent_csv', str(path)))
   assert what.startswith('its content changed (SHA-256'), what
+  moved = tmp_path / 'moved.csv'  # The same content elsewhere: the same data.
+  moved.write_text('0,1,class\n1.5,2,0\n')
+  assert data_fingerprint.difference(first, data_fingerprint.of('latent_csv', str(moved))) is None
 
 
 def test_a_large_file_is_known_by_size_and_time(tmp_path, monkeypatch):
@@ -31,6 +34,9 @@ def test_a_special_file_is_not_read(tmp_path):
   assert 'sha256' not in data_fingerprint.of('latent_csv', '/dev/zero')  # Would never end.
   gone = data_fingerprint.of('latent_csv', str(tmp_path / 'gone.csv'))
   assert gone['missing'] and data_fingerprint.difference(gone, gone) is None
+  (tmp_path / 'here.csv').write_text('0,class\n')
+  here = data_fingerprint.of('latent_csv', str(tmp_path / 'here.csv'))
+  assert data_fingerprint.difference(here, gone) == f"{gone['path']!r} is missing now"
 
 
 def test_an_image_folder_is_known_by_its_listing(tmp_path):
