@@ -4,7 +4,9 @@ Host-side file handling only (no JAX), so the CLI can refuse a mismatched
 workdir before compiling anything.
 
   settings file (config.json / sweep.json): every setting of the run that
-      started the workdir; a rerun must match it, except RESUMABLE ones.
+      started the workdir and the fingerprint of its data (`data_fingerprint`);
+      a rerun must match it, except RESUMABLE ones (checkpoint_record.py checks
+      the checkpoints the same way).
   CSV files: rows are appended and flushed as rounds end; on resume the file is
       rewritten from the rows kept in the checkpoint (rows past the checkpointed
       round are recomputed identically), so rows are never lost or duplicated,
