@@ -10,7 +10,8 @@ import argparse
 import importlib
 import json
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan',
+            'population')
 
 
 def main():
@@ -20,6 +21,9 @@ def main():
   parser.add_argument('--quick', action='store_true', help='small sizes (smoke test)')
   parser.add_argument('--clients', type=int, default=None,
                       help='resamplers: clients (default 1000; --quick 20)')
+  parser.add_argument('--round_clients', default=None,
+                      help='round: comma-separated client counts (default 10,100,1000; '
+                           '--quick 10,100); the reference loop runs up to 1,000')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')
@@ -35,6 +39,14 @@ def main():
                       help='plan: TPU topologies the presets are planned for (empty: none)')
   parser.add_argument('--plan_presets', default='imr_study.flags,attack_study.flags',
                       help='plan: flagfiles of experiments/paper/ planned for each target')
+  parser.add_argument('--population_dir', default='',
+                      help='population: where the population is written (default: a '
+                           'temporary directory)')
+  parser.add_argument('--population_baseline', type=int, default=None,
+                      help='population: clients the in-memory generation is timed on, '
+                           'extrapolated (default 131072; --quick 4000)')
+  parser.add_argument('--population_keep', action='store_true',
+                      help='population: keep the population written')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

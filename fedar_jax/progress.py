@@ -36,13 +36,16 @@ class Progress:
 
   `desc` starts each line ('sweep', 'run'). With total_points > 1 the line also
   counts the points finished ('points 6/12  rounds 5/10'; a group's points finish
-  together, with its last round); with one point it reads 'round 5/10'.
+  together, with its last round); with one point it reads 'round 5/10' (`unit` names
+  what is counted: 'shard 5/10' for a population's shards).
   `clock`: seconds, default `time.perf_counter`.
   """
 
   def __init__(self, total_rounds: int, total_points: int, stream=None, width: int = 24,
-               desc: str = 'sweep', clock: Callable[[], float] = time.perf_counter):
+               desc: str = 'sweep', unit: str = 'round',
+               clock: Callable[[], float] = time.perf_counter):
     self.total_rounds, self.total_points = total_rounds, total_points
+    self.unit = unit
     self.stream = stream or sys.stderr
     self.width, self.desc = width, desc
     self.rounds = self.points = 0
@@ -80,7 +83,7 @@ class Progress:
     """The part of the line after the bar: counts, `label`, elapsed time and ETA."""
     counts = (f'points {self.points}/{self.total_points}  rounds {self.rounds}/'
               f'{self.total_rounds}' if self.total_points > 1
-              else f'round {self.rounds}/{self.total_rounds}')
+              else f'{self.unit} {self.rounds}/{self.total_rounds}')
     eta = self.eta()
     return (f'{counts}  {label}  elapsed {_clock(self._clock() - self._start)}  '
             f'eta {"?" if eta is None else _clock(eta)}')

@@ -1,0 +1,102 @@
+"""Benchmark section `population`: writing an on-disk population and gathering cohorts.
+
+Writes a synthetic population of 1,000,000 clients x 32 rows x 64 features
+(2 classes, IR 10, float32; --quick: 20,000 clients) with `fedar-population`
+(`python -m fedar_jax.population`, a child process: its wall and CPU seconds,
+peak RSS and bytes written, and the 1-minute load average after it: the machine
+is shared), next to the baseline of the same run: the same clients drawn in
+memory by `synthetic.synthetic_federated` (timed on --population_baseline
+clients, extrapolated linearly). Then gathers 5 random cohorts of 1,000 clients
+from the population (`population_store.open(...).cohort`), each from a cold page
+cache (posix_fadvise DONTNEED on the shards) and again warm, next to the same
+cohort taken from the in-memory clients. The population is written under
+--population_dir (default: a temporary directory) and removed afterwards.
+"""
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from fedar_jax.data import population_store
+from fedar_jax.data import synthetic
+
+ROWS, DIMS, CLASSES, RATIO, COHORT = 32, 64, 2, 10.0, 1000
+FLAGS = [f'--samples_per_client={ROWS}', f'--feature_dim={DIMS}', f'--num_classes={CLASSES}',
+         f'--imbalance_ratio={RATIO:g}', '--test_per_class=100']
+
+
+def _cpu_seconds() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def _drop_cache(store) -> None:
+  """Asks the kernel to forget the shards' cached pages (a cold read)."""
+  for fd in store._x_files + store._y_files:  # pylint: disable=protected-access
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _gather_times(store, rng, repeats=5):
+  cold, warm = [], []
+  for _ in range(repeats):
+    ids = rng.choice(store.num_clients, COHORT, replace=False)
+    _drop_cache(store)
+    t = time.perf_counter()
+    store.cohort(ids)
+    cold.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    store.cohort(ids)
+    warm.append(time.perf_counter() - t)
+  return float(np.median(cold)), float(np.median(warm))
+
+
+def run(args):
+  clients = 20_000 if args.quick else 1_000_000
+  base_clients = min(clients, args.population_baseline or (4_000 if args.quick else 131_072))
+  root = args.population_dir or tempfile.mkdtemp(prefix='fedar_population_')
+  out = os.path.join(root, f'synthetic_{clients}')
+  shutil.rmtree(out, ignore_errors=True)
+  shutil.rmtree(out + '.partial', ignore_errors=True)
+  command = [sys.executable, '-m', 'fedar_jax.population', f'--out={out}',
+             f'--num_clients={clients}'] + FLAGS
+  t = time.perf_counter()
+  subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+  write_s = time.perf_counter() - t
+  child = resource.getrusage(resource.RUSAGE_CHILDREN)
+  write_rss, write_cpu = child.ru_maxrss / 2**20, child.ru_utime + child.ru_stime
+  t, cpu = time.perf_counter(), _cpu_seconds()
+  mem, _ = synthetic.synthetic_federated(0, clients, ROWS, CLASSES, DIMS, RATIO, 100,
+                                         range(base_clients))
+  scale = clients / base_clients
+  base_s, base_cpu = (time.perf_counter() - t) * scale, (_cpu_seconds() - cpu) * scale
+  store = population_store.open(out)
+  meta = store.metadata
+  yield {'what': 'population_write', 'clients': clients, 'rows': ROWS, 'dims': DIMS,
+         'dtype': meta['storage_dtype'], 'seconds': round(write_s, 1),
+         'cpu_s': round(write_cpu, 1), 'load_average': round(os.getloadavg()[0], 1),
+         'gb_written': round(meta['shard_bytes'] / 1e9, 2), 'shards': meta['num_shards'],
+         'peak_rss_gib': round(write_rss, 2),
+         'in_memory_timed_clients': base_clients,
+         'in_memory_seconds_extrapolated': round(base_s, 1),
+         'in_memory_cpu_s_extrapolated': round(base_cpu, 1),
+         'command': ' '.join(['python'] + command[1:])}
+  rng = np.random.default_rng(0)
+  cold, warm = _gather_times(store, rng)
+  ids = rng.choice(base_clients, COHORT, replace=False)
+  t = time.perf_counter()
+  for _ in range(5):
+    np.take(mem.x, ids, axis=0), np.take(mem.y, ids, axis=0), np.take(mem.mask, ids, axis=0)
+  in_memory_ms = (time.perf_counter() - t) / 5 * 1e3
+  yield {'what': 'population_gather', 'clients': clients, 'cohort': COHORT,
+         'cold_ms': round(cold * 1e3, 1), 'warm_ms': round(warm * 1e3, 1),
+         'in_memory_take_ms': round(in_memory_ms, 1)}
+  store.close()
+  if not args.population_keep:
+    shutil.rmtree(out, ignore_errors=True)
+    if not args.population_dir:
+      shutil.rmtree(root, ignore_errors=True)
