@@ -324,12 +324,8 @@ def data_bytes(cfg: RunConfig) -> int | None:
 
 
 def _validate_memory(cfg: RunConfig) -> None:
-  """Refuses sizes whose data alone cannot fit in this machine's memory, before allocating:
-  the data the run keeps (`data_bytes`), and the images a source decodes
-  (memory_estimate.check_decoded_images)."""
-  from fedar_jax import memory_estimate  # It reads RunConfig from here.
+  """Refuses sizes whose data alone cannot fit in this machine's memory, before allocating."""
   need, have = data_bytes(cfg), _memory_bytes()
-  memory_estimate.check_decoded_images(cfg, have)
   if need is None or not have or need <= have:
     return
   sizes = {'num_clients': cfg.num_clients, 'samples_per_client': cfg.samples_per_client,

@@ -208,7 +208,7 @@ def setup(cfg: RunConfig):
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
                          cfg.coordinator_timeout_s)
   mesh = sharding.make_mesh()
-  memory_estimate.check_model_from_flags(cfg)  # Before images are decoded at that size.
+  memory_estimate.check_before_loading(cfg)  # Before images are decoded at that size.
   with progress.stage('loading data, building the model'):
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
     exp = build(cfg, mesh=mesh, rows=rows)

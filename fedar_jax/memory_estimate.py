@@ -3,14 +3,16 @@ the model, so absurd sizes end with one line instead of a hang or unbounded grow
 
   `decoded_image_bytes(cfg)`: the float32 image pool an image source decodes (every
       image of the file or folder, at --image_size), from the file's size or the
-      folder's file count; host-side, before anything is read.
+      folder's file count, before anything is read.
   `model_bytes(cfg, row_shape, num_classes)`: the parameter count from
       `jax.eval_shape` of the model's init (nothing allocated), then a lower bound
       on the training memory: the server's parameters, one client's copy and its
       gradient, and one minibatch's activations, per client in flight.
 
 Both are lower bounds: what they refuse cannot fit; what they pass may still not
-(the compiled round's own check, `client_block_fit`, comes later).
+(the compiled round's own check, `client_block_fit`, comes later). The commands call
+`check_before_loading` once JAX is up and before any data is read; `train.build`
+calls `check_model` again on the data's shapes.
 """
 import functools
 import math
@@ -147,13 +149,23 @@ def flag_row_shape(cfg: RunConfig) -> tuple | None:
   return (cfg.image_size, cfg.image_size, _channels(cfg))
 
 
-def check_model_from_flags(cfg: RunConfig) -> None:
-  """`check_model` before the data is read, on the row shape of `flag_row_shape` and the
-  fewest classes the data can have (a lower bound), against `device_memory_bytes`."""
+def check_before_loading(cfg: RunConfig) -> None:
+  """Before the data is read: the decoded images against the host's memory
+  (`check_decoded_images`), then `check_model` on the row shape of `flag_row_shape` and
+  the fewest classes the data can have (a lower bound) against `device_memory_bytes`."""
+  check_decoded_images(cfg, host_memory_bytes())
   shape = flag_row_shape(cfg)
   if shape is not None:
     classes = cfg.num_classes if cfg.dataset == 'synthetic' else max(len(cfg.classes), 2)
     check_model(cfg, shape, classes, device_memory_bytes())
+
+
+def host_memory_bytes() -> int:
+  """This machine's physical memory (0 where it cannot be read)."""
+  try:
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  except (ValueError, OSError):
+    return 0
 
 
 def device_memory_bytes() -> int:
@@ -163,10 +175,7 @@ def device_memory_bytes() -> int:
   stats = (device.memory_stats() or {}) if device.platform != 'cpu' else {}
   if 'bytes_limit' in stats:
     return int(stats['bytes_limit'])
-  try:
-    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  except (ValueError, OSError):
-    return 0
+  return host_memory_bytes()
 
 
 def _gib(n: int) -> str:

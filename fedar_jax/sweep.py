@@ -159,7 +159,7 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)
   with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
-    memory_estimate.check_model_from_flags(base)  # The model flags are not swept.
+    memory_estimate.check_before_loading(base)  # Image and model flags are not swept.
     with progress.stage('loading data'):
       data = sweep_data.build(base, axes, mesh)
   with contextlib.ExitStack() as held:
