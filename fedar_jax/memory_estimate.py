@@ -128,8 +128,10 @@ def check_model(cfg: RunConfig, row_shape: tuple, num_classes: int, have: int) -
   names = [n for n in _MODEL_FLAGS[cfg.model]
            if n != 'feature_dim' or cfg.dataset == 'synthetic']
   defaults = RunConfig()
-  flag = max(names, key=lambda n: _largest(getattr(cfg, n)) / max(_largest(getattr(defaults,
-                                                                                   n)), 1))
+
+  def above_default(name):
+    return _largest(getattr(cfg, name)) / max(_largest(getattr(defaults, name)), 1)
+  flag = max(names, key=above_default)
   value = getattr(cfg, flag)
   shown = ','.join(map(str, value)) if isinstance(value, tuple) else value
   params = param_count(cfg.model, tuple(cfg.hidden), cfg.latent_dim, tuple(cfg.cnn_channels),
