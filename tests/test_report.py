@@ -1,6 +1,5 @@
-"""The sweep report (summary.csv, plots, report.md) and the progress bar, on hand-made data."""
+"""The sweep report (summary.csv, plots, report.md), on hand-made data."""
 import csv
-import io
 import os
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from fedar_jax import progress
 from fedar_jax import report
 from fedar_jax import report_columns
 from fedar_jax import report_tables
@@ -160,19 +158,6 @@ def test_run_plot_from_metrics_csv(tmp_path):
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert (tmp_path / 'plots' / 'metrics_per_round.png').stat().st_size > 10000
-
-
-def test_progress_eta_is_median_round_time_times_rounds_left():
-  out = io.StringIO()
-  bar = progress.Progress(total_rounds=10, total_points=6, stream=out)
-  bar.skip(2)
-  bar.compiled(4.0)
-  for seconds in (1.0, 3.0, 2.0):
-    bar.round_done(seconds, 'group a')
-  assert bar.eta() == pytest.approx(2.0 * 5)
-  assert bar.eta(groups_left=1) == pytest.approx(2.0 * 5 + 4.0)
-  last = out.getvalue().strip().splitlines()[-1]
-  assert 'rounds 5/10' in last and 'points 0/6' in last and 'eta 0:00:10' in last
 
 
 def test_resampler_by_ratio_table_marks_the_best_per_column_and_names_ties(tmp_path):
