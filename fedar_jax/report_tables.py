@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from fedar_jax import sweep_axes
-from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, MAX_PANELS, NOT_METRICS,
-                                      TIE_TOL, count_text, defence_fields, heading, panel_of,
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, LEAD_KEY_COLUMNS,
+                                      MAX_PANELS, NOT_METRICS, TIE_TOL, TRAILING_KEY_COLUMNS, count_text, defence_fields, heading, panel_of,
                                       row_key, setting_label, shown_keys, sort_key, sort_value,
                                       spread, too_many_panels, varying_settings)
 
@@ -27,8 +27,9 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   by_key = collections.defaultdict(list)
   for point, row in final.items():
     by_key[point[:-1]].append(row)
-  header = list(KEY_COLUMNS) + ['n_seeds', 'rounds'] + [
-      f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
+  header = (list(LEAD_KEY_COLUMNS) + ['n_seeds', 'rounds']
+            + [f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
+            + list(TRAILING_KEY_COLUMNS))
   out = []
   for key in sorted(by_key, key=sort_key):
     group = by_key[key]
@@ -38,9 +39,17 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
     for m in metric_cols:
       values = np.array([float(r[m]) for r in group])
       entry[f'{m}_mean'] = float(values.mean())
-      entry[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else None
+      entry[f'{m}_std'] = _std(values) if len(values) > 1 else None
     out.append(entry)
   return header, out
+
+
+def _std(values: np.ndarray) -> float:
+  """The sample std; for values that are not all finite (epsilon inf without DP), 0 where
+  they are all equal, else nan."""
+  if np.all(np.isfinite(values)):
+    return float(values.std(ddof=1))
+  return 0.0 if np.all(values == values[0]) else float('nan')
 
 
 def write_summary(path: str, header: list[str], rows: list[dict]) -> None:

@@ -33,11 +33,27 @@ TRACED, DATA, CODE = 'traced', 'data', 'code'
 
 
 class SweepFlag(NamedTuple):
-  """One sweep flag: the RunConfig field it lists, the element type, its kind, its help."""
+  """One sweep flag: the RunConfig field it lists, the element type, its kind, its help;
+  trailing: its sweep.csv column comes after the metrics columns (TRAILING_COLUMNS)."""
   field: str
   type: type
   kind: str
   help: str
+  trailing: bool = False
+
+
+# Method kinds whose parameters' columns were added after the metrics columns: they trail
+# the metrics in sweep.csv and summary.csv rows, so no existing column moves.
+TRAILING_KINDS = ('privacy',)
+
+
+def _param_flags(trailing: bool) -> dict:
+  """The traced sweep lists of the registered methods' parameters (declaration order):
+  those of TRAILING_KINDS (trailing) or the others."""
+  return {p.sweep: SweepFlag(p.name, int if p.dtype == registry.INT32 else float, TRACED,
+                             p.sweep_help, trailing)
+          for p in registry.params()
+          if p.sweep and (registry.kind_of(p.name) in TRAILING_KINDS) == trailing}
 
 
 # Sweep flag -> entry. The order is the order of the setting columns of
@@ -67,17 +83,20 @@ SWEEP_FLAGS = {
     'client_optimizers': SweepFlag('client_optimizer', str, CODE, 'Client optimizers to sweep '
                                    '(a program each); default --client_optimizer.'),
     # The methods' traced parameters (the method registry), in declaration order.
-    **{p.sweep: SweepFlag(p.name, int if p.dtype == registry.INT32 else float, TRACED,
-                          p.sweep_help)
-       for p in registry.params() if p.sweep},
+    **_param_flags(trailing=False),
     'attacks': SweepFlag('attack', str, DATA, 'Attacks to sweep (stacked data; skew and '
                          'label_flip, or scale alone); default --attack.'),
     'defences': SweepFlag('defence', str, CODE, 'Named defences to sweep (a program each; '
                           f'{", ".join(defences.NAMES)}: docs/defences.md); default --defence.'),
+    # --- Privacy (docs/privacy.md): columns after the metrics ---
+    **_param_flags(trailing=True),
 }
 
 # sweep.csv columns that name a point, ahead of the metrics columns.
-SETTING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values())
+SETTING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values() if not f.trailing)
+# sweep.csv columns that name a point, after the metrics columns.
+TRAILING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values() if f.trailing)
+ALL_SETTING_COLUMNS = SETTING_COLUMNS + TRAILING_COLUMNS
 
 
 def flags_of(kind: str) -> tuple[str, ...]:
@@ -212,6 +231,12 @@ def point_settings(cfg: RunConfig) -> list[str]:
   return [format_value(getattr(cfg, c)) for c in SETTING_COLUMNS]
 
 
+def trailing_settings(cfg) -> list[str]:
+  """The TRAILING_COLUMNS values of a point (RunConfig, or its class for the defaults),
+  as written to sweep.csv after the metrics."""
+  return [format_value(getattr(cfg, c)) for c in TRAILING_COLUMNS]
+
+
 # Setting columns that name every point's TensorBoard run; later ones only where they are
 # not their default (a directory name holds at most 255 bytes).
 LABEL_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
@@ -222,5 +247,5 @@ def point_label(cfg: RunConfig) -> dict:
   """{column: value} naming a point's run: LABEL_COLUMNS, then the other setting
   columns whose value is not the RunConfig default."""
   fields = type(cfg).__dataclass_fields__
-  return {c: format_value(getattr(cfg, c)) for c in SETTING_COLUMNS
+  return {c: format_value(getattr(cfg, c)) for c in ALL_SETTING_COLUMNS
           if c in LABEL_COLUMNS or getattr(cfg, c) != fields[c].default}
