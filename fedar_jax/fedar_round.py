@@ -7,7 +7,8 @@ round_step(state, clients, test, hparams):
   2. the server step (server.py: an aggregator, FedAvg's weighted mean by
      default, then a server optimizer) over the clients' models weighted by
      real sample counts, leaving out clients whose update is not finite
-     (counted in metrics['dropped_clients']);
+     (counted in metrics['dropped_clients']); with --dp (privacy.py) each update is
+     clipped, their sum noised and divided by the expected cohort size first;
   3. evaluation of the new global model on the balanced test set.
 Hyperparameters that only change numbers (threshold, learning rate, seed, the
 methods' parameters in HParams.methods) are traced, so changing them never
@@ -35,6 +36,7 @@ from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
 from fedar_jax.methods import Methods, MethodParams
+from fedar_jax.methods import registry
 from fedar_jax.data.federated import ClientData, TestData
 from fedar_jax.resample import Resampler
 
@@ -96,7 +98,8 @@ class RoundSpec(NamedTuple):
   client_pipeline: a custom client (`client.ClientPipeline`, e.g.
   `latent.make_latent_client`); None is the standard `client.fedar_client` of
   the fields above and the methods' client loss and optimizer.
-  methods: the server optimizer, aggregator, client loss and client optimizer.
+  methods: the server optimizer, aggregator, client loss, client optimizer and the DP
+  mechanism (privacy.py).
   trains_prepared: the clients' x holds `client.PreparedRows` (prepared once
   before training, `--resample_every=once`): the clients only train.
   matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
@@ -317,9 +320,8 @@ def make_round(spec: RoundSpec) -> Callable:
     data, active, blocks, overflow = participants(clients, hparams, state.round)
     method_params = hparams.method_params()
     dp_clip = None
-    if dp:
-      dp_clip = (state.dp_clip if state.dp_clip is not None
-                 else method_params.dp_clip_norm.astype(jnp.float32))
+    if dp:  # The mechanism's clip norm for this round (privacy.fixed / privacy.adaptive).
+      dp_clip = registry.resolve('privacy', spec.methods.privacy)(state.dp_clip, method_params)
     scale = None
     if hparams.attackers is not None:
       attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)

@@ -14,8 +14,6 @@ outputs over blocks, `fedar_round.run_clients`), so client blocks, a mesh and se
 hosts need nothing more. Noise keys come from (seed, round) on their own stream
 (`noise_key`), never equal to the client keys or the sampling keys.
 """
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
@@ -24,14 +22,23 @@ import jax.numpy as jnp
 DP_STREAM = 0x7FFFFFFE
 
 
-class Mechanism(NamedTuple):
-  """A registered --dp method: whether its clip norm is server state that adapts."""
-  adaptive: bool
+# The registered mechanisms (methods/builtin.py; --dp=none runs none): each gives the
+# round's clip norm from the state's adaptive clip (None unless adaptive) and the traced
+# MethodParams p, as a float32 scalar.
+def fixed(state_clip, p) -> jax.Array:
+  """--dp=fixed: the clip norm is --dp_clip_norm."""
+  del state_clip
+  return jnp.asarray(p.dp_clip_norm, jnp.float32)
 
 
-# The registered mechanisms (methods/builtin.py; --dp=none runs no mechanism).
-fixed = Mechanism(adaptive=False)
-adaptive = Mechanism(adaptive=True)
+def adaptive(state_clip, p) -> jax.Array:
+  """--dp=adaptive: the clip norm is server state (`ServerState.dp_clip`), updated by
+  `next_clip` after each round."""
+  del p
+  if state_clip is None:
+    raise ValueError('--dp=adaptive needs ServerState.dp_clip (train.round_parts sets it '
+                     'to --dp_clip_norm)')
+  return state_clip
 
 
 def noise_key(seed: jax.Array, round_index: jax.Array) -> jax.Array:

@@ -8,9 +8,10 @@ import numpy as np
 
 from fedar_jax import sweep_axes
 from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, LEAD_KEY_COLUMNS,
-                                      MAX_PANELS, NOT_METRICS, TIE_TOL, TRAILING_KEY_COLUMNS, count_text, defence_fields, heading, panel_of,
-                                      row_key, setting_label, shown_keys, sort_key, sort_value,
-                                      spread, too_many_panels, varying_settings)
+                                      MAX_PANELS, NOT_METRICS, TIE_TOL, TRAILING_KEY_COLUMNS,
+                                      count_text, defence_fields, heading, panel_of, row_key,
+                                      setting_label, shown_keys, sort_key, sort_value, spread,
+                                      too_many_panels, varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -175,7 +176,7 @@ def _final_rows(rows: list[dict]) -> list[dict]:
   in sweep.csv order."""
   final = {}
   for row in rows:
-    point = tuple(row.get(k, '') for k in sweep_axes.SETTING_COLUMNS)
+    point = tuple(row.get(k, '') for k in sweep_axes.ALL_SETTING_COLUMNS)
     if point not in final or int(row['round']) > int(final[point]['round']):
       final[point] = row
   return list(final.values())

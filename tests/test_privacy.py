@@ -1,6 +1,11 @@
 """Central DP (privacy.py), Poisson sampling and the epsilon accounting, on small shapes."""
 import csv
+import itertools
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import dp_accounting
 from dp_accounting import pld, rdp
@@ -16,11 +21,14 @@ from fedar_jax import loop
 from fedar_jax import privacy
 from fedar_jax import privacy_accounting
 from fedar_jax import sampling
+from fedar_jax import sweep_axes
 from fedar_jax import sweep_runner
 from fedar_jax.config import ConfigError, RunConfig, validate
 from fedar_jax.methods import Methods, MethodParams
 from tests import helpers
 from tests.test_fedar_round import assert_round_equals_reference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BASE = RunConfig(num_clients=4, samples_per_client=40, feature_dim=8, num_classes=2,
                  test_per_class=30, local_epochs=1, rounds=3, checkpoint_every=2,
@@ -276,8 +284,11 @@ def test_epsilon_equals_dp_accounting_called_directly(accountant, sampling_mode,
     event = dp_accounting.SampledWithoutReplacementDpEvent(
         n, per_round, dp_accounting.GaussianDpEvent(z / 2))
     relation = NeighboringRelation.REPLACE_ONE
+  # PLD: one round's distribution self-composed; the accountant's own composition of the
+  # same discretised distribution agrees to float rounding of the FFTs (1e-6 relative).
+  rel = 1e-9 if accountant == 'rdp' else 1e-6
   for r in (1, rounds):
-    assert got[r - 1] == pytest.approx(_direct(accountant, event, relation, r, delta), rel=1e-9)
+    assert got[r - 1] == pytest.approx(_direct(accountant, event, relation, r, delta), rel=rel)
   assert all(a < b for a, b in zip(got, got[1:]))  # Cumulative.
 
 
@@ -324,3 +335,124 @@ def test_usual_dp_settings_pass():
                         dp_accountant='pld'))
   validate(defences.apply(BASE.replace(dp='none', defence='fedar_dp')))
   validate(BASE.replace(attacker_fraction=0.25, attack='scale'))
+
+
+MESH_SCRIPT = textwrap.dedent('''
+    import os
+    os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from fedar_jax import fedar_round
+    from fedar_jax import sharding
+    from fedar_jax.data import federated
+    from fedar_jax.methods import Methods, MethodParams
+    from tests import helpers
+
+    C = 12
+    clients, test = helpers.unequal_clients(sizes=(40, 25, 33, 12, 30, 18, 27, 22, 35, 16, 29, 21))
+    spec, state = helpers.small_spec(clients, epochs=1)
+    spec = spec._replace(methods=Methods(privacy='adaptive'), num_clients=C, clients_per_round=5,
+                         client_sampling='poisson')
+    state = state._replace(dp_clip=jnp.float32(0.5))
+    hp = fedar_round.HParams.create(1.5, 0.01, 3, MethodParams.create(dp_noise_multiplier=0.7))
+
+    def run(devices, **scale):
+      mesh = sharding.make_mesh(devices, 1)
+      s = spec._replace(mesh=mesh, **scale)
+      rows = fedar_round.data_rows(s, C)
+      data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
+      t, st, h = sharding.replicate((test, state, hp), mesh)
+      step = jax.jit(fedar_round.make_round(s))
+      for _ in range(2):
+        st, out = step(st, data, t, h)
+      return sharding.fetch((st.params, st.dp_clip)), sharding.fetch(out)
+
+    (p1, c1), o1 = run(jax.devices()[:1])
+    (p8, c8), o8 = run(jax.devices(), client_block=4)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=1e-5, rtol=0), p8, p1)
+    assert abs(float(c8) - float(c1)) < 1e-6 and float(c1) != 0.5
+    real1, real8 = o1.client_index >= 0, o8.client_index >= 0
+    np.testing.assert_array_equal(o8.client_index[real8], o1.client_index[real1])
+    print('ok')
+''')
+
+
+def test_dp_with_poisson_cohorts_on_8_devices_in_blocks_equals_one_device():
+  out = subprocess.run([sys.executable, '-c', MESH_SCRIPT], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, 'PYTHONPATH': ROOT})
+  assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
+
+
+@pytest.mark.parametrize('name,raw,pattern', [
+    ('dp_noise_multipliers', '1,nan', '--dp_noise_multipliers: must be a finite float32'),
+    ('dp_noise_multipliers', '1,-0.5', '--dp_noise_multipliers: must be >= 0, got -0.5'),
+    ('dp_clip_norms', '0', '--dp_clip_norms: must be > 0, got 0'),
+    ('dp_target_quantiles', '0.5,2', '--dp_target_quantiles: must be in [0, 1], got 2'),
+])
+def test_bad_dp_sweep_lists_are_one_line_naming_them(name, raw, pattern):
+  from absl import flags
+  from fedar_jax import sweep  # Defines the sweep list flags on absl's global FLAGS.
+  values = flags.FlagValues()
+  for other in sweep.SWEEP_FLAGS:
+    flags.DEFINE_list(other, [], '', flag_values=values)
+  values(['prog', f'--{name}={raw}'])
+  with pytest.raises(ConfigError) as e:
+    sweep.sweep_lists(values, BASE)
+  assert pattern in str(e.value) and '\n' not in str(e.value), str(e.value)
+
+
+def test_refused_dp_combination_is_one_line_exit_2_through_the_cli(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'fedar_jax.main', f'--workdir={tmp_path / "w"}',
+                        '--dp=adaptive', '--aggregator=krum'], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, 'PYTHONPATH': ROOT})
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 2 and len(lines) == 1, out.stderr
+  assert '--aggregator: krum with --dp=adaptive' in lines[0], lines
+  assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('args,pattern', [
+    (['--dp_noise_multiplier=2'], '--dp_noise_multiplier: 2.0 does nothing here'),
+    (['--dp=fixed', '--dp_target_quantile=0.2'], '--dp_target_quantile: 0.2 does nothing'),
+])
+def test_dp_flags_without_their_mechanism_are_refused(args, pattern):
+  from absl import flags
+  from fedar_jax import cli
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', *args])
+  cfg = cli.config_from_flags(values)
+  with pytest.raises(ConfigError) as e:
+    cli.refuse_idle_flags(cfg, values)
+  assert pattern in str(e.value), str(e.value)
+  # A swept named defence that sets --dp makes the DP flags apply.
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', '--dp_noise_multiplier=2'])
+  cli.refuse_idle_flags(cli.config_from_flags(values), values, {'defences': ['none', 'dp']})
+
+
+def test_report_has_gmean_by_epsilon_and_resampler(tmp_path):
+  from fedar_jax import report
+  header = sweep_runner.sweep_header(['0', '1'])
+  rows = []
+  for resampler, sigma, seed, r in itertools.product(('none', 'smote'), (0.0, 1.0), (0, 1),
+                                                     (1, 2)):
+    cfg = BASE.replace(resampler=resampler, dp_noise_multiplier=sigma, seed=seed)
+    gmean = 0.6 + 0.1 * (resampler == 'smote') - 0.05 * sigma + 0.01 * seed + 0.001 * r
+    cells = {c: '0.5' for c in loop.csv_header(['0', '1'])}
+    cells.update(round=str(r), gmean=f'{gmean:.6f}', epsilon='inf' if sigma == 0 else
+                 f'{2.5 * r:.6f}')
+    rows.append(sweep_axes.point_settings(cfg) + list(cells.values())
+                + sweep_axes.trailing_settings(cfg))
+  (tmp_path / 'sweep.csv').write_text('\n'.join(','.join(r) for r in [header] + rows) + '\n')
+  outputs = report.write_report(str(tmp_path))
+  assert str(tmp_path / 'plots' / 'gmean_vs_epsilon.png') in outputs
+  md = (tmp_path / 'report.md').read_text()
+  assert '## G-mean by epsilon and resampler' in md
+  assert '| resampler | σ 0 (ε ∞) | σ 1 (ε 5) |' in md
+  assert '| smote | **0.7070 ± 0.0071** | **0.6570 ± 0.0071** |' in md
+  summary = _rows(tmp_path / 'summary.csv')
+  assert {s['epsilon_mean'] for s in summary} == {'inf', '5.000000'}
+  assert {s['epsilon_std'] for s in summary} == {'0.000000'}
