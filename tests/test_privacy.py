@@ -190,7 +190,8 @@ def test_sweeping_noise_multipliers_is_one_program_equal_to_single_runs(tmp_path
   rows = _rows(tmp_path / 'sweep' / 'sweep.csv')
   header = list(rows[0])
   # The DP settings trail the metrics; epsilon is the last metrics.csv column.
-  assert header[-4:] == ['epsilon', 'dp_clip_norm', 'dp_noise_multiplier', 'dp_target_quantile']
+  assert header[-6:] == ['epsilon', 'dp_clip_norm', 'dp_noise_multiplier', 'dp_target_quantile',
+                         'dp_clip_learning_rate', 'dp_clip_count_stddev']
   single = tmp_path / 'single'
   loop.train_and_evaluate(base.replace(dp_noise_multiplier=1.0, dp_clip_norm=0.5, data_seed=0),
                           str(single))

@@ -76,10 +76,14 @@ DP_QUANTILE = Param('dp_target_quantile', 0.5, 'DP adaptive: the quantile of the
                     sweep_help='DP adaptive target quantiles to sweep; default '
                     '--dp_target_quantile.')
 DP_CLIP_LR = Param('dp_clip_learning_rate', 0.2, 'DP adaptive: learning rate of the geometric '
-                   'clip-norm update, >= 0.', **_NONNEG)
+                   'clip-norm update, >= 0.', **_NONNEG, sweep='dp_clip_learning_rates',
+                   sweep_help='DP adaptive clip learning rates to sweep; default '
+                   '--dp_clip_learning_rate.')
 DP_COUNT_STDDEV = Param('dp_clip_count_stddev', 1.0, 'DP adaptive: standard deviation of the '
                         'noise on the count of unclipped clients, > 0 (sets the effective '
-                        'noise multiplier).', **_POSITIVE)
+                        'noise multiplier).', **_POSITIVE, sweep='dp_clip_count_stddevs',
+                        sweep_help='DP adaptive count noise deviations to sweep; default '
+                        '--dp_clip_count_stddev.')
 
 DECLARED = (
     # Server optimizers: (MethodParams) -> optax.GradientTransformation.
