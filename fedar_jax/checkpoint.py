@@ -1,7 +1,8 @@
 """Orbax checkpoints of the server state, so a rerun of the same command resumes.
 
 A checkpoint at step r holds the ServerState after r rounds (parameters,
-round counter and the server optimizer's state if it has one, with a leading
+round counter, the server optimizer's state if it has one and the adaptive DP clip
+norm with --dp=adaptive, with a leading
 sweep axis S in a sweep), the metrics of round r (so a finished run can still
 write its summary), and the CSV rows of rounds 1..r (so a missing, truncated or
 corrupt metrics.csv / sweep.csv is rewritten on resume). Client randomness is
@@ -83,6 +84,8 @@ class Checkpoints:
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
     if state.opt_state is not None:
       item['opt_state'] = state.opt_state
+    if state.dp_clip is not None:
+      item['dp_clip'] = state.dp_clip
     record = checkpoint_record.make(list(rows), self._settings)
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave(record)))
@@ -134,9 +137,12 @@ class Checkpoints:
     like = {'params': like_state.params, 'round': like_state.round, 'metrics': like_metrics}
     if like_state.opt_state is not None:
       like['opt_state'] = like_state.opt_state
+    if like_state.dp_clip is not None:
+      like['dp_clip'] = like_state.dp_clip
     item = self._manager.restore(step or self.latest_step(), args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(like, default))))['state']
-    return (fedar_round.ServerState(item['params'], item['round'], item.get('opt_state')),
+    return (fedar_round.ServerState(item['params'], item['round'], item.get('opt_state'),
+                                    item.get('dp_clip')),
             item['metrics'])
 
   def close(self) -> None:

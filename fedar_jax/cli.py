@@ -86,6 +86,9 @@ def refuse_idle_flags(cfg: config_lib.RunConfig, flag_values=FLAGS, lists=None) 
   swept = {}
   for name, values in (lists or {}).items():
     swept.setdefault(sweep_axes.SWEEP_FLAGS[name].field, set()).update(values)
+  for name in swept.get('defence', set()) | {cfg.defence}:  # A named defence sets its flags.
+    for field, value in defences.flags_of(name).items():
+      swept.setdefault(field, set()).add(value)
 
   def values(field):
     return {getattr(cfg, field)} | swept.get(field, set())

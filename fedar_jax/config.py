@@ -14,6 +14,7 @@ from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax.methods import registry
 from fedar_jax import precision
+from fedar_jax import privacy_accounting
 from fedar_jax import sampling
 from fedar_jax.data import fer2013
 from fedar_jax.data import images
@@ -26,6 +27,7 @@ MODELS = registry.names('model')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
 STANDARDIZE = standardize_lib.MODES
+ACCOUNTANTS = privacy_accounting.ACCOUNTANTS
 # resample.RESAMPLER_NAMES, named here so that checking flags needs no JAX (a test keeps
 # the two equal).
 RESAMPLERS = ('none', 'random_over', 'smote', 'borderline_smote1', 'borderline_smote2',
@@ -50,6 +52,7 @@ GROUPS = {
     'FedAR': 'the gate and the client-side resampler',
     'Training': 'rounds, local training with its loss and optimizer, the server optimizer',
     'Attacks and defences': 'attacking clients and robust aggregation',
+    'Privacy': 'central differential privacy (DP-FedAvg) and its accounting',
     'Scale and devices': 'client sampling and blocks, hosts, numerics and compilation',
     'Run': 'seeds and checkpoints',
 }
@@ -180,6 +183,15 @@ class RunConfig:
                         f'{", ".join(defences_lib.NAMES)}; empty: no named defence (the '
                         'flags as given).')
 
+  _group('Privacy')
+  dp: str = _f('none', 'Central differential privacy (docs/privacy.md): none, fixed (DP-FedAvg, '
+                       'clip norm --dp_clip_norm) or adaptive (the clip norm follows '
+                       '--dp_target_quantile of the update norms).')
+  _method_params(locals(), 'privacy')
+  dp_accountant: str = _f('rdp', f'DP accountant for the epsilon column: '
+                                 f'{", ".join(ACCOUNTANTS)} (dp_accounting).')
+  dp_delta: float = _f(1e-5, 'DP: the delta of the reported (epsilon, delta), in (0, 1).')
+
   _group('Scale and devices')
   client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
                             'vmap inside one; bounds memory); 0 = automatic (1 for a CNN '
@@ -189,6 +201,11 @@ class RunConfig:
                                  '0 = all, or --client_fraction.')
   client_fraction: float = _f(0.0, 'Fraction of clients sampled per round (used when '
                                    '--clients_per_round is 0); 0 = all.')
+  client_sampling: str = _f('uniform', f'How a round\'s clients are sampled: '
+                                       f'{", ".join(sampling.MODES)}: uniform (exactly '
+                                       '--clients_per_round, without replacement) or poisson '
+                                       '(each client joins with probability '
+                                       'clients_per_round / num_clients; docs/privacy.md).')
   coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '
                                     'jax.distributed; "auto" detects it (TPU pods); '
                                     'empty = one process.')
@@ -280,6 +297,7 @@ RANGES = (
     registry.Bound('attacker_fraction', 0, 1, high_closed=True),
     registry.Bound('dirichlet_alpha', 0, low_closed=False),
     registry.Bound('quantity_exponent', 0, low_closed=False),
+    registry.Bound('dp_delta', 0, 1, low_closed=False),
 )
 
 
@@ -416,11 +434,35 @@ def _validate_methods(cfg: RunConfig) -> None:
                       f'--num_classes={cfg.num_classes}')
   if cfg.attack == 'scale' and cfg.attacker_fraction and cfg.num_processes > 1:
     raise ConfigError('attack', 'scale attacks run in one process')
+  _validate_privacy(cfg)
   if cfg.latent_resampling != 'none':
     for name in ('loss', 'client_optimizer', 'prox_mu'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, f'is not supported with --latent_resampling='
                           f'{cfg.latent_resampling} (its own local update)')
+
+
+def _validate_privacy(cfg: RunConfig) -> None:
+  """--dp, --client_sampling and --dp_accountant, and the combinations whose DP guarantee
+  does not hold as implemented (docs/privacy.md)."""
+  _choice(cfg, 'dp', registry.names('privacy'))
+  _choice(cfg, 'client_sampling', sampling.MODES)
+  _choice(cfg, 'dp_accountant', ACCOUNTANTS)
+  per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
+                                         cfg.client_fraction)
+  if cfg.client_sampling == 'poisson' and per_round >= cfg.num_clients:
+    raise ConfigError('client_sampling', 'poisson needs --clients_per_round (or '
+                      '--client_fraction) below --num_clients: each client joins with '
+                      'probability clients_per_round / num_clients')
+  if cfg.dp == 'none':
+    return
+  if cfg.aggregator != 'mean':
+    raise ConfigError('aggregator', f'{cfg.aggregator} with --dp={cfg.dp}: DP-FedAvg releases '
+                      'only the noised sum of clipped updates; use --aggregator=mean')
+  if (cfg.dp_accountant == 'pld' and cfg.client_sampling == 'uniform'
+      and per_round < cfg.num_clients):
+    raise ConfigError('dp_accountant', 'pld has no event for uniform fixed-size sampling; '
+                      'use --client_sampling=poisson or --dp_accountant=rdp')
 
 
 def check_defence(defence: str, given: dict, flag: str = 'defence') -> None:

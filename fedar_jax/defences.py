@@ -18,10 +18,10 @@ class Defence(NamedTuple):
   help: str
 
 
-_PLAIN = dict(resampler='none', aggregator='mean', loss='ce')
+_PLAIN = dict(resampler='none', aggregator='mean', loss='ce', dp='none')
 
-# Every entry sets resampler, aggregator and loss (and the FedAR ones the threshold), so
-# a defence never inherits another defence's choice from the base flags.
+# Every entry sets resampler, aggregator, loss and dp (and the FedAR ones the threshold),
+# so a defence never inherits another defence's choice from the base flags.
 DEFENCES = {
     'none': Defence(dict(_PLAIN), 'plain FedAvg: no resampling, mean, cross-entropy'),
     'fedar_1.5': Defence({**_PLAIN, 'resampler': 'smote', 'threshold': 1.5},
@@ -38,6 +38,10 @@ DEFENCES = {
     'fedar_median': Defence({**_PLAIN, 'resampler': 'smote', 'threshold': 1.5,
                              'aggregator': 'median'},
                             'FedAR gate (SMOTE, threshold 1.5) + coordinate-wise median'),
+    'dp': Defence({**_PLAIN, 'dp': 'fixed'},
+                  'DP-FedAvg (--dp_clip_norm, --dp_noise_multiplier; docs/privacy.md)'),
+    'fedar_dp': Defence({**_PLAIN, 'resampler': 'smote', 'threshold': 1.5, 'dp': 'fixed'},
+                        'FedAR gate (SMOTE, threshold 1.5) under DP-FedAvg'),
 }
 
 NAMES = tuple(DEFENCES)

@@ -7,7 +7,8 @@ round_step(state, clients, test, hparams):
   2. the server step (server.py: an aggregator, FedAvg's weighted mean by
      default, then a server optimizer) over the clients' models weighted by
      real sample counts, leaving out clients whose update is not finite
-     (counted in metrics['dropped_clients']);
+     (counted in metrics['dropped_clients']); with --dp (privacy.py) each update is
+     clipped, their sum noised and divided by the expected cohort size first;
   3. evaluation of the new global model on the balanced test set.
 Hyperparameters that only change numbers (threshold, learning rate, seed, the
 methods' parameters in HParams.methods) are traced, so changing them never
@@ -30,10 +31,12 @@ from fedar_jax import client
 from fedar_jax import for_each_client
 from fedar_jax import metrics
 from fedar_jax import precision
+from fedar_jax import privacy
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
 from fedar_jax.methods import Methods, MethodParams
+from fedar_jax.methods import registry
 from fedar_jax.data.federated import ClientData, TestData
 from fedar_jax.resample import Resampler
 
@@ -60,11 +63,13 @@ class HParams(NamedTuple):
 
 
 class ServerState(NamedTuple):
-  """Global model parameters, the number of rounds done (int32) and the server
-  optimizer's state (None for a stateless one, e.g. fedavg)."""
+  """Global model parameters, the number of rounds done (int32), the server
+  optimizer's state (None for a stateless one, e.g. fedavg) and the adaptive DP clip
+  norm (float32, --dp=adaptive; None otherwise)."""
   params: object
   round: jax.Array
   opt_state: object = None
+  dp_clip: jax.Array | None = None
 
 
 class RoundOutput(NamedTuple):
@@ -88,11 +93,13 @@ class RoundSpec(NamedTuple):
   clients_per_round: clients sampled per round; 0 means all C.
   client_block: clients per block (rounded up to a multiple of the mesh's
   client devices); 0 means one block. mesh: shards the client axis (None: no
-  sharding constraints).
+  sharding constraints). client_sampling: 'uniform' (exactly clients_per_round) or
+  'poisson' (clients_per_round expected, in `cohort_slots` slots).
   client_pipeline: a custom client (`client.ClientPipeline`, e.g.
   `latent.make_latent_client`); None is the standard `client.fedar_client` of
   the fields above and the methods' client loss and optimizer.
-  methods: the server optimizer, aggregator, client loss and client optimizer.
+  methods: the server optimizer, aggregator, client loss, client optimizer and the DP
+  mechanism (privacy.py).
   trains_prepared: the clients' x holds `client.PreparedRows` (prepared once
   before training, `--resample_every=once`): the clients only train.
   matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
@@ -110,6 +117,7 @@ class RoundSpec(NamedTuple):
   clients_per_round: int = 0
   client_block: int = 0
   mesh: Mesh | None = None
+  client_sampling: str = 'uniform'
   # --- Numerics ---
   matmul_precision: str = 'default'
 
@@ -121,11 +129,21 @@ class ClientLayout(NamedTuple):
   clients_per_round: int = 0
   client_block: int = 0
   mesh: Mesh | None = None
+  client_sampling: str = 'uniform'
+
+
+def cohort_slots(spec: RoundSpec | ClientLayout, num_clients: int) -> int:
+  """The client slots a round's cohort fills: clients_per_round (all C without sampling),
+  or with Poisson sampling the static size its cohort overflows with probability at most
+  `sampling.POISSON_OVERFLOW` (`sampling.poisson_capacity`)."""
+  if spec.clients_per_round and spec.client_sampling == 'poisson':
+    return sampling.poisson_capacity(num_clients, spec.clients_per_round)
+  return spec.clients_per_round or num_clients
 
 
 def slot_layout(spec: RoundSpec | ClientLayout, num_clients: int) -> tuple[int, int]:
   """(num_blocks, block_size) of a round's client slots for C = `num_clients`."""
-  slots = spec.clients_per_round or num_clients
+  slots = cohort_slots(spec, num_clients)
   return for_each_client.block_layout(slots, spec.client_block,
                                       sharding.client_devices(spec.mesh))
 
@@ -178,7 +196,9 @@ class ClientResults(NamedTuple):
   weight: float32 scalar, the summed weight. stats: ClientStats, [P] leaves in slot
   order. finite: bool[P], the client's update was finite. weights: float32[P], each
   slot's weight (0: not counted). client_params: [P, ...] leaves in slot order (robust
-  aggregators need every client's model), else None.
+  aggregators need every client's model), else None. With a DP clip norm: param_sum
+  is the sum of the used clients' clipped updates (client - global), each weighing 1,
+  and unclipped the float32 `privacy.centered_unclipped` sum (else None).
   """
   param_sum: object
   weight: jax.Array
@@ -186,6 +206,7 @@ class ClientResults(NamedTuple):
   finite: jax.Array
   weights: jax.Array
   client_params: object = None
+  unclipped: jax.Array | None = None
 
 
 class _Slot(NamedTuple):
@@ -200,7 +221,8 @@ class _Slot(NamedTuple):
 
 def run_clients(update: Callable, params, keys, data: ClientData, active, threshold,
                 learning_rate, *, num_blocks: int, mesh=None, keep_params: bool = False,
-                update_scale: jax.Array | None = None) -> ClientResults:
+                update_scale: jax.Array | None = None,
+                dp_clip: jax.Array | None = None) -> ClientResults:
   """Every slot's update (`for_each_client.run`), aggregated into a weighted sum.
 
   Args:
@@ -213,6 +235,8 @@ def run_clients(update: Callable, params, keys, data: ClientData, active, thresh
     keep_params: static; also return every slot's client model.
     update_scale: float32[P] or None; a slot whose scale s is not 1 sends
       params + s * (its model - params) (a model-replacement attacker).
+    dp_clip: float32 scalar or None; DP: sum each used client's update clipped to this
+      L2 norm, weight 1 each (`privacy.clipped_sum`), instead of the weighted models.
 
   Returns:
     ClientResults. A client is left out of the sum (weight 0) when inactive or
@@ -229,15 +253,25 @@ def run_clients(update: Callable, params, keys, data: ClientData, active, thresh
         return jnp.where(s != 1, g + s * (q - g), q).astype(q.dtype)
       client_params = jax.tree.map(scaled, client_params, params)
     finite = aggregate.finite_updates(client_params)
+    per_slot = client_params if keep_params else None
+    if dp_clip is not None:
+      use = block.active & finite
+      weight = use.astype(jnp.float32)
+      clipped, norms = privacy.clipped_sum(client_params, params, use, dp_clip)
+      return ((clipped, jnp.sum(weight), privacy.centered_unclipped(norms, use, dp_clip)),
+              (stats, finite, weight, per_slot))
     weight = jnp.where(block.active & finite, stats.n_real, 0).astype(jnp.float32)
     return ((aggregate.weighted_sum(client_params, weight), jnp.sum(weight)),
-            (stats, finite, weight, client_params if keep_params else None))
+            (stats, finite, weight, per_slot))
 
   slots = _Slot(keys, data.x, data.y, data.mask, active, update_scale)
   zeros = (jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), jnp.float32(0))
-  (param_sum, weight), per_slot = for_each_client.run(
+  if dp_clip is not None:
+    zeros = zeros + (jnp.float32(0),)
+  sums, per_slot = for_each_client.run(
       update_slot, slots, num_blocks=num_blocks, mesh=mesh, block_sum=block_sum, sum_init=zeros)
-  return ClientResults(param_sum, weight, *per_slot)
+  return ClientResults(sums[0], sums[1], *per_slot,
+                       unclipped=sums[2] if dp_clip is not None else None)
 
 
 def make_round(spec: RoundSpec) -> Callable:
@@ -250,9 +284,11 @@ def make_round(spec: RoundSpec) -> Callable:
   server_step = server.make_server(spec.methods)
   keep_params = spec.methods.aggregator != 'mean'
   constrain = sharding.client_constraint(spec.mesh)
+  dp = spec.methods.privacy != 'none'
 
   def participants(clients: ClientData, hparams: HParams, round_index):
-    """The round's client slots (ClientData [P]) and which of them are active, bool[P]."""
+    """The round's client slots (ClientData [P]), which of them are active, bool[P], the
+    number of blocks and the clients a Poisson cohort left out (int32; 0 otherwise)."""
     rows = clients.client_id.shape[0]  # x may be a pytree (client.PreparedRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
@@ -261,17 +297,31 @@ def make_round(spec: RoundSpec) -> Callable:
       if rows != slots:
         raise ValueError(f'client data has {rows} rows; this layout needs {slots} '
                          f'(pad with data_rows(spec, {num_clients}))')
-      return clients, jnp.arange(rows) < num_clients, blocks
-    chosen = sampling.sample_clients(hparams.seed, round_index, num_clients,
-                                     spec.clients_per_round)
-    extra = slots - spec.clients_per_round
+      return clients, jnp.arange(rows) < num_clients, blocks, jnp.int32(0)
+    overflow = jnp.int32(0)
+    if spec.client_sampling == 'poisson':
+      capacity = cohort_slots(spec, num_clients)
+      chosen, joined, overflow = sampling.sample_poisson(
+          hparams.seed, round_index, num_clients, spec.clients_per_round, capacity)
+    else:
+      capacity = spec.clients_per_round
+      chosen = sampling.sample_clients(hparams.seed, round_index, num_clients,
+                                       spec.clients_per_round)
+      joined = None
+    extra = slots - capacity
     chosen = jnp.concatenate([chosen, jnp.full((extra,), chosen[0], jnp.int32)])
     picked = jax.tree.map(lambda a: constrain(jnp.take(a, chosen, axis=0)), clients)
-    return picked, jnp.arange(slots) < spec.clients_per_round, blocks
+    active = jnp.arange(slots) < capacity
+    if joined is not None:
+      active = active & jnp.concatenate([joined, jnp.zeros((extra,), bool)])
+    return picked, active, blocks, overflow
 
   def round_step(state: ServerState, clients: ClientData, test: TestData, hparams: HParams):
-    data, active, blocks = participants(clients, hparams, state.round)
+    data, active, blocks, overflow = participants(clients, hparams, state.round)
     method_params = hparams.method_params()
+    dp_clip = None
+    if dp:  # The mechanism's clip norm for this round (privacy.fixed / privacy.adaptive).
+      dp_clip = registry.resolve('privacy', spec.methods.privacy)(state.dp_clip, method_params)
     scale = None
     if hparams.attackers is not None:
       attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
@@ -280,16 +330,31 @@ def make_round(spec: RoundSpec) -> Callable:
         local_update_fn(spec, method_params), state.params,
         client_keys(hparams.seed, state.round, data.client_id), data, active,
         hparams.threshold, hparams.learning_rate, num_blocks=blocks, mesh=spec.mesh,
-        keep_params=keep_params, update_scale=scale)
+        keep_params=keep_params, update_scale=scale, dp_clip=dp_clip)
+    updates = server.ClientUpdates(result.param_sum, result.weight, result.client_params,
+                                   result.weights)
+    new_clip = state.dp_clip
+    if dp:  # The server sees only the noised mean of the clipped updates: always a step.
+      key = privacy.noise_key(hparams.seed, state.round)
+      expected = spec.clients_per_round or (spec.num_clients or clients.client_id.shape[0])
+      target = privacy.private_target(state.params, result.param_sum, key, dp_clip,
+                                      method_params.dp_noise_multiplier, expected)
+      updates = server.ClientUpdates(target, jnp.float32(1))
+      if state.dp_clip is not None:
+        new_clip = privacy.next_clip(
+            dp_clip, result.unclipped, key, expected, method_params.dp_target_quantile,
+            method_params.dp_clip_learning_rate, method_params.dp_clip_count_stddev)
     # If no client counts (all empty or all dropped) the model stays as it was.
-    params, opt_state = server_step.update(
-        server.ClientUpdates(result.param_sum, result.weight, result.client_params,
-                             result.weights), state.opt_state, state.params, method_params)
+    params, opt_state = server_step.update(updates, state.opt_state, state.params,
+                                           method_params)
     evaluation = metrics.evaluate(spec.apply_fn, params, test.x, test.y, test.mask,
                                   spec.num_classes)
-    evaluation['dropped_clients'] = jnp.sum(active & ~result.finite).astype(jnp.int32)
+    # Clients a Poisson cohort left out (never more than sampling.POISSON_OVERFLOW likely)
+    # are counted with the dropped ones.
+    evaluation['dropped_clients'] = (jnp.sum(active & ~result.finite).astype(jnp.int32)
+                                     + overflow)
     client_index = jnp.where(active, data.client_id, -1)
-    return (ServerState(params, state.round + 1, opt_state),
+    return (ServerState(params, state.round + 1, opt_state, new_clip),
             RoundOutput(evaluation, result.stats, client_index))
 
   return precision.with_matmul_precision(round_step, spec.matmul_precision)

@@ -31,6 +31,13 @@ def _attackers(kinds: tuple[str, ...]) -> Callable[[Values], bool]:
   return applies
 
 
+def _dp(*mechanisms: str) -> Callable[[Values], bool]:
+  return lambda values: bool(values('dp') & set(mechanisms))
+
+
+_DP_REASON = 'applies with --dp=fixed or adaptive only (docs/privacy.md)'
+_ADAPTIVE_REASON = 'applies with --dp=adaptive only (docs/privacy.md)'
+
 APPLIES = {
     'color': Use(_image_source, 'applies to image sources only (fer2013, image_folder, '
                                 'tfds:NAME)'),
@@ -46,6 +53,10 @@ APPLIES = {
                         '--attack=skew)'),
     'coordinator_timeout_s': Use(lambda v: bool(v('coordinator_address') - {''}),
                                  'applies to multi-host runs only (--coordinator_address)'),
+    **{flag: Use(_dp('fixed', 'adaptive'), _DP_REASON)
+       for flag in ('dp_clip_norm', 'dp_noise_multiplier', 'dp_accountant', 'dp_delta')},
+    **{flag: Use(_dp('adaptive'), _ADAPTIVE_REASON)
+       for flag in ('dp_target_quantile', 'dp_clip_learning_rate', 'dp_clip_count_stddev')},
 }
 
 

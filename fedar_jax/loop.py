@@ -32,6 +32,7 @@ from fedar_jax import interrupts
 from fedar_jax import memory_estimate
 from fedar_jax import fedar_round
 from fedar_jax import metrics
+from fedar_jax import privacy_accounting
 from fedar_jax import progress
 from fedar_jax import sharding
 from fedar_jax import tensorboard_writer
@@ -47,11 +48,19 @@ from fedar_jax.train import build, build_layout
 def csv_header(class_names) -> list[str]:
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
           + ['resampled_clients', 'dropped_clients', 'fallback_clients', 'mean_client_ir',
-             'train_loss', 'round_s'])
+             'train_loss', 'round_s', 'epsilon'])
+
+
+def complete_rows(rows: list, width: int, tail) -> list:
+  """CSV rows kept by a checkpoint written before the row had `width` cells: each short
+  row gets the last `width - len(row)` cells of `tail(row)` (the cells a run of that
+  version wrote nothing for: epsilon inf, DP settings at their defaults)."""
+  return [row if len(row) >= width else row + tail(row)[len(row) - width:] for row in rows]
 
 
 def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
-  """metrics.csv rows of a block of R rounds from first_round, computed at once.
+  """metrics.csv rows of a block of R rounds from first_round, computed at once, without
+  the epsilon cell (`run_calls` appends each point's).
 
   outs: NumPy leaves [R, ...], or [R, S, ...] for a sweep's S points (rows
   round-major, then point). Client statistics are over each round's
@@ -135,14 +144,18 @@ def run_block(step, state, clients, test, hparams, count: int):
 class RowSink(NamedTuple):
   """Where a loop's rounds go: the CSV file `f` and its csv `writer`, `rows` (every row so
   far, kept in the checkpoints), the metric `header`, one settings prefix per point
-  (`[[]]` for a single run: a run is a sweep of one point with no setting columns) and
-  one TensorBoard writer per point (None: not written)."""
+  (`[[]]` for a single run: a run is a sweep of one point with no setting columns),
+  one TensorBoard writer per point (None: not written), one tuple of cumulative epsilons
+  per point (privacy_accounting.run_epsilons; None: inf) and one list of trailing
+  setting cells per point (written after the metrics; None: none)."""
   f: object
   writer: object
   rows: list
   header: list
   settings: list
   tbs: list
+  epsilons: list | None = None
+  trailing: list | None = None
 
 
 def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Checkpoints,
@@ -163,6 +176,8 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
   """
   times, last_metrics = [], None
   points = len(sink.settings)
+  epsilons = sink.epsilons or [None] * points
+  trailing = sink.trailing or [[]] * points
   try:
     with interrupts.deferred(enabled=jax.process_count() == 1):
       for first, count in calls:
@@ -171,8 +186,10 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
         block = csv_rows(first, outs, seconds / count)  # Round-major, then point.
         for i in range(count):
           times.append(seconds / count)
-          metric_rows = block[i * points:(i + 1) * points]
-          new = [point + row for point, row in zip(sink.settings, metric_rows)]
+          metric_rows = [row + [privacy_accounting.epsilon_cell(eps, first + i)]
+                         for row, eps in zip(block[i * points:(i + 1) * points], epsilons)]
+          new = [point + row + tail
+                 for point, row, tail in zip(sink.settings, metric_rows, trailing)]
           sink.rows.extend(new)
           sink.writer.writerows(new)
           cells = [dict(zip(sink.header, row)) for row in metric_rows]
@@ -283,6 +300,9 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
     state, last_metrics = ckpt.restore(state, step=done)
     logging.info('resuming after round %d from %s', done, ckpt_dir)
   header = csv_header(exp.data.class_names)
+  epsilons = privacy_accounting.run_epsilons(cfg)
+  rows = complete_rows(rows, len(header),
+                       lambda row: [privacy_accounting.epsilon_cell(epsilons, int(row[0]))])
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
   tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)
@@ -294,7 +314,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
     with f:
       state, metrics_now, times = run_calls(
           step, state, (clients, test, hparams), calls, ckpt,
-          RowSink(f, writer, rows, header, [[]], [tb]),
+          RowSink(f, writer, rows, header, [[]], [tb], [epsilons]),
           lambda r, seconds, cells: bar.round_done(seconds, round_label(cells[0], participants)))
   finally:
     bar.close()

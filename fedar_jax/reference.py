@@ -22,6 +22,7 @@ from fedar_jax import client
 from fedar_jax import metrics
 from fedar_jax import fedar_round
 from fedar_jax import pretraining
+from fedar_jax import privacy
 from fedar_jax.data.federated import ClientData, TestData
 
 
@@ -148,7 +149,13 @@ def make_reference_round(spec: fedar_round.RoundSpec, resample_every: str = 'rou
       attacker = np.asarray(hparams.attackers)[np.asarray(clients.client_id)]
       x[attacker] = g + float(p.attack_scale) * (x[attacker] - g)
     weights[~np.all(np.isfinite(x), axis=1)] = 0.0
-    if weights.sum() > 0:  # Otherwise the model (and the optimizer state) stay as they were.
+    dp_clip = None
+    if methods.privacy != 'none':
+      target, dp_clip = np_private_target(spec, state, clients, hparams, x, g)
+      opt = server_state.get('opt', np_server_init(methods.server_optimizer, g, p))
+      new, server_state['opt'] = np_server_update(methods.server_optimizer, g, target, opt, p)
+      params = unravel(np.asarray(new, np.float32))
+    elif weights.sum() > 0:  # Otherwise the model (and the optimizer state) stay as they were.
       target = np_aggregate(methods.aggregator, x, weights, g, p)
       opt = server_state.get('opt', np_server_init(methods.server_optimizer, g, p))
       new, server_state['opt'] = np_server_update(methods.server_optimizer, g, target, opt, p)
@@ -158,10 +165,39 @@ def make_reference_round(spec: fedar_round.RoundSpec, resample_every: str = 'rou
     params = jax.tree.map(np.asarray, params)
     stats = jax.tree.map(lambda *v: np.stack([np.asarray(a) for a in v]), *stats)
     evaluation = evaluate(params, test.x, test.y, test.mask)
-    return (fedar_round.ServerState(params, state.round + 1),
+    return (fedar_round.ServerState(params, state.round + 1, None, dp_clip),
             fedar_round.RoundOutput(evaluation, stats))
 
   return reference_step
+
+
+def np_private_target(spec: fedar_round.RoundSpec, state, clients: ClientData,
+                      hparams: fedar_round.HParams, x: np.ndarray, g: np.ndarray):
+  """DP-FedAvg's target model and next adaptive clip norm (None for --dp=fixed), in float64
+  from the formulas (McMahan et al. 2018; Andrew et al. 2021), with every client taking
+  part (no sampling). x: float64[C, D] client models; g: float64[D] global model. The
+  standard normal draws come from the engine's noise keys (privacy.noise_key), so the
+  noise equals the compiled round's."""
+  p = hparams.method_params()
+  num = spec.num_clients or clients.x.shape[0]
+  use = (np.asarray(clients.client_id) < num) & np.all(np.isfinite(x), axis=1)
+  clip = float(state.dp_clip if state.dp_clip is not None else p.dp_clip_norm)
+  delta = np.where(use[:, None], x - g, 0.0)
+  norms = np.sqrt(np.sum(delta ** 2, axis=1))
+  factor = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float32).tiny))
+  clipped = np.sum(delta[use] * factor[use, None], axis=0)
+  key = privacy.noise_key(hparams.seed, state.round)
+  z = np.asarray(ravel_pytree(privacy.gaussian_noise(privacy.update_noise_key(key),
+                                                     state.params))[0], np.float64)
+  m = spec.clients_per_round or num
+  target = g + (clipped + float(p.dp_noise_multiplier) * clip * z) / m
+  if state.dp_clip is None:
+    return target, None
+  count = np.sum(norms[use] <= clip) - 0.5 * np.sum(use)
+  noise = float(jax.random.normal(privacy.count_noise_key(key), (), jnp.float32))
+  below = np.clip((count + float(p.dp_clip_count_stddev) * noise) / m + 0.5, 0.0, 1.0)
+  new_clip = clip * np.exp(-float(p.dp_clip_learning_rate) * (below - float(p.dp_target_quantile)))
+  return target, np.float32(new_clip)
 
 
 # --- Reference client update (independent of client.py) ---

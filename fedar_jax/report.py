@@ -15,9 +15,13 @@ from a sweep's DIR/sweep.csv,
                     where no number is swept). Layout: report_axes.
   DIR/plots/gmean_per_round.png, recall_per_class.png   G-mean per round and final
                     per-class recall, a line (bar group) per value of the same setting
+  DIR/plots/gmean_vs_epsilon.png     final G-mean vs epsilon, a line per resampler, a
+                                     panel per setting (sweeps over two or more
+                                     --dp_noise_multipliers)
   DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
                     paper's resampler x imbalance ratio table; the defence x attacker
-                    fraction table per attack) and the plots
+                    fraction table per attack; G-mean by epsilon and resampler) and the
+                    plots
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
@@ -36,6 +40,7 @@ if __name__ == '__main__':
   interrupts.exit_while_starting()
 
 from fedar_jax import flagfiles
+from fedar_jax import report_privacy
 from fedar_jax.report_columns import read_rows
 from fedar_jax.report_plots import write_run_plot, write_sweep_figures
 from fedar_jax.report_tables import (attack_table_markdown, attack_tables, ir_table_markdown,
@@ -61,6 +66,10 @@ def write_report(workdir: str) -> list[str]:
   attacks = attack_tables(rows)
   if any(len(t['fractions']) > 1 for t in attacks):
     sections = list(sections) + attack_table_markdown(attacks)
+  privacy = report_privacy.epsilon_tables(rows)
+  if any(len(t['sigmas']) > 1 for t in privacy):
+    plots.append(report_privacy.write_epsilon_plot(os.path.join(workdir, 'plots'), privacy))
+    sections = list(sections) + report_privacy.epsilon_table_markdown(privacy)
   report_path = os.path.join(workdir, 'report.md')
   write_markdown(report_path, columns, summary, plots, sections, notes, rows)
   return [summary_path, *plots, report_path]

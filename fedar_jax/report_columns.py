@@ -6,14 +6,18 @@ from fedar_jax import sweep_axes
 
 
 # A summary row's key: every setting column of sweep.csv but the seed (averaged over).
-KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
+# summary.csv writes the LEAD ones first and the TRAILING ones (sweep_axes.TRAILING_COLUMNS)
+# after the metrics, as sweep.csv does.
+LEAD_KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
+TRAILING_KEY_COLUMNS = sweep_axes.TRAILING_COLUMNS
+KEY_COLUMNS = LEAD_KEY_COLUMNS + TRAILING_KEY_COLUMNS
 
 
 THRESHOLD = KEY_COLUMNS.index('threshold')
 
 
 # sweep.csv columns that are settings or bookkeeping, not metrics.
-NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
+NOT_METRICS = sweep_axes.ALL_SETTING_COLUMNS + ('round', 'round_s')
 
 
 # Short names of the setting columns in tables and figure labels (default: the column

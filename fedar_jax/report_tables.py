@@ -9,7 +9,8 @@ import numpy as np
 
 from fedar_jax import sweep_axes
 from fedar_jax.report_stats import TEST_NAME, interval95, separable_best
-from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, THRESHOLD, count_text,
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, LEAD_KEY_COLUMNS,
+                                      THRESHOLD, TRAILING_KEY_COLUMNS, count_text,
                                       defence_fields, heading, metric_columns, panel_of,
                                       row_key, setting_label, shown_keys, sort_key, sort_value,
                                       spread, varying_settings)
@@ -31,9 +32,9 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   by_key = collections.defaultdict(list)
   for point, row in final.items():
     by_key[point[:-1]].append(row)
-  header = list(KEY_COLUMNS) + ['n_seeds', 'rounds'] + [
-      f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')] + [
-      f'{m}_ci95' for m in metric_cols]
+  header = (list(LEAD_KEY_COLUMNS) + ['n_seeds', 'rounds']
+            + [f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
+            + [f'{m}_ci95' for m in metric_cols] + list(TRAILING_KEY_COLUMNS))
   out = []
   for key in sorted(by_key, key=sort_key):
     group = by_key[key]
@@ -43,11 +44,19 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
     for m in metric_cols:
       values = np.array([float(r[m]) for r in group])
       entry[f'{m}_mean'] = float(values.mean())
-      entry[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else None
-      half = interval95(values)[1]
+      entry[f'{m}_std'] = _std(values) if len(values) > 1 else None
+      half = interval95(values)[1] if np.all(np.isfinite(values)) else math.nan
       entry[f'{m}_ci95'] = None if math.isnan(half) else half
     out.append(entry)
   return header, out
+
+
+def _std(values: np.ndarray) -> float:
+  """The sample std; for values that are not all finite (epsilon inf without DP), 0 where
+  they are all equal, else nan."""
+  if np.all(np.isfinite(values)):
+    return float(values.std(ddof=1))
+  return 0.0 if np.all(values == values[0]) else float('nan')
 
 
 def write_summary(path: str, header: list[str], rows: list[dict]) -> None:
@@ -247,7 +256,7 @@ def _final_rows(rows: list[dict]) -> list[dict]:
   in sweep.csv order."""
   final = {}
   for row in rows:
-    point = tuple(row.get(k, '') for k in sweep_axes.SETTING_COLUMNS)
+    point = tuple(row.get(k, '') for k in sweep_axes.ALL_SETTING_COLUMNS)
     if point not in final or int(row['round']) > int(final[point]['round']):
       final[point] = row
   return list(final.values())

@@ -7,6 +7,7 @@ uses it without loading JAX); `sample_clients` imports JAX when traced.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,6 +16,13 @@ if TYPE_CHECKING:
 # Folded into the seed key before the round, so sampling keys never coincide
 # with client keys (those fold the round, then the client id, into the seed key).
 _STREAM = 0x7FFFFFFF
+
+# --client_sampling: uniform draws exactly clients_per_round clients without replacement;
+# poisson lets each client join independently with probability q = clients_per_round / C.
+MODES = ('uniform', 'poisson')
+
+# A Poisson cohort is padded to the least static size k with P(cohort > k) <= this per round.
+POISSON_OVERFLOW = 1e-12
 
 
 def clients_per_round(num_clients: int, count: int = 0, fraction: float = 0.0) -> int:
@@ -38,3 +46,51 @@ def sample_clients(seed: jax.Array, round_index: jax.Array, num_clients: int,
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAM), round_index)
   chosen = jax.random.permutation(key, num_clients)[:count]
   return jnp.sort(chosen).astype(jnp.int32)
+
+
+def binomial_tail(n: int, q: float, k: int) -> float:
+  """P(X > k) for X ~ Binomial(n, q) (plain Python, summed in log space)."""
+  if k >= n:
+    return 0.0
+  if q <= 0:
+    return 0.0
+  if q >= 1:
+    return 1.0
+  total = 0.0
+  for j in range(k + 1, n + 1):
+    log_term = (math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                + j * math.log(q) + (n - j) * math.log1p(-q))
+    term = math.exp(log_term)
+    total += term
+    if j > n * q and term < total * 1e-17:
+      break
+  return total
+
+
+def poisson_capacity(num_clients: int, expected: int,
+                     overflow: float = POISSON_OVERFLOW) -> int:
+  """The static cohort size of Poisson sampling: the least k >= expected with
+  P(Binomial(num_clients, expected / num_clients) > k) <= overflow (at most num_clients)."""
+  q = expected / num_clients
+  k = expected
+  while k < num_clients and binomial_tail(num_clients, q, k) > overflow:
+    k += 1
+  return k
+
+
+def sample_poisson(seed: jax.Array, round_index: jax.Array, num_clients: int, expected: int,
+                   capacity: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Poisson sampling: each client joins with probability expected / num_clients.
+
+  seed, round_index: int32 scalars (may be traced); the rest static. Returns
+  (chosen int32[capacity]: the joined clients in increasing order, then 0 in unused
+  slots; joined bool[capacity]: the slots that hold a joined client; overflow int32:
+  joined clients beyond `capacity`, left out of the round).
+  """
+  import jax
+  import jax.numpy as jnp
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAM), round_index)
+  joins = jax.random.uniform(key, (num_clients,)) < expected / num_clients
+  count = jnp.sum(joins, dtype=jnp.int32)
+  chosen = jnp.nonzero(joins, size=capacity, fill_value=0)[0].astype(jnp.int32)
+  return chosen, jnp.arange(capacity) < count, jnp.maximum(count - capacity, 0)

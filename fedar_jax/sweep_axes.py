@@ -33,11 +33,27 @@ TRACED, DATA, CODE = 'traced', 'data', 'code'
 
 
 class SweepFlag(NamedTuple):
-  """One sweep flag: the RunConfig field it lists, the element type, its kind, its help."""
+  """One sweep flag: the RunConfig field it lists, the element type, its kind, its help;
+  trailing: its sweep.csv column comes after the metrics columns (TRAILING_COLUMNS)."""
   field: str
   type: type
   kind: str
   help: str
+  trailing: bool = False
+
+
+# Method kinds whose parameters' columns were added after the metrics columns: they trail
+# the metrics in sweep.csv and summary.csv rows, so no existing column moves.
+TRAILING_KINDS = ('privacy',)
+
+
+def _param_flags(trailing: bool) -> dict:
+  """The traced sweep lists of the registered methods' parameters (declaration order):
+  those of TRAILING_KINDS (trailing) or the others."""
+  return {p.sweep: SweepFlag(p.name, int if p.dtype == registry.INT32 else float, TRACED,
+                             p.sweep_help, trailing)
+          for p in registry.params()
+          if p.sweep and (registry.kind_of(p.name) in TRAILING_KINDS) == trailing}
 
 
 # Sweep flag -> entry. The order is the order of the setting columns of
@@ -67,17 +83,20 @@ SWEEP_FLAGS = {
     'client_optimizers': SweepFlag('client_optimizer', str, CODE, 'Client optimizers to sweep '
                                    '(a program each); default --client_optimizer.'),
     # The methods' traced parameters (the method registry), in declaration order.
-    **{p.sweep: SweepFlag(p.name, int if p.dtype == registry.INT32 else float, TRACED,
-                          p.sweep_help)
-       for p in registry.params() if p.sweep},
+    **_param_flags(trailing=False),
     'attacks': SweepFlag('attack', str, DATA, 'Attacks to sweep (stacked data; skew and '
                          'label_flip, or scale alone); default --attack.'),
     'defences': SweepFlag('defence', str, CODE, 'Named defences to sweep (a program each; '
                           f'{", ".join(defences.NAMES)}: docs/defences.md); default --defence.'),
+    # --- Privacy (docs/privacy.md): columns after the metrics ---
+    **_param_flags(trailing=True),
 }
 
 # sweep.csv columns that name a point, ahead of the metrics columns.
-SETTING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values())
+SETTING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values() if not f.trailing)
+# sweep.csv columns that name a point, after the metrics columns.
+TRAILING_COLUMNS = tuple(f.field for f in SWEEP_FLAGS.values() if f.trailing)
+ALL_SETTING_COLUMNS = SETTING_COLUMNS + TRAILING_COLUMNS
 
 
 def flags_of(kind: str) -> tuple[str, ...]:
@@ -212,9 +231,15 @@ def point_settings(cfg: RunConfig) -> list[str]:
   return [format_value(getattr(cfg, c)) for c in SETTING_COLUMNS]
 
 
+def trailing_settings(cfg) -> list[str]:
+  """The TRAILING_COLUMNS values of a point (RunConfig, or its class for the defaults),
+  as written to sweep.csv after the metrics."""
+  return [format_value(getattr(cfg, c)) for c in TRAILING_COLUMNS]
+
+
 def label_columns(axes: SweepAxes) -> tuple[str, ...]:
   """The setting columns that name a sweep's TensorBoard runs: every swept setting (a list
-  of two or more values), in SETTING_COLUMNS order; the seed where nothing is swept."""
+  of two or more values), in the sweep lists' order; the seed where nothing is swept."""
   return tuple(SWEEP_FLAGS[n].field for n in axes.varying(TRACED, DATA, CODE)) or ('seed',)
 
 
@@ -225,6 +250,6 @@ def point_label(cfg: RunConfig, columns: tuple[str, ...]) -> dict:
 
 
 def point_hparams(cfg: RunConfig) -> dict:
-  """Every setting column of a point as {column: float, int or str}: the point's record in
-  TensorBoard's HParams table."""
-  return {c: getattr(cfg, c) for c in SETTING_COLUMNS}
+  """Every setting column of a point (the trailing ones included) as {column: float, int
+  or str}: the point's record in TensorBoard's HParams table."""
+  return {c: getattr(cfg, c) for c in ALL_SETTING_COLUMNS}

@@ -26,7 +26,8 @@ sweep_data for when padding breaks the exact equality).
 
 Workdir contents (besides the report's files):
   sweep.csv       one row per sweep point per round: the point's settings
-                  (SETTING_COLUMNS), then every column of a single run's metrics.csv
+                  (SETTING_COLUMNS), then every column of a single run's metrics.csv,
+                  then the settings added after those (TRAILING_COLUMNS: the DP ones)
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state (G: `group_name`,
                   e.g. 'smote', 'smote_median', 'fedar_median'); reruns resume
@@ -55,19 +56,27 @@ from fedar_jax import sharding
 from fedar_jax import sweep_data
 from fedar_jax import tensorboard_writer
 from fedar_jax import loop
+from fedar_jax import privacy_accounting
 from fedar_jax import programs
 from fedar_jax import train
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.sweep_programs import (make_sweep_prepare_clients, make_sweep_round,  # noqa: F401
                                       mesh_for, stack, sweep_mesh)
-from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
-                                  group_name, label_columns, make_groups, point_hparams,
-                                  point_label, point_settings)
+from fedar_jax.sweep_axes import (SETTING_COLUMNS, TRAILING_COLUMNS,  # noqa: F401 (re-exported)
+                                  Group, SweepAxes, group_name, label_columns, make_groups,
+                                  point_hparams, point_label, point_settings, trailing_settings)
 
 
 def sweep_header(class_names) -> list[str]:
-  return list(SETTING_COLUMNS) + loop.csv_header(class_names)
+  return list(SETTING_COLUMNS) + loop.csv_header(class_names) + list(TRAILING_COLUMNS)
+
+
+def _old_row_tail(row) -> list[str]:
+  """The cells a sweep.csv row kept from before the epsilon and DP columns lacks: epsilon
+  inf (no DP) and the DP settings at their defaults."""
+  del row
+  return ['inf'] + trailing_settings(RunConfig)
 
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
@@ -96,6 +105,9 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   ckpt_root = os.path.join(workdir, 'checkpoints')
   resume = {g.name: checkpoint.resume_point(os.path.join(ckpt_root, g.name),
                                            base.keep_checkpoints) for g in groups}
+  width = len(sweep_header(data.sets[0].class_names))
+  resume = {name: (step, loop.complete_rows(rows, width, _old_row_tail))
+            for name, (step, rows) in resume.items()}
   done = {name: step for name, (step, _) in resume.items()}
   bar = progress_lib.Progress(len(groups) * base.rounds, len(groups) * axes.points_per_group,
                               stream=stream if writer_process else open(os.devnull, 'w'))
@@ -215,6 +227,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
+  epsilons = [privacy_accounting.run_epsilons(p) for p in group.points]  # Cached per (q, z).
   header = loop.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
@@ -225,7 +238,9 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
     bar.round_done(seconds, f'group {place} {group.name} round {r}/{base.rounds}  '
                    f'{gmean_label(cells)}', points_done=len(settings) if r == base.rounds else 0)
   _, _, times = loop.run_calls(program.step, state, (clients, test, hparams), calls, ckpt,
-                               loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
+                               loop.RowSink(f, writer, rows, header, settings, tbs, epsilons,
+                                            [trailing_settings(p) for p in group.points]),
+                               round_done)
   ckpt.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),

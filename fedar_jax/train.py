@@ -85,7 +85,7 @@ def build_layout(cfg: RunConfig, mesh, client_block: int | None = None) -> Clien
       num_clients=cfg.num_clients,
       clients_per_round=per_round if per_round < cfg.num_clients else 0,
       client_block=(auto_client_block(cfg, jax.devices()[0].platform) if client_block is None
-                    else client_block), mesh=mesh)
+                    else client_block), mesh=mesh, client_sampling=cfg.client_sampling)
   rows = fedar_round.data_rows(layout, cfg.num_clients)
   start, stop = (0, rows) if mesh is None else distributed.local_rows(
       sharding.leading(mesh), rows)
@@ -246,7 +246,9 @@ def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num
                                matmul_precision=cfg.matmul_precision, **layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)
-  return (spec, fedar_round.ServerState(model.params, jnp.int32(0), opt_state),
+  # --dp=adaptive: the clip norm is state, starting at --dp_clip_norm.
+  dp_clip = jnp.float32(cfg.dp_clip_norm) if cfg.dp == 'adaptive' else None
+  return (spec, fedar_round.ServerState(model.params, jnp.int32(0), opt_state, dp_clip),
           fedar_round.HParams.create(cfg.threshold, cfg.learning_rate, cfg.seed,
                                      method_params, attackers))
 

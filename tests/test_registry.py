@@ -121,13 +121,15 @@ def test_flags_and_sweep_lists_come_from_the_registry():
   fields = RunConfig.__dataclass_fields__
   for p in registry.params():
     assert fields[p.name].default == p.default and fields[p.name].metadata['help'] == p.help
+    trailing = registry.kind_of(p.name) in sweep_axes.TRAILING_KINDS
     assert sweep_axes.SWEEP_FLAGS[p.sweep] == sweep_axes.SweepFlag(
-        p.name, int if p.dtype == registry.INT32 else float, sweep_axes.TRACED, p.sweep_help)
+        p.name, int if p.dtype == registry.INT32 else float, sweep_axes.TRACED, p.sweep_help,
+        trailing)
   assert MethodParams.create()._fields == tuple(p.name for p in registry.params())
-  for kind, field in (('aggregator', 'aggregator'), ('loss', 'loss')):
+  for kind, field in (('aggregator', 'aggregator'), ('loss', 'loss'), ('privacy', 'dp')):
     for name in registry.names(kind):
       config.validate(RunConfig(**{field: name}))
-  for kind in ('server_optimizer', 'aggregator', 'client_optimizer', 'loss', 'model'):
+  for kind in ('server_optimizer', 'aggregator', 'client_optimizer', 'loss', 'model', 'privacy'):
     for name in registry.names(kind):
       if registry.get(kind, name).impl is not None:
         assert callable(registry.resolve(kind, name))

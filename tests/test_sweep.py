@@ -29,7 +29,8 @@ def _rows(path):
 
 def _metrics(row):
   return {k: float(v) for k, v in row.items()
-          if k not in sweep_runner.SETTING_COLUMNS + ('resampler', 'round_s')}
+          if k not in sweep_runner.SETTING_COLUMNS + sweep_runner.TRAILING_COLUMNS
+          + ('resampler', 'round_s')}
 
 
 def test_sweep_points_equal_single_runs_in_one_program(tmp_path):

@@ -2,7 +2,7 @@
 parameters (traced: changing them never recompiles), from the registry (no JAX here).
 
 `Methods` names the server optimizer, aggregator, client loss and client
-optimizer; it lives in `RoundSpec`. `MethodParams` (methods/params.py, loaded
+optimizer and the privacy mechanism (--dp); it lives in `RoundSpec`. `MethodParams` (methods/params.py, loaded
 on first use) carries every registered numeric parameter as a float32/int32
 scalar; it lives in `HParams`, so a sweep can stack it on the sweep axis like
 the threshold. The built-in methods are declared in methods/builtin.py.
@@ -19,16 +19,18 @@ CLIENT_OPTIMIZERS = registry.names('client_optimizer')
 
 
 class Methods(NamedTuple):
-  """Static method names (registry kinds); the defaults are plain FedAR."""
+  """Static method names (registry kinds); the defaults are plain FedAR. privacy: the
+  --dp mechanism (none, fixed, adaptive)."""
   server_optimizer: str = 'fedavg'
   aggregator: str = 'mean'
   loss: str = 'ce'
   client_optimizer: str = 'adam'
+  privacy: str = 'none'
 
 
 def methods_of(cfg) -> Methods:
   """The static Methods of a RunConfig."""
-  return Methods(**{name: getattr(cfg, name) for name in Methods._fields})
+  return Methods(**{kind: getattr(cfg, registry.KINDS[kind]) for kind in Methods._fields})
 
 
 def __getattr__(name):  # MethodParams and params_of need JAX: imported on first use.

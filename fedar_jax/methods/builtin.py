@@ -62,6 +62,29 @@ ATTACK_SCALE = Param('attack_scale', 10.0, 'scale attackers: factor on their upd
                      'replacement), > 0.', **_POSITIVE, sweep='attack_scales',
                      sweep_help='scale attackers\' factors to sweep; default --attack_scale.')
 
+# --- Central differential privacy (privacy.py): its parameters. ---
+DP_CLIP = Param('dp_clip_norm', 1.0, 'DP: L2 bound on each sampled client\'s update (the '
+                'starting bound with --dp=adaptive), > 0.', **_POSITIVE, sweep='dp_clip_norms',
+                sweep_help='DP clip norms to sweep; default --dp_clip_norm.')
+DP_NOISE = Param('dp_noise_multiplier', 1.0, 'DP: noise multiplier sigma; the summed clipped '
+                 'updates get N(0, (sigma * clip)^2) noise, >= 0.', **_NONNEG,
+                 sweep='dp_noise_multipliers',
+                 sweep_help='DP noise multipliers to sweep; default --dp_noise_multiplier.')
+DP_QUANTILE = Param('dp_target_quantile', 0.5, 'DP adaptive: the quantile of the update norms '
+                    'the clip norm follows, in [0, 1].', low=0.0, high=1.0, high_closed=True,
+                    sweep='dp_target_quantiles',
+                    sweep_help='DP adaptive target quantiles to sweep; default '
+                    '--dp_target_quantile.')
+DP_CLIP_LR = Param('dp_clip_learning_rate', 0.2, 'DP adaptive: learning rate of the geometric '
+                   'clip-norm update, >= 0.', **_NONNEG, sweep='dp_clip_learning_rates',
+                   sweep_help='DP adaptive clip learning rates to sweep; default '
+                   '--dp_clip_learning_rate.')
+DP_COUNT_STDDEV = Param('dp_clip_count_stddev', 1.0, 'DP adaptive: standard deviation of the '
+                        'noise on the count of unclipped clients, > 0 (sets the effective '
+                        'noise multiplier).', **_POSITIVE, sweep='dp_clip_count_stddevs',
+                        sweep_help='DP adaptive count noise deviations to sweep; default '
+                        '--dp_clip_count_stddev.')
+
 DECLARED = (
     # Server optimizers: (MethodParams) -> optax.GradientTransformation.
     Method('server_optimizer', 'fedavg', 'fedar_jax.server:fedavg', (SERVER_LR,),
@@ -120,6 +143,15 @@ DECLARED = (
            'CE of logits − τ n_k^(−1/4)', 'Zhang et al., ICML 2022'),
     KindParam('attack', ATTACK_SCALE, '--attack=scale: update × scale (model replacement)',
               'Bagdasaryan et al. 2020'),
+    # Central DP (privacy.py): the round clips, sums and noises the client updates.
+    Method('privacy', 'none', None, (), 'no differential privacy: the aggregator as chosen'),
+    Method('privacy', 'fixed', 'fedar_jax.privacy:fixed', (DP_CLIP, DP_NOISE),
+           'DP-FedAvg: updates clipped to a fixed L2 norm, Gaussian noise on their sum',
+           'McMahan et al. 2018'),
+    Method('privacy', 'adaptive', 'fedar_jax.privacy:adaptive',
+           (DP_CLIP, DP_NOISE, DP_QUANTILE, DP_CLIP_LR, DP_COUNT_STDDEV),
+           'DP-FedAvg with the clip norm following a quantile of the update norms',
+           'Andrew et al. 2021'),
     # Models: builders (cfg, data, resampler) -> train.Model.
     Method('model', 'mlp', 'fedar_jax.train:build_mlp', (),
            'MLP on rows (images flattened); the paper\'s Dense(10, relu) by default'),

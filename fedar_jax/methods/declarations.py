@@ -19,6 +19,7 @@ KINDS = {
     'attack': 'attack',
     'model': 'model',
     'dataset': 'dataset',
+    'privacy': 'dp',
 }
 
 
