@@ -67,9 +67,12 @@ def test_summary_is_final_round_mean_and_sample_std_over_seeds(tmp_path):
   # Only the settings that vary (IR, threshold) are columns; the best threshold needs a test.
   assert '| IR | threshold | seeds | ' in md and '| IR | best threshold | G-mean |' in md
   assert md.count('| 10 | not separable: ') + md.count('| 10 | **') == 1
-  # The 95% t-interval half widths close the row, after every mean and std.
+  # The 95% t-interval half widths follow every mean and std; the DP settings close the row.
+  from fedar_jax import sweep_axes
   header = list(rows[0])
-  assert header[-len(COLUMNS) + 7:] == [f'{m}_ci95' for m in COLUMNS[6:-1]]
+  trailing = len(sweep_axes.TRAILING_COLUMNS)
+  assert header[-trailing:] == list(sweep_axes.TRAILING_COLUMNS)
+  assert header[-len(COLUMNS) + 7 - trailing:-trailing] == [f'{m}_ci95' for m in COLUMNS[6:-1]]
   assert header.index('round_s_ci95' if 'round_s_ci95' in header else 'gmean_ci95') > header.index(
       'train_loss_std')
   final = np.array([values[('2', '1', s, 4)][gmean] for s in ('0', '1', '2')])
@@ -307,7 +310,9 @@ def test_columns_appended_after_round_s_are_tolerated(tmp_path):
     rows = list(csv.DictReader(f))
   assert float(rows[0]['client_gmean_mean_mean']) == pytest.approx(0.75)
   assert 'epsilon_mean' not in rows[0] and 'note_mean' not in rows[0]
-  assert list(rows[0])[-1] == 'client_gmean_mean_ci95'
+  from fedar_jax import sweep_axes
+  header = list(rows[0])
+  assert header[-1 - len(sweep_axes.TRAILING_COLUMNS)] == 'client_gmean_mean_ci95'
 
 
 def test_figure_merges_coinciding_lines_and_draws_the_baseline_black(tmp_path, monkeypatch):
