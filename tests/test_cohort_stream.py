@@ -142,3 +142,76 @@ def test_stream_holds_at_most_two_cohorts():
     assert stream.take(3).round == 3 and stream._requested == 3
   finally:
     stream.close()
+
+
+def test_two_processes_read_their_slots_and_equal_one(tmp_path):
+  import os
+  import subprocess
+  import sys
+  from tests import test_distributed
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['JAX_CPU_COLLECTIVES_IMPLEMENTATION'] = 'gloo'
+  address = f'127.0.0.1:{test_distributed.free_port()}'
+  run = lambda *args: [sys.executable, '-m', 'tests.streamed_process', *map(str, args)]
+  outs = test_distributed._two_processes(lambda i: run(tmp_path / 'multi', address, i), env, 400)
+  single = subprocess.run(run(tmp_path / 'single'), cwd=test_distributed.ROOT, env=env,
+                          capture_output=True, text=True, timeout=400)
+  assert single.returncode == 0, single.stderr[-3000:]
+  # 4 rounds x 4 slots (+ 1 row to build the model): each process read its 2 slots a round.
+  assert 'read 17 client rows' in single.stdout
+  assert all('read 9 client rows' in out for out, _ in outs), outs
+  multi, one = rows_of(tmp_path / 'multi'), rows_of(tmp_path / 'single')
+  assert len(multi) == len(one) == CFG.rounds
+  for a, b in zip(multi, one):
+    np.testing.assert_allclose([float(v) for v in a.values()], [float(v) for v in b.values()],
+                               atol=2e-5, rtol=0)
+
+
+def test_resampling_once_recomputes_a_clients_rows_identically():
+  import jax
+  from fedar_jax import pretraining
+  from fedar_jax import train
+  cfg = CFG.replace(imbalance_ratio=4.0)
+  source = source_of(cfg)
+  exp = train.build_streamed(cfg, source)
+  prepare = jax.jit(pretraining.make_prepare_clients(exp.spec))
+  a = prepare(source.cohort(np.array([0, 1, 2, 3], np.int32)), exp.hparams)
+  b = prepare(source.cohort(np.array([3, 5, 6, 8], np.int32)), exp.hparams)
+  whole = prepare(source.cohort(np.arange(9, dtype=np.int32)), exp.hparams)
+  rows = lambda data, slot: jax.tree.map(lambda v: np.asarray(v)[slot], (data.x, data.y,
+                                                                         data.mask))
+  assert np.asarray(a.x.facts.resampled)[3]  # Client 3 was resampled (synthetic rows drawn).
+  for got in (rows(b, 0), rows(whole, 3)):
+    jax.tree.map(np.testing.assert_array_equal, got, rows(a, 3))
+
+
+@pytest.fixture
+def fake_store(monkeypatch):
+  """fedar_jax.data.population_store.open(path) -> an InMemorySource of CFG's data."""
+  import sys
+  import types
+  module = types.ModuleType('population_store')
+  module.open = lambda path: source_of(CFG)
+  monkeypatch.setitem(sys.modules, 'fedar_jax.data.population_store', module)
+
+
+def _config(*argv):
+  from absl import flags
+  from fedar_jax import cli
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', *argv])
+  return cli.config_from_flags(values)
+
+
+def test_population_flag_takes_the_clients_and_refuses_data_flags(fake_store):
+  cfg = _config('--population=/p', '--clients_per_round=4')
+  assert cfg.num_clients == 9 and cfg.population == '/p'
+  assert _config('--population=/p', '--num_clients=9').num_clients == 9
+  with pytest.raises(ConfigError, match=r'^--num_clients: 8 differs from the 9 clients of '
+                     r'--population=/p; drop it$'):
+    _config('--population=/p', '--num_clients=8')
+  for flag in ('--dataset=synthetic', '--imbalance_ratio=3', '--data_seed=2'):
+    with pytest.raises(ConfigError, match=f'^{flag.split("=")[0]}: is fixed by '
+                       r'--population=/p \(the flags it was written with\); drop it$'):
+      _config('--population=/p', flag)
