@@ -163,7 +163,7 @@ class StreamedStep:
   """The streamed run's block-of-rounds callable, `programs.Program.step`'s signature:
   each call runs one round on the next cohort of `stream` (rounds in order from
   `first_round`). The `clients` argument is unused (the cohort replaces it); the
-  cohort's attackers replace hparams.attackers; with a pre-training step
+  cohort's attackers replace hparams.attackers (every point's, in a sweep); with a pre-training step
   (--resample_every=once) the cohort is prepared first."""
 
   def __init__(self, program, stream: CohortStream, first_round: int):
@@ -173,7 +173,11 @@ class StreamedStep:
     del clients
     cohort = self.stream.take(self.next_round)
     if cohort.attackers is not None:
-      hparams = hparams._replace(attackers=cohort.attackers)
+      attackers = cohort.attackers
+      if hparams.attackers.ndim > attackers.ndim:  # A sweep's [S, slots]: every point's.
+        attackers = jax.device_put(jnp.broadcast_to(attackers, hparams.attackers.shape),
+                                   hparams.attackers.sharding)
+      hparams = hparams._replace(attackers=attackers)
     data = cohort.clients
     if self.program.prepare_clients is not None:
       data = self.program.prepare_clients(data, hparams)

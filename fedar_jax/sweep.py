@@ -77,9 +77,27 @@ def sweep_lists(flag_values, base: config_lib.RunConfig, host_memory: bool = Tru
           raise config_lib.ConfigError(e.flag, f'{_message(e)} (with --{name}={value})') from None
         raise config_lib.ConfigError(name, _message(e)) from None
     lists[name] = values
+  _check_population(base, lists)
   _check_defences(flag_values, base, lists)
   _check_points(base, lists, host_memory)
   return lists
+
+
+def _check_population(base: config_lib.RunConfig, lists: dict) -> None:
+  """A --population is one data set sampled with one --seed: refuses data lists and
+  more than one seed, saying what to run instead."""
+  if not base.population:
+    return
+  data = [n for n in sweep_axes.flags_of(sweep_axes.DATA) if lists.get(n)]
+  if data:
+    field = SWEEP_FLAGS[data[0]].field
+    raise config_lib.ConfigError(data[0], f'--population={base.population} is one data set; '
+                                 f'write one population per value (fedar-population '
+                                 f'--out=DIR --{field}=VALUE) and sweep each')
+  if len(lists.get('seeds', ())) > 1:
+    raise config_lib.ConfigError('seeds', f'--population={base.population} streams one '
+                                 'cohort per round, sampled with --seed; run one sweep per '
+                                 'seed')
 
 
 def _message(e: config_lib.ConfigError) -> str:
@@ -155,7 +173,12 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   mesh = sweep_runner.mesh_for(axes)
   with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
     with progress.stage('loading data'):
-      data = sweep_data.build(base, axes, mesh)
+      if base.population:
+        from fedar_jax.data import cohort_source
+        data = sweep_data.build_streamed(base, cohort_source.open_population(base.population),
+                                         mesh)
+      else:
+        data = sweep_data.build(base, axes, mesh)
   with contextlib.ExitStack() as held:
 
     def start():  # The data has loaded: take the workdir, record the settings.

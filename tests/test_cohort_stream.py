@@ -215,3 +215,43 @@ def test_population_flag_takes_the_clients_and_refuses_data_flags(fake_store):
     with pytest.raises(ConfigError, match=f'^{flag.split("=")[0]}: is fixed by '
                        r'--population=/p \(the flags it was written with\); drop it$'):
       _config('--population=/p', flag)
+
+
+def test_streamed_sweep_equals_in_memory_sweep(tmp_path):
+  from fedar_jax import sweep_data
+  from fedar_jax import sweep_runner
+  base = CFG.replace(rounds=3)
+  axes = sweep_runner.SweepAxes.of(base, thresholds=(1.0, 3.0), resamplers=('smote', 'none'))
+  mesh = sweep_runner.mesh_for(axes)
+  sweep_runner.run_sweep(base, axes, str(tmp_path / 'memory'), stream=open('/dev/null', 'w'))
+  report = sweep_runner.run_sweep(
+      base, axes, str(tmp_path / 'stream'), stream=open('/dev/null', 'w'), mesh=mesh,
+      data=sweep_data.build_streamed(base, source_of(base), mesh))
+  assert [g['traces'] for g in report['groups']] == [1, 1]
+  read = lambda w: [{k: v for k, v in row.items() if k != 'round_s'}
+                    for row in csv.DictReader(open(tmp_path / w / 'sweep.csv'))]
+  memory, streamed = read('memory'), read('stream')
+  assert len(streamed) == 2 * 2 * 3 and memory == streamed
+
+
+def test_streamed_sweep_refuses_data_lists_and_seed_lists(fake_store):
+  from absl import flags
+  from fedar_jax import cli
+  from fedar_jax import sweep
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  for name, entry in sweep.SWEEP_FLAGS.items():
+    flags.DEFINE_list(name, [], entry.help, flag_values=values)
+
+  def lists(*argv):
+    values.unparse_flags()
+    values(['prog', '--population=/p', '--clients_per_round=4', *argv])
+    return sweep.sweep_lists(values, cli.config_from_flags(values))
+  assert lists('--thresholds=1,2', '--seeds=3')['thresholds'] == (1.0, 2.0)
+  with pytest.raises(ConfigError, match=r'^--imbalance_ratios: --population=/p is one data set; '
+                     r'write one population per value \(fedar-population --out=DIR '
+                     r'--imbalance_ratio=VALUE\) and sweep each$'):
+    lists('--imbalance_ratios=2,4')
+  with pytest.raises(ConfigError, match='^--seeds: --population=/p streams one cohort per '
+                     'round, sampled with --seed; run one sweep per seed$'):
+    lists('--seeds=0,1')
