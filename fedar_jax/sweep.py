@@ -8,7 +8,8 @@ compiled program per group; --resamplers, --aggregators, --server_optimizers,
 --losses, --client_optimizers and --defences (code; docs/defences.md) make a
 group per combination. An empty list means the single value of --threshold,
 --seed, ... Every run flag of `fedar_jax.main` applies to every
-point. Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
+point; with --population=DIR the traced and code lists run on cohorts streamed
+from it (data lists and several seeds are refused). Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
 DIR/report.md; rerunning the same command resumes. Bad input (a bad list
 value, data that cannot be built, a sweep whose stacked data would not fit in
 memory) exits with status 2 and a one-line error before anything is written;
