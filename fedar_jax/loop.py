@@ -36,7 +36,6 @@ from fedar_jax import sharding
 from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
-from fedar_jax.data import cohort_source
 from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data.load import FederatedDataset
@@ -212,7 +211,7 @@ def setup(cfg: RunConfig, source=None):
   mesh = sharding.make_mesh()
   with progress.stage('loading data, building the model'):
     if source is None and cfg.population:
-      source = cohort_source.open_population(cfg.population)
+      source = cohort_stream.population_source(cfg)
     if source is not None:
       return build_streamed(cfg, source, mesh), mesh
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
