@@ -142,6 +142,17 @@ def test_stream_holds_at_most_two_cohorts():
     assert stream.take(3).round == 3 and stream._requested == 3
   finally:
     stream.close()
+  stream._thread.join(timeout=30)
+  assert not stream._thread.is_alive()
+
+
+def test_close_stops_the_thread_while_a_cohort_waits():
+  stream = cohort_stream.CohortStream(source_of(CFG), cohort_stream.StreamSpec(0, 4, 4, False),
+                                      sharding.make_mesh(), last_round=3)
+  stream.take(1)  # Round 2 is read and waits to be handed over.
+  stream.close()
+  stream._thread.join(timeout=30)
+  assert not stream._thread.is_alive()
 
 
 def test_two_processes_read_their_slots_and_equal_one(tmp_path):
