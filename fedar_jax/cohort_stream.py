@@ -56,18 +56,49 @@ def cohort_layout(per_round: int, client_block: int, mesh) -> fedar_round.Client
                                   client_block=client_block, mesh=mesh)
 
 
+# Populations up to this size draw their cohorts with NumPy sorts (`cohort_ids`).
+HOST_SORT_MAX = 2 ** 20
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _sample(seed, round_index, num_clients, count):
   return sampling.sample_clients(seed, round_index, num_clients, count)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sort_keys(seed, round_index, num_clients: int, rounds: int):
+  """uint32[rounds, num_clients]: the sort keys of `sampling.sample_clients`'s
+  permutation (`jax.random.permutation`: `rounds` stable sorts, each by fresh 32-bit
+  keys from a split of the sampling key)."""
+  key = sampling.round_key(seed, round_index)
+  keys = []
+  for _ in range(rounds):
+    key, sub = jax.random.split(key)
+    keys.append(jax.random.bits(sub, (num_clients,), jnp.uint32))
+  return jnp.stack(keys) if keys else jnp.zeros((0, num_clients), jnp.uint32)
+
+
 def cohort_ids(seed: int, round_index: int, num_clients: int, per_round: int,
                slots: int) -> np.ndarray:
   """int32[slots]: the clients of the round with 0-based `round_index` (`per_round` of
-  `num_clients`, sorted), then copies of the first up to `slots`."""
+  `num_clients`, sorted), then copies of the first up to `slots`.
+
+  The clients are `sampling.sample_clients`'s, drawn on the host CPU: up to HOST_SORT_MAX
+  clients its permutation's sort keys come from JAX and the stable sorts from NumPy (3x
+  faster than XLA's CPU sort at 1,000,000 clients; tests/test_cohort_stream.py checks
+  the two agree), above it `sample_clients` itself."""
   with jax.default_device(jax.local_devices(backend='cpu')[0]):
-    chosen = np.asarray(_sample(jnp.int32(seed), jnp.int32(round_index), num_clients,
-                                per_round))
+    if num_clients > HOST_SORT_MAX:
+      chosen = np.asarray(_sample(jnp.int32(seed), jnp.int32(round_index), num_clients,
+                                  per_round))
+      return np.concatenate([chosen, np.full(slots - per_round, chosen[0], np.int32)])
+  rounds = int(np.ceil(3 * np.log(max(1, num_clients)) / np.log(np.iinfo(np.uint32).max)))
+  with jax.default_device(jax.local_devices(backend='cpu')[0]):
+    keys = np.asarray(_sort_keys(jnp.int32(seed), jnp.int32(round_index), num_clients, rounds))
+  order = np.arange(num_clients, dtype=np.int32)
+  for k in keys:  # Each sort moves position i's element by the key drawn for position i.
+    order = order[np.argsort(k, kind='stable')]
+  chosen = np.sort(order[:per_round]).astype(np.int32)
   return np.concatenate([chosen, np.full(slots - per_round, chosen[0], np.int32)])
 
 

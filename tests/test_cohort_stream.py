@@ -27,12 +27,15 @@ def rows_of(workdir):
     return [{k: v for k, v in row.items() if k != 'round_s'} for row in csv.DictReader(f)]
 
 
-def test_cohort_ids_are_the_in_memory_rounds_sample():
-  for r in range(3):
-    ids = cohort_stream.cohort_ids(7, r, 50, 6, 8)
-    want = np.asarray(sampling.sample_clients(np.int32(7), np.int32(r), 50, 6))
-    np.testing.assert_array_equal(ids[:6], want)
-    np.testing.assert_array_equal(ids[6:], [want[0]] * 2)
+@pytest.mark.parametrize('seed,round_index,clients,per_round', [
+    (7, 0, 50, 6), (7, 2, 50, 6), (0, 0, 1, 1), (3, 5, 1000, 17), (7, 2, 100_003, 1000),
+    (0, 1, 1_000_000, 1000), (1, 4, cohort_stream.HOST_SORT_MAX + 3, 100)])
+def test_cohort_ids_are_the_in_memory_rounds_sample(seed, round_index, clients, per_round):
+  ids = cohort_stream.cohort_ids(seed, round_index, clients, per_round, per_round + 2)
+  want = np.asarray(sampling.sample_clients(np.int32(seed), np.int32(round_index), clients,
+                                            per_round))
+  np.testing.assert_array_equal(ids[:per_round], want)
+  np.testing.assert_array_equal(ids[per_round:], [want[0]] * 2)
 
 
 @pytest.mark.parametrize('extra', [
