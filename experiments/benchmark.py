@@ -21,6 +21,9 @@ def main():
   parser.add_argument('--quick', action='store_true', help='small sizes (smoke test)')
   parser.add_argument('--clients', type=int, default=None,
                       help='resamplers: clients (default 1000; --quick 20)')
+  parser.add_argument('--round_clients', default=None,
+                      help='round: comma-separated client counts (default 10,100,1000; '
+                           '--quick 10,100); the reference loop runs up to 1,000')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')

@@ -2,17 +2,32 @@
 
 Paper workload: 432-dim latent features, MLP Dense(10, relu) -> 2 logits,
 5 local epochs, batch 32, SMOTE (k=5), per-client IR 10 (200 + 20 samples),
-threshold 1.5 (every client resamples). For C in {10, 100, 1000} it reports
-compile seconds, median seconds per round, client updates per second, the
-achieved GFLOP/s (analytic matmul FLOPs, below) and its ratio to a dense
-2048x2048 f32 matmul measured in the same run, and the speedup over the
-per-client reference loop (`fedar_jax.reference`) measured in the same run.
+threshold 1.5 (every client resamples). For C in --round_clients
+(default 10, 100, 1000) it reports compile seconds, median seconds per round,
+client updates per second, the speedup over the per-client reference loop
+(`fedar_jax.reference`) measured in the same run, and the round against the
+machine's roofline measured in the same process: the dense 2048x2048 f32
+matmul's FLOP/s (peak compute) and an in-place pass over a large array's
+bytes/s (memory bandwidth, read + write), the round's analytic FLOPs and bytes (below), the
+achieved GFLOP/s and GB/s, and `roofline_fraction` = max(FLOPs / peak, bytes /
+bandwidth) / measured round seconds (1.0: at the roofline). XLA's own
+`cost_analysis()` figures are printed beside them (`xla_gflop`, `xla_gb`):
+XLA counts each loop body once (the local steps, epochs), so they are far
+below one round's work.
 
 Analytic FLOPs per client per round (multiply-add = 2 FLOPs): SMOTE's distance
 matrix 2 N^2 D, plus per local step the first layer's forward and weight
 gradient 2 * 2 B D H and the second layer's 3 * 2 B H K, times
 epochs * ceil(M / B) steps (M = resampling capacity), plus the test-set
 forward pass. Elementwise work (Adam, ReLU, softmax) is not counted.
+
+Analytic bytes per client per round (float32, each array read or written once
+where a fused kernel would touch it once): SMOTE reads the N x D rows twice
+(distances, interpolation) and writes the M x D resampled rows; each epoch
+reads the M x D rows twice (the first layer's forward and weight gradient);
+the client's parameters and Adam state (3 copies) are read and written once per
+step; plus the test set read once. A lower bound on the traffic of any
+implementation that streams the rows from memory.
 """
 import statistics
 import time
@@ -37,6 +52,21 @@ def dense_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / best / 1e9
 
 
+def memory_gbs(mib: int = 256, repeats: int = 5) -> float:
+  """Best-of-`repeats` GB/s of an in-place pass over a `mib` MiB float32 array (bytes read +
+  written; the buffer is donated, so no pass pays for fresh pages)."""
+  f = jax.jit(lambda v: v + 1.0, donate_argnums=0)
+  a = f(jnp.zeros((mib << 18,), jnp.float32))
+  a.block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a = f(a)
+    a.block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * a.nbytes / best / 1e9
+
+
 def _timed(fn) -> float:
   t = time.perf_counter()
   fn()
@@ -58,10 +88,35 @@ def round_flops(exp: train.Experiment) -> float:
   return c * (smote + steps * per_step) + test
 
 
+def round_bytes(exp: train.Experiment) -> float:
+  """Analytic bytes one round moves (see module docstring)."""
+  c, n, d = exp.data.clients.x.shape
+  k, b = exp.spec.num_classes, exp.spec.batch_size
+  widths = [d, *workload.PAPER['hidden'], k]
+  m = exp.spec.resampler.capacity
+  params = sum(widths[i] * widths[i + 1] + widths[i + 1] for i in range(len(widths) - 1))
+  steps = exp.spec.local_epochs * -(-m // b)
+  smote = (2 * n * d + m * d) if exp.spec.resampler.name == 'smote' else 0
+  per_client = smote + exp.spec.local_epochs * 2 * m * d + steps * 2 * 3 * params
+  return 4.0 * (c * per_client + exp.data.test.x.size)
+
+
+def xla_cost(compiled) -> tuple[float, float]:
+  """(flops, bytes accessed) of a compiled program by XLA's cost analysis (loop bodies
+  counted once)."""
+  cost = compiled.cost_analysis() or {}
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float(cost.get('flops', 0.0)), float(cost.get('bytes accessed', 0.0))
+
+
 def run(args):
   matmul = dense_matmul_gflops()
+  bandwidth = memory_gbs()
   yield {'setting': 'dense_matmul_2048_f32', 'gflops': round(matmul, 2)}
-  sizes = (10, 100) if args.quick else (10, 100, 1000)
+  yield {'setting': 'inplace_256mib_f32', 'gb_per_s': round(bandwidth, 2)}
+  sizes = (10, 100) if args.quick else tuple(
+      int(c) for c in (args.round_clients or '10,100,1000').split(','))
   for c in sizes:
     exp = train.build(workload.config(num_clients=c))
     clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
@@ -76,17 +131,25 @@ def run(args):
       jax.block_until_ready(out)
       times.append(time.perf_counter() - t)
     round_s = statistics.median(times[1:])
-    # The reference loop: warm it up (compiles once per client shape), then time one round.
-    slow = reference.make_reference_round(exp.spec)
-    slow(exp.state, exp.data.clients, exp.data.test, exp.hparams)
-    ref_s = _timed(lambda: jax.block_until_ready(
-        slow(exp.state, exp.data.clients, exp.data.test, exp.hparams)))
-    gflops = round_flops(exp) / round_s / 1e9
+    ref_s = None
+    if c <= 1000:  # The reference loop: warm it up (compiles per client shape), time a round.
+      slow = reference.make_reference_round(exp.spec)
+      slow(exp.state, exp.data.clients, exp.data.test, exp.hparams)
+      ref_s = _timed(lambda: jax.block_until_ready(
+          slow(exp.state, exp.data.clients, exp.data.test, exp.hparams)))
+    flops, moved = round_flops(exp), round_bytes(exp)
+    roofline_s = max(flops / (matmul * 1e9), moved / (bandwidth * 1e9))
+    xla_flops, xla_bytes = xla_cost(step)
     yield {
         'clients': c, 'compile_s': round(compile_s, 3), 'round_s': round(round_s, 4),
-        'client_updates_per_s': round(c / round_s, 1), 'gflop_per_round': round(
-            round_flops(exp) / 1e9, 3), 'gflops': round(gflops, 2),
-        'ratio_to_matmul': round(gflops / matmul, 3), 'reference_round_s': round(ref_s, 3),
-        'speedup_vs_reference': round(ref_s / round_s, 1),
+        'client_updates_per_s': round(c / round_s, 1),
+        'gflop_per_round': round(flops / 1e9, 3), 'gb_per_round': round(moved / 1e9, 3),
+        'gflops': round(flops / round_s / 1e9, 2), 'gb_per_s': round(moved / round_s / 1e9, 2),
+        'ratio_to_matmul': round(flops / round_s / 1e9 / matmul, 3),
+        'roofline_s': round(roofline_s, 4), 'roofline_fraction': round(roofline_s / round_s, 3),
+        'bound': 'compute' if flops / matmul >= moved / bandwidth else 'memory',
+        'xla_gflop': round(xla_flops / 1e9, 3), 'xla_gb': round(xla_bytes / 1e9, 3),
+        'reference_round_s': None if ref_s is None else round(ref_s, 3),
+        'speedup_vs_reference': None if ref_s is None else round(ref_s / round_s, 1),
         'device': loop.device_description(),
     }

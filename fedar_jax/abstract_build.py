@@ -7,10 +7,13 @@ hyperparameters. Only the model's parameters are real (initialised from one
 row of zeros: their shapes are the model's) and the server state built from
 them.
 
-The data's shapes come from the flags (`data_shape`): synthetic data is
-exact, including the resamplers' static bound on a client's largest class
-count (`synthetic.imbalanced_counts`); other sources cannot be planned from
-shapes and are refused (`Unplannable`).
+The data's shapes (`data_shape`): synthetic data's come from the flags,
+exactly, including the resamplers' static bound on a client's largest class
+count (`synthetic.imbalanced_counts`); data read from files has its labels
+read and partitioned on the host as the run would (FER2013's label column and
+an image folder's file names only, no pixel read; encoded-feature files and
+TFDS data sets through their loaders), its shapes taken from the result:
+exact as well.
 """
 from typing import NamedTuple
 
@@ -41,19 +44,39 @@ class DataShape(NamedTuple):
 
 
 def data_shape(cfgs: list[RunConfig]) -> DataShape:
-  """The shape of the data sets of `cfgs` (one per data set of a sweep: same shapes).
+  """The shape of the data sets of `cfgs` (one per data set of a sweep; a sweep pads
+  them to the largest capacity and test set, as `sweep_data.build` does).
 
-  Raises ConfigError naming --dataset for a source whose shapes need the data.
+  Raises DataError for data files that cannot be read or do not fit the flags.
   """
   cfg = cfgs[0]
   if cfg.dataset != 'synthetic':
-    raise ConfigError('dataset', f'{cfg.dataset} cannot be planned from shapes (its client '
-                      'sizes come from the data); plan --dataset=synthetic with its sizes')
+    return _read_shape(cfgs)
   # Attackers keep or shrink their majority class, so B is every honest client's.
   counts = max(int(synthetic.imbalanced_counts(c.samples_per_client, c.num_classes,
                                                c.imbalance_ratio).max()) for c in cfgs)
   return DataShape(cfg.samples_per_client, (cfg.feature_dim,), cfg.num_classes,
                    cfg.num_classes * cfg.test_per_class, counts, True)
+
+
+def _read_shape(cfgs: list[RunConfig]) -> DataShape:
+  """Data read from files: each data set's labels partitioned on the host as the run would
+  (`load.load_labels`: image pixels are not read), the rows zero-width."""
+  from fedar_jax.data import load  # Reads files; the synthetic plan never needs it.
+  capacity = test_rows = max_count = 0
+  row_shape, names = None, None
+  for cfg in cfgs:
+    pool, label_ids, row_shape = load.load_labels(cfg)
+    data = load.federate_pool(cfg.replace(seed=cfg.effective_data_seed), pool, label_ids)
+    k = len(data.class_names)
+    if names is not None and data.class_names != names:
+      raise ConfigError('dataset', f'the data sets of the sweep have different classes: {names} '
+                        f'and {data.class_names}')
+    names = data.class_names
+    capacity = max(capacity, data.clients.x.shape[1])
+    test_rows = max(test_rows, data.test.x.shape[0])
+    max_count = max(max_count, federated.max_class_count(data.clients, k))
+  return DataShape(capacity, tuple(row_shape), len(names), test_rows, max_count, True)
 
 
 class ProgramInputs(NamedTuple):

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fedar_jax import checkpoint_record
 from fedar_jax import fedar_round
 
 
@@ -53,8 +54,11 @@ class Checkpoints:
   process killed mid-save leaves the previous checkpoint as the latest).
   """
 
-  def __init__(self, directory: str, keep: int):
+  def __init__(self, directory: str, keep: int, settings: dict | None = None):
+    """settings: what every checkpoint records as the settings that made it
+    (checkpoint_record.py; None records none)."""
     self._directory = os.path.abspath(directory)
+    self._settings = settings
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(
@@ -79,9 +83,9 @@ class Checkpoints:
     item = {'params': state.params, 'round': state.round, 'metrics': metrics}
     if state.opt_state is not None:
       item['opt_state'] = state.opt_state
-    rows = [[str(cell) for cell in row] for row in rows]
+    record = checkpoint_record.make(list(rows), self._settings)
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave({'rows': rows})))
+        state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave(record)))
     self._manager.wait_until_finished()
 
   def resume_point(self) -> tuple[int, list[list[str]]]:

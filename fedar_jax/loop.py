@@ -25,10 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedar_jax import checkpoint
+from fedar_jax import checkpoint_record
 from fedar_jax import client_block_fit
 from fedar_jax import cohort_stream
 from fedar_jax import distributed
 from fedar_jax import interrupts
+from fedar_jax import memory_estimate
 from fedar_jax import fedar_round
 from fedar_jax import metrics
 from fedar_jax import progress
@@ -209,11 +211,12 @@ def setup(cfg: RunConfig, source=None):
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
                          cfg.coordinator_timeout_s)
   mesh = sharding.make_mesh()
+  streamed = source is not None or bool(cfg.population)  # Cohorts read round by round.
+  if not streamed:
+    memory_estimate.check_before_loading(cfg)  # Before images are decoded at that size.
   with progress.stage('loading data, building the model'):
-    if source is None and cfg.population:
-      source = cohort_stream.population_source(cfg)
-    if source is not None:
-      return build_streamed(cfg, source, mesh), mesh
+    if streamed:
+      return build_streamed(cfg, source or cohort_stream.population_source(cfg), mesh), mesh
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
     exp = build(cfg, mesh=mesh, rows=rows)
   return exp, mesh
@@ -244,7 +247,9 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
   the last round runs (cohort_stream.py) and writes no partition files.
   Returns the summary dict.
   """
-  workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
+  settings = workdir_lib.run_settings(cfg)
+  workdir_lib.check_resume(workdir, 'config.json', settings)
+  checkpoint_record.check(os.path.join(workdir, 'checkpoints'), settings)
   exp, mesh = built or setup(cfg, source)
   if exp.source is not None:
     inputs = _streamed_inputs(cfg, exp, mesh, workdir)
@@ -256,8 +261,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   last_metrics = None
   if writer_process:
-    workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
-  ckpt = checkpoint.Checkpoints(ckpt_dir, cfg.keep_checkpoints)
+    workdir_lib.save_settings(workdir, 'config.json', settings)
+  ckpt = checkpoint.Checkpoints(ckpt_dir, cfg.keep_checkpoints, settings)
   if done:
     state, last_metrics = ckpt.restore(state, step=done)
     logging.info('resuming after round %d from %s', done, ckpt_dir)
@@ -381,8 +386,11 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
 
 
 def round_label(cell: dict, participants: int) -> str:
-  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s'."""
-  dropped = int(cell['dropped_clients'])
+  """The progress text of a round: 'gmean 0.801 acc 0.812 f1 0.810 resampled 10/10 0.012s',
+  with 'fallback N' after the resampled count when N clients fell back (fallback_clients)
+  and 'dropped N' when N were dropped."""
+  dropped, fallback = int(cell['dropped_clients']), int(cell['fallback_clients'])
   return (f"gmean {float(cell['gmean']):.3f} acc {float(cell['accuracy']):.3f} "
           f"f1 {float(cell['f1']):.3f} resampled {cell['resampled_clients']}/{participants}"
+          + (f' fallback {fallback}' if fallback else '')
           + (f' dropped {dropped}' if dropped else '') + f"  {float(cell['round_s']):.3f}s")

@@ -7,6 +7,7 @@ round with its checkpoint written (exit 130/143), a full disk ends it with
 one line (exit 1); rerunning the same command resumes.
 """
 import contextlib
+import os
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
@@ -19,6 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fedar_jax import checkpoint_record
 from fedar_jax import cli
 from fedar_jax import compile_cache
 from fedar_jax import workdir as workdir_lib
@@ -39,7 +41,9 @@ def main(argv):
     cli.refuse_idle_flags(cfg)
     workdir_lib.check_paths(FLAGS.workdir)
     workdir_lib.check_kind(FLAGS.workdir, 'config.json')
-    workdir_lib.check_resume(FLAGS.workdir, 'config.json', cfg.to_dict())
+    settings = workdir_lib.run_settings(cfg)
+    workdir_lib.check_resume(FLAGS.workdir, 'config.json', settings)
+    checkpoint_record.check(os.path.join(FLAGS.workdir, 'checkpoints'), settings)
     workdir_lib.check_unlocked(FLAGS.workdir)
     compile_cache.check(FLAGS.compilation_cache_dir)
   logging.set_verbosity(logging.WARNING)  # No JAX start-up chatter before a data error.

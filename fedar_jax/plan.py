@@ -10,8 +10,9 @@ each ahead of time and prints one table: bytes per chip against the chip's
 HBM, XLA's flops and estimated seconds per round, the estimated study time,
 compile seconds. --plan_json writes the same as JSON. A program over a chip's
 memory is refused with one line naming the settings that would fit (exit 2);
-so is bad input (an unknown topology, a target the mesh cannot use, data that
-cannot be planned from shapes). docs/scale.md, "Plan before you launch".
+so is bad input (an unknown topology, a target the mesh cannot use, data files
+that cannot be read). Data read from files has its labels partitioned on the
+host to take its shapes (no image pixels are read). docs/scale.md, "Plan before you launch".
 """
 import json
 import sys

@@ -12,16 +12,13 @@ scan over rounds) these are one round's, with the loops inside a round (client
 blocks, local epochs and steps) also counted once: a lower bound on a round.
 """
 import math
-import time
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fedar_jax import abstract_build
-from fedar_jax import fedar_round
 from fedar_jax import for_each_client
-from fedar_jax import pretraining
 from fedar_jax import programs as programs_lib
 from fedar_jax import sharding
 from fedar_jax import sweep_axes
@@ -126,38 +123,26 @@ def describe(name: str, compiled, seconds: float, target: topology.Target, point
                      seconds, runs, client_block, source)
 
 
-def _timed(compile_fn: Callable):
-  t = time.perf_counter()
-  out = compile_fn()
-  return out, time.perf_counter() - t
-
-
 def compile_programs(inputs: abstract_build.ProgramInputs, block_rounds: int,
                      resample_every: str, sweep: bool, num_data: int, mesh,
                      options: tuple[dict, dict]) -> list[tuple[str, object, float]]:
   """[(kind, compiled, compile seconds)] of a run's or group's programs: 'prepare'
-  (--resample_every=once) and 'rounds' (`programs.compile_program`'s programs, lowered
-  from the inputs' ShapeDtypeStructs)."""
-  spec, clients = inputs.spec, inputs.clients
+  (--resample_every=once) and 'rounds', compiled by `programs.compile_program` from the
+  inputs' ShapeDtypeStructs, one at a time."""
   every, once = options
-  out = []
-  round_spec = spec
-  if resample_every == 'once':
-    fn = pretraining.make_prepare_clients(spec)
-    if sweep:
-      fn = sweep_programs.make_sweep_prepare_clients(fn, num_data, mesh)
-    compiled, seconds = _timed(lambda: jax.jit(fn).lower(clients, inputs.hparams).compile(
-        {**every, **once}))
-    out.append(('prepare', compiled, seconds))
-    clients, round_spec = compiled.out_info, pretraining.round_spec(spec)
-  round_fn = (sweep_programs.make_sweep_round(round_spec, num_data, resample_every == 'once')
-              if sweep else None)
-  count = jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh))
-  rounds = jax.jit(fedar_round.make_rounds(round_spec, block_rounds, round_fn))
-  compiled, seconds = _timed(lambda: rounds.lower(inputs.state, clients, inputs.test,
-                                                  inputs.hparams, count).compile(every))
-  out.append(('rounds', compiled, seconds))
-  return out
+  program = programs_lib.compile_program(
+      inputs.spec, block_rounds, resample_every, inputs.state, inputs.clients, inputs.test,
+      inputs.hparams,
+      sweep=(lambda spec, prepared: sweep_programs.make_sweep_round(spec, num_data, prepared))
+      if sweep else None,
+      sweep_prepare_clients=lambda fn: sweep_programs.make_sweep_prepare_clients(
+          fn, num_data, mesh),
+      options=every, once_options=once,
+      count=jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh)),
+      overlap=False)
+  kinds = (('prepare', program.prepare_clients),) if program.prepare_clients else ()
+  return [(kind, compiled, program.compile_s[kind])
+          for kind, compiled in kinds + (('rounds', program.step),)]
 
 
 class Unit(NamedTuple):
@@ -234,7 +219,7 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
   The client block is --client_block's; with 0, a CNN on a CPU runs one client
   at a time (`train.auto_client_block`) and otherwise the largest block whose
   programs fit a chip (`fitting_block`: all clients at once when they fit).
-  Raises ConfigError for what cannot be planned (unplannable data, a target the
+  Raises ConfigError for what cannot be planned (a target the
   mesh cannot use, client data over a chip's memory).
   """
   mesh = mesh_of(base, lists, target)

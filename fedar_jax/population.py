@@ -37,6 +37,7 @@ def check_flags() -> config_lib.RunConfig:
   """The validated config and population flags (ConfigError naming the flag)."""
   from fedar_jax.data import population_store
   cfg = cli.config_from_flags(host_memory=FLAGS.dataset != 'synthetic')
+  cli.refuse_idle_flags(cfg)
   if not FLAGS.out:
     raise config_lib.ConfigError('out', 'is required: the population directory to write')
   allowed = ('',) + population_store.STORAGE_DTYPES

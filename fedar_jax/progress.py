@@ -1,5 +1,6 @@
 """Progress on stderr (tqdm): a bar over rounds (of a run, or of a sweep's groups and
-points) with an ETA, timed stages (loading data, compiling), and a short log format.
+points) with an ETA from the measured rate, timed stages (loading data, compiling), and a
+short log format.
 
 On a terminal the bar redraws in place (tqdm) and a stage shows while it runs;
 otherwise (logs, pipes) each update is one line and a stage one line when it
@@ -7,9 +8,9 @@ ends. Progress lines carry no logging prefix.
 """
 import contextlib
 import logging as std_logging
-import statistics
 import sys
 import time
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -26,25 +27,32 @@ def _isatty(stream) -> bool:
 
 
 class Progress:
-  """Counts rounds (of a run, or of groups of sweep points); the ETA is the median
-  time per round (this invocation, compilation excluded) times the rounds left,
-  plus the mean compile time per group times the groups left to compile.
+  """Counts rounds (of a run, or of groups of sweep points) and the points finished.
+
+  The ETA is the measured rate times the rounds left: the wall time since this
+  invocation's first round began over the rounds done since, so whatever the
+  rounds cost on the way (a group's compile that the previous group's rounds did
+  not hide, checkpoints) is in it; unknown ('eta ?') before the first round.
 
   `desc` starts each line ('sweep', 'run'). With total_points > 1 the line also
-  counts points done ('points 0/6  rounds 5/10'); with one point it reads
-  'round 5/10' (`unit` names what is counted: 'shard 5/10' for a population's shards).
+  counts the points finished ('points 6/12  rounds 5/10'; a group's points finish
+  together, with its last round); with one point it reads 'round 5/10' (`unit` names
+  what is counted: 'shard 5/10' for a population's shards).
+  `clock`: seconds, default `time.perf_counter`.
   """
 
   def __init__(self, total_rounds: int, total_points: int, stream=None, width: int = 24,
-               desc: str = 'sweep', unit: str = 'round'):
+               desc: str = 'sweep', unit: str = 'round',
+               clock: Callable[[], float] = time.perf_counter):
     self.total_rounds, self.total_points = total_rounds, total_points
     self.unit = unit
     self.stream = stream or sys.stderr
     self.width, self.desc = width, desc
     self.rounds = self.points = 0
-    self._round_s: list[float] = []
-    self._compile_s: list[float] = []
-    self._start = time.perf_counter()
+    self._clock = clock
+    self._start = clock()
+    self._first_round_start: float | None = None
+    self._rounds_here = 0
     self._bar = (tqdm(total=max(total_rounds, 1), desc=desc, file=self.stream, leave=True,
                       bar_format=_BAR.format(width=width), mininterval=0, dynamic_ncols=True)
                  if _isatty(self.stream) else None)
@@ -54,32 +62,34 @@ class Progress:
     self.rounds += rounds
     self.points += points
 
-  def compiled(self, seconds: float) -> None:
-    self._compile_s.append(seconds)
+  def eta(self) -> float | None:
+    """Seconds left at the measured rate (class doc); None before the first round."""
+    if not self._rounds_here:
+      return None
+    per_round = (self._clock() - self._first_round_start) / self._rounds_here
+    return per_round * max(self.total_rounds - self.rounds, 0)
 
-  def eta(self, groups_left: int = 0) -> float:
-    per_round = statistics.median(self._round_s) if self._round_s else 0.0
-    compile_s = statistics.mean(self._compile_s) if self._compile_s else 0.0
-    return per_round * (self.total_rounds - self.rounds) + compile_s * groups_left
-
-  def round_done(self, seconds: float, label: str, groups_left: int = 0,
-                 points_done: int = 0) -> None:
-    """Records one round (of every point in a group) that took `seconds`, then redraws."""
-    self._round_s.append(seconds)
+  def round_done(self, seconds: float, label: str, points_done: int = 0) -> None:
+    """Records one round (of every point in a group) that took `seconds` and ended now, and
+    `points_done` points finished with it, then redraws."""
+    if self._first_round_start is None:
+      self._first_round_start = self._clock() - seconds
+    self._rounds_here += 1
     self.rounds += 1
     self.points += points_done
-    self.draw(label, groups_left)
+    self.draw(label)
 
-  def text(self, label: str, groups_left: int = 0) -> str:
+  def text(self, label: str) -> str:
     """The part of the line after the bar: counts, `label`, elapsed time and ETA."""
     counts = (f'points {self.points}/{self.total_points}  rounds {self.rounds}/'
               f'{self.total_rounds}' if self.total_points > 1
               else f'{self.unit} {self.rounds}/{self.total_rounds}')
-    return (f'{counts}  {label}  elapsed {_clock(time.perf_counter() - self._start)}  '
-            f'eta {_clock(self.eta(groups_left))}')
+    eta = self.eta()
+    return (f'{counts}  {label}  elapsed {_clock(self._clock() - self._start)}  '
+            f'eta {"?" if eta is None else _clock(eta)}')
 
-  def draw(self, label: str, groups_left: int = 0) -> None:
-    text = self.text(label, groups_left).replace('{', '{{').replace('}', '}}')
+  def draw(self, label: str) -> None:
+    text = self.text(label).replace('{', '{{').replace('}', '}}')
     if self._bar is not None:
       self._bar.bar_format = _BAR.format(width=self.width) + text
       self._bar.n = min(self.rounds, self._bar.total)
@@ -89,7 +99,7 @@ class Progress:
     else:
       self.stream.write(tqdm.format_meter(
           min(self.rounds, self.total_rounds), max(self.total_rounds, 1),
-          time.perf_counter() - self._start, prefix=self.desc, ascii=True,
+          self._clock() - self._start, prefix=self.desc, ascii=True,
           bar_format=_BAR.format(width=self.width) + text) + '\n')
       self.stream.flush()
 

@@ -5,19 +5,27 @@ from a sweep's DIR/sweep.csv,
                     empty for one seed) over seeds, keyed by every setting column of
                     sweep.csv but the seed (KEY_COLUMNS, from sweep_axes.SETTING_COLUMNS;
                     a column an older sweep.csv lacks reads as '')
-  DIR/plots/gmean_vs_threshold.png   final G-mean vs threshold, a line per imbalance ratio
-  DIR/plots/gmean_per_round.png      G-mean per round, a line per threshold (band: ± std), a panel per IR
-  DIR/plots/recall_per_class.png     final per-class recall bars per threshold, a panel per IR
-  DIR/plots/gmean_vs_ir.png          final G-mean vs imbalance ratio, a line per resampler
-                                     (sweeps over two or more ratios)
-  DIR/plots/gmean_vs_attackers.png   final G-mean vs attacker fraction, a line per defence,
-                                     a panel per attack (sweeps over two or more fractions)
+  DIR/plots/gmean_vs_<x>.png  final G-mean against each swept number x (gmean_vs_ir.png,
+                    gmean_vs_threshold.png, gmean_vs_attackers.png, gmean_vs_<column>.png):
+                    a line per value of a swept code setting (else of another swept number),
+                    a panel per combination of the rest, mean and 95% CI band over seeds,
+                    the baseline (`none`, else the first value) in black, coinciding lines
+                    merged ("smote = smote_tomek"); more than 8 lines: a panel per line
+                    with the baseline, or a ranked dot plot (gmean_by_<column>.png, also
+                    where no number is swept). Layout: report_axes.
+  DIR/plots/gmean_per_round.png, recall_per_class.png   G-mean per round and final
+                    per-class recall, a line (bar group) per value of the same setting
   DIR/report.md     the tables (thresholds tied at the best G-mean named together; the
                     paper's resampler x imbalance ratio table; the defence x attacker
                     fraction table per attack) and the plots
 
 and from a single run's DIR/metrics.csv, DIR/plots/metrics_per_round.png (every
 metric per round). Figures share `plot_style` (palette, line styles, 150 dpi).
+
+Several inputs, `--workdir=A --workdir=B ... --out=DIR` (runs or sweeps), go into one
+report in DIR (report_compare): report.md, compared.csv (final metrics per input and
+setting, mean and 95% interval over seeds) and plots/ (the inputs as lines, one y-scale,
+per-round curves overlaid). DIR may not be one of the inputs.
 """
 import os
 import sys
@@ -29,7 +37,7 @@ if __name__ == '__main__':
 
 from fedar_jax import flagfiles
 from fedar_jax.report_columns import read_rows
-from fedar_jax.report_plots import write_attack_plot, write_ir_plot, write_plots, write_run_plot
+from fedar_jax.report_plots import write_run_plot, write_sweep_figures
 from fedar_jax.report_tables import (attack_table_markdown, attack_tables, ir_table_markdown,
                                      ir_tables, summarize, write_markdown, write_summary)
 
@@ -45,19 +53,27 @@ def write_report(workdir: str) -> list[str]:
   header, summary = summarize(columns, rows)
   summary_path = os.path.join(workdir, 'summary.csv')
   write_summary(summary_path, header, summary)
-  plots = write_plots(os.path.join(workdir, 'plots'), columns, rows, summary)
+  plots, notes = write_sweep_figures(os.path.join(workdir, 'plots'), columns, rows)
   sections = []
   tables = ir_tables(rows)
   if any(len(t['ratios']) > 1 for t in tables):
-    plots.append(write_ir_plot(os.path.join(workdir, 'plots'), tables))
     sections = ir_table_markdown(tables)
   attacks = attack_tables(rows)
   if any(len(t['fractions']) > 1 for t in attacks):
-    plots.append(write_attack_plot(os.path.join(workdir, 'plots'), attacks))
     sections = list(sections) + attack_table_markdown(attacks)
   report_path = os.path.join(workdir, 'report.md')
-  write_markdown(report_path, columns, summary, plots, sections)
+  write_markdown(report_path, columns, summary, plots, sections, notes, rows)
   return [summary_path, *plots, report_path]
+
+
+def _write_one(workdir: str) -> list[str]:
+  sweep, run = (os.path.join(workdir, n) for n in ('sweep.csv', 'metrics.csv'))
+  if os.path.isfile(sweep):
+    return write_report(workdir)
+  if os.path.isfile(run):
+    return [write_run_plot(workdir)]
+  raise ValueError(f'--workdir: neither {sweep} nor {run} exists (run fedar_jax.sweep '
+                   'or fedar_jax.main first)')
 
 
 def main(argv=None):
@@ -65,27 +81,35 @@ def main(argv=None):
   from absl import flags
   argv = sys.argv if argv is None else argv
   flag_values = flags.FlagValues()
-  flags.DEFINE_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a single '
-                      "run's workdir (holding metrics.csv).", flag_values=flag_values)
+  flags.DEFINE_multi_string('workdir', None, 'A sweep workdir (holding sweep.csv) or a '
+                            "single run's workdir (holding metrics.csv); repeat it, with "
+                            '--out, to compare several.', flag_values=flag_values)
+  flags.DEFINE_string('out', None, 'Where the report of two or more --workdir goes (created; '
+                      'not one of the inputs).', flag_values=flag_values)
   if any(a in ('-h', '-help', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
     from fedar_jax.cli import print_quietly  # `| head` ends it quietly.
-    print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}')
+    print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}'
+                  f'\n  --out: {flag_values["out"].help}')
     return
   try:
     argv = flagfiles.parse(flag_values, argv)
     if len(argv) > 1:
       raise ValueError(f'unexpected arguments: {" ".join(argv[1:])} (every input is a flag: '
                        '--workdir=DIR)')
-    if not flag_values.workdir:
+    workdirs = flag_values.workdir or []
+    if not workdirs or not all(workdirs):
       raise ValueError('--workdir: is required')
-    sweep, run = (os.path.join(flag_values.workdir, n) for n in ('sweep.csv', 'metrics.csv'))
-    if os.path.isfile(sweep):
-      outputs = write_report(flag_values.workdir)
-    elif os.path.isfile(run):
-      outputs = [write_run_plot(flag_values.workdir)]
+    if len(workdirs) > 1:
+      if not flag_values.out:
+        raise ValueError(f'--out: is required with {len(workdirs)} --workdir (the folder '
+                         'the combined report goes to)')
+      from fedar_jax import report_compare
+      outputs = report_compare.write_comparison(workdirs, flag_values.out)
     else:
-      raise ValueError(f'--workdir: neither {sweep} nor {run} exists (run fedar_jax.sweep '
-                       'or fedar_jax.main first)')
+      if flag_values.out:
+        raise ValueError('--out: only with two or more --workdir (the report of one '
+                         'workdir is written into it)')
+      outputs = _write_one(workdirs[0])
   except (flags.Error, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -12,12 +12,6 @@ KEY_COLUMNS = tuple(c for c in sweep_axes.SETTING_COLUMNS if c != 'seed')
 THRESHOLD = KEY_COLUMNS.index('threshold')
 
 
-# The key columns report.md's tables always show (those of the first sweeps); the others
-# only where they vary.
-SHOWN_KEYS = ('imbalance_ratio', 'resampler', 'threshold', 'learning_rate', 'data_seed',
-              'attacker_fraction')
-
-
 # sweep.csv columns that are settings or bookkeeping, not metrics.
 NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
 
@@ -25,15 +19,11 @@ NOT_METRICS = sweep_axes.SETTING_COLUMNS + ('round', 'round_s')
 # Short names of the setting columns in tables and figure labels (default: the column
 # with spaces); code values (resampler, aggregator, ...) are shown bare in labels.
 HEADINGS = {'imbalance_ratio': 'IR', 'learning_rate': 'lr', 'attacker_fraction': 'attackers',
-            'server_learning_rate': 'server lr'}
+            'server_learning_rate': 'server lr', 'run': 'input'}
 
 
 BARE = ('resampler', 'server_optimizer', 'aggregator', 'loss', 'client_optimizer', 'attack',
         'defence')
-
-
-# sweep.csv holds 6 decimals: values that agree there are tied.
-TIE_TOL = 5e-7
 
 
 # Columns of text; every other column of sweep.csv and metrics.csv holds numbers.
@@ -67,7 +57,7 @@ def _row(path: str, line: int, header: list[str], cells: list[str]) -> dict:
     raise ValueError(f'{path}, line {line}: {len(cells)} cells, the header has {len(header)}; '
                      'restore the file or rerun the command that writes it')
   row = dict(zip(header, cells))
-  for column, cell in row.items():
+  for column, cell in zip(header[:_known(header)], cells):
     if column in TEXT_COLUMNS:
       continue
     try:
@@ -76,6 +66,32 @@ def _row(path: str, line: int, header: list[str], cells: list[str]) -> dict:
       raise ValueError(f'{path}, line {line}: {column} is {cell!r}, not a number; restore '
                        'the file or rerun the command that writes it') from None
   return row
+
+
+# The last column the writers of metrics.csv / sweep.csv put down; columns after it are
+# appended by newer writers and read as metrics where every cell is a number.
+LAST_KNOWN = 'round_s'
+
+
+def _known(header: list[str]) -> int:
+  """How many leading columns of `header` the report knows (and checks)."""
+  return header.index(LAST_KNOWN) + 1 if LAST_KNOWN in header else len(header)
+
+
+def metric_columns(columns: list[str], rows: list[dict]) -> list[str]:
+  """The metric columns of a sweep.csv: every column but the settings and bookkeeping,
+  less appended columns (after LAST_KNOWN) with a cell that is not a number."""
+  known = _known(columns)
+
+  def numeric(c):
+    try:
+      for r in rows:
+        float(r[c])
+    except ValueError:
+      return False
+    return True
+  return [c for i, c in enumerate(columns)
+          if c not in NOT_METRICS and (i < known or numeric(c))]
 
 
 def row_key(row) -> tuple:
@@ -89,10 +105,10 @@ def heading(column: str) -> str:
 
 
 def shown_keys(summary: list[dict]) -> list[str]:
-  """The key columns report.md's tables show: SHOWN_KEYS and every other key column
-  that varies across the summary."""
-  return [c for c in KEY_COLUMNS
-          if c in SHOWN_KEYS or len({s.get(c, '') for s in summary}) > 1]
+  """The key columns report.md's tables show: those that vary across the summary (the
+  first, imbalance ratio, where none does)."""
+  return [c for c in KEY_COLUMNS if len({s.get(c, '') for s in summary}) > 1] or [
+      KEY_COLUMNS[0]]
 
 
 def sort_value(value: str):
@@ -118,29 +134,14 @@ def count_text(values, one: str, many: str) -> str:
   return f'{n} {one if hi == 1 else many}'
 
 
-def describe(summary: list[dict]) -> str:
-  """'resampler smote, 20 rounds, 3 seeds': the figure-title suffix of a sweep."""
-  resamplers = sorted({s['resampler'] for s in summary})
-  return (f'resampler{"s" if len(resamplers) > 1 else ""} {", ".join(resamplers)}, '
-          f'{count_text({s["rounds"] for s in summary}, "round", "rounds")}, '
-          f'{count_text({s["n_seeds"] for s in summary}, "seed", "seeds")}')
-
-
 def spread(summary: list[dict]) -> str:
   seeds = max(s['n_seeds'] for s in summary)
   return f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'
 
 
-# The per-setting figures (a line or a panel per setting) are left out above this many
-# settings: a 90-panel grid is 2340 x 17550 pixels and a 90-line legend unreadable.
+# The per-round figures are left out above this many panels (a 90-panel grid is 2340 x
+# 17550 pixels).
 MAX_PANELS = 24
-
-
-def too_many_panels(summary: list[dict]) -> int:
-  """The number of settings (lines / panels) of the per-setting figures when it exceeds
-  MAX_PANELS, else 0."""
-  n = len({panel_of(row_key(s)) for s in summary})
-  return n if n > MAX_PANELS else 0
 
 
 def setting_label(setting: dict, varying=()) -> str:

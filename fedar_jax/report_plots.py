@@ -1,234 +1,372 @@
-"""The report's figures: a sweep's per-threshold, per-IR and per-attacker-fraction plots,
-and a single run's metrics per round (shared style: plot_style)."""
-import collections
+"""The report's figures: a sweep's final G-mean against each swept number, its G-mean per
+round and per-class recall (layout: report_axes), and a single run's metrics per round
+(shared style: plot_style)."""
 import json
+import math
 import os
+import textwrap
 
 import numpy as np
 
 from fedar_jax import plot_style
-from fedar_jax.report_columns import (BARE, KEY_COLUMNS, THRESHOLD, TIE_TOL, count_text, describe,
-                                      heading, panel_of, read_rows, row_key, setting_label,
-                                      sort_key, spread, too_many_panels, varying_settings)
+from fedar_jax.report_axes import (MAX_LINES, SETTINGS, TEXT, Layout, baseline, coinciding,
+                                   figure_name, final_rows, final_samples, label, layouts,
+                                   panel_label, round_samples, values_of)
+from fedar_jax.report_columns import MAX_PANELS, count_text, heading, read_rows
+from fedar_jax.report_stats import interval95
 
 
-def _panels(keys):
-  """Panel label per summary key without its threshold (`panel_of`), in sorted order."""
-  panels = sorted({panel_of(k) for k in keys}, key=sort_key)
-  columns = panel_of(KEY_COLUMNS)
-  varies = [len({p[i] for p in panels}) > 1 for i in range(len(columns))]
-
-  def label(p):
-    parts = [f'IR {p[0]}']
-    parts += [p[i] if columns[i] in BARE else f'{heading(columns[i])} {p[i]}'
-              for i in range(1, len(p)) if varies[i]]
-    return ', '.join(parts)
-  return panels, label
-
-
-def _grid(plt, n, sharey=True):
-  cols = min(3, n)
-  rows = (n + cols - 1) // cols
-  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False,
-                           sharey=sharey)
-  for ax in axes.flat[n:]:
-    ax.set_visible(False)
-  return fig, axes.flat
-
-
-def write_plots(plot_dir: str, columns: list[str], rows: list[dict],
-                summary: list[dict]) -> list[str]:
-  """Writes the three PNG figures (none above MAX_PANELS settings); returns their paths."""
-  if too_many_panels(summary):
-    return []
-  plt = plot_style.pyplot()
-  from matplotlib.patches import Patch
-  from matplotlib.ticker import MaxNLocator
-
+def write_sweep_figures(plot_dir: str, columns: list[str], rows: list[dict]) -> tuple:
+  """Writes a sweep's figures from its sweep.csv rows; returns (paths, notes), notes naming
+  the figures left out (too many lines or panels) for report.md."""
+  samples = final_samples(rows)
+  if not samples:
+    return [], []
   os.makedirs(plot_dir, exist_ok=True)
-  panels, label = _panels([row_key(s) for s in summary])
-  thresholds = sorted({s['threshold'] for s in summary}, key=float)
-  classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
-  seeds = max(s['n_seeds'] for s in summary)
-  title = describe(summary)
-  paths = []
+  plan = layouts(list(samples))
+  paths, notes = [], []
+  for layout in plan:
+    paths.append(_final_figure(os.path.join(plot_dir, figure_name(layout)), layout, samples,
+                               rows))
+  series = plan[0] if plan else Layout(None, None, ())
+  per_round = _series_layout(series)
+  why = _too_many(per_round, samples)
+  if why:
+    notes.append(f'G-mean per round and per-class recall: left out ({why}); their numbers '
+                 'are in the tables above and in `summary.csv`.')
+  else:
+    paths.append(_round_figure(os.path.join(plot_dir, 'gmean_per_round.png'), per_round,
+                               rows))
+    classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
+    if classes:
+      paths.append(_recall_figure(os.path.join(plot_dir, 'recall_per_class.png'), per_round,
+                                  rows, classes))
+  _remove_stale(plot_dir, paths)
+  return paths, notes
 
-  # 1. Final G-mean vs threshold, a line per panel (imbalance ratio, ...).
-  fig, ax = plt.subplots(figsize=(7.5, 4.8))
-  for i, p in enumerate(panels):
-    pts = [s for s in summary if panel_of(row_key(s)) == p]
-    pts.sort(key=lambda s: float(s['threshold']))
-    dodge = 10 ** (0.01 * (i - (len(panels) - 1) / 2))  # Keeps error bars apart (log x).
-    x = [float(s['threshold']) * dodge for s in pts]
-    style = plot_style.line_style(i, len(panels), len(pts))
-    yerr = [s['gmean_std'] for s in pts] if seeds > 1 else None
-    ax.errorbar(x, [s['gmean_mean'] for s in pts], yerr=yerr, capsize=3, label=label(p),
-                zorder=3 + len(panels) - i, **style)
-  ax.set_xscale('log')
-  ax.set_xticks([float(t) for t in thresholds], labels=thresholds)
+
+def _remove_stale(plot_dir: str, paths: list[str]) -> None:
+  """Removes the sweep figures an earlier report wrote to plot_dir that this one did not
+  (another layout, or left out now), so plots/ holds what report.md shows."""
+  kept = {os.path.basename(p) for p in paths}
+  for name in os.listdir(plot_dir):
+    ours = (name.startswith(('gmean_vs_', 'gmean_by_')) and name.endswith('.png')
+            or name in ('gmean_per_round.png', 'recall_per_class.png'))
+    if ours and name not in kept:
+      os.remove(os.path.join(plot_dir, name))
+
+
+def _series_layout(layout: Layout) -> Layout:
+  """The per-round figures' layout: the lines of `layout` (else its x) as lines, every
+  other swept setting as panels."""
+  lines = layout.lines or layout.x
+  rest = tuple(c for c in (layout.x, layout.lines) + layout.panels if c and c != lines)
+  return Layout(None, lines, rest)
+
+
+def _too_many(layout: Layout, samples: dict) -> str:
+  points = list(samples)
+  n_lines = len(values_of(points, layout.lines)) if layout.lines else 1
+  n_panels = len(_panels(points, layout.panels))
+  if n_lines > MAX_LINES:
+    return f'{n_lines} {heading(layout.lines)} values, more than {MAX_LINES} lines'
+  if n_panels > MAX_PANELS:
+    return f'{n_panels} panels, more than {MAX_PANELS}'
+  return ''
+
+
+def _panels(points, columns) -> list[tuple]:
+  """The combinations of `columns` among `points`, each column in `values_of` order."""
+  idx = [SETTINGS.index(c) for c in columns]
+  order = [values_of(points, c) for c in columns]
+  return sorted(dict.fromkeys(tuple(p[i] for i in idx) for p in points),
+                key=lambda panel: tuple(o.index(v) for o, v in zip(order, panel)))
+
+
+def _select(samples: dict, fixed: dict) -> list[dict]:
+  """The replicate dicts of every point whose settings have the `fixed` values."""
+  idx = {SETTINGS.index(c): v for c, v in fixed.items() if c is not None}
+  return [reps for p, reps in samples.items() if all(p[i] == v for i, v in idx.items())]
+
+
+def _pool(dicts: list[dict]) -> list[float]:
+  return [v for d in dicts for v in d.values()]
+
+
+def _stats(samples: dict, layout: Layout, line, panel, x) -> tuple | None:
+  """(mean, 95% half width or nan, n) of the final G-mean of a line at x in a panel."""
+  values = _pool(_select(samples, {layout.lines: line, layout.x: x,
+                                   **dict(zip(layout.panels, panel))}))
+  return (*interval95(values), len(values)) if values else None
+
+
+def _seeds_text(samples: dict) -> str:
+  n = {len(v) for v in samples.values()}
+  return (count_text(n, 'seed', 'seeds') + (', band: 95% CI of the mean' if max(n) > 1
+                                            else ''))
+
+
+def _columns(n: int) -> int:
+  """Grid columns for n panels: up to 3 (2 for 4), 4 from 10."""
+  return 2 if n == 4 else min(n, 3) if n < 10 else 4
+
+
+def _rounds_text(rows) -> str:
+  return count_text({int(r['round']) for r in final_rows(rows)}, 'round', 'rounds')
+
+
+def _groups(layout: Layout, lines: list, curves: dict) -> list[list]:
+  """Coinciding lines merged, the baseline's group first."""
+  groups = coinciding({line: curves[line] for line in lines})
+  base = baseline(layout.lines, lines)
+  return sorted(groups, key=lambda g: base not in g)
+
+
+def _legend_label(layout: Layout, group: list, base) -> str:
+  text = ' = '.join(v if layout.lines else 'all' for v in group)  # Titled by the column.
+  return text + (' (baseline)' if base in group else '')
+
+
+def _legend_height(entries: int) -> float:
+  """Inches a figure needs for an outside legend of `entries` lines (and its title)."""
+  return 1.6 + 0.26 * entries
+
+
+def _band(ax, x, mean, half, colour):
+  """The 95% CI band around a line, clipped to G-mean's range [0, 1]."""
+  if np.isfinite(half).any():
+    ax.fill_between(x, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=colour,
+                    alpha=plot_style.BAND_ALPHA, linewidth=0)
+
+
+def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
+  """'\nsame curve: smote = smote_tomek' for lines that coincide in this panel only."""
+  mine = {line: {k: v for k, v in curves[line].items() if k[0] == panel} for line in drawn}
+  ties = [g for g in coinciding({l: c for l, c in mine.items() if c}) if len(g) > 1]
+  whole = {tuple(g) for g in coinciding({l: curves[l] for l in drawn})}
+  ties = [g for g in ties if tuple(g) not in whole]
+  name = heading(layout.lines) if layout.lines else ''
+  return ''.join('\n' + textwrap.fill(f'same curve, {name}: {" = ".join(g)}', 44)
+                 for g in ties)
+
+
+def _x_axis(ax, layout: Layout, xs: list[str]):
+  vals = [float(v) for v in xs]
+  if len(vals) > 1 and min(vals) > 0 and max(vals) / min(vals) >= 10:
+    ax.set_xscale('log')
+  ax.set_xticks(vals, labels=xs)
   ax.minorticks_off()
-  ax.set_xlabel('FedAR threshold (resample iff client IR > threshold)')
-  ax.set_ylabel(f'final G-mean ({spread(summary)})')
-  ax.set_title(f'Final G-mean vs threshold\n{title}')
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=9)
-  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'gmean_vs_threshold.png')))
 
-  # 2. G-mean per round, a line per threshold, a panel per imbalance ratio (one y-scale).
-  curves = collections.defaultdict(lambda: collections.defaultdict(list))
-  for row in rows:
-    curves[row_key(row)][int(row['round'])].append(float(row['gmean']))
-  fig, axes = _grid(plt, len(panels))
-  for ax, p in zip(axes, panels):
-    means = {}
-    for t in thresholds:
-      per_round = curves.get(p[:THRESHOLD] + (t,) + p[THRESHOLD:])
-      if per_round:
-        r = sorted(per_round)
-        means[t] = (r, np.array([np.mean(per_round[k]) for k in r]),
-                    np.array([np.std(per_round[k], ddof=1) if len(per_round[k]) > 1 else 0.0
-                              for k in r]))
-    ties = _tied_curves(means)
-    repeats = {t for g in ties for t in g[1:]}  # Their band is drawn once, by g[0].
-    for i, t in enumerate(thresholds):
-      if t not in means:
+
+_X_LABELS = {'threshold': 'FedAR threshold (resample iff client IR > threshold)',
+             'imbalance_ratio': 'imbalance ratio (majority / minority per client)',
+             'attacker_fraction': 'attacker fraction'}
+
+
+def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) -> str:
+  """Final G-mean vs layout.x: a line per layout.lines value (mean, 95% CI band), a panel
+  per combination of layout.panels, one y-scale. More than MAX_LINES lines: a panel per
+  line (with the baseline), or a ranked dot plot where those would be too many."""
+  points = list(samples)
+  lines = values_of(points, layout.lines) if layout.lines else [None]
+  panels = _panels(points, layout.panels)
+  xs = values_of(points, layout.x) if layout.x else [None]
+  stats = {(line, panel, x): _stats(samples, layout, line, panel, x)
+           for line in lines for panel in panels for x in xs}
+  curves = {line: {(panel, x): s[0] for (l, panel, x), s in stats.items() if l == line and s}
+            for line in lines}
+  groups = _groups(layout, lines, curves)
+  base = baseline(layout.lines, lines)
+  what = f'vs {heading(layout.x)}' if layout.x else f'by {heading(layout.lines)}'
+  title = (f'Final G-mean {what}'
+           f'\n{_rounds_text(rows)}, {_seeds_text(samples)}')
+  if layout.x is None or (len(groups) > MAX_LINES
+                          and (len(groups) - 1) * len(panels) > MAX_PANELS):
+    return _dot_figure(path, layout, groups, panels, xs, stats, base, title)
+  if len(groups) <= MAX_LINES:
+    cells = [(panel, groups) for panel in panels]
+  else:  # Small multiples: each line with the baseline, in every panel.
+    first = groups[0] if base in groups[0] else None
+    cells = [(panel, ([first] if first else []) + [g])
+             for panel in panels for g in groups if g is not first]
+  cols = _columns(len(cells))
+  n_rows = math.ceil(len(cells) / cols)
+  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
+                                max(3.6 * n_rows, _legend_height(len(groups))))
+  styles = {}
+  for i, g in enumerate(groups):
+    styles[g[0]] = plot_style.series_style(i - (base in groups[0]), base in g)
+  for ax, (panel, drawn) in zip(axes.flat, cells):
+    for g in drawn:
+      pts = [(float(x), stats[(g[0], panel, x)]) for x in xs if stats[(g[0], panel, x)]]
+      if not pts:
         continue
-      r, mean, std = means[t]
-      style = plot_style.line_style(i, len(thresholds), len(r))
-      ax.plot(r, mean, label=f'threshold {t}', zorder=3 + len(thresholds) - i, **style)
-      if seeds > 1 and t not in repeats:
-        ax.fill_between(r, mean - std, mean + std, color=style['color'],
-                        alpha=plot_style.BAND_ALPHA, linewidth=0)
-    handles, labels = ax.get_legend_handles_labels()
-    if seeds > 1:
-      handles.append(Patch(color='0.5', alpha=plot_style.BAND_ALPHA * 2))
-      labels.append(f'band: ± 1 std over {seeds} seeds')
-    tied = {f'threshold {t}' for g in ties for t in g}
-    labels = [f'{lab} (tied)' if lab in tied else lab for lab in labels]
-    ax.legend(handles, labels, fontsize=8)
-    ax.set_title(label(p) + (''.join(f'\nthresholds {", ".join(g)}: identical curves'
-                                     for g in ties)), fontsize=10)
+      x = [p[0] for p in pts]
+      mean = np.array([p[1][0] for p in pts])
+      half = np.array([p[1][1] for p in pts])
+      style = styles[g[0]]
+      ax.plot(x, mean, label=_legend_label(layout, g, base), **style)
+      _band(ax, x, mean, half, style['color'])
+    _x_axis(ax, layout, xs)
+    names = [panel_label(layout.panels, panel)]
+    if len(groups) > MAX_LINES:
+      names.append(' = '.join(drawn[-1]))
+    same = _panel_ties(layout, [l for g in drawn for l in g], curves, panel)
+    ax.set_title(', '.join(n for n in names if n) + same, fontsize=9)
+    ax.yaxis.set_tick_params(labelleft=True)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(cells):]:
+    ax.set_visible(False)
+  for ax in axes[:, 0]:
+    ax.set_ylabel('final G-mean')
+  fig.supxlabel(_X_LABELS.get(layout.x, heading(layout.x)), fontsize=10)
+  if len(groups) <= MAX_LINES and (layout.lines or len(groups) > 1):
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='outside right center', fontsize=8,
+               title=heading(layout.lines) if layout.lines else None)
+  fig.suptitle(title + (f'; black: baseline {base}' if len(groups) > MAX_LINES and base else ''),
+               fontsize=11)
+  return plot_style.save_outside(fig, path)
+
+
+def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
+  """Ranked dot plot: a row per line (ranked by mean over x), a dot per x value (95% CI
+  whiskers), a panel per combination of layout.panels, one x-scale."""
+  cols = _columns(len(panels))
+  n_rows = math.ceil(len(panels) / cols)
+  fig, axes = plot_style.figure(n_rows, cols, 5.0 * cols,
+                                (1.6 + 0.28 * len(groups)) * n_rows, sharey=False)
+  for ax, panel in zip(axes.flat, panels):
+    def score(g):
+      means = [stats[(g[0], panel, x)][0] for x in xs if stats[(g[0], panel, x)]]
+      return np.mean(means) if means else -np.inf
+    ranked = sorted(groups, key=score)
+    for j, x in enumerate(xs):
+      ys, ms, hs = [], [], []
+      for k, g in enumerate(ranked):
+        s = stats[(g[0], panel, x)]
+        if s:
+          ys.append(k + 0.12 * (j - (len(xs) - 1) / 2))
+          ms.append(s[0])
+          hs.append(0.0 if not np.isfinite(s[1]) else s[1])
+      style = plot_style.series_style(j)
+      ax.errorbar(ms, ys, xerr=hs, fmt=style['marker'], color=style['color'], markersize=4,
+                  capsize=2, linewidth=1, label=label(layout.x, x) if layout.x else 'final G-mean')
+    ax.set_yticks(range(len(ranked)), labels=[' = '.join(g) for g in ranked], fontsize=8)
+    for tick, g in zip(ax.get_yticklabels(), ranked):
+      if base in g:
+        tick.set_fontweight('bold')
+    ax.set_title(panel_label(layout.panels, panel), fontsize=9)
+    ax.set_xlabel('final G-mean')
+    ax.grid(alpha=0.3, axis='x')
+  for ax in list(axes.flat)[len(panels):]:
+    ax.set_visible(False)
+  shared = [a for a in axes.flat[:len(panels)]]
+  lo = min(a.get_xlim()[0] for a in shared)
+  hi = max(a.get_xlim()[1] for a in shared)
+  for a in shared:
+    a.set_xlim(lo, hi)
+  if layout.x:
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='outside right center', fontsize=8)
+  fig.suptitle(title.replace('band', 'whiskers') + '; ranked by mean'
+               + (f'; bold: baseline {base}' if base else ''), fontsize=11)
+  return plot_style.save_outside(fig, path)
+
+
+def _round_figure(path: str, layout: Layout, rows: list[dict]) -> str:
+  """G-mean per round: a line per layout.lines value (mean over seeds, 95% CI band), a
+  panel per combination of layout.panels, one y-scale; coinciding lines drawn once."""
+  per_round = round_samples(rows)
+  points = list(per_round)
+  lines = values_of(points, layout.lines) if layout.lines else [None]
+  panels = _panels(points, layout.panels)
+  curves, stats = {}, {}
+  for line in lines:
+    curves[line] = {}
+    for panel in panels:
+      chosen = _select(per_round, {layout.lines: line, **dict(zip(layout.panels, panel))})
+      rounds = sorted({r for c in chosen for r in c})
+      for r in rounds:
+        s = interval95(_pool([c[r] for c in chosen if r in c]))
+        stats[(line, panel, r)] = s
+        curves[line][(panel, r)] = s[0]
+  groups = _groups(layout, lines, curves)
+  base = baseline(layout.lines, lines)
+  cols = _columns(len(panels))
+  n_rows = math.ceil(len(panels) / cols)
+  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
+                                max(3.6 * n_rows, _legend_height(len(groups))))
+  from matplotlib.ticker import MaxNLocator
+  for ax, panel in zip(axes.flat, panels):
+    for i, g in enumerate(groups):
+      r = sorted(k for (l, p, k) in stats if l == g[0] and p == panel)
+      if not r:
+        continue
+      mean = np.array([stats[(g[0], panel, k)][0] for k in r])
+      half = np.array([stats[(g[0], panel, k)][1] for k in r])
+      style = plot_style.series_style(i - (base in groups[0]), base in g)
+      style['markevery'] = max(1, len(r) // 8)
+      ax.plot(r, mean, label=_legend_label(layout, g, base), **style)
+      _band(ax, r, mean, half, style['color'])
+    same = _panel_ties(layout, [l for g in groups for l in g], curves, panel)
+    ax.set_title(panel_label(layout.panels, panel) + same, fontsize=9)
     ax.set_xlabel('round')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel('G-mean' + (f' (mean over {seeds} seeds)' if seeds > 1 else ''))
     ax.yaxis.set_tick_params(labelleft=True)
     ax.grid(alpha=0.3)
-  fig.suptitle(f'G-mean per round, {title}')
-  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'gmean_per_round.png')))
+  for ax in list(axes.flat)[len(panels):]:
+    ax.set_visible(False)
+  for ax in axes[:, 0]:
+    ax.set_ylabel('G-mean')
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='outside right center', fontsize=8,
+             title=heading(layout.lines) if layout.lines else None)
+  fig.suptitle(f'G-mean per round, {_seeds_text(final_samples(rows))}', fontsize=11)
+  return plot_style.save_outside(fig, path)
 
-  # 3. Final per-class recall, bars per class grouped by threshold, a panel per IR.
-  fig, axes = _grid(plt, len(panels))
-  width = 0.8 / max(len(classes), 1)
-  for ax, p in zip(axes, panels):
-    pts = {s['threshold']: s for s in summary
-           if panel_of(row_key(s)) == p}
-    ts = [t for t in thresholds if t in pts]
-    x = np.arange(len(ts))
+
+def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[str]) -> str:
+  """Final per-class recall: bars per class grouped by layout.lines value (95% CI
+  whiskers), a panel per combination of layout.panels, y from 0 to 1."""
+  per_class = {c: final_samples(rows, f'recall_{c}') for c in classes}
+  points = list(per_class[classes[0]])
+  lines = values_of(points, layout.lines) if layout.lines else [None]
+  panels = _panels(points, layout.panels)
+  cols = _columns(len(panels))
+  n_rows = math.ceil(len(panels) / cols)
+  fig, axes = plot_style.figure(n_rows, cols, max(4.4, 0.9 * len(lines)) * cols,
+                                3.6 * n_rows)
+  width = 0.8 / len(classes)
+  for ax, panel in zip(axes.flat, panels):
     for j, c in enumerate(classes):
-      yerr = [pts[t][f'recall_{c}_std'] for t in ts] if seeds > 1 else None
-      ax.bar(x + (j - (len(classes) - 1) / 2) * width,
-             [pts[t][f'recall_{c}_mean'] for t in ts], width, yerr=yerr, capsize=2,
-             color=plot_style.PALETTE[j % len(plot_style.PALETTE)], label=f'class {c}')
-    ax.set_xticks(x, labels=ts)
+      means, halves = [], []
+      for line in lines:
+        values = _pool(_select(per_class[c], {layout.lines: line,
+                                              **dict(zip(layout.panels, panel))}))
+        mean, half = interval95(values) if values else (math.nan, math.nan)
+        means.append(mean)
+        halves.append(half if np.isfinite(half) else 0.0)
+      ax.bar(np.arange(len(lines)) + (j - (len(classes) - 1) / 2) * width, means, width,
+             yerr=halves, capsize=2, label=f'class {c}',
+             color=plot_style.LINE_COLOURS[j % len(plot_style.LINE_COLOURS)])
+    bare = layout.lines in TEXT
+    ax.set_xticks(range(len(lines)), labels=[v or 'all' for v in lines], fontsize=8,
+                  rotation=30 if bare and len(lines) > 2 else 0,
+                  ha='right' if bare and len(lines) > 2 else 'center')
+    ax.set_xlabel(heading(layout.lines) if layout.lines else '', fontsize=9)
     ax.set_ylim(0, 1.05)
-    ax.set_title(label(p), fontsize=10)
-    ax.set_xlabel('threshold')
-    ax.set_ylabel(f'final recall ({spread(summary)})')
+    ax.set_title(panel_label(layout.panels, panel), fontsize=9)
     ax.yaxis.set_tick_params(labelleft=True)
-    ax.legend(fontsize=8)
-  fig.suptitle(f'Final per-class recall, {title}')
-  paths.append(plot_style.save(fig, os.path.join(plot_dir, 'recall_per_class.png')))
-  return paths
-
-
-def _tied_curves(means: dict) -> list[list]:
-  """Thresholds whose mean curves (rounds, values) agree at every round within TIE_TOL."""
-  groups = []
-  for t, (r, mean, _) in means.items():
-    for g in groups:
-      r0, mean0, _ = means[g[0]]
-      if r0 == r and np.all(np.abs(mean0 - mean) <= TIE_TOL):
-        g.append(t)
-        break
-    else:
-      groups.append([t])
-  return [g for g in groups if len(g) > 1]
-
-
-def write_ir_plot(plot_dir: str, tables: list[dict]) -> str:
-  """plots/gmean_vs_ir.png: final G-mean vs imbalance ratio, a line per resampler
-  (error bars: ± std), a panel per setting; returns the path."""
-  plt = plot_style.pyplot()
-
-  os.makedirs(plot_dir, exist_ok=True)
-  if len(tables) == 1:
-    fig, ax = plt.subplots(figsize=(8, 5))
-    axes = [ax]
-  else:
-    fig, flat = _grid(plt, len(tables))
-    axes = list(flat)
-  for ax, t in zip(axes, tables):
-    for i, r in enumerate(t['resamplers']):
-      ratios = [ir for ir in t['ratios'] if (r, ir) in t['cells']]
-      mean = [t['cells'][(r, ir)][0] for ir in ratios]
-      std = [t['cells'][(r, ir)][1] or 0.0 for ir in ratios]
-      ax.errorbar([float(ir) for ir in ratios], mean, yerr=std, capsize=2, label=r,
-                  **{**plot_style.line_style(i), 'markersize': 4})
-    ax.set_xticks([float(ir) for ir in t['ratios']], labels=t['ratios'])
-    ax.set_xlabel('imbalance ratio (majority / minority per client)')
-    ax.set_ylabel('final G-mean (mean ± std)')
-    ax.grid(alpha=0.3)
-    if len(tables) > 1:
-      ax.set_title(setting_label(t['setting'], varying_settings(tables)), fontsize=10)
-  handles, labels = axes[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
-             title='resampler', ncol=1 if len(labels) <= 16 else 2)
-  t = tables[0]
-  fig.suptitle(f'Final G-mean vs imbalance ratio ({t["rounds"]} rounds, {t["seeds"]} seeds)'
-               + (f'\n{setting_label(t["setting"])}' if len(tables) == 1 else ''))
-  fig.tight_layout()
-  path = os.path.join(plot_dir, 'gmean_vs_ir.png')
-  fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
-  plt.close(fig)
-  return path
-
-
-def write_attack_plot(plot_dir: str, tables: list[dict]) -> str:
-  """plots/gmean_vs_attackers.png: final G-mean vs attacker fraction, a line per
-  defence (error bars: ± std), a panel per attack, one y-scale; returns the path."""
-  plt = plot_style.pyplot()
-  os.makedirs(plot_dir, exist_ok=True)
-  fig, axes = plt.subplots(1, len(tables), figsize=(5.6 * len(tables), 4.4), squeeze=False,
-                           sharey=True)
-  defences = list(dict.fromkeys(d for t in tables for d in t['defences']))
-  for ax, t in zip(axes[0], tables):
-    for i, d in enumerate(defences):
-      fractions = [f for f in t['fractions'] if (d, f) in t['cells']]
-      if not fractions:
-        continue
-      mean = [t['cells'][(d, f)][0] for f in fractions]
-      std = [t['cells'][(d, f)][1] or 0.0 for f in fractions]
-      dodge = 0.004 * (i - (len(defences) - 1) / 2)  # Keeps error bars apart.
-      ax.errorbar([float(f) + dodge for f in fractions], mean, yerr=std, capsize=2, label=d,
-                  **{**plot_style.line_style(i), 'markersize': 5})
-    ax.set_xticks([float(f) for f in t['fractions']], labels=t['fractions'])
-    ax.set_xlabel('attacker fraction')
-    ax.set_title(f'attack: {t["attack"] or "(default)"}', fontsize=10)
-    ax.yaxis.set_tick_params(labelleft=True)
-    ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel('final G-mean (mean ± std)' if tables[0]['seeds'] > 1
-                        else 'final G-mean')
-  handles, labels = axes[0][0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
-             title='defence')
-  fig.suptitle(f'Final G-mean vs attacker fraction ('
-               f'{count_text({t["rounds"] for t in tables}, "round", "rounds")}, '
-               f'{count_text({t["seeds"] for t in tables}, "seed", "seeds")})')
-  fig.tight_layout()
-  path = os.path.join(plot_dir, 'gmean_vs_attackers.png')
-  fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')  # Keeps the outside legend.
-  plt.close(fig)
-  return path
+  for ax in list(axes.flat)[len(panels):]:
+    ax.set_visible(False)
+  for ax in axes[:, 0]:
+    ax.set_ylabel('final recall')
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='outside right center', fontsize=8)
+  fig.suptitle(f'Final per-class recall, '
+               f'{_seeds_text(per_class[classes[0]]).replace("band", "whiskers")}', fontsize=11)
+  return plot_style.save_outside(fig, path)
 
 
 def write_run_plot(workdir: str) -> str:
@@ -258,16 +396,20 @@ def write_run_plot(workdir: str) -> str:
   pad = max(0.05 * (hi - lo), 0.01)
   fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
   for ax, (name, cols, ylabel) in zip(axes.flat, panels):
-    for i, c in enumerate(cols):
-      ax.plot(r, [float(row[c]) for row in rows], label=c, **plot_style.line_style(
-          i, len(cols), len(r)))
+    # Columns equal every round (6 decimals) are one line: 'gmean = sensitivity = ...'.
+    groups = coinciding({c: {i: float(row[c]) for i, row in enumerate(rows)} for c in cols})
+    for i, g in enumerate(groups):
+      ax.plot(r, [float(row[g[0]]) for row in rows], label=' = '.join(g),
+              **plot_style.line_style(i, len(groups), len(r)))
     if ylabel in ('value', 'recall'):
       ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
+    if ylabel == 'clients':
+      ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=name, xlabel='round', ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(cols) > 1:
-      ax.legend(fontsize=8, ncol=2 if len(cols) > 4 else 1)
+      ax.legend(fontsize=8, ncol=2 if len(groups) > 4 else 1)
   fig.suptitle(run_title(workdir, r[-1]))
   os.makedirs(os.path.join(workdir, 'plots'), exist_ok=True)
   return plot_style.save(fig, os.path.join(workdir, 'plots', 'metrics_per_round.png'))

@@ -2,23 +2,27 @@
 best thresholds, the resampler x IR and defence x attacker-fraction tables, report.md."""
 import collections
 import csv
+import math
 import os
 
 import numpy as np
 
 from fedar_jax import sweep_axes
-from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, MAX_PANELS, NOT_METRICS,
-                                      TIE_TOL, count_text, defence_fields, heading, panel_of,
+from fedar_jax.report_stats import TEST_NAME, interval95, separable_best
+from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, THRESHOLD, count_text,
+                                      defence_fields, heading, metric_columns, panel_of,
                                       row_key, setting_label, shown_keys, sort_key, sort_value,
-                                      spread, too_many_panels, varying_settings)
+                                      spread, varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
-  """Final-round metrics per point (KEY_COLUMNS), mean and std over seeds.
+  """Final-round metrics per point (KEY_COLUMNS), mean and std over seeds, then (at the
+  end of the row) the half width of each metric's 95% t-interval of the mean.
 
-  Returns (header, rows) for summary.csv; values are floats (std None for one seed).
+  Returns (header, rows) for summary.csv; values are floats (std and ci95 None for one
+  seed). Columns of sweep.csv the report does not know are metrics like any other.
   """
-  metric_cols = [c for c in columns if c not in NOT_METRICS]
+  metric_cols = metric_columns(columns, rows)
   final = {}
   for row in rows:
     point = row_key(row) + (row['seed'],)
@@ -28,7 +32,8 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
   for point, row in final.items():
     by_key[point[:-1]].append(row)
   header = list(KEY_COLUMNS) + ['n_seeds', 'rounds'] + [
-      f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')]
+      f'{m}_{stat}' for m in metric_cols for stat in ('mean', 'std')] + [
+      f'{m}_ci95' for m in metric_cols]
   out = []
   for key in sorted(by_key, key=sort_key):
     group = by_key[key]
@@ -39,6 +44,8 @@ def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dic
       values = np.array([float(r[m]) for r in group])
       entry[f'{m}_mean'] = float(values.mean())
       entry[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else None
+      half = interval95(values)[1]
+      entry[f'{m}_ci95'] = None if math.isnan(half) else half
     out.append(entry)
   return header, out
 
@@ -62,64 +69,125 @@ def _pm(row, metric) -> str:
   return f'{row[f"{metric}_mean"]:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
-def best_thresholds(summary: list[dict], metric: str = 'gmean') -> dict:
-  """A summary key without its threshold (`panel_of`) -> (best summary row, thresholds tied
-  at the best final `metric` mean within TIE_TOL, in summary order)."""
-  by_panel = collections.defaultdict(list)
-  for s in summary:
-    by_panel[panel_of(row_key(s))].append(s)
+def best_thresholds(rows: list[dict], metric: str = 'gmean') -> dict:
+  """A summary key without its threshold (`panel_of`) -> (winner or None, the thresholds
+  not separable from the best, {threshold: (mean, std or None)}) of the final `metric`,
+  by `report_stats.separable_best` over seeds (sweep.csv rows)."""
+  by_panel = collections.defaultdict(lambda: collections.defaultdict(dict))
+  for row in _final_rows(rows):
+    key = row_key(row)
+    by_panel[panel_of(key)][key[THRESHOLD]][row['seed']] = float(row[metric])
   out = {}
-  for p, pts in by_panel.items():
-    best = max(pts, key=lambda s: s[f'{metric}_mean'])
-    out[p] = (best, [s['threshold'] for s in pts
-                     if best[f'{metric}_mean'] - s[f'{metric}_mean'] <= TIE_TOL])
+  for p in sorted(by_panel, key=sort_key):
+    samples = by_panel[p]
+    winner, tied = separable_best(samples)
+    stats = {t: _mean_std(list(v.values())) for t, v in samples.items()}
+    out[p] = (winner, tied, stats)
   return out
 
 
+def _mean_std(values) -> tuple:
+  v = np.asarray(values, dtype=np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
+
+
+def identical_metrics(summary: list[dict], metrics: list[str]) -> list[list[str]]:
+  """Groups of `metrics` whose mean and std agree (6 decimals) in every summary row, as
+  accuracy, sensitivity, specificity and G-mean can in the binary case; first = shown."""
+  def column(m):
+    return tuple((round(s[f'{m}_mean'], 6), None if s[f'{m}_std'] is None
+                  else round(s[f'{m}_std'], 6)) for s in summary)
+  groups = {}
+  for m in metrics:
+    groups.setdefault(column(m), []).append(m)
+  return list(groups.values())
+
+
+def coinciding_settings(summary: list[dict], metrics: list[str], keys: list[str]) -> list:
+  """Groups (of two or more) of summary rows whose final `metrics` (mean and std, 6
+  decimals) are all identical, as setting labels over the shown `keys`."""
+  groups = {}
+  for s in summary:
+    sig = tuple((round(s[f'{m}_mean'], 6), s[f'{m}_std'] and round(s[f'{m}_std'], 6))
+                for m in metrics)
+    groups.setdefault(sig, []).append(', '.join(
+        s[c] if c in BARE else f'{heading(c)} {s[c]}' for c in keys))
+  return [g for g in groups.values() if len(g) > 1]
+
+
+# The final-metrics table's metrics, in order.
+TABLE_METRICS = ('gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy')
+
+
 def write_markdown(path: str, columns: list[str], summary: list[dict], plots: list[str],
-                   sections: list[str] = ()) -> None:
+                   sections: list[str] = (), notes: list[str] = (), rows: list[dict] = ()
+                   ) -> None:
+  """report.md: the best threshold (where thresholds are swept), the final metrics and
+  per-class recall of every setting (only the settings that vary), `sections`, the plots
+  (and `notes` on figures left out)."""
   classes = [c[len('recall_'):] for c in columns if c.startswith('recall_')]
   keys = shown_keys(summary)
   panel_keys = [c for c in keys if c != 'threshold']
-  cells = lambda s, cols: ' | '.join(s[c] for c in cols)
   lines = ['# Sweep report', '',
            f'{len(summary)} settings; final-round metrics, '
            f'{spread(summary).replace("std", "sample std")} (from `sweep.csv`; all '
-           f'numbers also in `summary.csv`).', '',
-           '## Best threshold by final G-mean', '',
-           'Thresholds whose mean final G-mean agrees to 6 decimals are tied and listed '
-           'together.', '',
-           '| ' + ' | '.join(heading(c) for c in panel_keys) + ' | best threshold | G-mean |',
-           '|---' * (len(panel_keys) + 2) + '|']
-  for p, (s, tied) in best_thresholds(summary).items():
-    names = tied[0] if len(tied) == 1 else f'{", ".join(tied)} tied'
-    lines.append(f'| {cells(s, panel_keys)} | {names} | {_pm(s, "gmean")} |')
-  metrics = ['gmean', 'f1', 'sensitivity', 'specificity', 'precision', 'accuracy']
+           f'numbers, with 95% intervals, also in `summary.csv`).', '']
+  constant = [c for c in KEY_COLUMNS if c not in keys and any(s[c] for s in summary)]
+  if constant:
+    lines += ['Every setting shares ' + ', '.join(
+        f'{heading(c)} {summary[0][c]}' for c in constant) + '; the tables show the '
+              'settings that vary.', '']
+  if 'threshold' in keys and rows:
+    lines += ['## Best threshold by final G-mean', '',
+              f'Best: the highest mean where a {TEST_NAME} separates it from every other '
+              'threshold; otherwise the thresholds not separable from the highest mean.', '',
+              '| ' + ''.join(f'{heading(c)} | ' for c in panel_keys)
+              + 'best threshold | G-mean |', '|---' * (len(panel_keys) + 2) + '|']
+    index = [KEY_COLUMNS.index(c) for c in panel_keys]
+    for p, (winner, tied, stats) in best_thresholds(rows).items():
+      head = ''.join(f'{(p[:THRESHOLD] + ("",) + p[THRESHOLD:])[i]} | ' for i in index)
+      if winner:
+        lines.append(f'| {head}**{winner}** | {_text(*stats[winner])} |')
+      else:
+        top = max(stats, key=lambda t: stats[t][0])
+        lines.append(f'| {head}not separable: {", ".join(tied)} | {_text(*stats[top])} |')
+  metrics = [m for m in TABLE_METRICS if f'{m}_mean' in summary[0]]
+  groups = identical_metrics(summary, metrics)
+  shown = [g[0] for g in groups]
   lines += ['', '## Final metrics', '',
-            '| ' + ' | '.join(heading(c) for c in keys) + ' | seeds | '
-            + ' | '.join(metrics) + ' | resampled clients |',
-            '|---' * (len(metrics) + len(keys) + 2) + '|']
+            '| ' + ''.join(f'{heading(c)} | ' for c in keys) + 'seeds | '
+            + ' | '.join(' = '.join(g) for g in groups) + ' | resampled clients |',
+            '|---' * (len(shown) + len(keys) + 2) + '|']
   for s in summary:
-    lines.append(f'| {cells(s, keys)} | {s["n_seeds"]} | '
-                 + ' | '.join(_pm(s, m) for m in metrics)
+    lines.append(f'| {"".join(s[c] + " | " for c in keys)}{s["n_seeds"]} | '
+                 + ' | '.join(_pm(s, m) for m in shown)
                  + f' | {s["resampled_clients_mean"]:.1f} |')
+  same = [g for g in groups if len(g) > 1]
+  if same:
+    lines += ['', 'Identical in every setting (one column): '
+              + '; '.join(' = '.join(g) for g in same) + '.']
+  coincide = coinciding_settings(summary, metrics + [f'recall_{c}' for c in classes], keys)
+  if coincide:
+    lines += ['', 'Settings with identical final metrics (the same runs): '
+              + '; '.join(' = '.join(f'({x})' for x in g) for g in coincide) + '.']
   lines += ['', '## Final per-class recall', '',
-            '| ' + ' | '.join(heading(c) for c in keys) + ' | '
+            '| ' + ''.join(f'{heading(c)} | ' for c in keys)
             + ' | '.join(f'class {c}' for c in classes) + ' |',
             '|---' * (len(classes) + len(keys)) + '|']
   for s in summary:
-    lines.append(f'| {cells(s, keys)} | '
+    lines.append(f'| {"".join(s[c] + " | " for c in keys)}'
                  + ' | '.join(_pm(s, f'recall_{c}') for c in classes) + ' |')
   lines += [''] + list(sections)
   lines += ['', '## Plots', '']
-  many = too_many_panels(summary)
-  if many:
-    lines += [f'{many} settings: the per-setting figures (G-mean vs threshold, G-mean per '
-              f'round, per-class recall) are left out above {MAX_PANELS}; their numbers are '
-              'in the tables above and in `summary.csv`.', '']
+  lines += [n for note in notes for n in (note, '')]
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]
+  lines = [l for i, l in enumerate(lines) if l or i == 0 or lines[i - 1]]  # One blank line.
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
+
+
+def _text(mean, std) -> str:
+  return f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
 def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
@@ -129,36 +197,49 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   One table per other setting (every key column but the ratio, the resampler and the
   data seed: threshold, learning rate, attacker fraction, aggregator, ...).
   Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
-  'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resamplers]},
-  'rounds': int, 'seeds': int}]; best lists every resampler whose mean equals the
-  column's best at the 4 decimals shown (ties).
+  'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resampler] or
+  []}, 'not_separable': {ratio: [resamplers]}, 'rounds': int, 'seeds': int}] (best and
+  not_separable: `_column_best`).
   """
   setting_columns = [c for c in KEY_COLUMNS
                      if c not in ('imbalance_ratio', 'resampler', 'data_seed')]
-  tables = collections.defaultdict(lambda: collections.defaultdict(list))
+  tables = collections.defaultdict(lambda: collections.defaultdict(dict))
   rounds = collections.defaultdict(set)
   for row in _final_rows(rows):
     setting = tuple(row.get(c, '') for c in setting_columns)
-    tables[setting][(row['imbalance_ratio'], row['resampler'])].append(float(row[metric]))
+    tables[setting][(row['imbalance_ratio'], row['resampler'])][_replicate(row)] = float(
+        row[metric])
     rounds[setting].add(int(row['round']))
   out = []
   for setting in sorted(tables, key=sort_key):
     values = tables[setting]
     ratios = sorted({ir for ir, _ in values}, key=float)
     resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
-    cells = {}
-    for (ir, r), v in values.items():
-      v = np.asarray(v)
-      cells[(r, ir)] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
-    best = {}
-    for ir in ratios:
-      top = max(round(cells[(r, ir)][0], 4) for r in resamplers if (r, ir) in cells)
-      best[ir] = [r for r in resamplers if (r, ir) in cells and round(cells[(r, ir)][0], 4) == top]
+    cells = {(r, ir): (*_mean_std(list(v.values())), len(v)) for (ir, r), v in values.items()}
+    best, tied = _column_best({(r, ir): v for (ir, r), v in values.items()}, resamplers, ratios)
     out.append({'setting': dict(zip(setting_columns, setting)),
                 'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
+                'not_separable': tied,
                 'rounds': min(rounds[setting]),
                 'seeds': max(c[2] for c in cells.values())})
   return out
+
+
+def _replicate(row: dict) -> tuple:
+  """The pairing key of a final value: its seed and data seed."""
+  return row['seed'], row.get('data_seed', '')
+
+
+def _column_best(samples: dict, rows: list, columns: list) -> tuple[dict, dict]:
+  """Per column c: ({c: [the row separably best] or []}, {c: [rows not separable from the
+  highest mean] or []}) of samples {(row, column): {replicate: value}}; a column of one
+  row has no best."""
+  best, tied = {}, {}
+  for c in columns:
+    mine = {r: samples[(r, c)] for r in rows if (r, c) in samples}
+    winner, rest = separable_best(mine) if len(mine) > 1 else (None, [])
+    best[c], tied[c] = [winner] if winner else [], rest
+  return best, tied
 
 
 def _final_rows(rows: list[dict]) -> list[dict]:
@@ -189,11 +270,27 @@ def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
   return lines
 
 
+def _same_rows(rows: list, cells: dict) -> list[str]:
+  """'Equal in every column (4 decimals): smote = smote_tomek.' for rows whose means agree."""
+  from fedar_jax.report_axes import coinciding
+  groups = coinciding({r: {c: v[0] for (row, c), v in cells.items() if row == r} for r in rows})
+  same = [' = '.join(g) for g in groups if len(g) > 1]
+  return ['', f'Equal in every column (4 decimals): {"; ".join(same)}.'] if same else []
+
+
+def _not_separable(tied: dict, name: str, total: int) -> list[str]:
+  """'Not separable: IR 2: enn, smote; IR 10: all 23.' (total: the table's rows)."""
+  texts = [f'{name} {c}: ' + (f'all {total}' if len(rows) == total > 2 else ', '.join(rows))
+           for c, rows in tied.items() if rows]
+  return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
+
+
 def ir_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
-           'Mean ± sample std over seeds (and data seeds); the best per column in bold '
-           '(ties: all of them, named below the table).', '']
+           'Mean ± sample std over seeds (and data seeds); in bold the best per column where '
+           f'a {TEST_NAME} separates it from every other row; the columns where none does '
+           'name, below the table, the rows not separable from the highest mean.', '']
   varying = varying_settings(tables)
   for t in tables:
     lines += [f'### {setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
@@ -201,9 +298,8 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
               '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
               '|---' * (len(t['ratios']) + 1) + '|']
     lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
-    ties = [f'IR {ir}: {", ".join(b)}' for ir, b in t['best'].items() if len(b) > 1]
-    if ties:
-      lines += ['', 'Ties for best: ' + '; '.join(ties) + '.']
+    lines += _not_separable(t['not_separable'], 'IR', len(t['resamplers']))
+    lines += _same_rows(t['resamplers'], t['cells'])
     lines.append('')
   return lines
 
@@ -218,8 +314,8 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   the rows. Rows keep sweep.csv's order (the order of the sweep lists).
   Returns [{'attack': str ('' in a sweep.csv without the column), 'defences': [labels],
   'fractions': [...], 'cells': {(label, fraction): (mean, std or None, n)},
-  'best': {fraction: [labels]}, 'rounds': int, 'seeds': int}]; best lists every label
-  whose mean equals the column's best at the 4 decimals shown.
+  'best': {fraction: [label] or []}, 'not_separable': {fraction: [labels]}, 'rounds': int,
+  'seeds': int}] (best and not_separable: `_column_best`).
   """
   final = _final_rows(rows)
   other = [c for c in KEY_COLUMNS if c not in ATTACK_AXES]
@@ -235,12 +331,12 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
         parts.append(key[i] if other[i] in BARE else f'{heading(other[i])} {key[i]}')
     return ', '.join(parts) or 'all'
   labels = {k: label(k) for k in keys}
-  cells = collections.defaultdict(list)
+  cells = collections.defaultdict(dict)
   rounds = collections.defaultdict(set)
   for r in final:
     attack = r.get('attack', '')
     cells[attack, labels[tuple(r.get(c, '') for c in other)],
-          r.get('attacker_fraction', '')].append(float(r[metric]))
+          r.get('attacker_fraction', '')][_replicate(r)] = float(r[metric])
     rounds[attack].add(int(r['round']))
   out = []
   for attack in dict.fromkeys(r.get('attack', '') for r in final):
@@ -248,14 +344,11 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
     fractions = sorted({f for _, f in mine}, key=sort_value)
     defences = [labels[k] for k in keys if any((labels[k], f) in mine for f in fractions)]
     defences = list(dict.fromkeys(defences))
-    stats = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
-             for c, v in mine.items()}
-    best = {}
-    for f in fractions:
-      top = max(round(stats[(d, f)][0], 4) for d in defences if (d, f) in stats)
-      best[f] = [d for d in defences if (d, f) in stats and round(stats[(d, f)][0], 4) == top]
+    stats = {c: (*_mean_std(list(v.values())), len(v)) for c, v in mine.items()}
+    best, tied = _column_best(mine, defences, fractions)
     out.append({'attack': attack, 'defences': defences, 'fractions': fractions,
-                'cells': stats, 'best': best, 'rounds': min(rounds[attack]),
+                'cells': stats, 'best': best, 'not_separable': tied,
+                'rounds': min(rounds[attack]),
                 'seeds': max(c[2] for c in stats.values())})
   return out
 
@@ -263,8 +356,9 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
 def attack_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one defence x attacker fraction table of final G-mean per attack."""
   lines = ['## Final G-mean by defence and attacker fraction', '',
-           'Mean ± sample std over seeds (and data seeds); the best per column in bold '
-           '(ties at 4 decimals: all of them).', '']
+           'Mean ± sample std over seeds (and data seeds); in bold the best per column where '
+           f'a {TEST_NAME} separates it from every other row; otherwise the rows not '
+           'separable from the highest mean are named below the table.', '']
   for t in tables:
     lines += [f'### attack {t["attack"] or "(default)"} ('
               f'{count_text({t["rounds"]}, "round", "rounds")}, '
@@ -272,5 +366,7 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
               '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
               '|---' * (len(t['fractions']) + 1) + '|']
     lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
+    lines += _not_separable(t['not_separable'], 'attackers', len(t['defences']))
+    lines += _same_rows(t['defences'], t['cells'])
     lines.append('')
   return lines

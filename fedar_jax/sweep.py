@@ -18,6 +18,7 @@ faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
 """
 import contextlib
 import dataclasses
+import os
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
@@ -30,6 +31,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fedar_jax import checkpoint_record
 from fedar_jax import cli
 from fedar_jax import compile_cache
 from fedar_jax import config as config_lib
@@ -145,8 +147,10 @@ def main(argv):
     workdir_lib.check_kind(FLAGS.workdir, 'sweep.json')
     lists = sweep_lists(FLAGS, base)
     cli.refuse_idle_flags(base, FLAGS, lists)
-    settings = {**base.to_dict(), **{k: list(v) for k, v in lists.items()}}
+    settings = workdir_lib.sweep_settings(base, lists)
     workdir_lib.check_resume(FLAGS.workdir, 'sweep.json', settings)
+    checkpoint_record.check_all(os.path.join(FLAGS.workdir, 'checkpoints'), settings,
+                                groups=True)
     workdir_lib.check_unlocked(FLAGS.workdir)
     compile_cache.check(FLAGS.compilation_cache_dir)
   logging.set_verbosity(logging.WARNING)
@@ -162,6 +166,7 @@ def main(argv):
 def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   import jax
   from fedar_jax import distributed
+  from fedar_jax import memory_estimate
   from fedar_jax import progress
   from fedar_jax import report
   from fedar_jax import sweep_data
@@ -173,6 +178,7 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   axes = sweep_runner.SweepAxes.of(base, **lists)
   mesh = sweep_runner.mesh_for(axes)
   with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
+    memory_estimate.check_before_loading(base)  # Image and model flags are not swept.
     with progress.stage('loading data'):
       if base.population:
         from fedar_jax import cohort_stream
@@ -190,14 +196,14 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
     # A signal is acted on at the end of the current call, with its checkpoint.
     with cli.bad_input_fails(), interrupts.deferred(enabled=jax.process_count() == 1):
       result = sweep_runner.run_sweep(base, axes, FLAGS.workdir, data=data, mesh=mesh,
-                                      on_start=start)
+                                      on_start=start, settings=settings)
     if not writer:
       return
     outputs = report.write_report(FLAGS.workdir)
   for g in result['groups']:
+    resumed = f" (resumed at round {g['resumed_at']})" if g['resumed_at'] else ''
     print(f"group {g['name']}: {g['points']} points in one program, compile "
-          f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round (resumed at round "
-          f"{g['resumed_at']})")
+          f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round{resumed}")
   print(f"wrote {', '.join(outputs)}")
 
 

@@ -212,15 +212,19 @@ def point_settings(cfg: RunConfig) -> list[str]:
   return [format_value(getattr(cfg, c)) for c in SETTING_COLUMNS]
 
 
-# Setting columns that name every point's TensorBoard run; later ones only where they are
-# not their default (a directory name holds at most 255 bytes).
-LABEL_COLUMNS = ('imbalance_ratio', 'resampler', 'threshold', 'seed', 'learning_rate',
-                 'data_seed', 'attacker_fraction')
+def label_columns(axes: SweepAxes) -> tuple[str, ...]:
+  """The setting columns that name a sweep's TensorBoard runs: every swept setting (a list
+  of two or more values), in SETTING_COLUMNS order; the seed where nothing is swept."""
+  return tuple(SWEEP_FLAGS[n].field for n in axes.varying(TRACED, DATA, CODE)) or ('seed',)
 
 
-def point_label(cfg: RunConfig) -> dict:
-  """{column: value} naming a point's run: LABEL_COLUMNS, then the other setting
-  columns whose value is not the RunConfig default."""
-  fields = type(cfg).__dataclass_fields__
-  return {c: format_value(getattr(cfg, c)) for c in SETTING_COLUMNS
-          if c in LABEL_COLUMNS or getattr(cfg, c) != fields[c].default}
+def point_label(cfg: RunConfig, columns: tuple[str, ...]) -> dict:
+  """{column: value} naming a point's run: the `columns` (`label_columns`), every one,
+  defaults included, as written to sweep.csv."""
+  return {c: format_value(getattr(cfg, c)) for c in columns}
+
+
+def point_hparams(cfg: RunConfig) -> dict:
+  """Every setting column of a point as {column: float, int or str}: the point's record in
+  TensorBoard's HParams table."""
+  return {c: getattr(cfg, c) for c in SETTING_COLUMNS}

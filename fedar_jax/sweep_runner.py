@@ -30,13 +30,16 @@ Workdir contents (besides the report's files):
   sweep.json      the settings the workdir was started with (a rerun must match)
   checkpoints/G/  Orbax checkpoints of group G's stacked state (G: `group_name`,
                   e.g. 'smote', 'smote_median', 'fedar_median'); reruns resume
-  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir)
+  tb/<point>/     TensorBoard events of each point (tensorboard_writer.point_dir: every
+                  swept setting, e.g. imbalance_ratio=10,resampler=smote,seed=0), with
+                  the point's settings as TensorBoard HParams
 
 The next group is built and compiled in a background thread while the current
 one runs; a group's rounds run in compiled calls of several rounds, through the driver
 loop a single run uses (loop.run_calls: one point per sweep point).
 """
 import concurrent.futures
+import math
 import os
 import statistics
 import time
@@ -44,6 +47,7 @@ from typing import Callable, NamedTuple
 
 
 from fedar_jax import checkpoint
+from fedar_jax import checkpoint_record
 from fedar_jax import cohort_stream
 from fedar_jax import distributed
 from fedar_jax import progress as progress_lib
@@ -59,7 +63,8 @@ from fedar_jax.config import RunConfig
 from fedar_jax.sweep_programs import (make_sweep_prepare_clients, make_sweep_round,  # noqa: F401
                                       mesh_for, stack, sweep_mesh)
 from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F401 (re-exported)
-                                  group_name, make_groups, point_label, point_settings)
+                                  group_name, label_columns, make_groups, point_hparams,
+                                  point_label, point_settings)
 
 
 def sweep_header(class_names) -> list[str]:
@@ -68,7 +73,7 @@ def sweep_header(class_names) -> list[str]:
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
               data: sweep_data.SweepData | None = None, mesh=None,
-              on_start: Callable[[], None] | None = None) -> dict:
+              on_start: Callable[[], None] | None = None, settings: dict | None = None) -> dict:
   """Runs every group of the sweep for `base.rounds` rounds, appending to `workdir/sweep.csv`.
 
   Resumes each group from its newest intact checkpoint (sweep.csv is rewritten
@@ -76,11 +81,16 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   compiled. Progress goes to `stream` (default stderr). `data` and `mesh` are
   `sweep_data.build`'s result and its mesh (`mesh_for(axes)`), made here if
   not given. `on_start()` runs once the data is built, before anything is written.
+  `settings`: what the checkpoints record and must match (`workdir.sweep_settings` of
+  the command's lists; default: of `axes`' lists); checkpoints of another sweep, or
+  edited ones, raise ConfigError before anything is written.
 
   Returns {'groups': [{'name', 'points', 'traces', 'compile_s', 'round_s', 'resumed_at'}]}:
   traces counts how often the group's round was traced (1: one compiled program).
   """
   groups = make_groups(base, axes)
+  settings = settings or workdir_lib.sweep_settings(base, axes.lists)
+  checkpoint_record.check_all(os.path.join(workdir, 'checkpoints'), settings, groups=True)
   writer_process = distributed.is_writer()
   mesh = mesh or mesh_for(axes)
   data = data or sweep_data.build(base, axes, mesh)
@@ -108,10 +118,21 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
     # The next group is built and compiled in a background thread while this one runs.
     compile_next = lambda item: _compile_group(*item, data, base, mesh, bar.stream)
     for index, ready in enumerate(ahead(todo, compile_next)):
-      report.append(_run_group(ready, base, mesh, ckpt_root, writer, f, bar,
-                               groups_left=len(todo) - index - 1,
-                               rows=resume[ready.group.name][1]))
+      report.append(_run_group(ready, base, mesh, ckpt_root, settings, writer, f, bar,
+                               place=f'{len(groups) - len(todo) + index + 1}/{len(groups)}',
+                               rows=resume[ready.group.name][1], names=label_columns(axes)))
   return {'groups': report}
+
+
+def gmean_label(cells: list[dict]) -> str:
+  """'gmean best 0.912 mean 0.874': over a group's points in one round (cells: each
+  point's metrics.csv cells); 'gmean nan' when none is finite."""
+  values = [v for v in (float(c['gmean']) for c in cells) if math.isfinite(v)]
+  if not values:
+    return 'gmean nan'
+  if len(values) == 1:
+    return f'gmean {values[0]:.3f}'
+  return f'gmean best {max(values):.3f} mean {statistics.fmean(values):.3f}'
 
 
 def ahead(items: list, fn: Callable):
@@ -188,10 +209,14 @@ def block_length(base: RunConfig, data: sweep_data.SweepData) -> int:
   return 1 if data.source is not None else programs.block_length(base)
 
 
-def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
+def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer, f, bar, place,
+               rows, names=('seed',)):
   """Runs a ready group's rounds start+1..base.rounds; returns its report dict.
 
   rows: the group's sweep.csv rows so far (from its checkpoint); extended here.
+  sweep_settings: the sweep's settings (sweep.json), recorded in every checkpoint.
+  place: the group's position among the sweep's groups ('3/23'), for the progress line.
+  names: the setting columns naming each point's TensorBoard run (`label_columns`).
   """
   group, start, state, hparams, clients, test, program, compile_s, traces = (
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
@@ -205,21 +230,21 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
     step, close = cohort_stream.StreamedStep(program, stream, start + 1), stream.close
   elif program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
-  bar.compiled(compile_s)
-  ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
+  ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints,
+                                sweep_settings)
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
   header = loop.csv_header(ready.class_names)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
-      point_label(p))), start + 1) for p in group.points]
+      point_label(p, names))), start + 1, hparams=point_hparams(p)) for p in group.points]
   calls = loop.CallPlan(start, base.rounds, base.checkpoint_every,
                         1 if ready.source is not None else programs.block_length(base))
 
   def round_done(r, seconds, cells):
-    bar.round_done(seconds, f'group {group.name} round {r}/{base.rounds}', groups_left,
-                   points_done=len(settings) if r == base.rounds else 0)
+    bar.round_done(seconds, f'group {place} {group.name} round {r}/{base.rounds}  '
+                   f'{gmean_label(cells)}', points_done=len(settings) if r == base.rounds else 0)
   try:
     _, _, times = loop.run_calls(step, state, (clients, test, hparams), calls, ckpt,
                                  loop.RowSink(f, writer, rows, header, settings, tbs), round_done)

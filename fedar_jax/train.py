@@ -16,6 +16,7 @@ import numpy as np
 from fedar_jax import client
 from fedar_jax import distributed
 from fedar_jax import latent
+from fedar_jax import memory_estimate
 from fedar_jax import methods
 from fedar_jax.methods import registry
 from fedar_jax import models
@@ -229,6 +230,8 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   rows = rows or build_layout(cfg, mesh)
   data = pad_and_standardize(cfg, load_data(cfg, mesh, rows) if data is None else data, rows)
   resampler = build_resampler(cfg, data, max_class_count)
+  memory_estimate.check_model(cfg, data.clients.x.shape[2:], len(data.class_names),
+                              memory_estimate.device_memory_bytes())
   model = model_builder(cfg.model)(cfg, data, resampler)
   spec, state, hparams = round_parts(cfg, model, resampler, len(data.class_names),
                                      rows.layout, attackers(cfg, data))

@@ -4,7 +4,9 @@ Host-side file handling only (no JAX), so the CLI can refuse a mismatched
 workdir before compiling anything.
 
   settings file (config.json / sweep.json): every setting of the run that
-      started the workdir; a rerun must match it, except RESUMABLE ones.
+      started the workdir and the fingerprint of its data (`data_fingerprint`);
+      a rerun must match it, except RESUMABLE ones (checkpoint_record.py checks
+      the checkpoints the same way).
   CSV files: rows are appended and flushed as rounds end; on resume the file is
       rewritten from the rows kept in the checkpoint (rows past the checkpointed
       round are recomputed identically), so rows are never lost or duplicated,
@@ -21,6 +23,9 @@ import json
 import os
 from typing import Callable
 
+from absl import logging
+
+from fedar_jax import data_fingerprint
 from fedar_jax.config import ConfigError
 
 # Settings that may change when resuming: more rounds continue the run; the
@@ -34,22 +39,78 @@ def _normalise(settings: dict) -> dict:
   return json.loads(json.dumps(settings))  # tuples -> lists, as stored
 
 
+# The key of the data source's fingerprint (data_fingerprint.py) in a settings dict.
+FINGERPRINT = 'data_fingerprint'
+
+
+def run_settings(cfg) -> dict:
+  """What a run records and a resume must match: every setting of `cfg` (a RunConfig) and
+  the fingerprint of its data source."""
+  return {**cfg.to_dict(), FINGERPRINT: data_fingerprint.of_config(cfg)}
+
+
+def sweep_settings(base, lists: dict) -> dict:
+  """`run_settings` of a sweep's base config with its sweep lists ({flag: values})."""
+  return {**base.to_dict(), **{k: list(v) for k, v in lists.items()},
+          FINGERPRINT: data_fingerprint.of_config(base)}
+
+
+def _data_flag(fingerprint: dict) -> str:
+  return {'file': 'data_path', 'directory': 'data_dir', 'tfds': 'data_dir'}.get(
+      fingerprint.get('source'), 'dataset')
+
+
+def difference(stored: dict, settings: dict, where: str, since: str, remedy: str | None = None,
+               missing_ok: tuple[str, ...] = ()) -> ConfigError | None:
+  """The first way `settings` differs from the `stored` settings, as the ConfigError to
+  raise; None if they agree. `where` says what holds them ('W holds a run', 'checkpoint C
+  was made by a run'), `since` when they were recorded ('W was started'); `remedy` ends
+  the message (default: what to restore or change).
+
+  RESUMABLE settings may differ. A setting missing from `stored` is an error (a settings
+  file edited by hand, or written by another version) unless listed in `missing_ok`.
+  """
+  settings = _normalise(settings)
+  for key, value in settings.items():
+    if key in RESUMABLE or (key in stored and stored[key] == value):
+      continue
+    if key not in stored:
+      if key in missing_ok:
+        continue
+      return ConfigError(key, f'{where} with no recorded {key!r} (edited, or written by '
+                         'another version of fedar_jax); '
+                         f'{remedy or "restore it or use a new --workdir"}')
+    if key == FINGERPRINT:
+      what = data_fingerprint.difference(stored[key], value)
+      if what is None:
+        continue
+      return ConfigError(_data_flag(value), f'the data changed since {since}: {what}; '
+                         f'{remedy or "restore the data or use a new --workdir"}')
+    return ConfigError(key, f'{where} with --{key}={_show(stored[key])}, got {_show(value)}; '
+                       f'{remedy or "resume with the same value or use a new --workdir"}')
+  return None
+
+
 def check_resume(workdir: str, name: str, settings: dict) -> None:
   """Raises ConfigError if `workdir/name` holds settings that differ from `settings`.
 
-  The error names the first differing flag. `rounds` may grow (the run goes on)
-  but not shrink below what the workdir was started with.
+  The error names the first differing flag (or the data source, for a changed
+  data fingerprint, or a setting missing from the file). `rounds` may grow (the
+  run goes on) but not shrink below what the workdir was started with. A file
+  without a data fingerprint (a workdir started before fingerprints were kept)
+  resumes with a warning that the data is not verified this once.
   """
   path = os.path.join(workdir, name)
   if not os.path.lexists(path):
     return
   stored = _read_settings(path)
-  settings = _normalise(settings)
-  for key, value in settings.items():
-    if key in RESUMABLE or key not in stored or stored[key] == value:
-      continue
-    raise ConfigError(key, f'{workdir!r} holds a run with --{key}={_show(stored[key])}, got '
-                      f'{_show(value)}; resume with the same value or use a new --workdir')
+  if FINGERPRINT in settings and FINGERPRINT not in stored:
+    logging.warning('%s records no data fingerprint (an older workdir): the data source is '
+                    'not verified on this resume; it is recorded from now on', path)
+  error = difference(stored, settings, f'{workdir!r} holds a run', f'{workdir!r} was started',
+                     missing_ok=(FINGERPRINT,))
+  if error is not None:
+    raise error
   if 'rounds' in stored and settings.get('rounds', stored['rounds']) < stored['rounds']:
     raise ConfigError('rounds', f'{workdir!r} holds a run with --rounds={stored["rounds"]}, '
                       f'got {settings["rounds"]}; --rounds may only grow on resume')

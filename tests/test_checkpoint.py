@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,3 +142,28 @@ def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
   assert bad.returncode == 2 and 'Traceback' not in bad.stderr
   lines = bad.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: --num_clients: '), bad.stderr
+
+
+def test_checkpoints_of_another_run_or_edited_rows_are_refused_before_anything_changes(
+    tmp_path):
+  """A seed-1 run's checkpoints copied into a seed-0 workdir, and a checkpoint whose rows
+  were edited, are refused with one ConfigError; the workdir is left as it was."""
+  from fedar_jax import loop
+  cfg = RunConfig(num_clients=3, samples_per_client=40, feature_dim=8, test_per_class=30,
+                  local_epochs=1, rounds=2, checkpoint_every=1)
+  for seed in (0, 1):
+    loop.train_and_evaluate(cfg.replace(seed=seed), str(tmp_path / f'seed{seed}'))
+  record = json.loads((tmp_path / 'seed0' / 'checkpoints' / '2' / 'rows' / 'metadata')
+                      .read_text())
+  assert record['settings']['seed'] == 0 and len(record['rows']) == 2
+  shutil.rmtree(tmp_path / 'seed0' / 'checkpoints')
+  shutil.copytree(tmp_path / 'seed1' / 'checkpoints', tmp_path / 'seed0' / 'checkpoints')
+  before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / 'seed0').rglob('*'))
+  with pytest.raises(ConfigError, match='^--seed: checkpoint .* was made by a run with --seed=1'):
+    loop.train_and_evaluate(cfg.replace(rounds=3), str(tmp_path / 'seed0'))
+  assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / 'seed0').rglob('*')) == before
+
+  rows = tmp_path / 'seed1' / 'checkpoints' / '1' / 'rows' / 'metadata'
+  rows.write_text(rows.read_text().replace('"1", "0.', '"1", "1.', 1))
+  with pytest.raises(ConfigError, match='^--workdir: checkpoint .*/1 was altered'):
+    loop.train_and_evaluate(cfg.replace(seed=1, rounds=3), str(tmp_path / 'seed1'))

@@ -57,3 +57,11 @@ def test_fedar_sweep_signal_at_start_is_one_line(tmp_path):
   args = [f'--workdir={tmp_path / "w"}', *RUN, '--thresholds=1,2']
   rc, lines = _signal_while_starting('sweep', args, signal.SIGINT, 0.3)
   assert rc == 130 and len(lines) == 1 and lines[0].startswith('interrupted '), lines
+
+
+def test_fedar_population_signal_at_start_is_one_line(tmp_path):
+  args = [f'--out={tmp_path / "pop"}', '--num_clients=200000', '--samples_per_client=8',
+          '--feature_dim=4']
+  rc, lines = _signal_while_starting('population', args, signal.SIGINT, 0.3)
+  assert rc == 130 and len(lines) == 1 and lines[0].startswith('interrupted'), lines
+  assert not (tmp_path / 'pop').exists()

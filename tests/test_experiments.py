@@ -36,3 +36,56 @@ def test_workload_is_a_valid_config_and_flags():
   assert (cfg.num_clients, cfg.samples_per_client, cfg.feature_dim, cfg.hidden) \
       == (7, 220, 432, (10,))
   assert '--hidden=10' in workload.flags() and '--feature_dim=32' in workload.flags(quick=True)
+
+
+def _docs_figures():
+  spec = importlib.util.spec_from_file_location('docs_figures', EXPERIMENTS / 'docs_figures.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_every_quoted_result_names_its_command():
+  figures = _docs_figures()
+  assert figures.spans(), 'no figure spans found in the pages'
+  assert figures.check() == []
+
+
+def test_every_benchmark_row_names_a_command():
+  rows, command_col = [], None
+  for line in (ROOT / 'docs' / 'benchmarks.md').read_text().splitlines():
+    cells = [c.strip() for c in line.strip().strip('|').split('|')] if line.startswith('|') else None
+    if cells is None:
+      command_col = None
+    elif 'command' in cells and command_col is None:
+      command_col = cells.index('command')
+    elif command_col is not None and not set(cells[0]) <= set('-: '):
+      rows.append(cells)
+      assert '`' in cells[command_col], f'no command for: {cells[0]}'
+  assert len(rows) > 10
+
+
+def test_a_span_without_its_command_is_caught_and_rewrite_touches_only_spans(tmp_path):
+  figures = _docs_figures()
+  (tmp_path / 'docs').mkdir()
+  row = '| quickstart | `{}` | <!-- figure:quickstart -->G-mean 0.1<!-- /figure --> |\n'
+  page = tmp_path / 'docs' / 'benchmarks.md'
+  page.write_text('# B\n\n' + row.format('fedar-run --flagfile=experiments/quickstart.flags'))
+  problems = figures.check(str(tmp_path))
+  assert len(problems) == 1 and '--resampler=none' in problems[0]
+  (tmp_path / 'README.md').write_text('x <!-- figure:nosuch -->1<!-- /figure -->\n')
+  assert any('figure:nosuch is not defined' in p for p in figures.check(str(tmp_path)))
+  assert figures.rewrite('quickstart', 'G-mean 0.9', str(tmp_path)) == ['docs/benchmarks.md']
+  assert page.read_text() == '# B\n\n' + row.format(
+      'fedar-run --flagfile=experiments/quickstart.flags').replace('G-mean 0.1', 'G-mean 0.9')
+
+
+def test_sweep_headline_from_summary_rows():
+  figures = _docs_figures()
+  rows = [{'imbalance_ratio': ir, 'threshold': t, 'gmean_mean': g} for ir, t, g in [
+      ('1', '1.5', '0.9'), ('1', '10', '0.8'), ('10', '1.5', '0.7'), ('10', '5', '0.6'),
+      ('10', '10', '0.5'), ('20', '10', '0.4')]]
+  h = figures.sweep_headline(rows)
+  assert (h['low_ir'], h['high_ir']) == (1.0, 20.0)
+  assert abs(h['low'] - 0.85) < 1e-12 and abs(h['high'] - 0.4) < 1e-12
+  assert abs(h['resampled'] - 0.65) < 1e-12 and h['none'] == 0.5

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from fedar_jax import planning
@@ -112,9 +113,45 @@ def test_largest_fitting_block_bisects_the_block_sizes():
   assert planning.largest_fitting_block(lambda b: False, 100, 4) is None
 
 
-def test_unplannable_data_is_refused():
-  with pytest.raises(ConfigError, match='--dataset: latent_csv cannot be planned'):
-    planning.abstract_build.data_shape([RunConfig(dataset='latent_csv')])
+def _csv(tmp_path):
+  from tests.test_data_latent_csv import write_csv
+  rng = np.random.default_rng(0)
+  write_csv(tmp_path / 'f.csv', rng.normal(size=(300, 6)).astype(np.float32),
+            rng.permutation(np.arange(300) % 3))
+  return dict(dataset='latent_csv', data_path=str(tmp_path / 'f.csv'))
+
+
+def _fer(tmp_path):
+  from tests.test_data_fer2013 import write_fer
+  labels = [3] * 100 + [4] * 80 + [6] * 70
+  write_fer(tmp_path / 'f.csv', labels, ['Training'] * 240 + ['PublicTest'] * 10)
+  return dict(dataset='fer2013', data_path=str(tmp_path / 'f.csv'), image_size=12,
+              fer2013_usage=('Training',))
+
+
+def _folder(tmp_path):
+  from tests.test_data_image_folder import make_folder
+  make_folder(tmp_path / 'd', per_class=(30, 45))
+  return dict(dataset='image_folder', data_dir=str(tmp_path / 'd'), image_size=8,
+              color='rgb')
+
+
+@pytest.mark.parametrize('source', [_csv, _fer, _folder])
+def test_file_data_is_planned_with_the_shapes_the_run_loads(tmp_path, source):
+  from fedar_jax import train
+  from fedar_jax.data import federated
+  cfg = RunConfig(**source(tmp_path), num_clients=4, samples_per_client=12, test_per_class=5, imbalance_ratio=2.0,
+                  seed=3)
+  shape = planning.abstract_build.data_shape([cfg])
+  data = train.load_data(cfg)
+  k = len(data.class_names)
+  assert shape.exact and shape.row_shape == data.clients.x.shape[2:]
+  assert shape.capacity == data.clients.x.shape[1] and shape.num_classes == k
+  assert shape.test_rows == data.test.x.shape[0]
+  assert shape.max_class_count == federated.max_class_count(data.clients, k)
+
+
+def test_synthetic_sweep_shape_covers_every_data_set():
   axes = sweep_axes.SweepAxes.of(RunConfig(), imbalance_ratios=(1.0, 5.0))
   shape = planning.abstract_build.data_shape(
       [RunConfig().replace(**d) for d in sweep_axes.data_settings(axes)])

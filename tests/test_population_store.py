@@ -12,6 +12,7 @@ import pytest
 
 from fedar_jax import config
 from fedar_jax.data import cohort_scaling
+from fedar_jax.data import federated
 from fedar_jax.data import load
 from fedar_jax.data import population_store
 from fedar_jax.data import population_writer
@@ -70,6 +71,7 @@ def test_synthetic_round_trip_equals_load_federated(tmp_path):
   assert_same_test(store, data)
   assert store.attackers(IDS) is None
   np.testing.assert_array_equal(store.class_counts.sum(axis=1), store.rows)
+  assert store.max_class_count == federated.max_class_count(data.clients, 2)
 
 
 def test_synthetic_attackers_round_trip(tmp_path):
@@ -78,6 +80,7 @@ def test_synthetic_attackers_round_trip(tmp_path):
   store = written(tmp_path, cfg, per_shard=16)
   data = load.load_federated(cfg)
   assert data.attackers.any() and (store.rows < store.capacity).any()
+  assert store.max_class_count == federated.max_class_count(data.clients, 2)
   assert_same_cohort(store, data, np.arange(50))
   np.testing.assert_array_equal(store.attackers(IDS), data.attackers[IDS])
 
@@ -355,6 +358,7 @@ def test_cli_writes_and_refuses_bad_flags(tmp_path):
   for bad, message in (([f'--out={out}', '--population_dtype=int8'], '--population_dtype:'),
                        ([f'--out={out}', '--seed=4'], '--out: ') ,
                        (['--num_clients=0'], '--num_clients:'),
+                       ([f'--out={out}', '--color=rgb'], '--color:'),
                        ([], '--out: is required')):
     r = run_cli(*bad, *[f for f in flags if not f.startswith(tuple(b.split('=')[0] + '='
                                                                     for b in bad))])

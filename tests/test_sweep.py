@@ -187,6 +187,7 @@ def test_sweep_cli_outputs_then_sigkill_and_resume(tmp_path):
   ref = _sweep(tmp_path / 'ref', *SWEEP)
   assert ref.returncode == 0, ref.stderr
   assert 'eta' in ref.stderr and 'points 8/8' in ref.stderr
+  assert 'gmean best ' in ref.stderr and 'resumed at round' not in ref.stdout  # Fresh groups.
   rows = _rows(tmp_path / 'ref' / 'sweep.csv')
   assert len(rows) == 2 * 4 * 4  # groups x points x rounds
   settings = len(sweep_runner.SETTING_COLUMNS)

@@ -37,8 +37,27 @@ def read_scalars(logdir: str) -> dict:
   out = {}
   for event in read_events(logdir):
     for value in event.summary.value:
-      out.setdefault(value.tag, {})[event.step] = value.simple_value
+      if not value.tag.startswith('_hparams_/'):
+        out.setdefault(value.tag, {})[event.step] = value.simple_value
   return out
+
+
+def read_hparams(logdir: str) -> tuple[dict, list]:
+  """The HParams plugin's records of a run directory: ({hparam: value} of its session start
+  info, the metric tags of its experiment)."""
+  from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+  start, metrics = {}, []
+  for event in read_events(logdir):
+    for value in event.summary.value:
+      if value.metadata.plugin_data.plugin_name != 'hparams':
+        continue
+      data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+      if value.tag == '_hparams_/session_start_info':
+        for k, v in data.session_start_info.hparams.items():
+          start[k] = v.string_value if v.HasField('string_value') else v.number_value
+      elif value.tag == '_hparams_/experiment':
+        metrics = [m.name.tag for m in data.experiment.metric_infos]
+  return start, metrics
 
 
 def _check_against_rows(scalars: dict, rows: list[dict]):
@@ -82,12 +101,31 @@ def test_sweep_events_one_run_dir_per_point(tmp_path):
   with open(tmp_path / 'sweep.csv') as f:
     rows = list(csv.DictReader(f))
   runs = sorted(os.listdir(tmp_path / 'tb' ))
-  assert len(runs) == 4
+  # Named by every swept setting (the default threshold 1.0 too), in sweep.csv order.
+  assert runs == ['threshold=1,seed=0', 'threshold=1,seed=1', 'threshold=20,seed=0',
+                  'threshold=20,seed=1']
   for run in runs:
     settings = dict(kv.split('=') for kv in run.split(','))
-    # The first sweeps' columns; the others only where not their default (none here).
-    assert tuple(settings) == sweep_axes.LABEL_COLUMNS
     mine = [{k: v for k, v in r.items() if k not in sweep_axes.SETTING_COLUMNS} for r in rows
             if all(r[k] == v for k, v in settings.items())]
     assert len(mine) == 2
     _check_against_rows(read_scalars(str(tmp_path / 'tb' / run)), mine)
+    # The HParams record holds every setting column of the point, typed.
+    hparams, metrics = read_hparams(str(tmp_path / 'tb' / run))
+    [point] = {tuple(r[c] for c in sweep_axes.SETTING_COLUMNS) for r in rows
+               if all(r[k] == v for k, v in settings.items())}
+    assert sorted(hparams) == sorted(sweep_axes.SETTING_COLUMNS)
+    assert hparams['threshold'] == float(settings['threshold'])
+    assert hparams['resampler'] == point[sweep_axes.SETTING_COLUMNS.index('resampler')]
+    assert metrics[0] == 'gmean' and set(metrics) <= set(mine[0])
+
+
+def test_run_names_are_every_swept_setting_defaults_included():
+  from fedar_jax import sweep_axes
+  base = RunConfig(rounds=2, **TINY)
+  axes = sweep_axes.SweepAxes.of(base, attacks=('skew', 'label_flip'), seeds=(0, 1),
+                                 attacker_fractions=(0.0, 0.2))
+  assert sweep_axes.label_columns(axes) == ('seed', 'attacker_fraction', 'attack')
+  label = sweep_axes.point_label(base, sweep_axes.label_columns(axes))
+  assert tensorboard_writer.point_dir(label) == 'seed=0,attacker_fraction=0,attack=skew'
+  assert sweep_axes.label_columns(sweep_axes.SweepAxes.of(base)) == ('seed',)

@@ -37,6 +37,28 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
     label outside 0..6, a pixel count other than 48x48, a pixel value that is
     not an integer in 0..255.
   """
+  labels, pixels = _read(path, usage, with_pixels=True)
+  pool, present = _pool(labels, np.zeros((len(labels), 0), np.float32))
+  return pool._replace(x=images.from_uint8(np.stack(pixels), image_size, color)), present
+
+
+def load_labels(path: str, usage: tuple[str, ...] = ()):
+  """`load`'s Pool and label ids with zero-width rows (x float32[T, 0]): the labels only,
+  no pixel parsed (what a plan needs to partition the rows)."""
+  labels, _ = _read(path, usage, with_pixels=False)
+  return _pool(labels, np.zeros((len(labels), 0), np.float32))
+
+
+def _pool(labels: list[int], x: np.ndarray):
+  """(Pool of the present classes, relabelled 0..K-1, with rows x; their label ids)."""
+  present = sorted(set(labels))
+  index = np.full(len(EMOTIONS), -1, np.int32)
+  index[present] = np.arange(len(present))
+  return Pool(x, index[np.array(labels)], tuple(EMOTIONS[k] for k in present)), tuple(present)
+
+
+def _read(path: str, usage: tuple[str, ...], with_pixels: bool):
+  """(labels, uint8[48, 48] pixel arrays or None) of the rows whose Usage is in `usage`."""
   if not path:
     raise DataError('--data_path', 'is required for --dataset=fer2013')
   require_file(path)
@@ -65,29 +87,30 @@ def load(path: str, image_size: int = SIDE, color: str = 'grayscale',
           raise DataError(path, f'row {i + 1}: emotion {row["emotion"]!r} is not an integer')
         if not 0 <= label < len(EMOTIONS):
           raise DataError(path, f'row {i + 1}: emotion {label} is outside 0..6')
-        try:
-          values = np.array((row['pixels'] or '').split(), np.float64)
-        except ValueError:
-          raise DataError(path, f'row {i + 1}: non-numeric pixel value')
-        if values.size != SIDE * SIDE:
-          raise DataError(path, f'row {i + 1}: {values.size} pixels, expected '
-                          f'{SIDE * SIDE} (48x48)')
-        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
-          raise DataError(path, f'row {i + 1}: pixel values must be finite and in 0..255')
-        fractional = values[values != np.floor(values)]
-        if fractional.size:
-          raise DataError(path, f'row {i + 1}: pixel value {fractional[0]:g} is not an integer')
         labels.append(label)
-        pixels.append(values.astype(np.uint8).reshape(SIDE, SIDE))
+        if with_pixels:
+          pixels.append(_pixels(row['pixels'], path, i))
   except OSError as e:
     raise DataError(path, f'cannot read file ({e.strerror or e})')
   except (UnicodeDecodeError, csv.Error) as e:
     raise DataError(path, f'not a readable CSV file ({e})')
   if not labels:
     raise DataError(path, 'no data rows' + (f' with Usage in {",".join(usage)}' if usage else ''))
-  present = sorted(set(labels))
-  index = np.full(len(EMOTIONS), -1, np.int32)
-  index[present] = np.arange(len(present))
-  x = images.from_uint8(np.stack(pixels), image_size, color)
-  pool = Pool(x, index[np.array(labels)], tuple(EMOTIONS[k] for k in present))
-  return pool, tuple(present)
+  return labels, pixels if with_pixels else None
+
+
+def _pixels(cell: str, path: str, i: int) -> np.ndarray:
+  """Row i's pixels cell as uint8[48, 48]."""
+  try:
+    values = np.array((cell or '').split(), np.float64)
+  except ValueError:
+    raise DataError(path, f'row {i + 1}: non-numeric pixel value')
+  if values.size != SIDE * SIDE:
+    raise DataError(path, f'row {i + 1}: {values.size} pixels, expected '
+                    f'{SIDE * SIDE} (48x48)')
+  if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
+    raise DataError(path, f'row {i + 1}: pixel values must be finite and in 0..255')
+  fractional = values[values != np.floor(values)]
+  if fractional.size:
+    raise DataError(path, f'row {i + 1}: pixel value {fractional[0]:g} is not an integer')
+  return values.astype(np.uint8).reshape(SIDE, SIDE)

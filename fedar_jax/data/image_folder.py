@@ -25,21 +25,10 @@ def load(root: str, image_size: int = 48, color: str = 'grayscale'):
     (Pool with x float32[T, image_size, image_size, ch] in [0, 1],
     label_ids (0..K-1, the sorted folder order)).
   """
-  if not root:
-    raise DataError('--data_dir', 'is required for --dataset=image_folder')
-  if not os.path.isdir(root):
-    raise DataError(root, 'no such directory (--data_dir)')
-  classes = [name for name, mode in _entries(root, 'data directory') if stat.S_ISDIR(mode)]
-  if len(classes) < 2:
-    raise DataError(root, f'expected one sub-folder per class, found {len(classes)}')
+  classes = class_files(root)
   xs, ys = [], []
-  for k, name in enumerate(classes):
-    folder = os.path.join(root, name)
-    files = [f for f, mode in _entries(folder, 'class folder') if stat.S_ISREG(mode)]
-    if not files:
-      raise DataError(folder, 'empty class folder (no image files)')
-    for fname in files:
-      path = os.path.join(folder, fname)
+  for k, (_, files) in enumerate(classes):
+    for path in files:
       try:
         with Image.open(path) as img:  # Reads the header only; pixels are decoded below.
           if img.width * img.height > MAX_PIXELS:
@@ -52,7 +41,41 @@ def load(root: str, image_size: int = 48, color: str = 'grayscale'):
         detail = (str(e).splitlines() or [''])[0]
         raise DataError(path, f'unreadable image ({type(e).__name__}: {detail})')
       ys.append(k)
-  return Pool(np.stack(xs), np.array(ys, np.int32), tuple(classes)), tuple(range(len(classes)))
+  names = tuple(name for name, _ in classes)
+  return Pool(np.stack(xs), np.array(ys, np.int32), names), tuple(range(len(names)))
+
+
+def load_labels(root: str):
+  """`load`'s Pool and label ids with zero-width rows (x float32[T, 0]): one label per
+  image file, no image opened (what a plan needs to partition the rows)."""
+  classes = class_files(root)
+  y = np.concatenate([np.full(len(files), k, np.int32) for k, (_, files) in enumerate(classes)])
+  return (Pool(np.zeros((len(y), 0), np.float32), y, tuple(name for name, _ in classes)),
+          tuple(range(len(classes))))
+
+
+def class_files(root: str) -> list[tuple[str, list[str]]]:
+  """[(class name, its image files' paths)] of `root`, classes and files by sorted name.
+
+  Raises DataError: no --data_dir, fewer than 2 class folders, an empty class folder, an
+  entry that cannot be read.
+  """
+  if not root:
+    raise DataError('--data_dir', 'is required for --dataset=image_folder')
+  if not os.path.isdir(root):
+    raise DataError(root, 'no such directory (--data_dir)')
+  classes = [name for name, mode in _entries(root, 'data directory') if stat.S_ISDIR(mode)]
+  if len(classes) < 2:
+    raise DataError(root, f'expected one sub-folder per class, found {len(classes)}')
+  out = []
+  for name in classes:
+    folder = os.path.join(root, name)
+    files = [os.path.join(folder, f) for f, mode in _entries(folder, 'class folder')
+             if stat.S_ISREG(mode)]
+    if not files:
+      raise DataError(folder, 'empty class folder (no image files)')
+    out.append((name, files))
+  return out
 
 
 def _entries(folder: str, what: str) -> list[tuple[str, int]]:

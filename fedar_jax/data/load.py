@@ -57,6 +57,28 @@ def load_pool(cfg) -> tuple[Pool, tuple[int, ...]]:
   return registry.resolve('dataset', registry.dataset_source(cfg.dataset))(cfg)
 
 
+def load_labels(cfg) -> tuple[Pool, tuple[int, ...], tuple[int, ...]]:
+  """(the source's Pool with zero-width rows x float32[T, 0], label ids, the row shape its
+  loader gives): for image sources, only what the partition needs is read (FER2013's
+  label column, an image folder's file names); other sources are loaded whole."""
+  side, ch = cfg.image_size, 1 if cfg.color == 'grayscale' else 3
+  if cfg.dataset == 'fer2013':
+    return (*fer2013.load_labels(cfg.data_path, tuple(cfg.fer2013_usage)), (side, side, ch))
+  if cfg.dataset == 'image_folder':
+    return (*image_folder.load_labels(cfg.data_dir), (side, side, ch))
+  pool, ids = load_pool(cfg)
+  return pool._replace(x=np.zeros((len(pool.y), 0), np.float32)), ids, pool.x.shape[1:]
+
+
+def federate_pool(cfg, pool: Pool, label_ids) -> FederatedDataset:
+  """--classes selection, then `federate`: a source's Pool as the run's clients and test set."""
+  pool = select_classes(pool, label_ids, tuple(cfg.classes))
+  if len(pool.class_names) < 2:
+    raise DataError(cfg.data_path or cfg.data_dir or cfg.dataset,
+                    f'found {len(pool.class_names)} class(es); need at least 2')
+  return federate(cfg, pool)
+
+
 def partition_rows(cfg, rng: np.random.Generator, y: np.ndarray, groups, class_names):
   """Index arrays (into y) of every client's rows for cfg.partition."""
   c, k = cfg.num_clients, len(class_names)
@@ -171,12 +193,7 @@ def _load(cfg, client_ids) -> FederatedDataset:
                                               _attack_target(cfg, cfg.num_classes),
                                               cfg.num_classes)
     return FederatedDataset(clients, test, names, attackers)
-  pool, label_ids = load_pool(cfg)
-  pool = select_classes(pool, label_ids, tuple(cfg.classes))
-  if len(pool.class_names) < 2:
-    raise DataError(cfg.data_path or cfg.data_dir or cfg.dataset,
-                    f'found {len(pool.class_names)} class(es); need at least 2')
-  data = federate(cfg, pool)
+  data = federate_pool(cfg, *load_pool(cfg))
   if client_ids is None:
     return data
   ids = np.asarray(list(client_ids), np.int32)

@@ -275,6 +275,12 @@ class PopulationStore:
     mask = np.arange(n)[None, :] < rows[:, None]
     return ClientData(to_float32(x), y, mask, ids.astype(np.int32))
 
+  @property
+  def max_class_count(self) -> int:
+    """The largest per-class count of real rows over all clients: the static resampling
+    bound the in-memory run takes from its data (`federated.max_class_count`)."""
+    return int(self.class_counts.max()) if self.class_counts.size else 0
+
   def check_config(self, cfg) -> None:
     """DataError naming the first data flag of `cfg` (a RunConfig) that differs from the
     flags that built this population (row shape, classes, partition, seeds, attackers)."""

@@ -65,7 +65,8 @@ def to_storage(x: np.ndarray, dtype: str) -> np.ndarray:
 
 
 class _Source:
-  """The clients to write, chunk by chunk: load(ids) -> FederatedDataset of those clients."""
+  """The clients to write, chunk by chunk: load(first, stop) -> the FederatedDataset of
+  clients [first, stop) (their test set and class names too)."""
 
   def __init__(self, cfg):
     self.cfg = cfg.replace(seed=cfg.effective_data_seed)
