@@ -11,6 +11,15 @@ from the population (`population_store.open(...).cohort`), each from a cold page
 cache (posix_fadvise DONTNEED on the shards) and again warm, next to the same
 cohort taken from the in-memory clients. The population is written under
 --population_dir (default: a temporary directory) and removed afterwards.
+
+Then streams rounds from it (`streamed_rounds`): `fedar-run --population=DIR
+--clients_per_round=1,000` (cohort_stream.py: each round's cohort read while the
+last round runs), its median round_s and peak RSS, next to the same cohort held
+in memory: an in-memory population of 1,000 clients of the same shapes, every
+client every round (the same compiled round). Both resample once
+(--resample_every=once: the streamed round prepares each cohort as it arrives,
+the in-memory run prepares its clients once) and again with
+--resample_every=round (both prepare every round). Each run is a fresh process.
 """
 import os
 import resource
@@ -19,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import json
 
 import numpy as np
 
@@ -55,11 +65,9 @@ def _gather_times(store, rng, repeats=5):
   return float(np.median(cold)), float(np.median(warm))
 
 
-def run(args):
-  clients = 20_000 if args.quick else 1_000_000
+def written_population(args, out: str, clients: int):
+  """Writes the population to `out` (fedar-population) and gathers cohorts from it."""
   base_clients = min(clients, args.population_baseline or (4_000 if args.quick else 131_072))
-  root = args.population_dir or tempfile.mkdtemp(prefix='fedar_population_')
-  out = os.path.join(root, f'synthetic_{clients}')
   shutil.rmtree(out, ignore_errors=True)
   shutil.rmtree(out + '.partial', ignore_errors=True)
   command = [sys.executable, '-m', 'fedar_jax.population', f'--out={out}',
@@ -96,7 +104,60 @@ def run(args):
          'cold_ms': round(cold * 1e3, 1), 'warm_ms': round(warm * 1e3, 1),
          'in_memory_take_ms': round(in_memory_ms, 1)}
   store.close()
-  if not args.population_keep:
-    shutil.rmtree(out, ignore_errors=True)
-    if not args.population_dir:
-      shutil.rmtree(root, ignore_errors=True)
+
+
+CHILD = '''
+import json, resource, sys
+from fedar_jax import main
+sys.argv = ['fedar-run'] + json.loads(sys.argv[1])
+try:
+  main.run()
+except SystemExit as e:
+  if e.code:
+    raise
+print('RSS ' + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20))
+'''
+
+
+def fedar_run(flags: list, workdir: str) -> dict:
+  """`fedar-run` with `flags` in a fresh process: its summary.json figures and peak RSS."""
+  shutil.rmtree(workdir, ignore_errors=True)
+  proc = subprocess.run([sys.executable, '-c', CHILD, json.dumps(flags + [
+      f'--workdir={workdir}'])], capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(f'{flags}: {proc.stderr[-2000:]}')
+  rss = float([l for l in proc.stdout.splitlines() if l.startswith('RSS ')][-1].split()[1])
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  shutil.rmtree(workdir, ignore_errors=True)
+  return {'round_s': round(summary['round_s'], 4), 'compile_s': round(summary['compile_s'], 2),
+          'peak_rss_gib': round(rss, 3), 'gmean': round(summary['final']['gmean'], 4)}
+
+
+def streamed_rounds(args, out: str, clients: int):
+  """Rounds of a cohort streamed from the population at `out`, and the same cohort held
+  in memory (module doc)."""
+  rounds = ['--rounds=6', '--local_epochs=1', '--checkpoint_every=100']
+  for every in ('once', 'round'):
+    stream = fedar_run([f'--population={out}', f'--clients_per_round={COHORT}',
+                        f'--resample_every={every}'] + rounds, out + '.run')
+    memory = fedar_run([f'--num_clients={COHORT}', f'--resample_every={every}'] + FLAGS
+                       + rounds, out + '.run')
+    yield {'what': 'population_rounds', 'clients': clients, 'cohort': COHORT,
+           'resample_every': every, 'streamed': stream, 'cohort_in_memory': memory,
+           'ratio': round(stream['round_s'] / memory['round_s'], 2),
+           'load_average': round(os.getloadavg()[0], 1)}
+
+
+def run(args):
+  clients = 20_000 if args.quick else 1_000_000
+  root = args.population_dir or tempfile.mkdtemp(prefix='fedar_population_')
+  out = os.path.join(root, f'synthetic_{clients}')
+  try:
+    yield from written_population(args, out, clients)
+    yield from streamed_rounds(args, out, clients)
+  finally:
+    if not args.population_keep:
+      shutil.rmtree(out, ignore_errors=True)
+      if not args.population_dir:
+        shutil.rmtree(root, ignore_errors=True)

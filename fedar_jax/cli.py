@@ -58,6 +58,8 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
         raise config_lib.ConfigError(field.name, f'expected a comma-separated list of '
                                      f'{elem.__name__}, got {",".join(value)!r}')
     values[field.name] = value
+  if values['population']:
+    _population_values(values, flag_values)
   if values['partition'] == 'natural' and not flag_values['num_clients'].present:
     values['num_clients'] = _natural_clients(values)
   if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
@@ -67,7 +69,27 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
     config_lib.check_defence(values['defence'], {f: v for f, v in values.items()
                                                  if flag_values[f].present})
     values.update(defences.flags_of(values['defence']))
-  return config_lib.validate(config_lib.RunConfig(**values), host_memory)
+  cfg = config_lib.validate(config_lib.RunConfig(**values), host_memory)
+  if cfg.population:
+    from fedar_jax.data import population_store
+    population_store.check_config(population_store.read_metadata(cfg.population), cfg,
+                                  cfg.population)
+  return cfg
+
+
+def _population_values(values: dict, flag_values) -> None:
+  """Fills, from the --population directory's metadata, every data flag not given (the
+  flags it was written with; its data seed as --data_seed when that is not given).
+  Given ones are checked against it with the config (`population_store.check_config`)."""
+  from fedar_jax.data import population_store  # NumPy only.
+  built = population_store.read_metadata(values['population']).get('flags', {})
+  for name in population_store.population_fields():
+    if name == 'seed' or name not in built or flag_values[name].present:
+      continue
+    if name == 'data_seed':
+      values[name] = built['data_seed'] if built['data_seed'] >= 0 else built['seed']
+    else:
+      values[name] = tuple(built[name]) if isinstance(built[name], list) else built[name]
 
 
 def _natural_clients(values: dict) -> int:

@@ -128,6 +128,10 @@ class RunConfig:
   test_per_class: int = _f(500, 'Balanced test samples per class.')
   standardize: str = _f('none', f'Feature scaling before resampling and training: '
                                 f'{", ".join(STANDARDIZE)} (see docs/design.md).')
+  population: str = _f('', 'Directory of an on-disk population (fedar-population): each '
+                           'round\'s cohort (--clients_per_round) is read from it while the '
+                           'last round runs, so only two cohorts are ever in memory; the data '
+                           'flags come from it (docs/scale.md, "Streamed cohorts").')
 
   _group('Model')
   model: str = _f('mlp', f'Model: {", ".join(MODELS)} (cnn: conv encoder + MLP head, images).')
@@ -326,7 +330,10 @@ def _memory_bytes() -> int:
 def data_bytes(cfg: RunConfig) -> int | None:
   """A lower bound on the bytes of one process's float32 client and test data, before
   resampling, plus one minibatch per client in flight (a client's rows are padded up to
-  --batch_size); None where the row size comes from a file (latent_csv, tfds)."""
+  --batch_size); None where the row size comes from a file (latent_csv, tfds, a
+  --population)."""
+  if cfg.population:
+    return None
   if cfg.dataset == 'synthetic':
     row = cfg.feature_dim
   elif cfg.dataset in ('fer2013', 'image_folder'):

@@ -44,8 +44,9 @@ from fedar_jax.resample import Resampler
 class HParams(NamedTuple):
   """Traced per-run scalars: threshold float32, learning_rate float32, seed int32;
   methods: the methods' numeric parameters (None: MethodParams defaults);
-  attackers: bool[rows] by client id, whose update is scaled by
-  methods.attack_scale (--attack=scale; None: no scaling)."""
+  attackers: bool[rows], one per row of the round's ClientData (like its y and
+  mask): whose update is scaled by methods.attack_scale (--attack=scale; None:
+  no scaling). A sampled round takes the sampled rows' entries."""
   threshold: jax.Array
   learning_rate: jax.Array
   seed: jax.Array
@@ -287,8 +288,9 @@ def make_round(spec: RoundSpec) -> Callable:
   dp = spec.methods.privacy != 'none'
 
   def participants(clients: ClientData, hparams: HParams, round_index):
-    """The round's client slots (ClientData [P]), which of them are active, bool[P], the
-    number of blocks and the clients a Poisson cohort left out (int32; 0 otherwise)."""
+    """The round's client slots (ClientData [P]), which of them are active (bool[P]), the
+    number of blocks, each slot's attacker flag (bool[P], or None) and the clients a
+    Poisson cohort left out (int32; 0 otherwise)."""
     rows = clients.client_id.shape[0]  # x may be a pytree (client.PreparedRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
@@ -297,7 +299,7 @@ def make_round(spec: RoundSpec) -> Callable:
       if rows != slots:
         raise ValueError(f'client data has {rows} rows; this layout needs {slots} '
                          f'(pad with data_rows(spec, {num_clients}))')
-      return clients, jnp.arange(rows) < num_clients, blocks, jnp.int32(0)
+      return clients, jnp.arange(rows) < num_clients, blocks, hparams.attackers, jnp.int32(0)
     overflow = jnp.int32(0)
     if spec.client_sampling == 'poisson':
       capacity = cohort_slots(spec, num_clients)
@@ -314,17 +316,17 @@ def make_round(spec: RoundSpec) -> Callable:
     active = jnp.arange(slots) < capacity
     if joined is not None:
       active = active & jnp.concatenate([joined, jnp.zeros((extra,), bool)])
-    return picked, active, blocks, overflow
+    attackers = None if hparams.attackers is None else jnp.take(hparams.attackers, chosen)
+    return picked, active, blocks, attackers, overflow
 
   def round_step(state: ServerState, clients: ClientData, test: TestData, hparams: HParams):
-    data, active, blocks, overflow = participants(clients, hparams, state.round)
+    data, active, blocks, attacker, overflow = participants(clients, hparams, state.round)
     method_params = hparams.method_params()
     dp_clip = None
     if dp:  # The mechanism's clip norm for this round (privacy.fixed / privacy.adaptive).
       dp_clip = registry.resolve('privacy', spec.methods.privacy)(state.dp_clip, method_params)
     scale = None
-    if hparams.attackers is not None:
-      attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
+    if attacker is not None:
       scale = jnp.where(attacker, method_params.attack_scale, 1.0)
     result = run_clients(
         local_update_fn(spec, method_params), state.params,

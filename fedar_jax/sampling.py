@@ -35,6 +35,12 @@ def clients_per_round(num_clients: int, count: int = 0, fraction: float = 0.0) -
   return num_clients
 
 
+def round_key(seed: jax.Array, round_index: jax.Array) -> jax.Array:
+  """The PRNG key round `round_index`'s sample is drawn from (seed, a stream tag, round)."""
+  import jax
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAM), round_index)
+
+
 def sample_clients(seed: jax.Array, round_index: jax.Array, num_clients: int,
                    count: int) -> jax.Array:
   """`count` distinct client indices in [0, num_clients), sorted: int32[count].
@@ -43,8 +49,7 @@ def sample_clients(seed: jax.Array, round_index: jax.Array, num_clients: int,
   """
   import jax
   import jax.numpy as jnp
-  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAM), round_index)
-  chosen = jax.random.permutation(key, num_clients)[:count]
+  chosen = jax.random.permutation(round_key(seed, round_index), num_clients)[:count]
   return jnp.sort(chosen).astype(jnp.int32)
 
 

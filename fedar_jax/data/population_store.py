@@ -102,9 +102,11 @@ def read_metadata(path: str) -> dict:
 
 def population_fields() -> tuple[str, ...]:
   """The RunConfig fields a population is built from: the Data group but --standardize
-  (applied when read), the attack fields, and the seeds."""
+  (applied when read) and --population (the run's reference to one), the attack fields,
+  and the seeds."""
   data = [f.name for title, group in config_lib.groups() if title == 'Data' for f in group]
-  return tuple(f for f in data if f != 'standardize') + ATTACK_FIELDS + ('seed', 'data_seed')
+  return (tuple(f for f in data if f not in ('standardize', 'population')) + ATTACK_FIELDS
+          + ('seed', 'data_seed'))
 
 
 def population_flags(cfg) -> dict:
