@@ -1,0 +1,72 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedar_jax import config as config_lib
+from fedar_jax import sampling
+from fedar_jax.data import load, synthetic, virtual_population
+from fedar_jax.data.cohort_source import InMemorySource
+from fedar_jax.data.errors import DataError
+
+SMALL = config_lib.RunConfig(num_clients=12, samples_per_client=33, feature_dim=7,
+                             test_per_class=9, clients_per_round=4, seed=5, num_classes=3)
+
+
+def _equal(a, b):
+  for name in ('x', 'y', 'mask', 'client_id'):
+    np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert np.asarray(getattr(a, name)).dtype == np.asarray(getattr(b, name)).dtype, name
+
+
+def test_cohorts_equal_the_in_memory_population_bit_for_bit():
+  memory = InMemorySource(load.load_federated(SMALL))
+  virtual = virtual_population.source(SMALL.replace(virtual_population=True))
+  assert isinstance(virtual, virtual_population.VirtualPopulation)
+  for name in ('num_clients', 'capacity', 'row_shape', 'class_names'):
+    assert getattr(virtual, name) == getattr(memory, name), name
+  for name in ('x', 'y', 'mask'):
+    np.testing.assert_array_equal(getattr(virtual.test, name), getattr(memory.test, name))
+  # The rounds' sampled cohorts, then any order with repeats.
+  for r in range(3):
+    ids = np.asarray(sampling.sample_clients(jnp.int32(SMALL.seed), jnp.int32(r), 12, 4))
+    _equal(virtual.cohort(ids), memory.cohort(ids))
+  _equal(virtual.cohort(np.array([11, 0, 11, 3])), memory.cohort(np.array([11, 0, 11, 3])))
+  assert virtual.attackers(np.arange(4)) is None
+
+
+def test_cohort_of_a_population_of_any_int32_size():
+  n = 2 ** 31 - 1
+  cfg = SMALL.replace(num_clients=n, clients_per_round=3)
+  assert config_lib.is_virtual(config_lib.validate(cfg))  # Would need ~10^4 GiB in memory.
+  source = virtual_population.source(cfg)
+  ids = np.array([n - 1, 0, 123456789], np.int32)
+  cohort = source.cohort(ids)
+  assert cohort.x.shape == (3, 33, 7) and source.num_clients == n
+  # Client c depends on (seed, c) only: the same rows as a population of 12 for client 0.
+  small, _ = synthetic.synthetic_federated(5, 12, 33, 3, 7, SMALL.imbalance_ratio, 9)
+  np.testing.assert_array_equal(cohort.x[1], small.x[0])
+  with pytest.raises(ValueError, match='client ids'):
+    source.cohort(np.array([-1]))
+
+
+def test_in_memory_configs_are_not_virtual():
+  assert virtual_population.source(SMALL) is None
+  assert virtual_population.source(config_lib.RunConfig()) is None
+  assert not config_lib.is_virtual(SMALL.replace(virtual_population=True, clients_per_round=0))
+
+
+@pytest.mark.parametrize('changes,flag', [
+    ({'virtual_population': True, 'clients_per_round': 0}, 'virtual_population'),
+    ({'virtual_population': True, 'attacker_fraction': 0.25}, 'attacker_fraction'),
+    ({'num_clients': 10 ** 9, 'attacker_fraction': 0.25}, 'attacker_fraction'),
+    ({'num_clients': 10 ** 9, 'clients_per_round': 0}, 'num_clients'),
+    ({'num_clients': 10 ** 9, 'clients_per_round': 10 ** 8}, 'clients_per_round'),
+])
+def test_bad_virtual_settings_name_the_flag(changes, flag):
+  with pytest.raises(config_lib.ConfigError, match=f'^--{flag}: '):
+    config_lib.validate(SMALL.replace(**changes))
+
+
+def test_virtual_population_is_not_loaded_whole():
+  with pytest.raises(DataError, match='virtual population'):
+    load.load_federated(SMALL.replace(virtual_population=True))
