@@ -195,6 +195,11 @@ class RunConfig:
                                  '0 = all, or --client_fraction.')
   client_fraction: float = _f(0.0, 'Fraction of clients sampled per round (used when '
                                    '--clients_per_round is 0); 0 = all.')
+  eval_clients: int = _f(0, 'Clients the new global model is also evaluated on every round, '
+                            'each on its own rows (sampled from (seed, round) apart from the '
+                            'training cohort): metrics.csv and sweep.csv end with the mean and '
+                            '10th percentile of their G-mean and minority-class recall '
+                            '(docs/design.md); 0 = off (no such columns).')
   coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '
                                     'jax.distributed; "auto" detects it (TPU pods); '
                                     'empty = one process.')
@@ -417,8 +422,11 @@ def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
 
 
 def _validate_scale(cfg: RunConfig) -> None:
-  for name in ('client_block', 'clients_per_round'):
+  for name in ('client_block', 'clients_per_round', 'eval_clients'):
     _at_least(cfg, name, 0)
+  if cfg.eval_clients > cfg.num_clients:
+    raise ConfigError('eval_clients', f'{cfg.eval_clients} is more than '
+                      f'--num_clients={cfg.num_clients}')
   if cfg.clients_per_round > cfg.num_clients:
     raise ConfigError('clients_per_round', f'{cfg.clients_per_round} is more than '
                       f'--num_clients={cfg.num_clients}')

@@ -42,10 +42,29 @@ from fedar_jax.programs import block_length, compile_program, compiler_options
 from fedar_jax.train import build, build_layout
 
 
-def csv_header(class_names) -> list[str]:
+# The columns --eval_clients adds at the end of metrics.csv and sweep.csv rows: the mean and
+# the 10th percentile (NumPy's linear interpolation) over the evaluated clients.
+CLIENT_EVAL_COLUMNS = tuple(f'{name}_{stat}' for name in metrics.CLIENT_METRIC_NAMES
+                            for stat in ('mean', 'p10'))
+
+
+def csv_header(class_names, client_eval: bool = False) -> list[str]:
+  """metrics.csv's columns; client_eval: the run evaluates clients (--eval_clients > 0)."""
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
           + ['resampled_clients', 'dropped_clients', 'fallback_clients', 'mean_client_ir',
-             'train_loss', 'round_s'])
+             'train_loss', 'round_s'] + list(CLIENT_EVAL_COLUMNS if client_eval else ()))
+
+
+def client_eval_cells(m: dict, index: tuple) -> list[str]:
+  """The CLIENT_EVAL_COLUMNS cells of one row from the round's per-client scores
+  (m[name][index]: float[E]); none where the round evaluated no clients."""
+  if metrics.CLIENT_METRIC_NAMES[0] not in m:
+    return []
+  cells = []
+  for name in metrics.CLIENT_METRIC_NAMES:
+    scores = np.asarray(m[name][index], np.float64)
+    cells += [f'{float(np.mean(scores)):.6f}', f'{float(np.percentile(scores, 10)):.6f}']
+  return cells
 
 
 def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
@@ -71,7 +90,8 @@ def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) ->
   return [[first_round + i[0]] + [f'{float(m[k][i]):.6f}' for k in metrics.METRIC_NAMES]
           + [f'{float(r):.6f}' for r in m['recall'][i]]
           + [int(resampled[i]), int(dropped[i]), int(fallback[i]), f'{float(ir[i]):.4f}',
-             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
+             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] + client_eval_cells(m, i)
+          for i in np.ndindex(*lead)]
 
 
 # A compiled call runs at most about this many seconds of rounds (at the speed measured so
@@ -277,7 +297,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
   if done:
     state, last_metrics = ckpt.restore(state, step=done)
     logging.info('resuming after round %d from %s', done, ckpt_dir)
-  header = csv_header(exp.data.class_names)
+  header = csv_header(exp.data.class_names, cfg.eval_clients > 0)
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
   tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)

@@ -61,8 +61,8 @@ from fedar_jax.sweep_axes import (SETTING_COLUMNS, Group, SweepAxes,  # noqa: F4
                                   group_name, make_groups, point_label, point_settings)
 
 
-def sweep_header(class_names) -> list[str]:
-  return list(SETTING_COLUMNS) + loop.csv_header(class_names)
+def sweep_header(class_names, client_eval: bool = False) -> list[str]:
+  return list(SETTING_COLUMNS) + loop.csv_header(class_names, client_eval)
 
 
 def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
@@ -101,7 +101,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   # Rewrite the rows kept in the checkpoints, then append (process 0 only).
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'sweep.csv') if writer_process else None,
-      sweep_header(data.sets[0].class_names),
+      sweep_header(data.sets[0].class_names, base.eval_clients > 0),
       rows=[row for g in groups for row in resume[g.name][1]])
   with f:
     # The next group is built and compiled in a background thread while this one runs.
@@ -190,7 +190,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   if start:
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
-  header = loop.csv_header(ready.class_names)
+  header = loop.csv_header(ready.class_names, base.eval_clients > 0)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       point_label(p))), start + 1) for p in group.points]

@@ -240,7 +240,8 @@ def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num
                                cfg.local_epochs, cfg.batch_size,
                                client_pipeline=model.client_pipeline,
                                methods=methods.methods_of(cfg),
-                               matmul_precision=cfg.matmul_precision, **layout._asdict())
+                               matmul_precision=cfg.matmul_precision,
+                               eval_clients=cfg.eval_clients, **layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)
   return (spec, fedar_round.ServerState(model.params, jnp.int32(0), opt_state),
