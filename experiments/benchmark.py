@@ -10,7 +10,8 @@ import argparse
 import importlib
 import json
 
-SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan')
+SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan',
+            'population')
 
 
 def main():

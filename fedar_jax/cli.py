@@ -58,6 +58,8 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
         raise config_lib.ConfigError(field.name, f'expected a comma-separated list of '
                                      f'{elem.__name__}, got {",".join(value)!r}')
     values[field.name] = value
+  if values['population']:
+    values['num_clients'] = _population_clients(values, flag_values)
   if values['partition'] == 'natural' and not flag_values['num_clients'].present:
     values['num_clients'] = _natural_clients(values)
   if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
@@ -68,6 +70,29 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
                                                  if flag_values[f].present})
     values.update(defences.flags_of(values['defence']))
   return config_lib.validate(config_lib.RunConfig(**values), host_memory)
+
+
+# The flags a --population fixes (it was written with them): refused when given with it.
+POPULATION_FIXES = tuple(f.name for f in dataclasses.fields(config_lib.RunConfig)
+                         if f.metadata.get('group') == 'Data'
+                         and f.name not in ('population', 'num_clients')) + (
+    'data_seed', 'attacker_fraction', 'attack_ratio', 'attack_target')
+
+
+def _population_clients(values: dict, flag_values) -> int:
+  """--population's client count (--num_clients, if given, must equal it); raises
+  ConfigError for a flag the population fixes (POPULATION_FIXES)."""
+  path = values['population']
+  given = [name for name in POPULATION_FIXES if flag_values[name].present]
+  if given:
+    raise config_lib.ConfigError(given[0], f'is fixed by --population={path} (the flags it was '
+                                 'written with); drop it')
+  from fedar_jax.data import cohort_source
+  count = cohort_source.open_population(path).num_clients
+  if flag_values['num_clients'].present and values['num_clients'] != count:
+    raise config_lib.ConfigError('num_clients', f'{values["num_clients"]} differs from the '
+                                 f'{count} clients of --population={path}; drop it')
+  return count
 
 
 def _natural_clients(values: dict) -> int:

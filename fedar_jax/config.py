@@ -125,6 +125,10 @@ class RunConfig:
   test_per_class: int = _f(500, 'Balanced test samples per class.')
   standardize: str = _f('none', f'Feature scaling before resampling and training: '
                                 f'{", ".join(STANDARDIZE)} (see docs/design.md).')
+  population: str = _f('', 'Directory of an on-disk population (fedar-population): each '
+                           'round\'s cohort (--clients_per_round) is read from it while the '
+                           'last round runs, so only two cohorts are ever in memory; the data '
+                           'flags come from it (docs/scale.md, "Streamed cohorts").')
   virtual_population: bool = _f(False, 'Synthetic data: generate each round\'s cohort from '
                                        '(seed, client) instead of holding every client, so '
                                        '--num_clients may be any int32 (needs '
@@ -319,7 +323,10 @@ def _memory_bytes() -> int:
 def data_bytes(cfg: RunConfig) -> int | None:
   """A lower bound on the bytes of one process's float32 client and test data, before
   resampling, plus one minibatch per client in flight (a client's rows are padded up to
-  --batch_size); None where the row size comes from a file (latent_csv, tfds)."""
+  --batch_size); None where the row size comes from a file (latent_csv, tfds, a
+  --population)."""
+  if cfg.population:
+    return None
   if cfg.dataset == 'synthetic':
     row = cfg.feature_dim
   elif cfg.dataset in ('fer2013', 'image_folder'):
@@ -338,16 +345,19 @@ def is_virtual(cfg: RunConfig) -> bool:
   """Whether the run's population is virtual (data/virtual_population.py): synthetic data
   with a sampled cohort, and --virtual_population or clients whose data alone would not fit
   in this machine's memory (`data_bytes`), the populations refused before virtual ones."""
-  if cfg.dataset != 'synthetic' or not (cfg.clients_per_round or cfg.client_fraction):
+  if (cfg.dataset != 'synthetic' or cfg.population
+      or not (cfg.clients_per_round or cfg.client_fraction)):
     return False
   if cfg.virtual_population:
     return True
   need, have = data_bytes(cfg), _memory_bytes()
-  return bool(have) and need > have
+  return bool(have) and need is not None and need > have
 
 
 def _validate_virtual(cfg: RunConfig) -> None:
   """A virtual population is synthetic, sampled, and has no attackers."""
+  if cfg.virtual_population and cfg.population:
+    raise ConfigError('virtual_population', 'is for synthetic data, not --population')
   if cfg.virtual_population and cfg.dataset != 'synthetic':
     raise ConfigError('virtual_population', f'needs --dataset=synthetic, not {cfg.dataset}')
   if cfg.virtual_population and not (cfg.clients_per_round or cfg.client_fraction):

@@ -44,8 +44,9 @@ from fedar_jax.resample import Resampler
 class HParams(NamedTuple):
   """Traced per-run scalars: threshold float32, learning_rate float32, seed int32;
   methods: the methods' numeric parameters (None: MethodParams defaults);
-  attackers: bool[rows] by client id, whose update is scaled by
-  methods.attack_scale (--attack=scale; None: no scaling)."""
+  attackers: bool[rows], one per row of the round's ClientData (like its y and
+  mask): whose update is scaled by methods.attack_scale (--attack=scale; None:
+  no scaling). A sampled round takes the sampled rows' entries."""
   threshold: jax.Array
   learning_rate: jax.Array
   seed: jax.Array
@@ -274,7 +275,8 @@ def make_round(spec: RoundSpec) -> Callable:
     return metrics.evaluate_clients(spec.apply_fn, params, x, y, mask, spec.num_classes)
 
   def participants(clients: ClientData, hparams: HParams, round_index):
-    """The round's client slots (ClientData [P]) and which of them are active, bool[P]."""
+    """The round's client slots (ClientData [P]), which of them are active (bool[P]),
+    the number of blocks and each slot's attacker flag (bool[P], or None)."""
     if spec.trains_prepared and clients.x.raw is not None:  # Only the evaluation reads them.
       clients = clients._replace(x=clients.x._replace(raw=None))
     rows = clients.client_id.shape[0]  # x may be a pytree (client.PreparedRows).
@@ -285,20 +287,20 @@ def make_round(spec: RoundSpec) -> Callable:
       if rows != slots:
         raise ValueError(f'client data has {rows} rows; this layout needs {slots} '
                          f'(pad with data_rows(spec, {num_clients}))')
-      return clients, jnp.arange(rows) < num_clients, blocks
+      return clients, jnp.arange(rows) < num_clients, blocks, hparams.attackers
     chosen = sampling.sample_clients(hparams.seed, round_index, num_clients,
                                      spec.clients_per_round)
     extra = slots - spec.clients_per_round
     chosen = jnp.concatenate([chosen, jnp.full((extra,), chosen[0], jnp.int32)])
     picked = jax.tree.map(lambda a: constrain(jnp.take(a, chosen, axis=0)), clients)
-    return picked, jnp.arange(slots) < spec.clients_per_round, blocks
+    attackers = None if hparams.attackers is None else jnp.take(hparams.attackers, chosen)
+    return picked, jnp.arange(slots) < spec.clients_per_round, blocks, attackers
 
   def round_step(state: ServerState, clients: ClientData, test: TestData, hparams: HParams):
-    data, active, blocks = participants(clients, hparams, state.round)
+    data, active, blocks, attacker = participants(clients, hparams, state.round)
     method_params = hparams.method_params()
     scale = None
-    if hparams.attackers is not None:
-      attacker = jnp.take(hparams.attackers, data.client_id, mode='fill', fill_value=False)
+    if attacker is not None:
       scale = jnp.where(attacker, method_params.attack_scale, 1.0)
     result = run_clients(
         local_update_fn(spec, method_params), state.params,

@@ -26,6 +26,7 @@ import numpy as np
 
 from fedar_jax import checkpoint
 from fedar_jax import client_block_fit
+from fedar_jax import cohort_stream
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import fedar_round
@@ -35,11 +36,13 @@ from fedar_jax import sharding
 from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
+from fedar_jax.data import cohort_source
 from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
+from fedar_jax.data import virtual_population
 from fedar_jax.data.load import FederatedDataset
 from fedar_jax.programs import block_length, compile_program, compiler_options
-from fedar_jax.train import build, build_layout
+from fedar_jax.train import build, build_layout, build_streamed
 
 
 # The columns --eval_clients adds at the end of metrics.csv and sweep.csv rows: the mean and
@@ -217,9 +220,12 @@ def device_description() -> str:
   return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
 
 
-def setup(cfg: RunConfig):
+def setup(cfg: RunConfig, source=None):
   """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
 
+  source: a CohortSource whose cohorts the run streams (data/cohort_source.py); default
+  the --population directory's, if given, or the virtual population's
+  (data/virtual_population.py), else the data is loaded into memory.
   Returns (Experiment, mesh). Raises DataError / ConfigError for data that
   does not fit the flags; nothing has been written to the workdir by then.
   """
@@ -227,6 +233,12 @@ def setup(cfg: RunConfig):
                          cfg.coordinator_timeout_s)
   mesh = sharding.make_mesh()
   with progress.stage('loading data, building the model'):
+    if source is None and cfg.population:
+      source = cohort_source.open_population(cfg.population)
+    if source is None:
+      source = virtual_population.source(cfg)  # None unless the population is virtual.
+    if source is not None:
+      return build_streamed(cfg, source, mesh), mesh
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
     exp = build(cfg, mesh=mesh, rows=rows)
   return exp, mesh
@@ -247,50 +259,27 @@ def write_partition_files(workdir: str, cfg: RunConfig, data: FederatedDataset) 
     logging.warning('%s', line)
 
 
-def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
+def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) -> dict:
   """Runs `cfg.rounds` FedAR rounds and writes metrics.csv and summary.json to `workdir`.
 
   Resumes from the newest checkpoint in `workdir/checkpoints` if there is one
   (raises ConfigError if the workdir was started with other settings).
-  `built` is `setup(cfg)`'s result, made here if not given.
+  `built` is `setup(cfg, source)`'s result, made here if not given; a streamed
+  run (a CohortSource `source`, or --population) reads each round's cohort as
+  the last round runs (cohort_stream.py) and writes no partition files.
   Returns the summary dict.
   """
   workdir_lib.check_resume(workdir, 'config.json', cfg.to_dict())
-  exp, mesh = built or setup(cfg)
-  if distributed.is_writer():
-    write_partition_files(workdir, cfg, exp.data)
-  rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
-  clients = sharding.shard_clients(exp.data.clients, mesh, rows)
-  test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
-  local_rows = exp.data.clients.x.shape[0]
+  exp, mesh = built or setup(cfg, source)
+  if exp.source is not None:
+    inputs = _streamed_inputs(cfg, exp, mesh, workdir)
+  else:
+    inputs = _in_memory_inputs(cfg, exp, mesh, workdir)
   exp = exp._replace(data=exp.data._replace(clients=None))  # Free the host copy (GBs at scale).
-  blocks, block_size = fedar_round.slot_layout(exp.spec, cfg.num_clients)
-  logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
-               'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
-               cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],
-               clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
-               exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
-               block_size, device_description())
+  done, rows, calls, step, compile_s, state, (clients, test, hparams), close = inputs
   writer_process = distributed.is_writer()
-
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   last_metrics = None
-  # The newest checkpoint that reads back (newer unreadable ones are set aside).
-  done, rows = checkpoint.resume_point(ckpt_dir, cfg.keep_checkpoints)
-  calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
-  step, compile_s = None, 0.0
-  if calls:  # A finished run compiles nothing.
-    t0 = time.perf_counter()
-    with progress.stage('compiling the round'):
-      program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
-                                test, hparams, options=compiler_options(cfg.fast_compile))
-    compile_s = time.perf_counter() - t0
-    logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
-                 compile_s)
-    if program.prepare_clients is not None:  # Resampled once; the rows stay on the device.
-      clients = program.prepare_clients(clients, hparams)
-    step = program.step
-
   if writer_process:
     workdir_lib.save_settings(workdir, 'config.json', cfg.to_dict())
   ckpt = checkpoint.Checkpoints(ckpt_dir, cfg.keep_checkpoints)
@@ -304,7 +293,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
         if writer_process else None)
   bar = progress.Progress(cfg.rounds, 1, desc='run')
   bar.skip(done)
-  participants = exp.spec.clients_per_round or cfg.num_clients
+  participants = exp.spec.clients_per_round or exp.spec.num_clients or cfg.num_clients
   try:
     with f:
       state, metrics_now, times = run_calls(
@@ -313,6 +302,7 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
           lambda r, seconds, cells: bar.round_done(seconds, round_label(cells[0], participants)))
   finally:
     bar.close()
+    close()
   last_metrics = metrics_now if metrics_now is not None else last_metrics
   ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
@@ -332,6 +322,87 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None) -> dict:
     from fedar_jax import report_plots  # Imports matplotlib.
     report_plots.write_run_plot(workdir)
   return summary
+
+
+class _Inputs(NamedTuple):
+  """What the round loop runs: rounds done and the rows kept with them, the CallPlan, the
+  compiled step (None when nothing is left to run), compile seconds, the initial state,
+  the step's (clients, test, hparams) and what to call when the loop ends."""
+  done: int
+  rows: list
+  calls: CallPlan
+  step: Callable | None
+  compile_s: float
+  state: object
+  inputs: tuple
+  close: Callable = lambda: None
+
+
+def _in_memory_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
+  """The whole population sharded on the devices, the block of rounds compiled."""
+  if distributed.is_writer():
+    write_partition_files(workdir, cfg, exp.data)
+  rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
+  clients = sharding.shard_clients(exp.data.clients, mesh, rows)
+  test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  local_rows = exp.data.clients.x.shape[0]
+  blocks, block_size = fedar_round.slot_layout(exp.spec, cfg.num_clients)
+  logging.info('data: %d clients (%d rows, %d here) x %d rows x %s features, %d classes; '
+               'resampler %s (capacity %d rows); %s per round in %d block(s) of %d; %s',
+               cfg.num_clients, rows, local_rows, *clients.x.shape[1:2],
+               clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
+               exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
+               block_size, device_description())
+  # The newest checkpoint that reads back (newer unreadable ones are set aside).
+  done, kept = checkpoint.resume_point(os.path.join(workdir, 'checkpoints'),
+                                       cfg.keep_checkpoints)
+  calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, block_length(cfg))
+  step, compile_s = None, 0.0
+  if calls:  # A finished run compiles nothing.
+    t0 = time.perf_counter()
+    with progress.stage('compiling the round'):
+      program = compile_program(exp.spec, block_length(cfg), cfg.resample_every, state, clients,
+                                test, hparams, options=compiler_options(cfg.fast_compile))
+    compile_s = time.perf_counter() - t0
+    logging.info('compiled the round (%d rounds per call) in %.2fs', block_length(cfg),
+                 compile_s)
+    if program.prepare_clients is not None:  # Resampled once; the rows stay on the device.
+      clients = program.prepare_clients(clients, hparams)
+    step = program.step
+  return _Inputs(done, kept, calls, step, compile_s, state, (clients, test, hparams))
+
+
+def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
+  """A stream of cohorts from `exp.source` (started at the first round left), the
+  cohort's round compiled once (one round per call)."""
+  source, spec = exp.source, exp.spec
+  slots = fedar_round.data_rows(spec, spec.num_clients)
+  test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
+  blocks, block_size = fedar_round.slot_layout(spec, spec.num_clients)
+  logging.info('data: %d clients streamed, cohorts of %d (%d slots) x %d rows x %s features, '
+               '%d classes; resampler %s (capacity %d rows); %d block(s) of %d; %s',
+               source.num_clients, spec.num_clients, slots, source.capacity,
+               tuple(source.row_shape), spec.num_classes, spec.resampler.name,
+               spec.resampler.capacity, blocks, block_size, device_description())
+  done, kept = checkpoint.resume_point(os.path.join(workdir, 'checkpoints'),
+                                       cfg.keep_checkpoints)
+  calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, 1)
+  step, compile_s, stream = None, 0.0, None
+  if calls:
+    stream = cohort_stream.CohortStream(
+        source, cohort_stream.StreamSpec(cfg.seed, spec.num_clients, slots,
+                                         hparams.attackers is not None), mesh, cfg.rounds)
+    stream.request(done + 1)  # Read while the round compiles.
+    t0 = time.perf_counter()
+    with progress.stage('compiling the round'):
+      program = compile_program(spec, 1, cfg.resample_every, state,
+                                cohort_stream.cohort_shapes(source, slots, mesh), test, hparams,
+                                options=compiler_options(cfg.fast_compile))
+    compile_s = time.perf_counter() - t0
+    logging.info('compiled the cohort\'s round in %.2fs', compile_s)
+    step = cohort_stream.StreamedStep(program, stream, done + 1)
+  return _Inputs(done, kept, calls, step, compile_s, state, (None, test, hparams),
+                 stream.close if stream is not None else lambda: None)
 
 
 def round_label(cell: dict, participants: int) -> str:

@@ -8,7 +8,8 @@ compiled program per group; --resamplers, --aggregators, --server_optimizers,
 --losses, --client_optimizers and --defences (code; docs/defences.md) make a
 group per combination. An empty list means the single value of --threshold,
 --seed, ... Every run flag of `fedar_jax.main` applies to every
-point. Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
+point; with --population=DIR the traced and code lists run on cohorts streamed
+from it (data lists and several seeds are refused). Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
 DIR/report.md; rerunning the same command resumes. Bad input (a bad list
 value, data that cannot be built, a sweep whose stacked data would not fit in
 memory) exits with status 2 and a one-line error before anything is written;
@@ -77,9 +78,30 @@ def sweep_lists(flag_values, base: config_lib.RunConfig, host_memory: bool = Tru
           raise config_lib.ConfigError(e.flag, f'{_message(e)} (with --{name}={value})') from None
         raise config_lib.ConfigError(name, _message(e)) from None
     lists[name] = values
+  _check_population(base, lists)
   _check_defences(flag_values, base, lists)
   _check_points(base, lists, host_memory)
   return lists
+
+
+def _check_population(base: config_lib.RunConfig, lists: dict) -> None:
+  """A --population or a virtual population is one data set sampled with one --seed:
+  refuses data lists and more than one seed, saying what to run instead."""
+  if not base.population and not config_lib.is_virtual(base):
+    return
+  data = [n for n in sweep_axes.flags_of(sweep_axes.DATA) if lists.get(n)]
+  if not base.population and (data or len(lists.get('seeds', ())) > 1):
+    raise config_lib.ConfigError(data[0] if data else 'seeds', 'a virtual population is one '
+                                 'data set, sampled with one --seed; run one sweep per value')
+  if data:
+    field = SWEEP_FLAGS[data[0]].field
+    raise config_lib.ConfigError(data[0], f'--population={base.population} is one data set; '
+                                 f'write one population per value (fedar-population '
+                                 f'--out=DIR --{field}=VALUE) and sweep each')
+  if len(lists.get('seeds', ())) > 1:
+    raise config_lib.ConfigError('seeds', f'--population={base.population} streams one '
+                                 'cohort per round, sampled with --seed; run one sweep per '
+                                 'seed')
 
 
 def _message(e: config_lib.ConfigError) -> str:
@@ -155,7 +177,15 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   mesh = sweep_runner.mesh_for(axes)
   with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
     with progress.stage('loading data'):
-      data = sweep_data.build(base, axes, mesh)
+      if base.population:
+        from fedar_jax.data import cohort_source
+        data = sweep_data.build_streamed(base, cohort_source.open_population(base.population),
+                                         mesh)
+      elif config_lib.is_virtual(base):
+        from fedar_jax.data import virtual_population
+        data = sweep_data.build_streamed(base, virtual_population.source(base), mesh)
+      else:
+        data = sweep_data.build(base, axes, mesh)
   with contextlib.ExitStack() as held:
 
     def start():  # The data has loaded: take the workdir, record the settings.

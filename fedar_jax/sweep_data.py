@@ -58,12 +58,15 @@ class SweepData(NamedTuple):
   clients, test: on the mesh: ClientData [U, C, N, ...] / TestData [U, T, ...]
   for U > 1, else ClientData [C, N, ...] / TestData [T, ...]. rows: the client
   layout every point's round uses (`train.build_layout`, its block chosen once).
+  source: a streamed sweep's CohortSource (`build_streamed`: clients are then the
+  cohort's shapes, read round by round), else None.
   """
   sets: tuple[FederatedDataset, ...]
   max_class_count: int
   clients: federated.ClientData
   test: federated.TestData
   rows: train.ClientRows
+  source: object = None
 
 
 def data_configs(base: RunConfig, axes: sweep_axes.SweepAxes) -> list[RunConfig]:
@@ -195,3 +198,19 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
   clients = sharding.shard_stacked_clients(stacked_clients, mesh, rows)
   test = sharding.shard_leading(stacked_test, mesh)
   return SweepData(sets, max_count, clients, test, client_rows)
+
+
+def build_streamed(base: RunConfig, source, mesh) -> SweepData:
+  """A sweep whose cohorts stream from `source` (a CohortSource, one data set): every
+  point's round is the cohort's (`train.build_streamed`); `clients` holds the cohort's
+  shapes on `mesh` (cohort_stream.cohort_shapes)."""
+  from fedar_jax import cohort_stream
+  first = train.build_streamed(base, source, mesh)
+  layout = first.spec
+  slots = fedar_round.data_rows(layout, layout.num_clients)
+  start, stop = distributed.local_rows(sharding.leading(mesh), slots)
+  rows = train.ClientRows(fedar_round.ClientLayout(layout.num_clients, 0, layout.client_block,
+                                                   mesh), slots, start, stop)
+  return SweepData((first.data,), getattr(source, 'max_class_count', None) or source.capacity,
+                   cohort_stream.cohort_shapes(source, slots, mesh),
+                   sharding.replicate(first.data.test, mesh), rows, source)

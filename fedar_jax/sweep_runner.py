@@ -44,6 +44,7 @@ from typing import Callable, NamedTuple
 
 
 from fedar_jax import checkpoint
+from fedar_jax import cohort_stream
 from fedar_jax import distributed
 from fedar_jax import progress as progress_lib
 from fedar_jax import fedar_round
@@ -127,13 +128,17 @@ def ahead(items: list, fn: Callable):
 def build_points(group: Group, data: sweep_data.SweepData, mesh) -> list[train.Experiment]:
   """Every point's Experiment, on its data set, with the sweep's resampler bound."""
   per_set = len(group.points) // group.num_data
+  if data.source is not None:
+    return [train.build_streamed(p, data.source, mesh, data.rows.layout.client_block)
+            for p in group.points]
   return [train.build(p, data.sets[s // per_set], mesh=mesh,
                       max_class_count=data.max_class_count, rows=data.rows)
           for s, p in enumerate(group.points)]
 
 
 class ReadyGroup(NamedTuple):
-  """A group built and compiled: its stacked state, data, program and trace count."""
+  """A group built and compiled: its stacked state, data, program and trace count; a
+  streamed group's CohortSource and cohort size (else None, 0)."""
   group: Group
   start: int
   class_names: tuple
@@ -144,6 +149,8 @@ class ReadyGroup(NamedTuple):
   program: programs.Program
   compile_s: float
   traces: list
+  source: object = None
+  per_round: int = 0
 
 
 def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
@@ -167,12 +174,18 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
   t0 = time.perf_counter()
   with progress_lib.stage(f'{group.name}: compiling', stream):
     program = programs.compile_program(
-        first.spec, programs.block_length(base), base.resample_every, state, clients, test,
+        first.spec, block_length(base, data), base.resample_every, state, clients, test,
         hparams, sweep=counted_sweep_round,
         sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
         options=programs.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
-                    time.perf_counter() - t0, traces)
+                    time.perf_counter() - t0, traces, data.source, first.spec.num_clients)
+
+
+def block_length(base: RunConfig, data: sweep_data.SweepData) -> int:
+  """Rounds per compiled call: `programs.block_length`'s, one for a streamed sweep (each
+  round's cohort arrives on its own)."""
+  return 1 if data.source is not None else programs.block_length(base)
 
 
 def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_left, rows):
@@ -183,7 +196,14 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   group, start, state, hparams, clients, test, program, compile_s, traces = (
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
       ready.program, ready.compile_s, ready.traces)
-  if program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
+  step, close = program.step, lambda: None
+  if ready.source is not None:  # Each round's cohort streams in (cohort_stream.py).
+    slots = clients.client_id.shape[0]
+    stream = cohort_stream.CohortStream(
+        ready.source, cohort_stream.StreamSpec(base.seed, ready.per_round, slots,
+                                               hparams.attackers is not None), mesh, base.rounds)
+    step, close = cohort_stream.StreamedStep(program, stream, start + 1), stream.close
+  elif program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
   bar.compiled(compile_s)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints)
@@ -194,13 +214,17 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       point_label(p))), start + 1) for p in group.points]
-  calls = loop.CallPlan(start, base.rounds, base.checkpoint_every, programs.block_length(base))
+  calls = loop.CallPlan(start, base.rounds, base.checkpoint_every,
+                        1 if ready.source is not None else programs.block_length(base))
 
   def round_done(r, seconds, cells):
     bar.round_done(seconds, f'group {group.name} round {r}/{base.rounds}', groups_left,
                    points_done=len(settings) if r == base.rounds else 0)
-  _, _, times = loop.run_calls(program.step, state, (clients, test, hparams), calls, ckpt,
-                               loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
+  try:
+    _, _, times = loop.run_calls(step, state, (clients, test, hparams), calls, ckpt,
+                                 loop.RowSink(f, writer, rows, header, settings, tbs), round_done)
+  finally:
+    close()
   ckpt.close()
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),

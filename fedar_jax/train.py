@@ -32,11 +32,14 @@ from fedar_jax.data.load import FederatedDataset, load_federated
 
 
 class Experiment(NamedTuple):
-  """A built run: the static round spec, data, initial state and traced hyperparameters."""
+  """A built run: the static round spec, data, initial state and traced hyperparameters.
+  source: the CohortSource of a streamed run (`build_streamed`; its `data` then holds one
+  client and the test set), else None."""
   spec: fedar_round.RoundSpec
   data: FederatedDataset
   state: fedar_round.ServerState
   hparams: fedar_round.HParams
+  source: object = None
 
 
 # Clients per block for a CNN on CPU when --client_block is 0 (BUILD_NOTES, "Conv models on CPU").
@@ -229,6 +232,39 @@ def build(cfg: RunConfig, data: FederatedDataset | None = None, mesh=None,
   spec, state, hparams = round_parts(cfg, model, resampler, len(data.class_names),
                                      rows.layout, attackers(cfg, data))
   return Experiment(spec, data, state, hparams)
+
+
+def build_streamed(cfg: RunConfig, source, mesh=None,
+                   client_block: int | None = None) -> Experiment:
+  """The experiment of a run whose cohorts stream from `source` (a CohortSource,
+  data/cohort_source.py): its round is the one an in-memory population of the cohort's
+  size compiles (`cohort_stream.cohort_layout`); HParams.attackers (--attack=scale) holds
+  one entry per cohort slot, replaced by each round's cohort.
+
+  client_block: clients per block (0: one block); None takes `auto_client_block`'s.
+  Raises ConfigError for settings a streamed population cannot run.
+  """
+  from fedar_jax import cohort_stream
+  if cfg.num_clients != source.num_clients:
+    raise ConfigError('num_clients', f'{cfg.num_clients} differs from the population\'s '
+                      f'{source.num_clients} clients')
+  if cfg.model == 'cnn' and cfg.latent_resampling == 'frozen' and cfg.pretrain_epochs:
+    raise ConfigError('pretrain_epochs', 'pretrains on the pooled clients, which a streamed '
+                      'population does not hold; use 0')
+  per_round = sampling.clients_per_round(source.num_clients, cfg.clients_per_round,
+                                         cfg.client_fraction)
+  block = (auto_client_block(cfg, jax.devices()[0].platform) if client_block is None
+           else client_block)
+  layout = cohort_stream.cohort_layout(per_round, block, mesh)
+  class_names = tuple(source.class_names)
+  data = FederatedDataset(source.cohort(np.zeros(1, np.int32)), source.test, class_names)
+  resampler = resampler_for(cfg, len(class_names), source.capacity,
+                            getattr(source, 'max_class_count', None) or source.capacity)
+  model = model_builder(cfg.model)(cfg, data, resampler)
+  slots = fedar_round.data_rows(layout, per_round)
+  spec, state, hparams = round_parts(cfg, model, resampler, len(class_names), layout,
+                                     np.zeros(slots, bool) if cfg.attack == 'scale' else None)
+  return Experiment(spec, data, state, hparams, source)
 
 
 def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num_classes: int,

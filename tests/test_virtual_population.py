@@ -1,8 +1,11 @@
+import csv
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fedar_jax import config as config_lib
+from fedar_jax import loop
 from fedar_jax import sampling
 from fedar_jax.data import load, synthetic, virtual_population
 from fedar_jax.data.cohort_source import InMemorySource
@@ -70,3 +73,22 @@ def test_bad_virtual_settings_name_the_flag(changes, flag):
 def test_virtual_population_is_not_loaded_whole():
   with pytest.raises(DataError, match='virtual population'):
     load.load_federated(SMALL.replace(virtual_population=True))
+
+
+def _rows(path):
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    row.pop('round_s')
+  return rows
+
+
+@pytest.mark.parametrize('resample_every', ['once', 'round'])
+def test_virtual_run_equals_the_in_memory_run(tmp_path, resample_every):
+  cfg = SMALL.replace(rounds=3, local_epochs=1, checkpoint_every=2, num_clients=9,
+                      resample_every=resample_every)
+  loop.train_and_evaluate(cfg, str(tmp_path / 'memory'))
+  virtual = cfg.replace(virtual_population=True)
+  summary = loop.train_and_evaluate(virtual, str(tmp_path / 'virtual'))
+  assert _rows(tmp_path / 'memory' / 'metrics.csv') == _rows(tmp_path / 'virtual' / 'metrics.csv')
+  assert summary['config']['virtual_population']

@@ -12,7 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from fedar_jax.data.federated import ClientData, TestData, take_clients
+from fedar_jax.data.errors import DataError
+from fedar_jax.data.federated import ClientData, TestData, max_class_count, take_clients
 
 
 class CohortSource(Protocol):
@@ -21,6 +22,9 @@ class CohortSource(Protocol):
   num_clients: C, the population size. capacity: N, rows per client slot.
   row_shape: the shape of one row of x. class_names: the K class names.
   test: the balanced test set (host arrays).
+  A source may also have `max_class_count`: the largest class count of any of its
+  clients (the resamplers' static bound; without it the bound is `capacity`, which
+  compiles larger resampling buffers than an in-memory run of the same data).
   """
   num_clients: int
   capacity: int
@@ -49,6 +53,7 @@ class InMemorySource:
     self.row_shape = tuple(data.clients.x.shape[2:])
     self.class_names = tuple(data.class_names)
     self.test = data.test
+    self.max_class_count = int(max_class_count(data.clients, len(self.class_names)))
 
   def cohort(self, client_ids: np.ndarray) -> ClientData:
     ids = np.asarray(client_ids, np.int32)
@@ -59,3 +64,13 @@ class InMemorySource:
     if self.data.attackers is None:
       return None
     return np.asarray(self.data.attackers)[np.asarray(client_ids)]
+
+
+def open_population(path: str) -> CohortSource:
+  """The on-disk population at `path` (--population; data/population_store.py)."""
+  try:
+    from fedar_jax.data import population_store
+  except ImportError:
+    raise DataError('--population', 'this installation has no on-disk population reader '
+                    '(fedar_jax/data/population_store.py)')
+  return population_store.open(path)

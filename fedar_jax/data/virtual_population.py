@@ -27,7 +27,8 @@ from fedar_jax.data.federated import ClientData
 class VirtualPopulation:
   """A `cohort_source.CohortSource` of synthetic clients generated on demand.
 
-  num_clients: C (any int32); capacity: samples_per_client N; row_shape: (D,).
+  num_clients: C (any int32); capacity: samples_per_client N; row_shape: (D,);
+  max_class_count: the largest class count of a client (the same for every client).
   The test set (float32[K * test_per_class, D]) is generated once, as
   `synthetic_federated` generates it.
   """
@@ -42,7 +43,10 @@ class VirtualPopulation:
     self.imbalance_ratio = float(imbalance_ratio)
     self.problem = synthetic.make_problem(seed, num_classes, feature_dim)
     # Raises ValueError now, not in the streaming thread, if N cannot hold every class.
-    synthetic.imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
+    counts = synthetic.imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
+    # Every client holds these class counts: the in-memory population's largest class count
+    # (federated.max_class_count), which sizes the resampler.
+    self.max_class_count = int(counts.max())
     self.test = synthetic.synthetic_test(self.problem, seed, test_per_class)
 
   def cohort(self, client_ids: np.ndarray) -> ClientData:

@@ -1,0 +1,195 @@
+"""Streamed cohorts: each round's clients read from a `CohortSource` while the last round runs.
+
+A streamed run (--population, or a source given to `loop.train_and_evaluate`)
+never holds its population on the devices. Round r's cohort is
+`sampling.sample_clients(seed, r - 1, C, P)` evaluated on the host: the clients,
+in the slot order, that an in-memory run with --clients_per_round=P picks
+inside its round. The cohort is padded to the layout's slots with copies of its
+first client (inactive, as the in-memory round pads), so every slot computes
+what it computes in memory. The round program is the one an in-memory
+population of P clients compiles (`cohort_layout`: clients_per_round=0,
+num_clients=P), fed the cohort's real client ids (keys fold (seed, round,
+client) as in memory) and HParams.attackers by slot (the cohort's rows).
+
+`CohortStream` gathers round r+1's cohort on a background thread (reading only
+the slots this process's devices hold, then putting them on the mesh) while
+round r computes: at most two cohorts are resident. A read that fails reaches
+the main thread as one DataError line; `close` stops the thread.
+
+With --resample_every=once a client's prepared rows use keys from (seed,
+client) alone (pretraining.py), so preparing each cohort as it arrives gives
+every client the rows the in-memory run prepares once: recomputed, identical,
+nothing stored.
+"""
+import functools
+import queue
+import threading
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedar_jax import distributed
+from fedar_jax import fedar_round
+from fedar_jax import sampling
+from fedar_jax import sharding
+from fedar_jax.data.cohort_source import CohortSource
+from fedar_jax.data.errors import DataError
+from fedar_jax.data.federated import ClientData
+
+
+def cohort_layout(per_round: int, client_block: int, mesh) -> fedar_round.ClientLayout:
+  """The round layout of a cohort of `per_round` clients: that of an in-memory population
+  of `per_round` clients, all taking part."""
+  return fedar_round.ClientLayout(num_clients=per_round, clients_per_round=0,
+                                  client_block=client_block, mesh=mesh)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample(seed, round_index, num_clients, count):
+  return sampling.sample_clients(seed, round_index, num_clients, count)
+
+
+def cohort_ids(seed: int, round_index: int, num_clients: int, per_round: int,
+               slots: int) -> np.ndarray:
+  """int32[slots]: the clients of the round with 0-based `round_index` (`per_round` of
+  `num_clients`, sorted), then copies of the first up to `slots`."""
+  with jax.default_device(jax.local_devices(backend='cpu')[0]):
+    chosen = np.asarray(_sample(jnp.int32(seed), jnp.int32(round_index), num_clients,
+                                per_round))
+  return np.concatenate([chosen, np.full(slots - per_round, chosen[0], np.int32)])
+
+
+class Cohort(NamedTuple):
+  """One round's cohort on the devices. round: 1-based. ids: int32[slots] (host).
+  clients: ClientData [slots, N, ...] sharded over the mesh's CLIENTS axis.
+  attackers: bool[slots] replicated (--attack=scale), or None."""
+  round: int
+  ids: np.ndarray
+  clients: ClientData
+  attackers: jax.Array | None
+
+
+class StreamSpec(NamedTuple):
+  """What a stream reads: `per_round` (P) of the source's clients into `slots` slots with
+  `seed`'s sampling keys; `scale_attack`: also read the cohort's attackers."""
+  seed: int
+  per_round: int
+  slots: int
+  scale_attack: bool
+
+
+def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> Cohort:
+  """Round `round_number`'s cohort (1-based), read and put on `mesh`: this process reads
+  only the slots its devices hold."""
+  ids = cohort_ids(spec.seed, round_number - 1, source.num_clients, spec.per_round, spec.slots)
+  start, stop = distributed.local_rows(sharding.leading(mesh), spec.slots)
+  local = source.cohort(ids[start:stop])
+  want = (stop - start, source.capacity) + tuple(source.row_shape)
+  if tuple(np.shape(local.x)) != want:
+    raise ValueError(f'the cohort has x of shape {tuple(np.shape(local.x))}, expected {want}')
+  clients = sharding.shard_clients(ClientData(
+      np.asarray(local.x, np.float32), np.asarray(local.y, np.int32),
+      np.asarray(local.mask, bool), ids[start:stop]), mesh, spec.slots)
+  attackers = None
+  if spec.scale_attack:
+    flags = source.attackers(ids)
+    attackers = sharding.replicate(
+        np.zeros(spec.slots, bool) if flags is None else np.asarray(flags, bool), mesh)
+  jax.block_until_ready((clients, attackers))  # On the devices before the round asks for it.
+  return Cohort(round_number, ids, clients, attackers)
+
+
+class CohortStream:
+  """Gathers cohorts on a background thread, one round ahead of the caller.
+
+  `take(r)` returns round r's cohort (waiting for it if it is not read yet) and
+  starts reading round r + 1 (up to `last_round`), so at most two cohorts are
+  resident: the one the caller computes with and the next. Rounds are taken in
+  order. A failed read raises DataError('--population', ...) in `take`.
+  """
+
+  def __init__(self, source: CohortSource, spec: StreamSpec, mesh, last_round: int,
+               name: str = '--population'):
+    self.source, self.spec, self.mesh, self.last_round, self.name = (
+        source, spec, mesh, last_round, name)
+    self._requests = queue.Queue()
+    self._results = queue.Queue(maxsize=1)
+    self._requested = None
+    self._thread = threading.Thread(target=self._work, name='cohort-stream', daemon=True)
+    self._thread.start()
+
+  def _work(self):
+    while True:
+      r = self._requests.get()
+      if r is None:
+        return
+      try:
+        item = gather(self.source, self.spec, self.mesh, r)
+      except Exception as e:  # Handed to the caller's thread, raised there as one line.
+        item = e
+      self._results.put((r, item))
+
+  def request(self, round_number: int) -> None:
+    """Starts reading round `round_number`'s cohort (if it is not already being read)."""
+    if self._requested != round_number:
+      self._requested = round_number
+      self._requests.put(round_number)
+
+  def take(self, round_number: int) -> Cohort:
+    """Round `round_number`'s cohort on the devices; starts reading the next one."""
+    self.request(round_number)
+    r, item = self._results.get()
+    if r != round_number:
+      raise RuntimeError(f'cohort stream out of order: read round {r}, asked for {round_number}')
+    if isinstance(item, Exception):
+      message = ' '.join(str(item).split()) or type(item).__name__
+      raise DataError(self.name, f'reading round {round_number}\'s cohort failed: {message}')
+    if round_number < self.last_round:
+      self.request(round_number + 1)
+    return item
+
+  def close(self) -> None:
+    """Stops the thread after the read in progress (the cohort read is dropped)."""
+    self._requests.put(None)
+    try:  # Unblock a read waiting to hand over its result.
+      self._results.get_nowait()
+    except queue.Empty:
+      pass
+
+
+class StreamedStep:
+  """The streamed run's block-of-rounds callable, `programs.Program.step`'s signature:
+  each call runs one round on the next cohort of `stream` (rounds in order from
+  `first_round`). The `clients` argument is unused (the cohort replaces it); the
+  cohort's attackers replace hparams.attackers (every point's, in a sweep); with a pre-training step
+  (--resample_every=once) the cohort is prepared first."""
+
+  def __init__(self, program, stream: CohortStream, first_round: int):
+    self.program, self.stream, self.next_round = program, stream, first_round
+
+  def __call__(self, state, clients, test, hparams, count):
+    del clients
+    cohort = self.stream.take(self.next_round)
+    if cohort.attackers is not None:
+      attackers = cohort.attackers
+      if hparams.attackers.ndim > attackers.ndim:  # A sweep's [S, slots]: every point's.
+        attackers = jax.device_put(jnp.broadcast_to(attackers, hparams.attackers.shape),
+                                   hparams.attackers.sharding)
+      hparams = hparams._replace(attackers=attackers)
+    data = cohort.clients
+    if self.program.prepare_clients is not None:
+      data = self.program.prepare_clients(data, hparams)
+    out = self.program.step(state, data, test, hparams, count)
+    self.next_round += 1
+    return out
+
+
+def cohort_shapes(source: CohortSource, slots: int, mesh) -> ClientData:
+  """ShapeDtypeStructs of a cohort on `mesh` (what the streamed round compiles for)."""
+  sharded = sharding.leading(mesh)
+  shape = lambda tail, dtype: jax.ShapeDtypeStruct((slots,) + tail, dtype, sharding=sharded)
+  n = source.capacity
+  return ClientData(shape((n,) + tuple(source.row_shape), jnp.float32),
+                    shape((n,), jnp.int32), shape((n,), jnp.bool_), shape((), jnp.int32))
