@@ -391,7 +391,8 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
   if calls:
     stream = cohort_stream.CohortStream(
         source, cohort_stream.StreamSpec(cfg.seed, spec.num_clients, slots,
-                                         hparams.attackers is not None), mesh, cfg.rounds)
+                                         hparams.attackers is not None, cfg.eval_clients),
+        mesh, cfg.rounds)
     stream.request(done + 1)  # Read while the round compiles.
     t0 = time.perf_counter()
     with progress.stage('compiling the round'):
@@ -400,7 +401,9 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
                                 options=compiler_options(cfg.fast_compile))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)
-    step = cohort_stream.StreamedStep(program, stream, done + 1)
+    step = cohort_stream.StreamedStep(
+        program, stream, done + 1,
+        cohort_stream.client_evaluator(spec) if cfg.eval_clients else None)
   return _Inputs(done, kept, calls, step, compile_s, state, (None, test, hparams),
                  stream.close if stream is not None else lambda: None)
 

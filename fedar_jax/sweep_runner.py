@@ -138,7 +138,8 @@ def build_points(group: Group, data: sweep_data.SweepData, mesh) -> list[train.E
 
 class ReadyGroup(NamedTuple):
   """A group built and compiled: its stacked state, data, program and trace count; a
-  streamed group's CohortSource and cohort size (else None, 0)."""
+  streamed group's CohortSource, cohort size and per-client evaluation
+  (`cohort_stream.client_evaluator`; else None, 0, None)."""
   group: Group
   start: int
   class_names: tuple
@@ -151,6 +152,7 @@ class ReadyGroup(NamedTuple):
   traces: list
   source: object = None
   per_round: int = 0
+  evaluate: Callable | None = None
 
 
 def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
@@ -179,7 +181,9 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
         sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
         options=programs.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
-                    time.perf_counter() - t0, traces, data.source, first.spec.num_clients)
+                    time.perf_counter() - t0, traces, data.source, first.spec.num_clients,
+                    cohort_stream.client_evaluator(first.spec, sweep=True)
+                    if data.source is not None and base.eval_clients else None)
 
 
 def block_length(base: RunConfig, data: sweep_data.SweepData) -> int:
@@ -201,8 +205,12 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
     slots = clients.client_id.shape[0]
     stream = cohort_stream.CohortStream(
         ready.source, cohort_stream.StreamSpec(base.seed, ready.per_round, slots,
-                                               hparams.attackers is not None), mesh, base.rounds)
-    step, close = cohort_stream.StreamedStep(program, stream, start + 1), stream.close
+                                               hparams.attackers is not None,
+                                               base.eval_clients), mesh, base.rounds)
+    step = cohort_stream.StreamedStep(
+        program, stream, start + 1,
+        ready.evaluate if base.eval_clients else None)
+    close = stream.close
   elif program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
   bar.compiled(compile_s)

@@ -264,6 +264,9 @@ def build_streamed(cfg: RunConfig, source, mesh=None,
   slots = fedar_round.data_rows(layout, per_round)
   spec, state, hparams = round_parts(cfg, model, resampler, len(class_names), layout,
                                      np.zeros(slots, bool) if cfg.attack == 'scale' else None)
+  # The round holds only the cohort: the evaluated clients (--eval_clients) stream in
+  # beside it and are scored after the round (cohort_stream.StreamedStep).
+  spec = spec._replace(eval_clients=0)
   return Experiment(spec, data, state, hparams, source)
 
 
