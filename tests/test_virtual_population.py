@@ -95,3 +95,38 @@ def test_virtual_run_equals_the_in_memory_run(tmp_path, resample_every):
   assert memory == _rows(tmp_path / 'virtual' / 'metrics.csv')
   assert memory[0]['client_gmean_p10'] and len(memory) == 3
   assert summary['config']['virtual_population']
+
+
+def test_virtual_sweep_with_client_evaluation_equals_the_in_memory_sweep(tmp_path):
+  from fedar_jax import sweep_data, sweep_runner
+  base = SMALL.replace(rounds=2, local_epochs=1, num_clients=9, eval_clients=3,
+                       resample_every='round')
+  axes = sweep_runner.SweepAxes.of(base, thresholds=(1.0, 3.0))
+  mesh = sweep_runner.mesh_for(axes)
+  devnull = open('/dev/null', 'w')
+  sweep_runner.run_sweep(base, axes, str(tmp_path / 'memory'), stream=devnull)
+  virtual = base.replace(virtual_population=True)
+  sweep_runner.run_sweep(virtual, axes, str(tmp_path / 'virtual'), stream=devnull, mesh=mesh,
+                         data=sweep_data.build_streamed(
+                             virtual, virtual_population.source(virtual), mesh))
+  memory = _rows(tmp_path / 'memory' / 'sweep.csv')
+  assert len(memory) == 4 and memory[-1]['client_minority_recall_p10']
+  assert memory == _rows(tmp_path / 'virtual' / 'sweep.csv')
+
+
+def test_virtual_sweep_refuses_data_lists_and_seed_lists():
+  from absl import flags
+  from fedar_jax import cli, sweep
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  for name, entry in sweep.SWEEP_FLAGS.items():
+    flags.DEFINE_list(name, [], entry.help, flag_values=values)
+
+  def lists(*argv):
+    values.unparse_flags()
+    values(['prog', '--virtual_population', '--clients_per_round=4', *argv])
+    return sweep.sweep_lists(values, cli.config_from_flags(values))
+  assert lists('--thresholds=1,2')['thresholds'] == (1.0, 2.0)
+  for flag in ('--imbalance_ratios=2,4', '--seeds=0,1'):
+    with pytest.raises(config_lib.ConfigError, match='a virtual population is one data set'):
+      lists(flag)
