@@ -8,13 +8,18 @@ included): `virtual` samples `rounds` cohorts of a virtual population
 does (the median cohort: the first pays the one-off imports); `in_memory`, the baseline
 of the same run, generates a population of just the cohort's clients in memory
 (`synthetic.synthetic_federated`, as many times, median) and puts it on the device.
+A second record times whole `fedar-run`s: the virtual population (cohorts streamed) against
+the cohort's 1,000 clients held in memory, all taking part (median seconds per round, peak
+RSS of each process).
 
   python experiments/benchmark_virtual.py [--quick]
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 CHILD = r'''
 import json, resource, sys, time
@@ -63,6 +68,26 @@ def measure(mode: str, clients: int, cohort: int, rows: int, features: int,
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+RUN_CHILD = r'''
+import atexit, json, resource, runpy, sys
+atexit.register(lambda: print(json.dumps(
+    {'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20})))
+sys.argv = ['fedar_jax.main'] + json.loads(sys.argv[1])
+runpy.run_module('fedar_jax.main', run_name='__main__')
+'''
+
+
+def measure_run(workdir: str, flags: list) -> dict:
+  """A `fedar-run` in a fresh process: {'peak_rss_gib', 'round_s' (median), 'compile_s'}."""
+  argv = [f'--workdir={workdir}', '--compilation_cache_dir=', *flags]
+  proc = subprocess.run([sys.executable, '-c', RUN_CHILD, json.dumps(argv)],
+                        capture_output=True, text=True, check=True)
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  return {**json.loads(proc.stdout.strip().splitlines()[-1]),
+          'round_s': summary['round_s'], 'compile_s': summary['compile_s']}
+
+
 def run(args):
   """Yields one record: the virtual population's figures and the in-memory baseline's."""
   clients, cohort, rows, features = 10 ** 8, 1000, 32, 64
@@ -77,6 +102,21 @@ def run(args):
          'baseline': f'{cohort} clients held in memory',
          'baseline_peak_rss_gib': round(baseline['peak_rss_gib'], 3),
          'baseline_cohort_s_median': round(baseline['cohort_s_median'], 4)}
+  # The whole run: fedar-run on the virtual population against the cohort's clients held in
+  # memory (all of them taking part each round).
+  flags = [f'--samples_per_client={rows}', f'--feature_dim={features}', '--local_epochs=1',
+           f'--rounds={rounds}', f'--checkpoint_every={rounds}', f'--clients_per_round={cohort}']
+  with tempfile.TemporaryDirectory() as tmp:
+    virtual = measure_run(os.path.join(tmp, 'virtual'), [f'--num_clients={clients}', *flags])
+    memory = measure_run(os.path.join(tmp, 'memory'), [f'--num_clients={cohort}', *flags])
+  yield {'what': 'virtual_population_run', 'clients': clients, 'cohort': cohort, 'rows': rows,
+         'features': features, 'rounds': rounds,
+         'peak_rss_gib': round(virtual['peak_rss_gib'], 3), 'target_rss_gib': 3.0,
+         'round_s': round(virtual['round_s'], 4), 'compile_s': round(virtual['compile_s'], 2),
+         'baseline': f'fedar-run of {cohort} clients in memory',
+         'baseline_peak_rss_gib': round(memory['peak_rss_gib'], 3),
+         'baseline_round_s': round(memory['round_s'], 4),
+         'round_ratio': round(virtual['round_s'] / memory['round_s'], 3)}
 
 
 if __name__ == '__main__':
