@@ -18,8 +18,6 @@ from tests.test_main import run_cli
     (['--virtual_population'], '--virtual_population: needs --clients_per_round'),
     (['--num_clients=2000000000', '--clients_per_round=10', '--attacker_fraction=0.1'],
      '--attacker_fraction: is not supported with a virtual population'),
-    (['--num_clients=2000000000', '--clients_per_round=10'],
-     '--num_clients: 2000000000 synthetic clients form a virtual population'),
 ])
 def test_bad_scale_flags_are_one_line_exit_2(tmp_path, flags, pattern):
   proc = run_cli(f'--workdir={tmp_path / "w"}', *flags)
