@@ -36,6 +36,14 @@ def main():
                       help='plan: TPU topologies the presets are planned for (empty: none)')
   parser.add_argument('--plan_presets', default='imr_study.flags,attack_study.flags',
                       help='plan: flagfiles of experiments/paper/ planned for each target')
+  parser.add_argument('--population_dir', default='',
+                      help='population: where the population is written (default: a '
+                           'temporary directory)')
+  parser.add_argument('--population_baseline', type=int, default=None,
+                      help='population: clients the in-memory generation is timed on, '
+                           'extrapolated (default 131072; --quick 4000)')
+  parser.add_argument('--population_keep', action='store_true',
+                      help='population: keep the population written')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

@@ -1,69 +1,163 @@
-"""Benchmark: populations larger than one round's cohort.
+"""Benchmark section `population`: writing an on-disk population and gathering cohorts.
 
-Streamed cohorts: rounds of a cohort of `--cohort` clients (default 1,000; --quick
-40) sampled from a population of `--population_clients` (default 20,000; --quick
-400) synthetic clients x 32 rows x 64 features, streamed (cohort_stream.py:
-each round's cohort read while the last round runs) against the same run with
-the whole population held in memory (--clients_per_round, the same metrics),
-and against the cohort alone held in memory (an in-memory population of the
-cohort's size, every client every round: the same compiled round). Each run is
-a fresh process (its own peak RSS); the streamed one reads its cohorts from an
-InMemorySource (the population in host memory: its RSS includes the
-population), and prints its median round_s, peak_rss_gib and the ratio of
-round_s to each baseline's.
+Writes a synthetic population of 1,000,000 clients x 32 rows x 64 features
+(2 classes, IR 10, float32; --quick: 20,000 clients) with `fedar-population`
+(`python -m fedar_jax.population`, a child process: its wall and CPU seconds,
+peak RSS and bytes written, and the 1-minute load average after it: the machine
+is shared), next to the baseline of the same run: the same clients drawn in
+memory by `synthetic.synthetic_federated` (timed on --population_baseline
+clients, extrapolated linearly). Then gathers 5 random cohorts of 1,000 clients
+from the population (`population_store.open(...).cohort`), each from a cold page
+cache (posix_fadvise DONTNEED on the shards) and again warm, next to the same
+cohort taken from the in-memory clients. The population is written under
+--population_dir (default: a temporary directory) and removed afterwards.
 
-  python experiments/benchmark.py --sections=population [--quick]
+Then streams rounds from it (`streamed_rounds`): `fedar-run --population=DIR
+--clients_per_round=1,000` (cohort_stream.py: each round's cohort read while the
+last round runs), its median round_s and peak RSS, next to the same cohort held
+in memory: an in-memory population of 1,000 clients of the same shapes, every
+client every round (the same compiled round). Both resample once
+(--resample_every=once: the streamed round prepares each cohort as it arrives,
+the in-memory run prepares its clients once) and again with
+--resample_every=round (both prepare every round). Each run is a fresh process.
 """
-import json
+import os
+import resource
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+import json
+
+import numpy as np
+
+from fedar_jax.data import population_store
+from fedar_jax.data import synthetic
+
+ROWS, DIMS, CLASSES, RATIO, COHORT = 32, 64, 2, 10.0, 1000
+FLAGS = [f'--samples_per_client={ROWS}', f'--feature_dim={DIMS}', f'--num_classes={CLASSES}',
+         f'--imbalance_ratio={RATIO:g}', '--test_per_class=100']
+
+
+def _cpu_seconds() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def _drop_cache(store) -> None:
+  """Asks the kernel to forget the shards' cached pages (a cold read)."""
+  for fd in store._x_files + store._y_files:  # pylint: disable=protected-access
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _gather_times(store, rng, repeats=5):
+  cold, warm = [], []
+  for _ in range(repeats):
+    ids = rng.choice(store.num_clients, COHORT, replace=False)
+    _drop_cache(store)
+    t = time.perf_counter()
+    store.cohort(ids)
+    cold.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    store.cohort(ids)
+    warm.append(time.perf_counter() - t)
+  return float(np.median(cold)), float(np.median(warm))
+
+
+def written_population(args, out: str, clients: int):
+  """Writes the population to `out` (fedar-population) and gathers cohorts from it."""
+  base_clients = min(clients, args.population_baseline or (4_000 if args.quick else 131_072))
+  shutil.rmtree(out, ignore_errors=True)
+  shutil.rmtree(out + '.partial', ignore_errors=True)
+  command = [sys.executable, '-m', 'fedar_jax.population', f'--out={out}',
+             f'--num_clients={clients}'] + FLAGS
+  t = time.perf_counter()
+  subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+  write_s = time.perf_counter() - t
+  child = resource.getrusage(resource.RUSAGE_CHILDREN)
+  write_rss, write_cpu = child.ru_maxrss / 2**20, child.ru_utime + child.ru_stime
+  t, cpu = time.perf_counter(), _cpu_seconds()
+  mem, _ = synthetic.synthetic_federated(0, clients, ROWS, CLASSES, DIMS, RATIO, 100,
+                                         range(base_clients))
+  scale = clients / base_clients
+  base_s, base_cpu = (time.perf_counter() - t) * scale, (_cpu_seconds() - cpu) * scale
+  store = population_store.open(out)
+  meta = store.metadata
+  yield {'what': 'population_write', 'clients': clients, 'rows': ROWS, 'dims': DIMS,
+         'dtype': meta['storage_dtype'], 'seconds': round(write_s, 1),
+         'cpu_s': round(write_cpu, 1), 'load_average': round(os.getloadavg()[0], 1),
+         'gb_written': round(meta['shard_bytes'] / 1e9, 2), 'shards': meta['num_shards'],
+         'peak_rss_gib': round(write_rss, 2),
+         'in_memory_timed_clients': base_clients,
+         'in_memory_seconds_extrapolated': round(base_s, 1),
+         'in_memory_cpu_s_extrapolated': round(base_cpu, 1),
+         'command': ' '.join(['python'] + command[1:])}
+  rng = np.random.default_rng(0)
+  cold, warm = _gather_times(store, rng)
+  ids = rng.choice(base_clients, COHORT, replace=False)
+  t = time.perf_counter()
+  for _ in range(5):
+    np.take(mem.x, ids, axis=0), np.take(mem.y, ids, axis=0), np.take(mem.mask, ids, axis=0)
+  in_memory_ms = (time.perf_counter() - t) / 5 * 1e3
+  yield {'what': 'population_gather', 'clients': clients, 'cohort': COHORT,
+         'cold_ms': round(cold * 1e3, 1), 'warm_ms': round(warm * 1e3, 1),
+         'in_memory_take_ms': round(in_memory_ms, 1)}
+  store.close()
+
 
 CHILD = '''
-import json, resource, sys, tempfile
-from fedar_jax import config, loop
-from fedar_jax.data import load
-from fedar_jax.data.cohort_source import InMemorySource
-cfg = config.validate(config.RunConfig(**json.loads(sys.argv[1])))
-source = None
-if sys.argv[2] == 'stream':
-  source = InMemorySource(load.load_federated(cfg.replace(seed=cfg.effective_data_seed)))
-with tempfile.TemporaryDirectory() as workdir:
-  summary = loop.train_and_evaluate(cfg, workdir, source=source)
-print('RESULT ' + json.dumps({
-    'compile_s': round(summary['compile_s'], 2), 'round_s': round(summary['round_s'], 4),
-    'peak_rss_gib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-    'gmean': round(summary['final']['gmean'], 4), 'device': summary['device']}))
+import json, resource, sys
+from fedar_jax import main
+sys.argv = ['fedar-run'] + json.loads(sys.argv[1])
+try:
+  main.run()
+except SystemExit as e:
+  if e.code:
+    raise
+print('RSS ' + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20))
 '''
 
 
-def run_child(settings: dict, mode: str) -> dict:
-  """One run (mode 'stream' or 'memory') in a fresh Python process; its RESULT dict."""
-  proc = subprocess.run([sys.executable, '-c', CHILD, json.dumps(settings), mode],
-                        capture_output=True, text=True)
+def fedar_run(flags: list, workdir: str) -> dict:
+  """`fedar-run` with `flags` in a fresh process: its summary.json figures and peak RSS."""
+  shutil.rmtree(workdir, ignore_errors=True)
+  proc = subprocess.run([sys.executable, '-c', CHILD, json.dumps(flags + [
+      f'--workdir={workdir}'])], capture_output=True, text=True)
   if proc.returncode:
-    raise RuntimeError(f'{mode} {settings}: {proc.stderr[-2000:]}')
-  line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
-  return json.loads(line[len('RESULT '):])
+    raise RuntimeError(f'{flags}: {proc.stderr[-2000:]}')
+  rss = float([l for l in proc.stdout.splitlines() if l.startswith('RSS ')][-1].split()[1])
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  shutil.rmtree(workdir, ignore_errors=True)
+  return {'round_s': round(summary['round_s'], 4), 'compile_s': round(summary['compile_s'], 2),
+          'peak_rss_gib': round(rss, 3), 'gmean': round(summary['final']['gmean'], 4)}
 
 
-def streamed_rounds(args):
-  """Streamed cohorts against the population and the cohort held in memory."""
-  quick = args.quick
-  population, cohort = (400, 40) if quick else (20_000, 1_000)
-  shape = dict(samples_per_client=32, feature_dim=64, test_per_class=500, rounds=6,
-               local_epochs=1, checkpoint_every=100)
-  sampled = dict(num_clients=population, clients_per_round=cohort, **shape)
-  stream = run_child(sampled, 'stream')
-  memory = run_child(sampled, 'memory')
-  alone = run_child(dict(num_clients=cohort, **shape), 'memory')
-  base = {'population': population, 'cohort': cohort, 'rows': 32, 'features': 64,
-          'source': 'InMemorySource'}
-  yield {**base, 'run': 'streamed', **stream,
-         'vs_population_in_memory': round(stream['round_s'] / memory['round_s'], 3),
-         'vs_cohort_in_memory': round(stream['round_s'] / alone['round_s'], 3)}
-  yield {**base, 'run': 'population in memory (--clients_per_round)', **memory}
-  yield {**base, 'run': 'cohort alone in memory', **alone}
+def streamed_rounds(args, out: str, clients: int):
+  """Rounds of a cohort streamed from the population at `out`, and the same cohort held
+  in memory (module doc)."""
+  rounds = ['--rounds=6', '--local_epochs=1', '--checkpoint_every=100']
+  for every in ('once', 'round'):
+    stream = fedar_run([f'--population={out}', f'--clients_per_round={COHORT}',
+                        f'--resample_every={every}'] + rounds, out + '.run')
+    memory = fedar_run([f'--num_clients={COHORT}', f'--resample_every={every}'] + FLAGS
+                       + rounds, out + '.run')
+    yield {'what': 'population_rounds', 'clients': clients, 'cohort': COHORT,
+           'resample_every': every, 'streamed': stream, 'cohort_in_memory': memory,
+           'ratio': round(stream['round_s'] / memory['round_s'], 2),
+           'load_average': round(os.getloadavg()[0], 1)}
 
 
 def run(args):
-  yield from streamed_rounds(args)
+  clients = 20_000 if args.quick else 1_000_000
+  root = args.population_dir or tempfile.mkdtemp(prefix='fedar_population_')
+  out = os.path.join(root, f'synthetic_{clients}')
+  try:
+    yield from written_population(args, out, clients)
+    yield from streamed_rounds(args, out, clients)
+  finally:
+    if not args.population_keep:
+      shutil.rmtree(out, ignore_errors=True)
+      if not args.population_dir:
+        shutil.rmtree(root, ignore_errors=True)

@@ -59,7 +59,7 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
                                      f'{elem.__name__}, got {",".join(value)!r}')
     values[field.name] = value
   if values['population']:
-    values['num_clients'] = _population_clients(values, flag_values)
+    _population_values(values, flag_values)
   if values['partition'] == 'natural' and not flag_values['num_clients'].present:
     values['num_clients'] = _natural_clients(values)
   if values['latent_resampling'] != 'none' and not flag_values['resample_every'].present:
@@ -69,30 +69,27 @@ def config_from_flags(flag_values=FLAGS, host_memory: bool = True) -> config_lib
     config_lib.check_defence(values['defence'], {f: v for f, v in values.items()
                                                  if flag_values[f].present})
     values.update(defences.flags_of(values['defence']))
-  return config_lib.validate(config_lib.RunConfig(**values), host_memory)
+  cfg = config_lib.validate(config_lib.RunConfig(**values), host_memory)
+  if cfg.population:
+    from fedar_jax.data import population_store
+    population_store.check_config(population_store.read_metadata(cfg.population), cfg,
+                                  cfg.population)
+  return cfg
 
 
-# The flags a --population fixes (it was written with them): refused when given with it.
-POPULATION_FIXES = tuple(f.name for f in dataclasses.fields(config_lib.RunConfig)
-                         if f.metadata.get('group') == 'Data'
-                         and f.name not in ('population', 'num_clients')) + (
-    'data_seed', 'attacker_fraction', 'attack_ratio', 'attack_target')
-
-
-def _population_clients(values: dict, flag_values) -> int:
-  """--population's client count (--num_clients, if given, must equal it); raises
-  ConfigError for a flag the population fixes (POPULATION_FIXES)."""
-  path = values['population']
-  given = [name for name in POPULATION_FIXES if flag_values[name].present]
-  if given:
-    raise config_lib.ConfigError(given[0], f'is fixed by --population={path} (the flags it was '
-                                 'written with); drop it')
-  from fedar_jax.data import cohort_source
-  count = cohort_source.open_population(path).num_clients
-  if flag_values['num_clients'].present and values['num_clients'] != count:
-    raise config_lib.ConfigError('num_clients', f'{values["num_clients"]} differs from the '
-                                 f'{count} clients of --population={path}; drop it')
-  return count
+def _population_values(values: dict, flag_values) -> None:
+  """Fills, from the --population directory's metadata, every data flag not given (the
+  flags it was written with; its data seed as --data_seed when that is not given).
+  Given ones are checked against it with the config (`population_store.check_config`)."""
+  from fedar_jax.data import population_store  # NumPy only.
+  built = population_store.read_metadata(values['population']).get('flags', {})
+  for name in population_store.population_fields():
+    if name == 'seed' or name not in built or flag_values[name].present:
+      continue
+    if name == 'data_seed':
+      values[name] = built['data_seed'] if built['data_seed'] >= 0 else built['seed']
+    else:
+      values[name] = tuple(built[name]) if isinstance(built[name], list) else built[name]
 
 
 def _natural_clients(values: dict) -> int:

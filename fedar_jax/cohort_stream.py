@@ -36,9 +36,19 @@ from fedar_jax import metrics
 from fedar_jax import precision
 from fedar_jax import sampling
 from fedar_jax import sharding
+from fedar_jax.data import cohort_scaling
+from fedar_jax.data import cohort_source
 from fedar_jax.data.cohort_source import CohortSource
 from fedar_jax.data.errors import DataError
 from fedar_jax.data.federated import ClientData
+
+
+def population_source(cfg) -> CohortSource:
+  """--population's directory as the run trains on it: checked against `cfg`'s data flags
+  (DataError naming the first that differs), --standardize applied to every cohort."""
+  store = cohort_source.open_population(cfg.population)
+  store.check_config(cfg)
+  return cohort_scaling.standardized(store, cfg.standardize)
 
 
 def cohort_layout(per_round: int, client_block: int, mesh) -> fedar_round.ClientLayout:

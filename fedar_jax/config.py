@@ -363,6 +363,9 @@ def _validate_virtual(cfg: RunConfig) -> None:
   if cfg.virtual_population and not (cfg.clients_per_round or cfg.client_fraction):
     raise ConfigError('virtual_population', 'needs --clients_per_round or --client_fraction '
                       '(a virtual population trains a sampled cohort)')
+  if cfg.standardize == 'federated' and is_virtual(cfg):
+    raise ConfigError('standardize', 'federated is not supported with a virtual population '
+                      '(its moments are those of every client); use client or none')
   if cfg.attacker_fraction and is_virtual(cfg):
     raise ConfigError('attacker_fraction', 'is not supported with a virtual population '
                       '(--virtual_population, or synthetic clients that do not fit in '

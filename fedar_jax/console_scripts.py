@@ -1,4 +1,5 @@
-"""The console scripts fedar-run, fedar-sweep, fedar-report and fedar-plan (pyproject.toml).
+"""The console scripts fedar-run, fedar-sweep, fedar-report, fedar-plan and fedar-population
+(pyproject.toml).
 
 Each installs the start-up signal handler (`interrupts.exit_while_starting`)
 before it imports its command, so SIGINT/SIGTERM at any moment of start-up
@@ -34,3 +35,10 @@ def report() -> None:
   interrupts.exit_while_starting()
   from fedar_jax import report as report_lib
   report_lib.main()
+
+
+def population() -> None:
+  """fedar-population: `python -m fedar_jax.population`."""
+  interrupts.exit_while_starting()
+  from fedar_jax import population as population_lib
+  population_lib.run()

@@ -36,7 +36,6 @@ from fedar_jax import sharding
 from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
-from fedar_jax.data import cohort_source
 from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data import virtual_population
@@ -234,7 +233,7 @@ def setup(cfg: RunConfig, source=None):
   mesh = sharding.make_mesh()
   with progress.stage('loading data, building the model'):
     if source is None and cfg.population:
-      source = cohort_source.open_population(cfg.population)
+      source = cohort_stream.population_source(cfg)
     if source is None:
       source = virtual_population.source(cfg)  # None unless the population is virtual.
     if source is not None:

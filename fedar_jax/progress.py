@@ -32,12 +32,13 @@ class Progress:
 
   `desc` starts each line ('sweep', 'run'). With total_points > 1 the line also
   counts points done ('points 0/6  rounds 5/10'); with one point it reads
-  'round 5/10'.
+  'round 5/10' (`unit` names what is counted: 'shard 5/10' for a population's shards).
   """
 
   def __init__(self, total_rounds: int, total_points: int, stream=None, width: int = 24,
-               desc: str = 'sweep'):
+               desc: str = 'sweep', unit: str = 'round'):
     self.total_rounds, self.total_points = total_rounds, total_points
+    self.unit = unit
     self.stream = stream or sys.stderr
     self.width, self.desc = width, desc
     self.rounds = self.points = 0
@@ -73,7 +74,7 @@ class Progress:
     """The part of the line after the bar: counts, `label`, elapsed time and ETA."""
     counts = (f'points {self.points}/{self.total_points}  rounds {self.rounds}/'
               f'{self.total_rounds}' if self.total_points > 1
-              else f'round {self.rounds}/{self.total_rounds}')
+              else f'{self.unit} {self.rounds}/{self.total_rounds}')
     return (f'{counts}  {label}  elapsed {_clock(time.perf_counter() - self._start)}  '
             f'eta {_clock(self.eta(groups_left))}')
 

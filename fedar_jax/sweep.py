@@ -9,8 +9,8 @@ compiled program per group; --resamplers, --aggregators, --server_optimizers,
 group per combination. An empty list means the single value of --threshold,
 --seed, ... Every run flag of `fedar_jax.main` applies to every
 point; with --population=DIR the traced and code lists run on cohorts streamed
-from it (data lists and several seeds are refused). Writes DIR/sweep.csv, DIR/summary.csv, DIR/plots/*.png and
-DIR/report.md; rerunning the same command resumes. Bad input (a bad list
+from it (data lists and several seeds are refused). Writes DIR/sweep.csv,
+DIR/summary.csv, DIR/plots/*.png and DIR/report.md; rerunning the same command resumes. Bad input (a bad list
 value, data that cannot be built, a sweep whose stacked data would not fit in
 memory) exits with status 2 and a one-line error before anything is written;
 faults (a second process, SIGINT/SIGTERM, a full disk) are handled as in
@@ -178,9 +178,8 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
   with cli.bad_input_fails():  # Builds (and checks) every data set; nothing is written before.
     with progress.stage('loading data'):
       if base.population:
-        from fedar_jax.data import cohort_source
-        data = sweep_data.build_streamed(base, cohort_source.open_population(base.population),
-                                         mesh)
+        from fedar_jax import cohort_stream
+        data = sweep_data.build_streamed(base, cohort_stream.population_source(base), mesh)
       elif config_lib.is_virtual(base):
         from fedar_jax.data import virtual_population
         data = sweep_data.build_streamed(base, virtual_population.source(base), mesh)

@@ -42,6 +42,7 @@ from fedar_jax import sharding
 from fedar_jax import sweep_axes
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig
+from fedar_jax.data import cohort_source
 from fedar_jax.data import federated
 from fedar_jax.data import synthetic
 from fedar_jax.data.load import FederatedDataset
@@ -211,6 +212,6 @@ def build_streamed(base: RunConfig, source, mesh) -> SweepData:
   start, stop = distributed.local_rows(sharding.leading(mesh), slots)
   rows = train.ClientRows(fedar_round.ClientLayout(layout.num_clients, 0, layout.client_block,
                                                    mesh), slots, start, stop)
-  return SweepData((first.data,), getattr(source, 'max_class_count', None) or source.capacity,
+  return SweepData((first.data,), cohort_source.max_class_count(source),
                    cohort_stream.cohort_shapes(source, slots, mesh),
                    sharding.replicate(first.data.test, mesh), rows, source)

@@ -201,15 +201,13 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, writer, f, bar, groups_
       ready.group, ready.start, ready.state, ready.hparams, ready.clients, ready.test,
       ready.program, ready.compile_s, ready.traces)
   step, close = program.step, lambda: None
-  if ready.source is not None:  # Each round's cohort streams in (cohort_stream.py).
+  if ready.source is not None:  # Each round's cohort streams in; the points share one seed.
     slots = clients.client_id.shape[0]
-    stream = cohort_stream.CohortStream(
-        ready.source, cohort_stream.StreamSpec(base.seed, ready.per_round, slots,
-                                               hparams.attackers is not None,
-                                               base.eval_clients), mesh, base.rounds)
-    step = cohort_stream.StreamedStep(
-        program, stream, start + 1,
-        ready.evaluate if base.eval_clients else None)
+    spec = cohort_stream.StreamSpec(group.points[0].seed, ready.per_round, slots,
+                                    hparams.attackers is not None, base.eval_clients)
+    stream = cohort_stream.CohortStream(ready.source, spec, mesh, base.rounds)
+    step = cohort_stream.StreamedStep(program, stream, start + 1,
+                                      ready.evaluate if base.eval_clients else None)
     close = stream.close
   elif program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)

@@ -26,6 +26,7 @@ from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
 from fedar_jax.config import ConfigError, RunConfig
+from fedar_jax.data import cohort_source
 from fedar_jax.data import federated
 from fedar_jax.data import standardize as standardize_lib
 from fedar_jax.data.load import FederatedDataset, load_federated
@@ -259,7 +260,7 @@ def build_streamed(cfg: RunConfig, source, mesh=None,
   class_names = tuple(source.class_names)
   data = FederatedDataset(source.cohort(np.zeros(1, np.int32)), source.test, class_names)
   resampler = resampler_for(cfg, len(class_names), source.capacity,
-                            getattr(source, 'max_class_count', None) or source.capacity)
+                            cohort_source.max_class_count(source))
   model = model_builder(cfg.model)(cfg, data, resampler)
   slots = fedar_round.data_rows(layout, per_round)
   spec, state, hparams = round_parts(cfg, model, resampler, len(class_names), layout,

@@ -142,6 +142,17 @@ def test_stream_holds_at_most_two_cohorts():
     assert stream.take(3).round == 3 and stream._requested == 3
   finally:
     stream.close()
+  stream._thread.join(timeout=30)
+  assert not stream._thread.is_alive()
+
+
+def test_close_stops_the_thread_while_a_cohort_waits():
+  stream = cohort_stream.CohortStream(source_of(CFG), cohort_stream.StreamSpec(0, 4, 4, False),
+                                      sharding.make_mesh(), last_round=3)
+  stream.take(1)  # Round 2 is read and waits to be handed over.
+  stream.close()
+  stream._thread.join(timeout=30)
+  assert not stream._thread.is_alive()
 
 
 def test_two_processes_read_their_slots_and_equal_one(tmp_path):
@@ -186,13 +197,12 @@ def test_resampling_once_recomputes_a_clients_rows_identically():
 
 
 @pytest.fixture
-def fake_store(monkeypatch):
-  """fedar_jax.data.population_store.open(path) -> an InMemorySource of CFG's data."""
-  import sys
-  import types
-  module = types.ModuleType('population_store')
-  module.open = lambda path: source_of(CFG)
-  monkeypatch.setitem(sys.modules, 'fedar_jax.data.population_store', module)
+def population(tmp_path):
+  """A population directory written with CFG's data flags (fedar-population)."""
+  from fedar_jax.data import population_writer
+  out = str(tmp_path / 'population')
+  population_writer.write(CFG, out)
+  return out
 
 
 def _config(*argv):
@@ -204,17 +214,25 @@ def _config(*argv):
   return cli.config_from_flags(values)
 
 
-def test_population_flag_takes_the_clients_and_refuses_data_flags(fake_store):
-  cfg = _config('--population=/p', '--clients_per_round=4')
-  assert cfg.num_clients == 9 and cfg.population == '/p'
-  assert _config('--population=/p', '--num_clients=9').num_clients == 9
-  with pytest.raises(ConfigError, match=r'^--num_clients: 8 differs from the 9 clients of '
-                     r'--population=/p; drop it$'):
-    _config('--population=/p', '--num_clients=8')
-  for flag in ('--dataset=synthetic', '--imbalance_ratio=3', '--data_seed=2'):
-    with pytest.raises(ConfigError, match=f'^{flag.split("=")[0]}: is fixed by '
-                       r'--population=/p \(the flags it was written with\); drop it$'):
-      _config('--population=/p', flag)
+def test_population_flag_takes_the_data_flags_from_the_population(population):
+  cfg = _config(f'--population={population}', '--clients_per_round=4')
+  assert (cfg.num_clients, cfg.samples_per_client, cfg.feature_dim, cfg.test_per_class,
+          cfg.data_seed) == (9, 30, 8, 20, 0)
+  assert _config(f'--population={population}', '--num_clients=9').num_clients == 9
+  with pytest.raises(DataError, match=f'^--num_clients: is 8; {population} was built with 9$'):
+    _config(f'--population={population}', '--num_clients=8')
+  with pytest.raises(DataError, match='^--data_seed: draws the data with seed 3'):
+    _config(f'--population={population}', '--data_seed=3')
+
+
+@pytest.mark.parametrize('extra', [[], ['--standardize=federated', '--resample_every=round']])
+def test_run_from_a_population_directory_equals_in_memory_run(tmp_path, population, extra):
+  cfg = _config(f'--population={population}', '--clients_per_round=4', '--client_block=2',
+                '--rounds=3', '--local_epochs=1', '--learning_rate=0.05', '--checkpoint_every=2',
+                *extra)
+  loop.train_and_evaluate(cfg, str(tmp_path / 'stream'))
+  loop.train_and_evaluate(cfg.replace(population=''), str(tmp_path / 'memory'))
+  assert rows_of(tmp_path / 'stream') == rows_of(tmp_path / 'memory')
 
 
 def test_streamed_sweep_equals_in_memory_sweep(tmp_path):
@@ -234,7 +252,7 @@ def test_streamed_sweep_equals_in_memory_sweep(tmp_path):
   assert len(streamed) == 2 * 2 * 3 and memory == streamed
 
 
-def test_streamed_sweep_refuses_data_lists_and_seed_lists(fake_store):
+def test_streamed_sweep_refuses_data_lists_and_seed_lists(population):
   from absl import flags
   from fedar_jax import cli
   from fedar_jax import sweep
@@ -245,13 +263,13 @@ def test_streamed_sweep_refuses_data_lists_and_seed_lists(fake_store):
 
   def lists(*argv):
     values.unparse_flags()
-    values(['prog', '--population=/p', '--clients_per_round=4', *argv])
+    values(['prog', f'--population={population}', '--clients_per_round=4', *argv])
     return sweep.sweep_lists(values, cli.config_from_flags(values))
   assert lists('--thresholds=1,2', '--seeds=3')['thresholds'] == (1.0, 2.0)
-  with pytest.raises(ConfigError, match=r'^--imbalance_ratios: --population=/p is one data set; '
-                     r'write one population per value \(fedar-population --out=DIR '
-                     r'--imbalance_ratio=VALUE\) and sweep each$'):
+  with pytest.raises(ConfigError, match=f'^--imbalance_ratios: --population={population} is '
+                     r'one data set; write one population per value \(fedar-population '
+                     r'--out=DIR --imbalance_ratio=VALUE\) and sweep each$'):
     lists('--imbalance_ratios=2,4')
-  with pytest.raises(ConfigError, match='^--seeds: --population=/p streams one cohort per '
-                     'round, sampled with --seed; run one sweep per seed$'):
+  with pytest.raises(ConfigError, match=f'^--seeds: --population={population} streams one '
+                     'cohort per round, sampled with --seed; run one sweep per seed$'):
     lists('--seeds=0,1')

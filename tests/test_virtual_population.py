@@ -64,6 +64,7 @@ def test_in_memory_configs_are_not_virtual():
     ({'num_clients': 10 ** 9, 'attacker_fraction': 0.25}, 'attacker_fraction'),
     ({'num_clients': 10 ** 9, 'clients_per_round': 0}, 'num_clients'),
     ({'num_clients': 10 ** 9, 'clients_per_round': 10 ** 8}, 'clients_per_round'),
+    ({'virtual_population': True, 'standardize': 'federated'}, 'standardize'),
 ])
 def test_bad_virtual_settings_name_the_flag(changes, flag):
   with pytest.raises(config_lib.ConfigError, match=f'^--{flag}: '):
@@ -83,11 +84,11 @@ def _rows(path):
   return rows
 
 
-@pytest.mark.parametrize('resample_every', ['once', 'round'])
-def test_virtual_run_equals_the_in_memory_run(tmp_path, resample_every):
+@pytest.mark.parametrize('resample_every,standardize', [('once', 'none'), ('round', 'client')])
+def test_virtual_run_equals_the_in_memory_run(tmp_path, resample_every, standardize):
   # With clients evaluated on their own rows: in the round in memory, beside it streamed.
   cfg = SMALL.replace(rounds=3, local_epochs=1, checkpoint_every=2, num_clients=9,
-                      resample_every=resample_every, eval_clients=3)
+                      resample_every=resample_every, eval_clients=3, standardize=standardize)
   loop.train_and_evaluate(cfg, str(tmp_path / 'memory'))
   virtual = cfg.replace(virtual_population=True)
   summary = loop.train_and_evaluate(virtual, str(tmp_path / 'virtual'))

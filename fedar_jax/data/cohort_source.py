@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from fedar_jax.data.errors import DataError
-from fedar_jax.data.federated import ClientData, TestData, max_class_count, take_clients
+from fedar_jax.data import federated
+from fedar_jax.data.federated import ClientData, TestData, take_clients
 
 
 class CohortSource(Protocol):
@@ -22,9 +22,9 @@ class CohortSource(Protocol):
   num_clients: C, the population size. capacity: N, rows per client slot.
   row_shape: the shape of one row of x. class_names: the K class names.
   test: the balanced test set (host arrays).
-  A source may also have `max_class_count`: the largest class count of any of its
-  clients (the resamplers' static bound; without it the bound is `capacity`, which
-  compiles larger resampling buffers than an in-memory run of the same data).
+  A source may also have `max_class_count` or `class_counts` int[C, K] (`max_class_count`
+  below): the resamplers' static bound; without them the bound is `capacity`, which
+  compiles larger resampling buffers than an in-memory run of the same data.
   """
   num_clients: int
   capacity: int
@@ -53,7 +53,7 @@ class InMemorySource:
     self.row_shape = tuple(data.clients.x.shape[2:])
     self.class_names = tuple(data.class_names)
     self.test = data.test
-    self.max_class_count = int(max_class_count(data.clients, len(self.class_names)))
+    self.max_class_count = int(federated.max_class_count(data.clients, len(self.class_names)))
 
   def cohort(self, client_ids: np.ndarray) -> ClientData:
     ids = np.asarray(client_ids, np.int32)
@@ -66,11 +66,23 @@ class InMemorySource:
     return np.asarray(self.data.attackers)[np.asarray(client_ids)]
 
 
+
 def open_population(path: str) -> CohortSource:
   """The on-disk population at `path` (--population; data/population_store.py)."""
-  try:
-    from fedar_jax.data import population_store
-  except ImportError:
-    raise DataError('--population', 'this installation has no on-disk population reader '
-                    '(fedar_jax/data/population_store.py)')
+  from fedar_jax.data import population_store
   return population_store.open(path)
+
+
+def max_class_count(source) -> int:
+  """The resamplers' static bound for `source`'s clients: its `max_class_count`, else the
+  largest of its `class_counts` [C, K], looking through a wrapping source (`.source`),
+  else its capacity."""
+  inner = source
+  while inner is not None:
+    if getattr(inner, 'max_class_count', None):
+      return int(inner.max_class_count)
+    counts = getattr(inner, 'class_counts', None)
+    if counts is not None and np.size(counts):
+      return int(np.max(counts))
+    inner = getattr(inner, 'source', None)
+  return int(source.capacity)

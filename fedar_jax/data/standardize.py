@@ -42,7 +42,7 @@ def mean_std(count, total, total_sq):
   return mean, np.where(std > 0, std, 1.0)
 
 
-def _apply(x, mask, mean, std):
+def scale(x, mask, mean, std):
   """(x - mean) / std on the real rows, 0 on padding, float32. mean/std broadcast
   over the row axis (shapes [..., F...])."""
   row_axis = mask.ndim - 1
@@ -74,6 +74,6 @@ def standardize(data, mode: str, global_sum: Callable[[np.ndarray], np.ndarray] 
     test_mean, test_std = mean_std(*pooled)
     mean = np.broadcast_to(test_mean, c.x.shape[:1] + test_mean.shape)
     std = np.broadcast_to(test_std, c.x.shape[:1] + test_std.shape)
-  clients = ClientData(_apply(c.x, c.mask, mean, std), c.y, c.mask, c.client_id)
-  test = TestData(_apply(t.x, t.mask, test_mean, test_std), t.y, t.mask)
+  clients = ClientData(scale(c.x, c.mask, mean, std), c.y, c.mask, c.client_id)
+  test = TestData(scale(t.x, t.mask, test_mean, test_std), t.y, t.mask)
   return data._replace(clients=clients, test=test)

@@ -15,11 +15,13 @@ virtual run checkable (docs/scale.md, "Virtual populations").
 
 Attackers (--attacker_fraction) are refused for virtual populations: the
 in-memory choice (`partition.choose_attackers`) draws round(f * C) clients out of
-all C, which no O(cohort) rule reproduces.
+all C, which no O(cohort) rule reproduces; so is --standardize=federated, whose
+moments are those of every client.
 """
 import numpy as np
 
 from fedar_jax import config as config_lib
+from fedar_jax.data import cohort_scaling
 from fedar_jax.data import synthetic
 from fedar_jax.data.federated import ClientData
 
@@ -66,10 +68,13 @@ class VirtualPopulation:
     return None
 
 
-def source(cfg) -> VirtualPopulation | None:
-  """The virtual population of a run, or None where its clients are held in memory
+def source(cfg):
+  """The virtual population of a run as it trains on it (--standardize=client applied to
+  each cohort, `cohort_scaling.standardized`), or None where its clients are held in memory
   (`config.is_virtual`). cfg: a validated RunConfig."""
   if not config_lib.is_virtual(cfg):
     return None
-  return VirtualPopulation(cfg.seed, cfg.num_clients, cfg.samples_per_client, cfg.num_classes,
-                           cfg.feature_dim, cfg.imbalance_ratio, cfg.test_per_class)
+  population = VirtualPopulation(cfg.seed, cfg.num_clients, cfg.samples_per_client,
+                                 cfg.num_classes, cfg.feature_dim, cfg.imbalance_ratio,
+                                 cfg.test_per_class)
+  return cohort_scaling.standardized(population, cfg.standardize)
