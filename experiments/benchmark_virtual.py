@@ -1,5 +1,5 @@
-"""Benchmark of a virtual population (issue 17 target: 10^8 clients, cohorts of 1,000, peak
-RSS <= 3 GiB): a function to run as a section of `experiments/benchmark.py`.
+"""Benchmark of a virtual population (target: 10^8 clients, cohorts of 1,000, peak RSS
+<= 3 GiB), part of `experiments/benchmark.py --sections=population`.
 
 Each measurement runs in a fresh process (peak RSS = its ru_maxrss, the JAX import
 included): `virtual` samples `rounds` cohorts of a virtual population
@@ -12,7 +12,7 @@ A second record times whole `fedar-run`s: the virtual population (cohorts stream
 the cohort's 1,000 clients held in memory, all taking part (median seconds per round, peak
 RSS of each process).
 
-  python experiments/benchmark_virtual.py [--quick]
+  python experiments/benchmark_virtual.py [--quick]   # these records alone
 """
 import argparse
 import json
