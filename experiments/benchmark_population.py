@@ -20,6 +20,10 @@ client every round (the same compiled round). Both resample once
 (--resample_every=once: the streamed round prepares each cohort as it arrives,
 the in-memory run prepares its clients once) and again with
 --resample_every=round (both prepare every round). Each run is a fresh process.
+
+Last, the virtual population of 10^8 clients (`benchmark_virtual.py`): cohorts of
+1,000 sampled and generated, and a whole `fedar-run` over it, against the cohort's
+clients held in memory.
 """
 import os
 import resource
@@ -32,6 +36,7 @@ import json
 
 import numpy as np
 
+import benchmark_virtual
 from fedar_jax.data import population_store
 from fedar_jax.data import synthetic
 
@@ -156,6 +161,7 @@ def run(args):
   try:
     yield from written_population(args, out, clients)
     yield from streamed_rounds(args, out, clients)
+    yield from benchmark_virtual.run(args)  # The virtual population of 10^8 clients.
   finally:
     if not args.population_keep:
       shutil.rmtree(out, ignore_errors=True)

@@ -62,9 +62,12 @@ class ClientFacts(NamedTuple):
 class PreparedRows(NamedTuple):
   """A client's rows after `prepare`, held in the x slot of ClientData (its y int32[M]
   and mask bool[M] in ClientData's y and mask), so client sampling, blocks and sharding
-  carry them like raw rows. x: float32[M, ...]; facts: ClientFacts."""
+  carry them like raw rows. x: float32[M, ...]; facts: ClientFacts; raw: the client's
+  own rows (x float32[N, ...], y int32[N], mask bool[N]) where the round evaluates
+  clients on them (--eval_clients), else None."""
   x: jax.Array
   facts: ClientFacts
+  raw: tuple | None = None
 
 
 class ClientPipeline(NamedTuple):

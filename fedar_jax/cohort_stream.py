@@ -32,6 +32,8 @@ import numpy as np
 
 from fedar_jax import distributed
 from fedar_jax import fedar_round
+from fedar_jax import metrics
+from fedar_jax import precision
 from fedar_jax import sampling
 from fedar_jax import sharding
 from fedar_jax.data import cohort_scaling
@@ -56,21 +58,21 @@ def cohort_layout(per_round: int, client_block: int, mesh) -> fedar_round.Client
                                   client_block=client_block, mesh=mesh)
 
 
-# Populations up to this size draw their cohorts with NumPy sorts (`cohort_ids`).
-HOST_SORT_MAX = 2 ** 20
+# Populations up to this size draw their cohorts with NumPy sorts (`sample_ids`).
+HOST_SORT_MAX = sampling.PERMUTATION_MAX_CLIENTS
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _sample(seed, round_index, num_clients, count):
-  return sampling.sample_clients(seed, round_index, num_clients, count)
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _sample(seed, round_index, num_clients, count, stream):
+  return sampling.sample_clients(seed, round_index, num_clients, count, stream)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _sort_keys(seed, round_index, num_clients: int, rounds: int):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _sort_keys(seed, round_index, num_clients: int, rounds: int, stream: int):
   """uint32[rounds, num_clients]: the sort keys of `sampling.sample_clients`'s
   permutation (`jax.random.permutation`: `rounds` stable sorts, each by fresh 32-bit
   keys from a split of the sampling key)."""
-  key = sampling.round_key(seed, round_index)
+  key = sampling.round_key(seed, round_index, stream)
   keys = []
   for _ in range(rounds):
     key, sub = jax.random.split(key)
@@ -78,47 +80,72 @@ def _sort_keys(seed, round_index, num_clients: int, rounds: int):
   return jnp.stack(keys) if keys else jnp.zeros((0, num_clients), jnp.uint32)
 
 
-def cohort_ids(seed: int, round_index: int, num_clients: int, per_round: int,
-               slots: int) -> np.ndarray:
-  """int32[slots]: the clients of the round with 0-based `round_index` (`per_round` of
-  `num_clients`, sorted), then copies of the first up to `slots`.
-
-  The clients are `sampling.sample_clients`'s, drawn on the host CPU: up to HOST_SORT_MAX
-  clients its permutation's sort keys come from JAX and the stable sorts from NumPy (3x
-  faster than XLA's CPU sort at 1,000,000 clients; tests/test_cohort_stream.py checks
-  the two agree), above it `sample_clients` itself."""
+def sample_ids(seed: int, round_index: int, num_clients: int, count: int,
+               stream: int = sampling._STREAM) -> np.ndarray:
+  """int32[count]: `sampling.sample_clients`'s clients (sorted), drawn on the host CPU: up
+  to HOST_SORT_MAX clients its permutation's sort keys come from JAX and the stable sorts
+  from NumPy (3x faster than XLA's CPU sort at 1,000,000 clients;
+  tests/test_cohort_stream.py checks the two agree), above it `sample_clients` itself."""
   with jax.default_device(jax.local_devices(backend='cpu')[0]):
     if num_clients > HOST_SORT_MAX:
-      chosen = np.asarray(_sample(jnp.int32(seed), jnp.int32(round_index), num_clients,
-                                  per_round))
-      return np.concatenate([chosen, np.full(slots - per_round, chosen[0], np.int32)])
-  rounds = int(np.ceil(3 * np.log(max(1, num_clients)) / np.log(np.iinfo(np.uint32).max)))
-  with jax.default_device(jax.local_devices(backend='cpu')[0]):
-    keys = np.asarray(_sort_keys(jnp.int32(seed), jnp.int32(round_index), num_clients, rounds))
+      return np.asarray(_sample(jnp.int32(seed), jnp.int32(round_index), num_clients, count,
+                                stream))
+    rounds = int(np.ceil(3 * np.log(max(1, num_clients)) / np.log(np.iinfo(np.uint32).max)))
+    keys = np.asarray(_sort_keys(jnp.int32(seed), jnp.int32(round_index), num_clients, rounds,
+                                 stream))
   order = np.arange(num_clients, dtype=np.int32)
   for k in keys:  # Each sort moves position i's element by the key drawn for position i.
     order = order[np.argsort(k, kind='stable')]
-  chosen = np.sort(order[:per_round]).astype(np.int32)
+  return np.sort(order[:count]).astype(np.int32)
+
+
+def cohort_ids(seed: int, round_index: int, num_clients: int, per_round: int,
+               slots: int) -> np.ndarray:
+  """int32[slots]: the clients of the round with 0-based `round_index` (`per_round` of
+  `num_clients`, sorted: `sample_ids`), then copies of the first up to `slots`."""
+  chosen = sample_ids(seed, round_index, num_clients, per_round)
   return np.concatenate([chosen, np.full(slots - per_round, chosen[0], np.int32)])
+
+
+def eval_ids(seed: int, round_index: int, num_clients: int, count: int) -> np.ndarray:
+  """int32[count]: the clients evaluated on their own rows after the round with 0-based
+  `round_index` (--eval_clients), sampled as the in-memory round samples them."""
+  return sample_ids(seed, round_index, num_clients, count, sampling.EVAL_STREAM)
+
+
+def client_evaluator(spec: fedar_round.RoundSpec, sweep: bool = False):
+  """The streamed run's per-client evaluation, compiled once for its shapes:
+  (params, ClientData [E, N, ...]) -> {name: float32[E]} (`metrics.evaluate_clients`,
+  traced under spec.matmul_precision); sweep: params with a leading axis S, scores [S, E]."""
+  def scores(params, rows: ClientData):
+    return metrics.evaluate_clients(spec.apply_fn, params, rows.x, rows.y, rows.mask,
+                                    spec.num_classes)
+  fn = precision.with_matmul_precision(scores, spec.matmul_precision)
+  return jax.jit(jax.vmap(fn, in_axes=(0, None)) if sweep else fn)
 
 
 class Cohort(NamedTuple):
   """One round's cohort on the devices. round: 1-based. ids: int32[slots] (host).
   clients: ClientData [slots, N, ...] sharded over the mesh's CLIENTS axis.
-  attackers: bool[slots] replicated (--attack=scale), or None."""
+  attackers: bool[slots] replicated (--attack=scale), or None.
+  evaluated: the clients evaluated after the round (--eval_clients), ClientData [E, N, ...]
+  replicated, or None."""
   round: int
   ids: np.ndarray
   clients: ClientData
   attackers: jax.Array | None
+  evaluated: ClientData | None = None
 
 
 class StreamSpec(NamedTuple):
   """What a stream reads: `per_round` (P) of the source's clients into `slots` slots with
-  `seed`'s sampling keys; `scale_attack`: also read the cohort's attackers."""
+  `seed`'s sampling keys; `scale_attack`: also read the cohort's attackers; `eval_clients`:
+  also read that many clients to evaluate after the round (`eval_ids`)."""
   seed: int
   per_round: int
   slots: int
   scale_attack: bool
+  eval_clients: int = 0
 
 
 def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> Cohort:
@@ -138,8 +165,15 @@ def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> C
     flags = source.attackers(ids)
     attackers = sharding.replicate(
         np.zeros(spec.slots, bool) if flags is None else np.asarray(flags, bool), mesh)
-  jax.block_until_ready((clients, attackers))  # On the devices before the round asks for it.
-  return Cohort(round_number, ids, clients, attackers)
+  evaluated = None
+  if spec.eval_clients:  # Every process reads all E (replicated; E is small).
+    rows = source.cohort(eval_ids(spec.seed, round_number - 1, source.num_clients,
+                                  spec.eval_clients))
+    evaluated = sharding.replicate(ClientData(
+        np.asarray(rows.x, np.float32), np.asarray(rows.y, np.int32),
+        np.asarray(rows.mask, bool), np.asarray(rows.client_id, np.int32)), mesh)
+  jax.block_until_ready((clients, attackers, evaluated))  # On the devices before the round.
+  return Cohort(round_number, ids, clients, attackers, evaluated)
 
 
 class CohortStream:
@@ -205,10 +239,14 @@ class StreamedStep:
   each call runs one round on the next cohort of `stream` (rounds in order from
   `first_round`). The `clients` argument is unused (the cohort replaces it); the
   cohort's attackers replace hparams.attackers (every point's, in a sweep); with a pre-training step
-  (--resample_every=once) the cohort is prepared first."""
+  (--resample_every=once) the cohort is prepared first. With `evaluate`
+  (`client_evaluator`), the new model is then scored on the cohort's evaluated clients and
+  the scores join the round's metrics (a leading block axis of 1), as the in-memory round
+  reports them."""
 
-  def __init__(self, program, stream: CohortStream, first_round: int):
+  def __init__(self, program, stream: CohortStream, first_round: int, evaluate=None):
     self.program, self.stream, self.next_round = program, stream, first_round
+    self.evaluate = evaluate
 
   def __call__(self, state, clients, test, hparams, count):
     del clients
@@ -222,9 +260,13 @@ class StreamedStep:
     data = cohort.clients
     if self.program.prepare_clients is not None:
       data = self.program.prepare_clients(data, hparams)
-    out = self.program.step(state, data, test, hparams, count)
+    state, outs = self.program.step(state, data, test, hparams, count)
+    if self.evaluate is not None and cohort.evaluated is not None:
+      scores = self.evaluate(state.params, cohort.evaluated)
+      outs = outs._replace(metrics={**outs.metrics,
+                                    **{k: v[None] for k, v in scores.items()}})
     self.next_round += 1
-    return out
+    return state, outs
 
 
 def cohort_shapes(source: CohortSource, slots: int, mesh) -> ClientData:

@@ -132,6 +132,12 @@ class RunConfig:
                            'round\'s cohort (--clients_per_round) is read from it while the '
                            'last round runs, so only two cohorts are ever in memory; the data '
                            'flags come from it (docs/scale.md, "Streamed cohorts").')
+  virtual_population: bool = _f(False, 'Synthetic data: generate each round\'s cohort from '
+                                       '(seed, client) instead of holding every client, so '
+                                       '--num_clients may be any int32 (needs '
+                                       '--clients_per_round or --client_fraction; no '
+                                       'attackers). Automatic when the clients would not fit '
+                                       'in memory (docs/scale.md).')
 
   _group('Model')
   model: str = _f('mlp', f'Model: {", ".join(MODELS)} (cnn: conv encoder + MLP head, images).')
@@ -210,6 +216,11 @@ class RunConfig:
                                        '--clients_per_round, without replacement) or poisson '
                                        '(each client joins with probability '
                                        'clients_per_round / num_clients; docs/privacy.md).')
+  eval_clients: int = _f(0, 'Clients the new global model is also evaluated on every round, '
+                            'each on its own rows (sampled from (seed, round) apart from the '
+                            'training cohort): metrics.csv and sweep.csv end with the mean and '
+                            '10th percentile of their G-mean and minority-class recall '
+                            '(docs/design.md); 0 = off (no such columns).')
   coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '
                                     'jax.distributed; "auto" detects it (TPU pods); '
                                     'empty = one process.')
@@ -348,12 +359,50 @@ def data_bytes(cfg: RunConfig) -> int | None:
               + confusion)
 
 
+def is_virtual(cfg: RunConfig) -> bool:
+  """Whether the run's population is virtual (data/virtual_population.py): synthetic data
+  with a sampled cohort, and --virtual_population or clients whose data alone would not fit
+  in this machine's memory (`data_bytes`), the populations refused before virtual ones."""
+  if (cfg.dataset != 'synthetic' or cfg.population
+      or not (cfg.clients_per_round or cfg.client_fraction)):
+    return False
+  if cfg.virtual_population:
+    return True
+  need, have = data_bytes(cfg), _memory_bytes()
+  return bool(have) and need is not None and need > have
+
+
+def _validate_virtual(cfg: RunConfig) -> None:
+  """A virtual population is synthetic, sampled, and has no attackers."""
+  if cfg.virtual_population and cfg.population:
+    raise ConfigError('virtual_population', 'is for synthetic data, not --population')
+  if cfg.virtual_population and cfg.dataset != 'synthetic':
+    raise ConfigError('virtual_population', f'needs --dataset=synthetic, not {cfg.dataset}')
+  if cfg.virtual_population and not (cfg.clients_per_round or cfg.client_fraction):
+    raise ConfigError('virtual_population', 'needs --clients_per_round or --client_fraction '
+                      '(a virtual population trains a sampled cohort)')
+  if cfg.standardize == 'federated' and is_virtual(cfg):
+    raise ConfigError('standardize', 'federated is not supported with a virtual population '
+                      '(its moments are those of every client); use client or none')
+  if cfg.attacker_fraction and is_virtual(cfg):
+    raise ConfigError('attacker_fraction', 'is not supported with a virtual population '
+                      '(--virtual_population, or synthetic clients that do not fit in '
+                      'memory): the attackers are drawn over every client')
+
+
 def _validate_memory(cfg: RunConfig) -> None:
-  """Refuses sizes whose data alone cannot fit in this machine's memory, before allocating."""
+  """Refuses sizes whose data alone cannot fit in this machine's memory, before allocating;
+  a virtual population holds two cohorts (the round's and the next) instead of every client."""
+  clients = 'num_clients'
+  if is_virtual(cfg):
+    clients = 'clients_per_round'
+    cohort = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
+                                        cfg.client_fraction)
+    cfg = cfg.replace(num_clients=min(cfg.num_clients, 2 * cohort), clients_per_round=cohort)
   need, have = data_bytes(cfg), _memory_bytes()
   if need is None or not have or need <= have:
     return
-  sizes = {'num_clients': cfg.num_clients, 'samples_per_client': cfg.samples_per_client,
+  sizes = {clients: getattr(cfg, clients), 'samples_per_client': cfg.samples_per_client,
            'test_per_class': cfg.test_per_class, 'num_classes': cfg.num_classes,
            'batch_size': cfg.batch_size,
            'feature_dim' if cfg.dataset == 'synthetic' else 'image_size':
@@ -387,6 +436,7 @@ def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
   if not cfg.hidden or min(cfg.hidden) < 1:
     raise ConfigError('hidden', f'must be a list of positive widths, got {list(cfg.hidden)}')
   _validate_scale(cfg)
+  _validate_virtual(cfg)
   _validate_methods(cfg)
   if host_memory:
     _validate_memory(cfg)
@@ -403,8 +453,11 @@ def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
 
 
 def _validate_scale(cfg: RunConfig) -> None:
-  for name in ('client_block', 'clients_per_round'):
+  for name in ('client_block', 'clients_per_round', 'eval_clients'):
     _at_least(cfg, name, 0)
+  if cfg.eval_clients > cfg.num_clients:
+    raise ConfigError('eval_clients', f'{cfg.eval_clients} is more than '
+                      f'--num_clients={cfg.num_clients}')
   if cfg.clients_per_round > cfg.num_clients:
     raise ConfigError('clients_per_round', f'{cfg.clients_per_round} is more than '
                       f'--num_clients={cfg.num_clients}')

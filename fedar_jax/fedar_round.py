@@ -9,7 +9,10 @@ round_step(state, clients, test, hparams):
      real sample counts, leaving out clients whose update is not finite
      (counted in metrics['dropped_clients']); with --dp (privacy.py) each update is
      clipped, their sum noised and divided by the expected cohort size first;
-  3. evaluation of the new global model on the balanced test set.
+  3. evaluation of the new global model on the balanced test set, and with
+     `eval_clients` on E clients sampled on their own key stream, each on its own
+     rows (`metrics.evaluate_clients`: metrics['client_gmean'] and
+     metrics['client_minority_recall'], float32[E]).
 Hyperparameters that only change numbers (threshold, learning rate, seed, the
 methods' parameters in HParams.methods) are traced, so changing them never
 recompiles.
@@ -104,6 +107,9 @@ class RoundSpec(NamedTuple):
   trains_prepared: the clients' x holds `client.PreparedRows` (prepared once
   before training, `--resample_every=once`): the clients only train.
   matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
+  eval_clients: E, clients the new global model is also evaluated on, each on its own
+  rows, every round (0: none). They are sampled from all C with keys from (seed, round)
+  on `sampling.EVAL_STREAM`, apart from the training cohort's.
   """
   apply_fn: Callable
   resampler: Resampler
@@ -121,6 +127,8 @@ class RoundSpec(NamedTuple):
   client_sampling: str = 'uniform'
   # --- Numerics ---
   matmul_precision: str = 'default'
+  # --- Evaluation ---
+  eval_clients: int = 0
 
 
 class ClientLayout(NamedTuple):
@@ -287,10 +295,26 @@ def make_round(spec: RoundSpec) -> Callable:
   constrain = sharding.client_constraint(spec.mesh)
   dp = spec.methods.privacy != 'none'
 
+  def own_rows(clients: ClientData) -> tuple:
+    """Every client's own rows (x, y, mask): the raw rows kept beside prepared ones."""
+    if spec.trains_prepared:
+      return clients.x.raw
+    return clients.x, clients.y, clients.mask
+
+  def evaluate_clients(params, clients: ClientData, hparams: HParams, round_index) -> dict:
+    """`metrics.evaluate_clients` on the round's `spec.eval_clients` sampled clients."""
+    num_clients = spec.num_clients or clients.client_id.shape[0]
+    chosen = sampling.sample_clients(hparams.seed, round_index, num_clients, spec.eval_clients,
+                                     stream=sampling.EVAL_STREAM)
+    x, y, mask = (jnp.take(a, chosen, axis=0) for a in own_rows(clients))
+    return metrics.evaluate_clients(spec.apply_fn, params, x, y, mask, spec.num_classes)
+
   def participants(clients: ClientData, hparams: HParams, round_index):
     """The round's client slots (ClientData [P]), which of them are active (bool[P]), the
     number of blocks, each slot's attacker flag (bool[P], or None) and the clients a
     Poisson cohort left out (int32; 0 otherwise)."""
+    if spec.trains_prepared and clients.x.raw is not None:  # Only the evaluation reads them.
+      clients = clients._replace(x=clients.x._replace(raw=None))
     rows = clients.client_id.shape[0]  # x may be a pytree (client.PreparedRows).
     num_clients = spec.num_clients or rows
     blocks, size = slot_layout(spec, num_clients)
@@ -355,6 +379,8 @@ def make_round(spec: RoundSpec) -> Callable:
     # are counted with the dropped ones.
     evaluation['dropped_clients'] = (jnp.sum(active & ~result.finite).astype(jnp.int32)
                                      + overflow)
+    if spec.eval_clients:
+      evaluation.update(evaluate_clients(params, clients, hparams, state.round))
     client_index = jnp.where(active, data.client_id, -1)
     return (ServerState(params, state.round + 1, opt_state, new_clip),
             RoundOutput(evaluation, result.stats, client_index))

@@ -28,6 +28,7 @@ from fedar_jax import checkpoint
 from fedar_jax import checkpoint_record
 from fedar_jax import client_block_fit
 from fedar_jax import cohort_stream
+from fedar_jax import config as config_lib
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import memory_estimate
@@ -41,15 +42,24 @@ from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
 from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
+from fedar_jax.data import virtual_population
 from fedar_jax.data.load import FederatedDataset
 from fedar_jax.programs import block_length, compile_program, compiler_options
 from fedar_jax.train import build, build_layout, build_streamed
 
 
-def csv_header(class_names) -> list[str]:
+# The columns --eval_clients adds at the end of metrics.csv and sweep.csv rows: the mean and
+# the 10th percentile (NumPy's linear interpolation) over the evaluated clients.
+CLIENT_EVAL_COLUMNS = tuple(f'{name}_{stat}' for name in metrics.CLIENT_METRIC_NAMES
+                            for stat in ('mean', 'p10'))
+
+
+def csv_header(class_names, client_eval: bool = False) -> list[str]:
+  """metrics.csv's columns; client_eval: the run evaluates clients (--eval_clients > 0)."""
   return (['round', *metrics.METRIC_NAMES] + [f'recall_{n}' for n in class_names]
           + ['resampled_clients', 'dropped_clients', 'fallback_clients', 'mean_client_ir',
-             'train_loss', 'round_s', 'epsilon'])
+             'train_loss', 'round_s', 'epsilon']
+          + list(CLIENT_EVAL_COLUMNS if client_eval else ()))
 
 
 def complete_rows(rows: list, width: int, tail) -> list:
@@ -57,6 +67,18 @@ def complete_rows(rows: list, width: int, tail) -> list:
   row gets the last `width - len(row)` cells of `tail(row)` (the cells a run of that
   version wrote nothing for: epsilon inf, DP settings at their defaults)."""
   return [row if len(row) >= width else row + tail(row)[len(row) - width:] for row in rows]
+
+
+def client_eval_cells(m: dict, index: tuple) -> list[str]:
+  """The CLIENT_EVAL_COLUMNS cells of one row from the round's per-client scores
+  (m[name][index]: float[E]); none where the round evaluated no clients."""
+  if metrics.CLIENT_METRIC_NAMES[0] not in m:
+    return []
+  cells = []
+  for name in metrics.CLIENT_METRIC_NAMES:
+    scores = np.asarray(m[name][index], np.float64)
+    cells += [f'{float(np.mean(scores)):.6f}', f'{float(np.percentile(scores, 10)):.6f}']
+  return cells
 
 
 def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) -> list[list]:
@@ -83,7 +105,8 @@ def csv_rows(first_round: int, outs: fedar_round.RoundOutput, seconds: float) ->
   return [[first_round + i[0]] + [f'{float(m[k][i]):.6f}' for k in metrics.METRIC_NAMES]
           + [f'{float(r):.6f}' for r in m['recall'][i]]
           + [int(resampled[i]), int(dropped[i]), int(fallback[i]), f'{float(ir[i]):.4f}',
-             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] for i in np.ndindex(*lead)]
+             f'{float(loss[i]):.6f}', f'{seconds:.4f}'] + client_eval_cells(m, i)
+          for i in np.ndindex(*lead)]
 
 
 # A compiled call runs at most about this many seconds of rounds (at the speed measured so
@@ -179,6 +202,7 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
   points = len(sink.settings)
   epsilons = sink.epsilons or [None] * points
   trailing = sink.trailing or [[]] * points
+  fixed = sink.header.index('epsilon')  # csv_rows' cells before the epsilon cell.
   try:
     with interrupts.deferred(enabled=jax.process_count() == 1):
       for first, count in calls:
@@ -187,9 +211,12 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
         block = csv_rows(first, outs, seconds / count)  # Round-major, then point.
         for i in range(count):
           times.append(seconds / count)
-          metric_rows = [row + [privacy_accounting.epsilon_cell(eps, first + i)]
+          # epsilon follows round_s; the trailing settings follow it, then the optional
+          # columns (client evaluation).
+          metric_rows = [row[:fixed] + [privacy_accounting.epsilon_cell(eps, first + i)]
+                         + row[fixed:]
                          for row, eps in zip(block[i * points:(i + 1) * points], epsilons)]
-          new = [point + row + tail
+          new = [point + row[:fixed + 1] + tail + row[fixed + 1:]
                  for point, row, tail in zip(sink.settings, metric_rows, trailing)]
           sink.rows.extend(new)
           sink.writer.writerows(new)
@@ -221,19 +248,25 @@ def setup(cfg: RunConfig, source=None):
   """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
 
   source: a CohortSource whose cohorts the run streams (data/cohort_source.py); default
-  the --population directory's, if given (else the data is loaded into memory).
+  the --population directory's, if given, or the virtual population's
+  (data/virtual_population.py), else the data is loaded into memory.
   Returns (Experiment, mesh). Raises DataError / ConfigError for data that
   does not fit the flags; nothing has been written to the workdir by then.
   """
   distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
                          cfg.coordinator_timeout_s)
   mesh = sharding.make_mesh()
-  streamed = source is not None or bool(cfg.population)  # Cohorts read round by round.
+  # Cohorts read or generated round by round: nothing is loaded whole.
+  streamed = source is not None or bool(cfg.population) or config_lib.is_virtual(cfg)
   if not streamed:
     memory_estimate.check_before_loading(cfg)  # Before images are decoded at that size.
   with progress.stage('loading data, building the model'):
-    if streamed:
-      return build_streamed(cfg, source or cohort_stream.population_source(cfg), mesh), mesh
+    if source is None and cfg.population:
+      source = cohort_stream.population_source(cfg)
+    if source is None:
+      source = virtual_population.source(cfg)  # None unless the population is virtual.
+    if source is not None:
+      return build_streamed(cfg, source, mesh), mesh
     rows = build_layout(cfg, mesh, client_block_fit.choose(cfg, mesh))
     exp = build(cfg, mesh=mesh, rows=rows)
   return exp, mesh
@@ -283,9 +316,10 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
   if done:
     state, last_metrics = ckpt.restore(state, step=done)
     logging.info('resuming after round %d from %s', done, ckpt_dir)
-  header = csv_header(exp.data.class_names)
+  header = csv_header(exp.data.class_names, cfg.eval_clients > 0)
   epsilons = privacy_accounting.run_epsilons(cfg)
-  rows = complete_rows(rows, len(header),
+  # Rows of an older version lack the epsilon cell (and never had client evaluation).
+  rows = complete_rows(rows, len(csv_header(exp.data.class_names)),
                        lambda row: [privacy_accounting.epsilon_cell(epsilons, int(row[0]))])
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
@@ -391,7 +425,8 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
   if calls:
     stream = cohort_stream.CohortStream(
         source, cohort_stream.StreamSpec(cfg.seed, spec.num_clients, slots,
-                                         hparams.attackers is not None), mesh, cfg.rounds)
+                                         hparams.attackers is not None, cfg.eval_clients),
+        mesh, cfg.rounds)
     stream.request(done + 1)  # Read while the round compiles.
     t0 = time.perf_counter()
     with progress.stage('compiling the round'):
@@ -400,7 +435,9 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
                                 options=compiler_options(cfg.fast_compile))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)
-    step = cohort_stream.StreamedStep(program, stream, done + 1)
+    step = cohort_stream.StreamedStep(
+        program, stream, done + 1,
+        cohort_stream.client_evaluator(spec) if cfg.eval_clients else None)
   return _Inputs(done, kept, calls, step, compile_s, state, (None, test, hparams),
                  stream.close if stream is not None else lambda: None)
 

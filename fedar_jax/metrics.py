@@ -12,6 +12,13 @@ scikit-learn's and imbalanced-learn's default `labels=None`.
                      (imblearn `geometric_mean_score(average='macro')`, the paper's GMN)
   gmean_multiclass = (prod of per-class sensitivities) ** (1 / #present labels)
                      (imblearn's default `average='multiclass'`)
+
+Per-client evaluation (`evaluate_clients`, --eval_clients) scores the global model on
+each client's own real rows: the client's G-mean is `gmean` above on its confusion
+matrix (so a class the client lacks counts only where the model predicts it, with
+sensitivity 0, as imblearn's `geometric_mean_score(average='macro')`), and its
+minority recall is the recall of its rarest class present (fewest real rows; ties go
+to the lowest class index).
 """
 import jax
 import jax.numpy as jnp
@@ -83,3 +90,28 @@ def evaluate(apply_fn, params, x: jax.Array, y: jax.Array, mask: jax.Array,
   pred = jnp.argmax(apply_fn(params, x), axis=-1)
   cm = confusion_matrix(y, pred, mask, num_classes)
   return {**from_confusion(cm), 'confusion': cm}
+
+
+CLIENT_METRIC_NAMES = ('client_gmean', 'client_minority_recall')
+
+
+def client_scores(cm: jax.Array) -> dict:
+  """One client's scores from its confusion matrix int[K, K]: float32 scalars named
+  CLIENT_METRIC_NAMES (G-mean; recall of the rarest class in the client's truth)."""
+  support = jnp.sum(cm, axis=1)
+  rarest = jnp.argmin(jnp.where(support > 0, support, jnp.iinfo(jnp.int32).max))
+  scores = from_confusion(cm)
+  return {'client_gmean': scores['gmean'], 'client_minority_recall': scores['recall'][rarest]}
+
+
+def evaluate_clients(apply_fn, params, x: jax.Array, y: jax.Array, mask: jax.Array,
+                     num_classes: int) -> dict:
+  """The model's `client_scores` on each of E clients' own rows (vmap over clients).
+
+  x: float[E, N, ...]; y: int32[E, N]; mask: bool[E, N] (real rows). Returns
+  {name: float32[E]} for CLIENT_METRIC_NAMES.
+  """
+  def one(xc, yc, mc):
+    pred = jnp.argmax(apply_fn(params, xc), axis=-1)
+    return client_scores(confusion_matrix(yc, pred, mc, num_classes))
+  return jax.vmap(one)(x, y, mask)

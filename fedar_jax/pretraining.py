@@ -51,7 +51,8 @@ def make_prepare_clients(spec: fedar_round.RoundSpec) -> Callable:
 
   Returns:
     prepare_clients(clients: ClientData [R, N], hparams) -> ClientData with
-    x: client.PreparedRows [R, M, ...], y int32[R, M], mask bool[R, M], the same client_id.
+    x: client.PreparedRows [R, M, ...], y int32[R, M], mask bool[R, M], the same client_id
+    (with `spec.eval_clients`, PreparedRows.raw keeps the input rows for the evaluation).
   """
   check_hoistable(spec)
   prepare = fedar_round.client_pipeline(spec).prepare
@@ -61,7 +62,7 @@ def make_prepare_clients(spec: fedar_round.RoundSpec) -> Callable:
       key, x, y, mask = slot
       k_res, _ = jax.random.split(key)  # The round key's resampling half, as client_update.
       (xs, ys, ms), facts = prepare(None, k_res, x, y, mask, hparams.threshold)
-      return client.PreparedRows(xs, facts), ys, ms
+      return client.PreparedRows(xs, facts, (x, y, mask) if spec.eval_clients else None), ys, ms
 
     rows = clients.client_id.shape[0]
     keys = fedar_round.client_keys(hparams.seed, jnp.int32(ONCE_ROUND), clients.client_id)

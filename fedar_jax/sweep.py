@@ -87,11 +87,14 @@ def sweep_lists(flag_values, base: config_lib.RunConfig, host_memory: bool = Tru
 
 
 def _check_population(base: config_lib.RunConfig, lists: dict) -> None:
-  """A --population is one data set sampled with one --seed: refuses data lists and
-  more than one seed, saying what to run instead."""
-  if not base.population:
+  """A --population or a virtual population is one data set sampled with one --seed:
+  refuses data lists and more than one seed, saying what to run instead."""
+  if not base.population and not config_lib.is_virtual(base):
     return
   data = [n for n in sweep_axes.flags_of(sweep_axes.DATA) if lists.get(n)]
+  if not base.population and (data or len(lists.get('seeds', ())) > 1):
+    raise config_lib.ConfigError(data[0] if data else 'seeds', 'a virtual population is one '
+                                 'data set, sampled with one --seed; run one sweep per value')
   if data:
     field = SWEEP_FLAGS[data[0]].field
     raise config_lib.ConfigError(data[0], f'--population={base.population} is one data set; '
@@ -183,6 +186,9 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
       if base.population:
         from fedar_jax import cohort_stream
         data = sweep_data.build_streamed(base, cohort_stream.population_source(base), mesh)
+      elif config_lib.is_virtual(base):
+        from fedar_jax.data import virtual_population
+        data = sweep_data.build_streamed(base, virtual_population.source(base), mesh)
       else:
         data = sweep_data.build(base, axes, mesh)
   with contextlib.ExitStack() as held:

@@ -69,8 +69,12 @@ from fedar_jax.sweep_axes import (SETTING_COLUMNS, TRAILING_COLUMNS,  # noqa: F4
                                   point_hparams, point_label, point_settings, trailing_settings)
 
 
-def sweep_header(class_names) -> list[str]:
-  return list(SETTING_COLUMNS) + loop.csv_header(class_names) + list(TRAILING_COLUMNS)
+def sweep_header(class_names, client_eval: bool = False) -> list[str]:
+  """sweep.csv's columns: the settings, metrics.csv's columns up to epsilon, the trailing
+  (DP) settings, then the client evaluation's columns (client_eval: --eval_clients > 0)."""
+  metrics_header = loop.csv_header(class_names)
+  return (list(SETTING_COLUMNS) + metrics_header + list(TRAILING_COLUMNS)
+          + (list(loop.CLIENT_EVAL_COLUMNS) if client_eval else []))
 
 
 def _old_row_tail(row) -> list[str]:
@@ -124,7 +128,7 @@ def run_sweep(base: RunConfig, axes: SweepAxes, workdir: str, stream=None,
   # Rewrite the rows kept in the checkpoints, then append (process 0 only).
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'sweep.csv') if writer_process else None,
-      sweep_header(data.sets[0].class_names),
+      sweep_header(data.sets[0].class_names, base.eval_clients > 0),
       rows=[row for g in groups for row in resume[g.name][1]])
   with f:
     # The next group is built and compiled in a background thread while this one runs.
@@ -171,7 +175,8 @@ def build_points(group: Group, data: sweep_data.SweepData, mesh) -> list[train.E
 
 class ReadyGroup(NamedTuple):
   """A group built and compiled: its stacked state, data, program and trace count; a
-  streamed group's CohortSource and cohort size (else None, 0)."""
+  streamed group's CohortSource, cohort size and per-client evaluation
+  (`cohort_stream.client_evaluator`; else None, 0, None)."""
   group: Group
   start: int
   class_names: tuple
@@ -184,6 +189,7 @@ class ReadyGroup(NamedTuple):
   traces: list
   source: object = None
   per_round: int = 0
+  evaluate: Callable | None = None
 
 
 def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
@@ -212,7 +218,9 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
         sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
         options=programs.compiler_options(base.fast_compile))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
-                    time.perf_counter() - t0, traces, data.source, first.spec.num_clients)
+                    time.perf_counter() - t0, traces, data.source, first.spec.num_clients,
+                    cohort_stream.client_evaluator(first.spec, sweep=True)
+                    if data.source is not None and base.eval_clients else None)
 
 
 def block_length(base: RunConfig, data: sweep_data.SweepData) -> int:
@@ -237,9 +245,11 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
   if ready.source is not None:  # Each round's cohort streams in; the points share one seed.
     slots = clients.client_id.shape[0]
     spec = cohort_stream.StreamSpec(group.points[0].seed, ready.per_round, slots,
-                                    hparams.attackers is not None)
+                                    hparams.attackers is not None, base.eval_clients)
     stream = cohort_stream.CohortStream(ready.source, spec, mesh, base.rounds)
-    step, close = cohort_stream.StreamedStep(program, stream, start + 1), stream.close
+    step = cohort_stream.StreamedStep(program, stream, start + 1,
+                                      ready.evaluate if base.eval_clients else None)
+    close = stream.close
   elif program.prepare_clients is not None:  # Per-point resampled rows [S, C, M, ...].
     clients = program.prepare_clients(clients, hparams)
   ckpt = checkpoint.Checkpoints(os.path.join(ckpt_root, group.name), base.keep_checkpoints,
@@ -248,7 +258,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
     state, _ = ckpt.restore(state, step=start)
   settings = [point_settings(p) for p in group.points]
   epsilons = [privacy_accounting.run_epsilons(p) for p in group.points]  # Cached per (q, z).
-  header = loop.csv_header(ready.class_names)
+  header = loop.csv_header(ready.class_names, base.eval_clients > 0)
   tb_root = os.path.join(os.path.dirname(ckpt_root), 'tb')  # ckpt_root is DIR/checkpoints.
   tbs = [tensorboard_writer.ScalarWriter(os.path.join(tb_root, tensorboard_writer.point_dir(
       point_label(p, names))), start + 1, hparams=point_hparams(p)) for p in group.points]

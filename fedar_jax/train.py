@@ -268,6 +268,9 @@ def build_streamed(cfg: RunConfig, source, mesh=None,
   slots = fedar_round.data_rows(layout, per_round)
   spec, state, hparams = round_parts(cfg, model, resampler, len(class_names), layout,
                                      np.zeros(slots, bool) if cfg.attack == 'scale' else None)
+  # The round holds only the cohort: the evaluated clients (--eval_clients) stream in
+  # beside it and are scored after the round (cohort_stream.StreamedStep).
+  spec = spec._replace(eval_clients=0)
   return Experiment(spec, data, state, hparams, source)
 
 
@@ -280,7 +283,8 @@ def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num
                                cfg.local_epochs, cfg.batch_size,
                                client_pipeline=model.client_pipeline,
                                methods=methods.methods_of(cfg),
-                               matmul_precision=cfg.matmul_precision, **layout._asdict())
+                               matmul_precision=cfg.matmul_precision,
+                               eval_clients=cfg.eval_clients, **layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)
   # --dp=adaptive: the clip norm is state, starting at --dp_clip_norm.

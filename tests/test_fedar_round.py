@@ -1,9 +1,13 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fedar_jax import reference
 from fedar_jax import fedar_round
+from fedar_jax import metrics
+from fedar_jax import pretraining
+from fedar_jax import sampling
 from tests import helpers
 
 
@@ -95,3 +99,46 @@ def test_same_seed_same_numbers_and_other_seed_differs():
   c, _ = step(state, clients, test, fedar_round.HParams.create(1.5, 1e-2, 8))
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
   assert not np.array_equal(jax.tree.leaves(a.params)[0], jax.tree.leaves(c.params)[0])
+
+
+@pytest.mark.parametrize('once', [False, True])
+def test_round_evaluates_sampled_clients_on_their_own_rows_and_compiles_once(once):
+  clients, test = helpers.unequal_clients()
+  spec, state = helpers.small_spec(clients)
+  spec = spec._replace(eval_clients=3)
+  data = clients
+  if once:  # The prepared rows are resampled; the evaluation reads the raw ones.
+    data = jax.jit(pretraining.make_prepare_clients(spec))(
+        clients, fedar_round.HParams.create(1.5, 1e-3, 0))
+    spec = pretraining.round_spec(spec)
+  traces = []
+  inner = fedar_round.make_round(spec)
+  step = jax.jit(lambda *a: (traces.append(1), inner(*a))[1])
+  for r, seed in [(0, 0), (1, 0), (2, 5)]:
+    hp = fedar_round.HParams.create(1.5, 1e-3, seed)
+    new, out = step(state._replace(round=jnp.int32(r)), data, test, hp)
+    chosen = np.asarray(sampling.sample_clients(hp.seed, jnp.int32(r), 4, 3,
+                                                stream=sampling.EVAL_STREAM))
+    # NumPy reference: the new global model's predictions on each chosen client's real rows.
+    for slot, c in enumerate(chosen):
+      real = clients.mask[c]
+      pred = np.asarray(spec.apply_fn(new.params, clients.x[c][real])).argmax(-1)
+      truth = clients.y[c][real]
+      classes, counts = np.unique(truth, return_counts=True)
+      rarest = classes[np.argmin(counts)]
+      recall = np.mean(pred[truth == rarest] == rarest)
+      labels = np.union1d(truth, pred)
+      sens = [np.mean(pred[truth == k] == k) if np.any(truth == k) else 0.0 for k in labels]
+      spec_k = [np.mean(pred[truth != k] != k) for k in labels]
+      gmean = np.sqrt(np.mean(sens) * np.mean(spec_k))
+      np.testing.assert_allclose(out.metrics['client_gmean'][slot], gmean, atol=1e-5)
+      np.testing.assert_allclose(out.metrics['client_minority_recall'][slot], recall, atol=1e-6)
+  assert len(traces) == 1 and step._cache_size() == 1
+
+
+def test_round_without_client_evaluation_has_no_client_metrics():
+  clients, test = helpers.unequal_clients()
+  spec, state = helpers.small_spec(clients)
+  _, out = jax.jit(fedar_round.make_round(spec))(state, clients, test,
+                                                 fedar_round.HParams.create(1.5, 1e-3, 0))
+  assert not set(metrics.CLIENT_METRIC_NAMES) & set(out.metrics)

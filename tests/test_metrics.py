@@ -53,3 +53,40 @@ def test_masked_rows_are_ignored():
   y_pred = np.array([0, 1, 0, 1], np.int32)
   cm = metrics.confusion_matrix(y_true, y_pred, np.array([True, True, False, False]), 2)
   np.testing.assert_array_equal(np.asarray(cm), [[1, 0], [0, 1]])
+
+
+def _client_reference(y_true, y_pred):
+  """A client's (G-mean, minority recall) by imbalanced-learn / scikit-learn: the rarest
+  class of its truth (ties: lowest index)."""
+  classes, counts = np.unique(y_true, return_counts=True)
+  rarest = classes[np.argmin(counts)]
+  recall = skm.recall_score(y_true, y_pred, labels=[rarest], average=None, zero_division=0)[0]
+  return imb.geometric_mean_score(y_true, y_pred, average='macro'), recall
+
+
+@pytest.mark.filterwarnings('ignore')
+def test_per_client_scores_match_imblearn_per_client():
+  rng = np.random.default_rng(7)
+  k, n = 4, 30
+  # Clients: imbalanced, lacking a class, one real class only, tied rarest classes, padded.
+  y = np.stack([rng.choice(k, n, p=[0.6, 0.25, 0.1, 0.05]), rng.integers(0, 3, n),
+                np.full(n, 2), np.repeat([0, 1, 3], [12, 6, 12]),
+                rng.integers(0, k, n)]).astype(np.int32)
+  mask = np.ones(y.shape, bool)
+  mask[4, 20:] = False  # Padding rows: never counted.
+  logits = rng.normal(size=(len(y), n, k)).astype(np.float32)
+  out = metrics.evaluate_clients(lambda params, x: x, None, logits, y, mask, k)
+  assert set(out) == set(metrics.CLIENT_METRIC_NAMES)
+  for c in range(len(y)):
+    real = mask[c]
+    gmean, recall = _client_reference(y[c, real], logits[c, real].argmax(-1))
+    np.testing.assert_allclose(out['client_gmean'][c], gmean, atol=1e-6, err_msg=str(c))
+    np.testing.assert_allclose(out['client_minority_recall'][c], recall, atol=1e-6,
+                               err_msg=str(c))
+
+
+def test_minority_class_is_the_rarest_present_lowest_index_on_ties():
+  cm = np.array([[5, 0, 0], [0, 0, 0], [1, 1, 0]], np.int32)  # class 1 absent; 2 has 2 rows
+  assert float(metrics.client_scores(cm)['client_minority_recall']) == 0.0
+  cm = np.array([[2, 0, 0], [0, 0, 0], [1, 1, 0]], np.int32)  # 0 and 2 tie: class 0
+  assert float(metrics.client_scores(cm)['client_minority_recall']) == 1.0

@@ -33,6 +33,8 @@ class StandardizedSource:
     self.source, self.mode = source, mode
     self.num_clients, self.capacity = source.num_clients, source.capacity
     self.row_shape, self.class_names = source.row_shape, source.class_names
+    # The resampler's bound (train.build_streamed), unchanged by scaling.
+    self.max_class_count = getattr(source, 'max_class_count', None)
     t = source.test
     if mode == 'federated':
       self._mean, self._std = standardize_lib.mean_std(

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from absl import logging
 import numpy as np
 
+from fedar_jax import config as config_lib
 from fedar_jax.data import federated
 from fedar_jax.data import fer2013
 from fedar_jax.data import image_folder
@@ -168,6 +169,10 @@ def load_federated(cfg, client_ids=None) -> FederatedDataset:
   Raises:
     DataError: bad input file/folder or data that cannot satisfy the flags.
   """
+  if config_lib.is_virtual(cfg):
+    raise DataError('--num_clients', f'{cfg.num_clients} synthetic clients form a virtual '
+                    'population, generated cohort by cohort (data/virtual_population.py), '
+                    'not loaded whole')
   source = cfg.data_path or cfg.data_dir or cfg.dataset
   logging.info('loading data: %s, %d clients ...', source, cfg.num_clients)
   start = time.perf_counter()

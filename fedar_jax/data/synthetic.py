@@ -127,9 +127,21 @@ def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
     (ClientData with x[len(client_ids), N, D], TestData with x[K * test_per_class, D]).
   """
   problem = make_problem(seed, num_classes, feature_dim)
+  ids = np.asarray(range(num_clients) if client_ids is None else client_ids, np.int32)
+  clients = synthetic_clients(problem, seed, ids, samples_per_client, imbalance_ratio)
+  return clients, synthetic_test(problem, seed, test_per_class)
+
+
+def synthetic_clients(problem: SyntheticProblem, seed: int, ids: np.ndarray,
+                      samples_per_client: int, imbalance_ratio: float) -> ClientData:
+  """The clients `ids` (int32[P], any order, repeats allowed) of `synthetic_federated`:
+  x float32[P, N, D], y int32[P, N], mask all True, client_id = ids. Client c's rows
+  depend only on (seed, c); clients are generated in threads."""
+  num_classes = problem.num_classes
+  feature_dim = problem.embedding.shape[1]
   counts = imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
   labels = np.repeat(np.arange(num_classes), counts).astype(np.int32)
-  ids = np.asarray(range(num_clients) if client_ids is None else client_ids, np.int32)
+  ids = np.asarray(ids, np.int32)
   # Every client holds exactly samples_per_client rows: fill one preallocated array
   # (no per-client copies; 10,000 x 220 x 432 float32 is 3.8 GB).
   x, populate = _host_array((len(ids), samples_per_client, feature_dim), np.float32)
@@ -146,10 +158,14 @@ def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
   workers = max(1, min(os.cpu_count() or 1, 8, len(ids)))
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     list(pool.map(fill, np.array_split(np.arange(len(ids)), workers)))
+  return ClientData(x, y, np.ones(y.shape, bool), ids)
+
+
+def synthetic_test(problem: SyntheticProblem, seed: int, test_per_class: int) -> TestData:
+  """The balanced test set of `synthetic_federated`: x float32[K * test_per_class, D]."""
   rng = np.random.Generator(np.random.SFC64([seed, 2]))
-  y_test = np.repeat(np.arange(num_classes), test_per_class).astype(np.int32)
-  test = TestData(problem.sample(y_test, rng), y_test, np.ones(len(y_test), bool))
-  return ClientData(x, y, np.ones(y.shape, bool), ids), test
+  y_test = np.repeat(np.arange(problem.num_classes), test_per_class).astype(np.int32)
+  return TestData(problem.sample(y_test, rng), y_test, np.ones(len(y_test), bool))
 
 
 _MADV_POPULATE_WRITE = 23  # Linux >= 5.14; not in Python's mmap module before 3.13.
