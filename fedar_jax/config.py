@@ -514,6 +514,10 @@ def _validate_privacy(cfg: RunConfig) -> None:
     raise ConfigError('client_sampling', 'poisson needs --clients_per_round (or '
                       '--client_fraction) below --num_clients: each client joins with '
                       'probability clients_per_round / num_clients')
+  if cfg.client_sampling == 'poisson' and (cfg.population or is_virtual(cfg)):
+    raise ConfigError('client_sampling', 'poisson is not supported with a streamed '
+                      '(--population) or virtual population, whose cohorts are drawn '
+                      'uniformly on the host; use --client_sampling=uniform')
   if cfg.dp == 'none':
     return
   if cfg.aggregator != 'mean':

@@ -413,6 +413,15 @@ def test_refused_dp_combination_is_one_line_exit_2_through_the_cli(tmp_path):
   assert not (tmp_path / 'w').exists()
 
 
+def test_poisson_sampling_of_a_virtual_or_streamed_population_is_refused():
+  from fedar_jax import config as config_lib
+  cfg = RunConfig(num_clients=40, clients_per_round=4, virtual_population=True,
+                  client_sampling='poisson', samples_per_client=20, feature_dim=4)
+  with pytest.raises(ConfigError, match='--client_sampling: poisson is not supported'):
+    config_lib.validate(cfg)
+  config_lib.validate(cfg.replace(client_sampling='uniform'))
+
+
 @pytest.mark.parametrize('args,pattern', [
     (['--dp_noise_multiplier=2'], '--dp_noise_multiplier: 2.0 does nothing here'),
     (['--dp=fixed', '--dp_target_quantile=0.2'], '--dp_target_quantile: 0.2 does nothing'),
