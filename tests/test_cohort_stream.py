@@ -42,6 +42,7 @@ def test_cohort_ids_are_the_in_memory_rounds_sample(seed, round_index, clients, 
     {},
     {'resample_every': 'round', 'resampler': 'borderline_smote1'},
     {'attacker_fraction': 0.3, 'attack': 'scale', 'aggregator': 'median', 'client_block': 0},
+    {'dp': 'adaptive', 'dp_noise_multiplier': 0.5, 'dp_clip_norm': 0.5},
 ])
 def test_streamed_run_equals_in_memory_run(tmp_path, extra):
   cfg = CFG.replace(**extra)
@@ -54,6 +55,7 @@ def test_streamed_run_equals_in_memory_run(tmp_path, extra):
   assert len(streamed) == cfg.rounds
   assert memory == streamed
   assert {row['resampled_clients'] for row in streamed} != {'0'}
+  assert all((row['epsilon'] != 'inf') == ('dp' in extra) for row in streamed)
   # Rounds 1..4 each read their own cohort, once (round 1 while the round compiled).
   assert traces == [1, 2, 3, 4]
   assert summary['round_s'] is not None
