@@ -15,6 +15,10 @@ checkpoint:
                  entry below it).
   tfds:NAME      name, split, the version directories prepared under --data_dir
                  and the listing of the dataset's folder.
+  --population   the population directory (fedar-population): the SHA-256 of its
+                 metadata.json (the flags and seeds that wrote it) and of its file
+                 names and sizes; times are left out, so a copied population is the
+                 same population.
 """
 import hashlib
 import os
@@ -45,8 +49,30 @@ def of(dataset: str, data_path: str = '', data_dir: str = '', tfds_split: str = 
 
 
 def of_config(cfg) -> dict:
-  """`of` for a RunConfig."""
+  """`of` for a RunConfig; a streamed run's (--population) is its population's."""
+  if getattr(cfg, 'population', ''):
+    return of_population(cfg.population)
   return of(cfg.dataset, cfg.data_path, cfg.data_dir, cfg.tfds_split)
+
+
+def of_population(folder: str) -> dict:
+  """A population directory's fingerprint (see the module docstring)."""
+  out = {'source': 'population', 'path': os.path.abspath(folder)}
+  metadata = _hash_file(os.path.join(folder, 'metadata.json'))
+  if metadata is None:
+    return {**out, 'missing': True}
+  digest, count = hashlib.sha256(), 0
+  for top, dirs, files in os.walk(folder, onerror=lambda e: None):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(top, name)
+      try:
+        size = os.lstat(path).st_size
+      except OSError:
+        continue
+      digest.update(f'{os.path.relpath(path, folder)}\0{size}\n'.encode(errors='surrogateescape'))
+      count += 1
+  return {**out, 'sha256': metadata, 'entries': count, 'listing_sha256': digest.hexdigest()}
 
 
 def _file(path: str) -> dict:
@@ -121,7 +147,9 @@ def difference(stored: dict, now: dict) -> str | None:
   if now.get('missing') or stored.get('missing'):
     return (f'{now.get("path")!r} is missing now' if now.get('missing') else
             f'{stored.get("path")!r} was missing when it was recorded')
-  if 'sha256' in stored and 'sha256' in now:
+  if stored.get('source') == 'population' and stored.get('sha256') != now.get('sha256'):
+    return 'its metadata.json changed (a population written with other flags)'
+  if 'sha256' in stored and 'sha256' in now and stored.get('source') != 'population':
     if stored['sha256'] == now['sha256']:
       return None
     return (f'its content changed (SHA-256 {stored["sha256"][:12]}.. -> {now["sha256"][:12]}.., '

@@ -65,3 +65,27 @@ def test_tfds_records_name_split_and_versions(tmp_path):
 
 def test_synthetic_data_is_its_flags():
   assert data_fingerprint.of('synthetic') == {'source': 'synthetic'}
+
+
+def test_a_population_is_its_metadata_and_file_sizes(tmp_path):
+  import shutil
+  from types import SimpleNamespace
+  pop = tmp_path / 'pop'
+  (pop / 'shards').mkdir(parents=True)
+  (pop / 'metadata.json').write_text('{"num_clients": 4}')
+  (pop / 'shards' / 'x_0.npy').write_bytes(b'\0' * 64)
+  cfg = SimpleNamespace(population=str(pop), dataset='synthetic', data_path='', data_dir='',
+                        tfds_split='')
+  first = data_fingerprint.of_config(cfg)
+  assert first['source'] == 'population' and first['entries'] == 2
+  copy = tmp_path / 'copy'
+  shutil.copytree(pop, copy)  # Other times and place: the same population.
+  assert data_fingerprint.difference(first, data_fingerprint.of_population(str(copy))) is None
+  (pop / 'shards' / 'x_0.npy').write_bytes(b'\0' * 32)
+  what = data_fingerprint.difference(first, data_fingerprint.of_population(str(pop)))
+  assert what.startswith('its listing'), what
+  (pop / 'metadata.json').write_text('{"num_clients": 5}')
+  what = data_fingerprint.difference(first, data_fingerprint.of_population(str(pop)))
+  assert 'metadata.json changed' in what
+  shutil.rmtree(pop)
+  assert 'missing' in data_fingerprint.difference(first, data_fingerprint.of_population(str(pop)))
