@@ -60,8 +60,9 @@ def test_fedar_sweep_signal_at_start_is_one_line(tmp_path):
 
 
 def test_fedar_population_signal_at_start_is_one_line(tmp_path):
+  # Valid flags (a long write), so the signal, not a refusal, ends it.
   args = [f'--out={tmp_path / "pop"}', '--num_clients=200000', '--samples_per_client=8',
-          '--feature_dim=4']
+          '--imbalance_ratio=2', '--feature_dim=4']
   rc, lines = _signal_while_starting('population', args, signal.SIGINT, 0.3)
   assert rc == 130 and len(lines) == 1 and lines[0].startswith('interrupted'), lines
   assert not (tmp_path / 'pop').exists()

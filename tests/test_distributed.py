@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from fedar_jax import sweep_axes
 
@@ -46,17 +47,20 @@ def _two_processes(command_of, env, timeout):
   return outs
 
 
-def test_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize('extra', [(), ('--dp=fixed', '--dp_noise_multiplier=0.5',
+                                          '--dp_clip_norm=0.5')])
+def test_two_processes_equal_one_process(tmp_path, extra):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_CPU_COLLECTIVES_IMPLEMENTATION'] = 'gloo'
   address = f'127.0.0.1:{free_port()}'
   outs = _two_processes(lambda i: command(tmp_path / 'multi', f'--coordinator_address={address}',
-                                          '--num_processes=2', f'--process_id={i}'), env, 400)
+                                          '--num_processes=2', f'--process_id={i}', *extra),
+                        env, 400)
   for _, err in outs:
     # 5 clients padded to 6 rows (a multiple of 2 devices): each process generated its 3.
     assert '5 clients (6 rows, 3 here)' in err and '2 x cpu' in err and '2 processes' in err, err
-  single = subprocess.run(command(tmp_path / 'single'), cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=400)
+  single = subprocess.run(command(tmp_path / 'single', *extra), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=400)
   assert single.returncode == 0, single.stderr[-3000:]
   multi, one = read_rows(tmp_path / 'multi' / 'metrics.csv'), read_rows(
       tmp_path / 'single' / 'metrics.csv')
@@ -66,8 +70,9 @@ def test_two_processes_equal_one_process(tmp_path):
     np.testing.assert_allclose([float(v) for v in a.values()], [float(v) for v in b.values()],
                                atol=2e-5, rtol=0)
   assert all(row['dropped_clients'] == '0' and row['resampled_clients'] == '4' for row in one)
-  # The model did train: the loss moves between rounds.
+  # The model did train: the loss moves between rounds; DP spends epsilon.
   assert len({row['train_loss'] for row in one}) == 3
+  assert all((row['epsilon'] != 'inf') == bool(extra) for row in one)
 
 
 SWEEP_FLAGS = ['--num_clients=3', '--samples_per_client=30', '--feature_dim=8', '--rounds=2',
