@@ -53,8 +53,8 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
   if cfg.dataset != 'synthetic':
     return _read_shape(cfgs)
   # Attackers keep or shrink their majority class, so B is every honest client's.
-  counts = max(int(synthetic.imbalanced_counts(c.samples_per_client, c.num_classes,
-                                               c.imbalance_ratio).max()) for c in cfgs)
+  counts = max(synthetic.max_class_count(c.samples_per_client, c.num_classes,
+                                         c.imbalance_ratio, synthetic.skew_of(c)) for c in cfgs)
   return DataShape(cfg.samples_per_client, (cfg.feature_dim,), cfg.num_classes,
                    cfg.num_classes * cfg.test_per_class, counts, True)
 

@@ -82,6 +82,11 @@ def _method_params(namespace: dict, kind: str) -> None:
     namespace[p.name] = _f(p.default, p.help)
 
 
+# The partitions synthetic data takes (data/synthetic.py, Skew): every client at the flags'
+# ratio (or log-uniform up to --imbalance_ratio_max), or Dirichlet label skew.
+SYNTHETIC_PARTITIONS = ('imbalance', 'dirichlet')
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """One run's settings. Every field is also a CLI flag of the same name
@@ -113,7 +118,8 @@ class RunConfig:
   samples_per_client: int = _f(220, 'Real samples per client N (real data, partitions other '
                                     'than imbalance: the mean; 0 = share out every row).')
   partition: str = _f('imbalance', f'How real data is split over clients: '
-                                   f'{", ".join(partition_lib.PARTITIONS)} (synthetic: imbalance).')
+                                   f'{", ".join(partition_lib.PARTITIONS)} (synthetic: '
+                                   f'{", ".join(SYNTHETIC_PARTITIONS)}).')
   dirichlet_alpha: float = _f(0.5, 'Dirichlet label-skew concentration (--partition=dirichlet).')
   imbalance_ratio_max: float = _f(0.0, 'If > --imbalance_ratio, each client draws its ratio '
                                        'log-uniformly from [imbalance_ratio, this].')
@@ -443,11 +449,14 @@ def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
   _validate_numerics(cfg)
   if cfg.partition != 'imbalance':
     return cfg
-  need = synthetic.min_samples_for_ratio(cfg.num_classes, cfg.imbalance_ratio)
+  ratio, flag = cfg.imbalance_ratio, 'imbalance_ratio'
+  if cfg.imbalance_ratio_max > ratio:
+    ratio, flag = cfg.imbalance_ratio_max, 'imbalance_ratio_max'
+  need = synthetic.min_samples_for_ratio(cfg.num_classes, ratio)
   if cfg.samples_per_client < need:
     raise ConfigError('samples_per_client',
                       f'{cfg.samples_per_client} cannot hold one sample of each of '
-                      f'{cfg.num_classes} classes at --imbalance_ratio={cfg.imbalance_ratio:g}; '
+                      f'{cfg.num_classes} classes at --{flag}={ratio:g}; '
                       f'need at least {need}')
   return cfg
 
@@ -557,11 +566,13 @@ def _validate_data(cfg: RunConfig) -> None:
   _choice(cfg, 'latent_resampling', LATENT_RESAMPLING)
   _choice(cfg, 'resample_every', RESAMPLE_EVERY)
   if cfg.dataset == 'synthetic':
-    for name in ('partition', 'classes', 'client_column',
-                 'imbalance_ratio_max', 'imbalance_order'):
+    if cfg.partition not in SYNTHETIC_PARTITIONS:
+      raise ConfigError('partition', f'{cfg.partition} applies to real data only; synthetic '
+                        f'data takes {" or ".join(SYNTHETIC_PARTITIONS)}')
+    for name in ('classes', 'client_column', 'imbalance_order'):
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
-        raise ConfigError(name, 'applies to real data only (--dataset=synthetic has its own '
-                          'imbalance partition)')
+        raise ConfigError(name, 'applies to real data only (synthetic class 0 is every '
+                          'client\'s majority, class K-1 its minority)')
     if cfg.model == 'cnn':
       raise ConfigError('model', 'cnn needs image data (--dataset=fer2013, image_folder or tfds)')
   if not cfg.label_column.strip():

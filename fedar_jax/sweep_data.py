@@ -130,8 +130,8 @@ def _expected_shape(cfg: RunConfig):
 
 
 def _synthetic_max_class_count(cfgs) -> int:
-  return max(int(synthetic.imbalanced_counts(c.samples_per_client, c.num_classes,
-                                             c.imbalance_ratio).max()) for c in cfgs)
+  return max(synthetic.max_class_count(c.samples_per_client, c.num_classes,
+                                       c.imbalance_ratio, synthetic.skew_of(c)) for c in cfgs)
 
 
 def _pad_capacity(clients: federated.ClientData, capacity: int) -> federated.ClientData:

@@ -82,7 +82,7 @@ def test_bad_data_is_one_line_exit_2(tmp_path, case, pattern):
 @pytest.mark.parametrize('changes,pattern', [
     ({'dataset': 'tfds:'}, '--dataset: unknown dataset'),
     ({'dataset': 'fer2013', 'partition': 'bogus'}, '--partition: unknown value'),
-    ({'partition': 'iid'}, '--partition: applies to real data only'),
+    ({'partition': 'iid'}, '--partition: iid applies to real data only'),
     ({'model': 'cnn'}, '--model: cnn needs image data'),
     ({'dataset': 'fer2013', 'attacker_fraction': 1.5}, '--attacker_fraction: must be in'),
     ({'dataset': 'fer2013', 'attack_ratio': 0.5}, '--attack_ratio: must be 0 or >= 1'),

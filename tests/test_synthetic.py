@@ -103,3 +103,48 @@ def test_mmap_backed_clients_are_the_same(monkeypatch):
   populate(1, 2)
   x[:] = 1.5
   assert x.sum() == 1.5 * 15000
+
+
+def test_heterogeneous_ratios_are_per_client_and_within_range():
+  skew = synthetic.Skew(ratio_max=20.0)
+  clients, _ = synthetic.synthetic_federated(3, 40, 60, 2, 4, 2.0, 5, skew=skew)
+  counts = federated.client_class_counts(clients, 2)
+  ir = counts.max(1) / counts.min(1)
+  assert ir.min() >= 1.9 and ir.max() <= 20.5 and len(set(ir.round(3))) > 10
+  # Client c's rows depend on (seed, c) alone, with or without the others.
+  alone, _ = synthetic.synthetic_federated(3, 40, 60, 2, 4, 2.0, 5, client_ids=[17], skew=skew)
+  np.testing.assert_array_equal(alone.x[0], clients.x[17])
+  np.testing.assert_array_equal(alone.y[0], clients.y[17])
+  # No skew: the homogeneous clients, unchanged.
+  plain, _ = synthetic.synthetic_federated(3, 40, 60, 2, 4, 2.0, 5)
+  assert len({tuple(c) for c in federated.client_class_counts(plain, 2)}) == 1
+  assert synthetic.max_class_count(60, 2, 2.0, skew) == counts.max() or (
+      synthetic.max_class_count(60, 2, 2.0, skew) > counts.max())
+  assert synthetic.max_class_count(60, 2, 2.0, skew) == int(
+      synthetic.imbalanced_counts(60, 2, 20.0).max())
+
+
+def test_dirichlet_label_skew_varies_the_class_shares():
+  skew = synthetic.Skew(partition='dirichlet', alpha=0.3)
+  clients, _ = synthetic.synthetic_federated(0, 30, 50, 3, 4, 10.0, 5, skew=skew)
+  counts = federated.client_class_counts(clients, 3)
+  assert (counts.sum(1) == 50).all() and (counts == 0).any()
+  assert len({tuple(c) for c in counts}) > 20
+  assert synthetic.max_class_count(50, 3, 10.0, skew) == 50
+  tiny = synthetic.client_counts(0, 1, 50, 3, 10.0, synthetic.Skew(partition='dirichlet',
+                                                                    alpha=1e-9))
+  assert tiny.sum() == 50
+
+
+def test_synthetic_partition_flags_are_validated():
+  from fedar_jax.config import ConfigError, RunConfig, validate
+  base = dict(num_clients=4, samples_per_client=40, feature_dim=4)
+  validate(RunConfig(**base, imbalance_ratio_max=20.0))
+  validate(RunConfig(**base, partition='dirichlet'))
+  with pytest.raises(ConfigError, match='--partition: iid applies to real data only'):
+    validate(RunConfig(**base, partition='iid'))
+  with pytest.raises(ConfigError, match='--imbalance_order: applies to real data only'):
+    validate(RunConfig(**base, imbalance_order='fixed'))
+  with pytest.raises(ConfigError, match='--samples_per_client: 10 cannot hold .* '
+                                        '--imbalance_ratio_max=50'):
+    validate(RunConfig(**{**base, 'samples_per_client': 10}, imbalance_ratio_max=50.0))

@@ -7,7 +7,7 @@ import pytest
 from fedar_jax import config as config_lib
 from fedar_jax import loop
 from fedar_jax import sampling
-from fedar_jax.data import load, synthetic, virtual_population
+from fedar_jax.data import federated, load, synthetic, virtual_population
 from fedar_jax.data.cohort_source import InMemorySource
 from fedar_jax.data.errors import DataError
 
@@ -21,9 +21,12 @@ def _equal(a, b):
     assert np.asarray(getattr(a, name)).dtype == np.asarray(getattr(b, name)).dtype, name
 
 
-def test_cohorts_equal_the_in_memory_population_bit_for_bit():
-  memory = InMemorySource(load.load_federated(SMALL))
-  virtual = virtual_population.source(SMALL.replace(virtual_population=True))
+@pytest.mark.parametrize('skew', [{}, {'imbalance_ratio_max': 8.0}, {'data_seed': 2},
+                                  {'partition': 'dirichlet', 'dirichlet_alpha': 0.4}])
+def test_cohorts_equal_the_in_memory_population_bit_for_bit(skew):
+  cfg = SMALL.replace(**skew)
+  memory = InMemorySource(load.load_federated(cfg.replace(seed=cfg.effective_data_seed)))
+  virtual = virtual_population.source(cfg.replace(virtual_population=True))
   assert isinstance(virtual, virtual_population.VirtualPopulation)
   for name in ('num_clients', 'capacity', 'row_shape', 'class_names'):
     assert getattr(virtual, name) == getattr(memory, name), name
@@ -33,6 +36,8 @@ def test_cohorts_equal_the_in_memory_population_bit_for_bit():
   for r in range(3):
     ids = np.asarray(sampling.sample_clients(jnp.int32(SMALL.seed), jnp.int32(r), 12, 4))
     _equal(virtual.cohort(ids), memory.cohort(ids))
+  # The resamplers' static bound covers every client's largest class.
+  assert virtual.max_class_count >= federated.max_class_count(memory.data.clients, 3)
   _equal(virtual.cohort(np.array([11, 0, 11, 3])), memory.cohort(np.array([11, 0, 11, 3])))
   assert virtual.attackers(np.arange(4)) is None
 

@@ -186,7 +186,7 @@ def _load(cfg, client_ids) -> FederatedDataset:
   if cfg.dataset == 'synthetic':
     clients, test = synthetic.synthetic_federated(
         cfg.seed, cfg.num_clients, cfg.samples_per_client, cfg.num_classes, cfg.feature_dim,
-        cfg.imbalance_ratio, cfg.test_per_class, client_ids)
+        cfg.imbalance_ratio, cfg.test_per_class, client_ids, synthetic.skew_of(cfg))
     names = tuple(str(k) for k in range(cfg.num_classes))
     if not cfg.attacker_fraction:
       return FederatedDataset(clients, test, names)

@@ -23,6 +23,7 @@ import functools
 import mmap
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -113,13 +114,61 @@ def imbalanced_counts(n: int, num_classes: int, imbalance_ratio: float) -> np.nd
   return counts
 
 
+class Skew(NamedTuple):
+  """How synthetic clients differ (the default: not at all, every client at
+  `imbalance_ratio`). ratio_max: if above the ratio, client c's ratio is log-uniform in
+  [ratio, ratio_max] (--imbalance_ratio_max); partition 'dirichlet': client c's class
+  shares are Dirichlet(alpha) (--partition=dirichlet, --dirichlet_alpha), its counts a
+  multinomial draw of N rows. Both are drawn from client c's own stream of (seed, c)."""
+  ratio_max: float = 0.0
+  partition: str = 'imbalance'
+  alpha: float = 0.5
+
+  @property
+  def varies(self) -> bool:
+    return self.partition == 'dirichlet' or self.ratio_max > 0
+
+
+def skew_of(cfg) -> Skew:
+  """The Skew of a RunConfig's synthetic data."""
+  return Skew(float(cfg.imbalance_ratio_max), cfg.partition, float(cfg.dirichlet_alpha))
+
+
+def client_counts(seed: int, client: int, samples_per_client: int, num_classes: int,
+                  imbalance_ratio: float, skew: Skew = Skew()) -> np.ndarray:
+  """int[K]: client `client`'s class counts (summing to samples_per_client)."""
+  if not skew.varies:
+    return imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
+  rng = np.random.Generator(np.random.SFC64([seed, 3, client]))
+  if skew.partition == 'dirichlet':
+    share = np.nan_to_num(rng.dirichlet(np.full(num_classes, skew.alpha)))
+    if share.sum() <= 0:  # Every share underflowed (tiny alpha): one class holds the rows.
+      share[rng.integers(num_classes)] = 1.0
+    return rng.multinomial(samples_per_client, share / share.sum())
+  ratio = imbalance_ratio
+  if skew.ratio_max > imbalance_ratio:
+    ratio = float(np.exp(rng.uniform(np.log(imbalance_ratio), np.log(skew.ratio_max))))
+  return imbalanced_counts(samples_per_client, num_classes, ratio)
+
+
+def max_class_count(samples_per_client: int, num_classes: int, imbalance_ratio: float,
+                    skew: Skew = Skew()) -> int:
+  """The largest class count any client can hold (the resamplers' static bound): the
+  majority at the largest ratio; every row under a Dirichlet partition."""
+  if skew.partition == 'dirichlet':
+    return samples_per_client
+  ratio = max(imbalance_ratio, skew.ratio_max)
+  return int(imbalanced_counts(samples_per_client, num_classes, ratio).max())
+
+
 def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
                         num_classes: int, feature_dim: int, imbalance_ratio: float,
-                        test_per_class: int, client_ids=None):
+                        test_per_class: int, client_ids=None, skew: Skew = Skew()):
   """Clients with `samples_per_client` rows at `imbalance_ratio`, and a balanced test set.
 
   Class 0 is every client's majority and class K-1 its minority (the globally
-  imbalanced setting FedAR studies). Client c's data depends only on (seed, c),
+  imbalanced setting FedAR studies); `skew` makes clients differ (heterogeneous
+  ratios, or Dirichlet label skew). Client c's data depends only on (seed, c),
   so a host can generate just its own clients: `client_ids` (default
   range(num_clients)) picks which, in order; ClientData.client_id holds them.
 
@@ -128,19 +177,22 @@ def synthetic_federated(seed: int, num_clients: int, samples_per_client: int,
   """
   problem = make_problem(seed, num_classes, feature_dim)
   ids = np.asarray(range(num_clients) if client_ids is None else client_ids, np.int32)
-  clients = synthetic_clients(problem, seed, ids, samples_per_client, imbalance_ratio)
+  clients = synthetic_clients(problem, seed, ids, samples_per_client, imbalance_ratio, skew)
   return clients, synthetic_test(problem, seed, test_per_class)
 
 
 def synthetic_clients(problem: SyntheticProblem, seed: int, ids: np.ndarray,
-                      samples_per_client: int, imbalance_ratio: float) -> ClientData:
+                      samples_per_client: int, imbalance_ratio: float,
+                      skew: Skew = Skew()) -> ClientData:
   """The clients `ids` (int32[P], any order, repeats allowed) of `synthetic_federated`:
   x float32[P, N, D], y int32[P, N], mask all True, client_id = ids. Client c's rows
   depend only on (seed, c); clients are generated in threads."""
   num_classes = problem.num_classes
   feature_dim = problem.embedding.shape[1]
-  counts = imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
-  labels = np.repeat(np.arange(num_classes), counts).astype(np.int32)
+  labels = None  # Every client's, unless they differ.
+  if not skew.varies:
+    counts = imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
+    labels = np.repeat(np.arange(num_classes), counts).astype(np.int32)
   ids = np.asarray(ids, np.int32)
   # Every client holds exactly samples_per_client rows: fill one preallocated array
   # (no per-client copies; 10,000 x 220 x 432 float32 is 3.8 GB).
@@ -152,7 +204,12 @@ def synthetic_clients(problem: SyntheticProblem, seed: int, ids: np.ndarray,
       if (i - rows[0]) % 256 == 0:  # Fault the next 256 clients' pages in at once.
         populate(i, min(i + 256, rows[-1] + 1))
       rng = client_rng(seed, int(ids[i]))
-      y[i] = rng.permutation(labels)
+      own = labels
+      if own is None:
+        own = np.repeat(np.arange(num_classes), client_counts(
+            seed, int(ids[i]), samples_per_client, num_classes, imbalance_ratio,
+            skew)).astype(np.int32)
+      y[i] = rng.permutation(own)
       problem.sample(y[i], rng, out=x[i])
 
   workers = max(1, min(os.cpu_count() or 1, 8, len(ids)))

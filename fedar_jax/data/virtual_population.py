@@ -36,19 +36,20 @@ class VirtualPopulation:
   """
 
   def __init__(self, seed: int, num_clients: int, samples_per_client: int, num_classes: int,
-               feature_dim: int, imbalance_ratio: float, test_per_class: int):
+               feature_dim: int, imbalance_ratio: float, test_per_class: int,
+               skew: synthetic.Skew = synthetic.Skew()):
     self.seed = seed
     self.num_clients = int(num_clients)
     self.capacity = int(samples_per_client)
     self.row_shape = (int(feature_dim),)
     self.class_names = tuple(str(k) for k in range(num_classes))
     self.imbalance_ratio = float(imbalance_ratio)
+    self.skew = skew
     self.problem = synthetic.make_problem(seed, num_classes, feature_dim)
-    # Raises ValueError now, not in the streaming thread, if N cannot hold every class.
-    counts = synthetic.imbalanced_counts(samples_per_client, num_classes, imbalance_ratio)
-    # Every client holds these class counts: the in-memory population's largest class count
-    # (federated.max_class_count), which sizes the resampler.
-    self.max_class_count = int(counts.max())
+    # Raises ValueError now, not in the streaming thread, if N cannot hold every class; the
+    # largest class count a client can hold sizes the resampler.
+    self.max_class_count = synthetic.max_class_count(samples_per_client, num_classes,
+                                                     imbalance_ratio, skew)
     self.test = synthetic.synthetic_test(self.problem, seed, test_per_class)
 
   def cohort(self, client_ids: np.ndarray) -> ClientData:
@@ -60,7 +61,7 @@ class VirtualPopulation:
       raise ValueError(f'client ids must be in [0, {self.num_clients}), got '
                        f'[{ids.min()}, {ids.max()}]')
     return synthetic.synthetic_clients(self.problem, self.seed, ids, self.capacity,
-                                       self.imbalance_ratio)
+                                       self.imbalance_ratio, self.skew)
 
   def attackers(self, client_ids: np.ndarray) -> None:
     """None: a virtual population has no attackers (the config refuses them)."""
@@ -74,7 +75,8 @@ def source(cfg):
   (`config.is_virtual`). cfg: a validated RunConfig."""
   if not config_lib.is_virtual(cfg):
     return None
-  population = VirtualPopulation(cfg.seed, cfg.num_clients, cfg.samples_per_client,
-                                 cfg.num_classes, cfg.feature_dim, cfg.imbalance_ratio,
-                                 cfg.test_per_class)
+  population = VirtualPopulation(cfg.effective_data_seed, cfg.num_clients,
+                                 cfg.samples_per_client, cfg.num_classes, cfg.feature_dim,
+                                 cfg.imbalance_ratio, cfg.test_per_class,
+                                 synthetic.skew_of(cfg))
   return cohort_scaling.standardized(population, cfg.standardize)
