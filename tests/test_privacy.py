@@ -30,9 +30,10 @@ from tests.test_fedar_round import assert_round_equals_reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Random oversampling: the DP tests do not depend on the resampler, and it compiles fastest.
 BASE = RunConfig(num_clients=4, samples_per_client=40, feature_dim=8, num_classes=2,
                  test_per_class=30, local_epochs=1, rounds=3, checkpoint_every=2,
-                 dp='fixed', dp_noise_multiplier=0.5)
+                 dp='fixed', dp_noise_multiplier=0.5, resampler='random_over')
 
 
 def _rows(path):
@@ -135,21 +136,21 @@ def test_effective_noise_multiplier_of_adaptive_clipping():
 
 def test_sigma_zero_with_huge_clip_is_uniform_weight_fedavg():
   # Equal client sizes: FedAvg's sample weights are uniform, so plain FedAvg is the oracle;
-  # the clipped update sum over m = C clients adds back to the mean model.
+  # the clipped update sum over m = C clients adds back to the mean model. One shape for
+  # both data sets (capacity 30), so each round compiles once.
   clients, test = helpers.unequal_clients(sizes=(30, 30, 30, 30))
-  spec, state = _dp_spec(clients)
-  plain, _ = helpers.small_spec(clients)
+  spec, state = _dp_spec(clients, resampler='random_over')
+  plain, _ = helpers.small_spec(clients, resampler='random_over')
+  dp_round, plain_round = (jax.jit(fedar_round.make_round(s)) for s in (spec, plain))
   hp = _hp(dp_noise_multiplier=0.0, dp_clip_norm=1e6)
-  s_dp, _ = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp)
-  s_plain, _ = jax.jit(fedar_round.make_round(plain))(state, clients, test, hp)
+  s_dp, _ = dp_round(state, clients, test, hp)
+  s_plain, _ = plain_round(state, clients, test, hp)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6, rtol=0),
                s_dp.params, s_plain.params)
   # With unequal sizes the DP mean is unweighted: it differs from FedAvg's weighted one.
-  clients, test = helpers.unequal_clients()
-  spec, state = _dp_spec(clients)
-  plain, _ = helpers.small_spec(clients)
-  s_dp, _ = jax.jit(fedar_round.make_round(spec))(state, clients, test, hp)
-  s_plain, _ = jax.jit(fedar_round.make_round(plain))(state, clients, test, hp)
+  clients, test = helpers.unequal_clients(sizes=(30, 20, 25, 10))
+  s_dp, _ = dp_round(state, clients, test, hp)
+  s_plain, _ = plain_round(state, clients, test, hp)
   assert not np.allclose(jax.tree.leaves(s_dp.params)[0], jax.tree.leaves(s_plain.params)[0])
 
 
@@ -322,7 +323,7 @@ def test_run_epsilons_use_the_effective_multiplier_and_inf_without_dp():
     (dict(client_sampling='poisson'), '--client_sampling: poisson needs --clients_per_round'),
     (dict(aggregator='median'), '--aggregator: median with --dp=fixed'),
     (dict(clients_per_round=2, dp_accountant='pld'), '--dp_accountant: pld has no event'),
-    (dict(defence='fedar_1.5'), '--defence: fedar_1.5 sets --dp=none'),
+    (dict(defence='fedar_1.5', resampler='smote'), '--defence: fedar_1.5 sets --dp=none'),
 ])
 def test_bad_dp_settings_are_one_line_naming_the_flag(changes, pattern):
   with pytest.raises(ConfigError) as e:
