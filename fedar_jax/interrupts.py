@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,8 +100,11 @@ def deferred(enabled: bool = True):
 
 
 def exit_quietly() -> None:
-  """The process is ending with its one line: later unraisable exceptions are not printed."""
+  """The process is ending with its one line: later unraisable exceptions are not printed,
+  nor the warnings of coroutines a library left unawaited (Orbax's, collected at exit)."""
   _state['quiet_exit'] = True
+  warnings.filterwarnings('ignore', message=r"coroutine '.*' was never awaited",
+                          category=RuntimeWarning)
 
 
 def pending() -> bool:

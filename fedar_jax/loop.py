@@ -337,8 +337,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
   finally:
     bar.close()
     close()
+    ckpt.close()  # Also after a signal: no checkpoint work is left for interpreter exit.
   last_metrics = metrics_now if metrics_now is not None else last_metrics
-  ckpt.close()
   last_metrics = sharding.fetch(last_metrics)
   final = {k: float(v) for k, v in last_metrics.items() if np.ndim(v) == 0}
   final['recall'] = {n: float(v) for n, v in zip(exp.data.class_names, last_metrics['recall'])}

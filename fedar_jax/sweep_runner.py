@@ -275,7 +275,7 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
                                  round_done)
   finally:
     close()
-  ckpt.close()
+    ckpt.close()  # Also after a signal: no checkpoint work is left for interpreter exit.
   return {'name': group.name, 'points': len(settings), 'traces': len(traces),
           'devices': dict(mesh.shape),
           'compile_s': compile_s, 'round_s': statistics.median(times), 'resumed_at': start}
