@@ -116,18 +116,19 @@ def _context(page: str, start: int) -> str:
   return block
 
 
-def spans(root: str = ROOT):
-  """[(page, figure name, span text, context)] of every figure span in the pages."""
-  out = []
+def _pages(root: str):
+  """(relative path, absolute path, text) of every page of PAGES that exists under root."""
   for rel in PAGES:
     path = os.path.join(root, rel)
-    if not os.path.exists(path):
-      continue
-    with open(path, encoding='utf-8') as f:
-      page = f.read()
-    for m in SPAN.finditer(page):
-      out.append((rel, m.group(1), m.group(2), _context(page, m.start())))
-  return out
+    if os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        yield rel, path, f.read()
+
+
+def spans(root: str = ROOT):
+  """[(page, figure name, span text, context)] of every figure span in the pages."""
+  return [(rel, m.group(1), m.group(2), _context(page, m.start()))
+          for rel, _, page in _pages(root) for m in SPAN.finditer(page)]
 
 
 def check(root: str = ROOT) -> list[str]:
@@ -148,12 +149,7 @@ def check(root: str = ROOT) -> list[str]:
 def rewrite(name: str, text: str, root: str = ROOT) -> list[str]:
   """Replaces every span of figure `name` by `text`; returns the pages changed."""
   changed = []
-  for rel in PAGES:
-    path = os.path.join(root, rel)
-    if not os.path.exists(path):
-      continue
-    with open(path, encoding='utf-8') as f:
-      page = f.read()
+  for rel, path, page in _pages(root):
     new = SPAN.sub(lambda m: (f'<!-- figure:{name} -->{text}<!-- /figure -->'
                               if m.group(1) == name else m.group(0)), page)
     if new != page:

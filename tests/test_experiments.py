@@ -7,11 +7,16 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / 'experiments'
 
 
-def _workload():
-  spec = importlib.util.spec_from_file_location('workload', EXPERIMENTS / 'workload.py')
+def _script(name: str):
+  """experiments/NAME.py imported as a module."""
+  spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f'{name}.py')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def _workload():
+  return _script('workload')
 
 
 def test_scripts_import_nothing_from_tests_nor_edit_sys_path():
@@ -39,10 +44,7 @@ def test_workload_is_a_valid_config_and_flags():
 
 
 def _docs_figures():
-  spec = importlib.util.spec_from_file_location('docs_figures', EXPERIMENTS / 'docs_figures.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return _script('docs_figures')
 
 
 def test_every_quoted_result_names_its_command():
