@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from fedar_jax import data_dtype
 from fedar_jax import fedar_round
 from fedar_jax import sampling
 from fedar_jax import sharding
@@ -138,7 +139,8 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   client_sharding = NamedSharding(mesh, P(sharding.SWEEP, sharding.CLIENTS) if stacked
                                   else P(sharding.CLIENTS))
   sds = lambda s, dtype, where: jax.ShapeDtypeStruct(data_lead + s, dtype, sharding=where)
-  clients = federated.ClientData(sds((rows, n) + row, np.float32, client_sharding),
+  clients = federated.ClientData(sds((rows, n) + row, data_dtype.numpy_dtype(cfg.data_dtype),
+                                     client_sharding),
                                  sds((rows, n), np.int32, client_sharding),
                                  sds((rows, n), np.bool_, client_sharding),
                                  sds((rows,), np.int32, client_sharding))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedar_jax import data_dtype
 from fedar_jax import losses
 from fedar_jax.methods import MethodParams
 from fedar_jax.methods import registry
@@ -62,9 +63,9 @@ class ClientFacts(NamedTuple):
 class PreparedRows(NamedTuple):
   """A client's rows after `prepare`, held in the x slot of ClientData (its y int32[M]
   and mask bool[M] in ClientData's y and mask), so client sampling, blocks and sharding
-  carry them like raw rows. x: float32[M, ...]; facts: ClientFacts; raw: the client's
-  own rows (x float32[N, ...], y int32[N], mask bool[N]) where the round evaluates
-  clients on them (--eval_clients), else None."""
+  carry them like raw rows. x: [M, ...] in the rows' stored dtype (--data_dtype); facts:
+  ClientFacts; raw: the client's own rows (x [N, ...] as stored, y int32[N], mask bool[N])
+  where the round evaluates clients on them (--eval_clients), else None."""
   x: jax.Array
   facts: ClientFacts
   raw: tuple | None = None
@@ -125,7 +126,8 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
     apply_fn: (params, x[B, ...]) -> logits[B, K].
     params: model parameters (pytree).
     key: PRNG key.
-    x: float[M, ...]; y: int32[M]; mask: bool[M].
+    x: float32 or bfloat16[M, ...] (--data_dtype; each minibatch is cast to float32);
+      y: int32[M]; mask: bool[M].
     learning_rate: float scalar (may be traced).
     epochs, batch_size: static ints.
     loss_fn: (logits, y, mask) -> scalar (losses.make_loss); default cross-entropy.
@@ -154,7 +156,7 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
 
   def step(carry, idx):
     current, opt_state = carry
-    xb, yb, mb = x[idx], y[idx], mask[idx]
+    xb, yb, mb = data_dtype.computed(x[idx]), y[idx], mask[idx]
     (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(current, xb, yb, mb)
     updates, new_opt_state = opt.update(grads, opt_state, current)
     new = (optax.apply_updates(current, updates), new_opt_state)
@@ -237,7 +239,8 @@ def client_update(pipeline: ClientPipeline, params, key, x, y, mask, threshold,
     params: incoming global parameters.
     key: this client's PRNG key for this round; its first half resamples, its
       second half trains.
-    x: float[N, ...]; y: int32[N]; mask: bool[N] (padded client data).
+    x: float32 or bfloat16[N, ...] (--data_dtype; cast to float32 before `prepare`);
+      y: int32[N]; mask: bool[N] (padded client data).
     threshold, learning_rate: float scalars (may be traced).
     resample_key: if given, resampling uses this key's first half instead of
       `key`'s (e.g. the first round's key for `--resample_every=once`).
@@ -248,7 +251,7 @@ def client_update(pipeline: ClientPipeline, params, key, x, y, mask, threshold,
   k_res, k_train = jax.random.split(key)
   if resample_key is not None:
     k_res, _ = jax.random.split(resample_key)
-  rows, facts = pipeline.prepare(params, k_res, x, y, mask, threshold)
+  rows, facts = pipeline.prepare(params, k_res, data_dtype.computed(x), y, mask, threshold)
   params, loss = pipeline.train(params, k_train, rows, facts, learning_rate)
   return params, client_stats(facts, rows[2], loss)
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedar_jax import data_dtype as data_dtype_lib
 from fedar_jax import distributed
 from fedar_jax import fedar_round
 from fedar_jax import metrics
@@ -140,12 +141,14 @@ class Cohort(NamedTuple):
 class StreamSpec(NamedTuple):
   """What a stream reads: `per_round` (P) of the source's clients into `slots` slots with
   `seed`'s sampling keys; `scale_attack`: also read the cohort's attackers; `eval_clients`:
-  also read that many clients to evaluate after the round (`eval_ids`)."""
+  also read that many clients to evaluate after the round (`eval_ids`); `data_dtype`: the
+  dtype the clients' rows are put on the devices in (`data_dtype.DTYPES`)."""
   seed: int
   per_round: int
   slots: int
   scale_attack: bool
   eval_clients: int = 0
+  data_dtype: str = 'float32'
 
 
 def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> Cohort:
@@ -158,7 +161,8 @@ def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> C
   if tuple(np.shape(local.x)) != want:
     raise ValueError(f'the cohort has x of shape {tuple(np.shape(local.x))}, expected {want}')
   clients = sharding.shard_clients(ClientData(
-      np.asarray(local.x, np.float32), np.asarray(local.y, np.int32),
+      data_dtype_lib.stored(np.asarray(local.x, np.float32), spec.data_dtype),
+      np.asarray(local.y, np.int32),
       np.asarray(local.mask, bool), ids[start:stop]), mesh, spec.slots)
   attackers = None
   if spec.scale_attack:
@@ -170,7 +174,8 @@ def gather(source: CohortSource, spec: StreamSpec, mesh, round_number: int) -> C
     rows = source.cohort(eval_ids(spec.seed, round_number - 1, source.num_clients,
                                   spec.eval_clients))
     evaluated = sharding.replicate(ClientData(
-        np.asarray(rows.x, np.float32), np.asarray(rows.y, np.int32),
+        data_dtype_lib.stored(np.asarray(rows.x, np.float32), spec.data_dtype),
+        np.asarray(rows.y, np.int32),
         np.asarray(rows.mask, bool), np.asarray(rows.client_id, np.int32)), mesh)
   jax.block_until_ready((clients, attackers, evaluated))  # On the devices before the round.
   return Cohort(round_number, ids, clients, attackers, evaluated)
@@ -269,10 +274,13 @@ class StreamedStep:
     return state, outs
 
 
-def cohort_shapes(source: CohortSource, slots: int, mesh) -> ClientData:
-  """ShapeDtypeStructs of a cohort on `mesh` (what the streamed round compiles for)."""
+def cohort_shapes(source: CohortSource, slots: int, mesh,
+                  data_dtype: str = 'float32') -> ClientData:
+  """ShapeDtypeStructs of a cohort on `mesh` (what the streamed round compiles for), its
+  rows x in `data_dtype` (a `data_dtype.DTYPES` entry)."""
   sharded = sharding.leading(mesh)
   shape = lambda tail, dtype: jax.ShapeDtypeStruct((slots,) + tail, dtype, sharding=sharded)
   n = source.capacity
-  return ClientData(shape((n,) + tuple(source.row_shape), jnp.float32),
+  return ClientData(shape((n,) + tuple(source.row_shape),
+                          data_dtype_lib.numpy_dtype(data_dtype)),
                     shape((n,), jnp.int32), shape((n,), jnp.bool_), shape((), jnp.int32))

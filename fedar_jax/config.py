@@ -10,6 +10,7 @@ import typing
 
 import numpy as np
 
+from fedar_jax import data_dtype as data_dtype_lib
 from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
 from fedar_jax.methods import registry
@@ -238,6 +239,9 @@ class RunConfig:
   matmul_precision: str = _f('default', f'Float32 matmul/conv precision of training and '
                                         f'evaluation: {", ".join(precision.PRECISIONS)} (see '
                                         f'docs/design.md; neighbour search is always highest).')
+  data_dtype: str = _f('float32', 'Dtype of the client features on the device: '
+                                  f'{", ".join(data_dtype_lib.DTYPES)} (bfloat16: half the '
+                                  'bytes, arithmetic in float32; see docs/scale.md).')
   fast_compile: bool = _f(False, 'GPU: compile the rounds without Triton GEMM fusions '
                                  '(cuBLAS only), skipping XLA\'s GEMM autotuning (the '
                                  'pre-training step always is): a faster compile for a slower '
@@ -345,10 +349,10 @@ def _memory_bytes() -> int:
 
 
 def data_bytes(cfg: RunConfig) -> int | None:
-  """A lower bound on the bytes of one process's float32 client and test data, before
-  resampling, plus one minibatch per client in flight (a client's rows are padded up to
-  --batch_size); None where the row size comes from a file (latent_csv, tfds, a
-  --population)."""
+  """A lower bound on the bytes of one process's client data (in --data_dtype) and float32
+  test data, before resampling, plus one float32 minibatch per client in flight (a client's
+  rows are padded up to --batch_size); None where the row size comes from a file (latent_csv,
+  tfds, a --population)."""
   if cfg.population:
     return None
   if cfg.dataset == 'synthetic':
@@ -361,8 +365,9 @@ def data_bytes(cfg: RunConfig) -> int | None:
   test_rows = cfg.test_per_class * (cfg.num_classes if cfg.dataset == 'synthetic' else 1)
   confusion = cfg.num_classes ** 2 if cfg.dataset == 'synthetic' else 0  # int32[K, K] metrics
   in_flight = min(cfg.client_block or clients, clients)
-  return 4 * (row * (clients * cfg.samples_per_client + test_rows + in_flight * cfg.batch_size)
-              + confusion)
+  client_bytes = 2 if cfg.data_dtype == 'bfloat16' else 4
+  return (client_bytes * row * clients * cfg.samples_per_client
+          + 4 * (row * (test_rows + in_flight * cfg.batch_size) + confusion))
 
 
 def is_virtual(cfg: RunConfig) -> bool:
@@ -548,6 +553,7 @@ def check_defence(defence: str, given: dict, flag: str = 'defence') -> None:
 
 def _validate_numerics(cfg: RunConfig) -> None:
   _choice(cfg, 'matmul_precision', precision.PRECISIONS)
+  _choice(cfg, 'data_dtype', data_dtype_lib.DTYPES)
   _choice(cfg, 'standardize', STANDARDIZE)
 
 

@@ -29,6 +29,7 @@ from fedar_jax import checkpoint_record
 from fedar_jax import client_block_fit
 from fedar_jax import cohort_stream
 from fedar_jax import config as config_lib
+from fedar_jax import data_dtype
 from fedar_jax import distributed
 from fedar_jax import interrupts
 from fedar_jax import memory_estimate
@@ -377,7 +378,8 @@ def _in_memory_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
   if distributed.is_writer():
     write_partition_files(workdir, cfg, exp.data)
   rows = fedar_round.data_rows(exp.spec, cfg.num_clients)
-  clients = sharding.shard_clients(exp.data.clients, mesh, rows)
+  clients = sharding.shard_clients(
+      data_dtype.stored_clients(exp.data.clients, cfg.data_dtype), mesh, rows)
   test, state, hparams = sharding.replicate((exp.data.test, exp.state, exp.hparams), mesh)
   local_rows = exp.data.clients.x.shape[0]
   blocks, block_size = fedar_round.slot_layout(exp.spec, cfg.num_clients)
@@ -425,13 +427,15 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
   if calls:
     stream = cohort_stream.CohortStream(
         source, cohort_stream.StreamSpec(cfg.seed, spec.num_clients, slots,
-                                         hparams.attackers is not None, cfg.eval_clients),
+                                         hparams.attackers is not None, cfg.eval_clients,
+                                         cfg.data_dtype),
         mesh, cfg.rounds)
     stream.request(done + 1)  # Read while the round compiles.
     t0 = time.perf_counter()
     with progress.stage('compiling the round'):
       program = compile_program(spec, 1, cfg.resample_every, state,
-                                cohort_stream.cohort_shapes(source, slots, mesh), test, hparams,
+                                cohort_stream.cohort_shapes(source, slots, mesh,
+                                                            cfg.data_dtype), test, hparams,
                                 options=compiler_options(cfg.fast_compile))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)

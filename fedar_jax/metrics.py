@@ -23,6 +23,8 @@ to the lowest class index).
 import jax
 import jax.numpy as jnp
 
+from fedar_jax import data_dtype
+
 METRIC_NAMES = ('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'gmean',
                 'gmean_multiclass')
 
@@ -108,10 +110,10 @@ def evaluate_clients(apply_fn, params, x: jax.Array, y: jax.Array, mask: jax.Arr
                      num_classes: int) -> dict:
   """The model's `client_scores` on each of E clients' own rows (vmap over clients).
 
-  x: float[E, N, ...]; y: int32[E, N]; mask: bool[E, N] (real rows). Returns
-  {name: float32[E]} for CLIENT_METRIC_NAMES.
+  x: float32 or bfloat16[E, N, ...] (cast to float32); y: int32[E, N]; mask: bool[E, N]
+  (real rows). Returns {name: float32[E]} for CLIENT_METRIC_NAMES.
   """
   def one(xc, yc, mc):
-    pred = jnp.argmax(apply_fn(params, xc), axis=-1)
+    pred = jnp.argmax(apply_fn(params, data_dtype.computed(xc)), axis=-1)
     return client_scores(confusion_matrix(yc, pred, mc, num_classes))
   return jax.vmap(one)(x, y, mask)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from fedar_jax import client
+from fedar_jax import data_dtype
 from fedar_jax import fedar_round
 from fedar_jax import for_each_client
 from fedar_jax.data.federated import ClientData
@@ -51,7 +52,8 @@ def make_prepare_clients(spec: fedar_round.RoundSpec) -> Callable:
 
   Returns:
     prepare_clients(clients: ClientData [R, N], hparams) -> ClientData with
-    x: client.PreparedRows [R, M, ...], y int32[R, M], mask bool[R, M], the same client_id
+    x: client.PreparedRows [R, M, ...] (x in the dtype of the input rows), y int32[R, M],
+    mask bool[R, M], the same client_id
     (with `spec.eval_clients`, PreparedRows.raw keeps the input rows for the evaluation).
   """
   check_hoistable(spec)
@@ -61,8 +63,11 @@ def make_prepare_clients(spec: fedar_round.RoundSpec) -> Callable:
     def prepare_slot(slot):
       key, x, y, mask = slot
       k_res, _ = jax.random.split(key)  # The round key's resampling half, as client_update.
-      (xs, ys, ms), facts = prepare(None, k_res, x, y, mask, hparams.threshold)
-      return client.PreparedRows(xs, facts, (x, y, mask) if spec.eval_clients else None), ys, ms
+      (xs, ys, ms), facts = prepare(None, k_res, data_dtype.computed(x), y, mask,
+                                    hparams.threshold)
+      # The prepared rows stay on the device in the dtype the rows came in (--data_dtype).
+      raw = (x, y, mask) if spec.eval_clients else None
+      return client.PreparedRows(xs.astype(x.dtype), facts, raw), ys, ms
 
     rows = clients.client_id.shape[0]
     keys = fedar_round.client_keys(hparams.seed, jnp.int32(ONCE_ROUND), clients.client_id)

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from fedar_jax import client_block_fit
+from fedar_jax import data_dtype
 from fedar_jax import distributed
 from fedar_jax import resample
 from fedar_jax import fedar_round
@@ -187,7 +188,8 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
   sets = [d._replace(clients=_pad_capacity(d.clients, capacity),
                      test=_pad_test(d.test, test_rows)) for d in sets]
   if len(sets) == 1:
-    clients = sharding.shard_clients(sets[0].clients, mesh, rows)
+    clients = sharding.shard_clients(
+        data_dtype.stored_clients(sets[0].clients, base.data_dtype), mesh, rows)
     test = sharding.replicate(sets[0].test, mesh)
     return SweepData(tuple(sets), max_count, clients, test, client_rows)
   stacked_clients = federated.ClientData(*(np.stack(a) for a in zip(*(d.clients for d in sets))))
@@ -196,7 +198,8 @@ def build(base: RunConfig, axes: sweep_axes.SweepAxes, mesh,
   sets = tuple(d._replace(clients=federated.ClientData(*(a[u] for a in stacked_clients)),
                           test=federated.TestData(*(a[u] for a in stacked_test)))
                for u, d in enumerate(sets))
-  clients = sharding.shard_stacked_clients(stacked_clients, mesh, rows)
+  clients = sharding.shard_stacked_clients(
+      data_dtype.stored_clients(stacked_clients, base.data_dtype), mesh, rows)
   test = sharding.shard_leading(stacked_test, mesh)
   return SweepData(sets, max_count, clients, test, client_rows)
 
@@ -213,5 +216,5 @@ def build_streamed(base: RunConfig, source, mesh) -> SweepData:
   rows = train.ClientRows(fedar_round.ClientLayout(layout.num_clients, 0, layout.client_block,
                                                    mesh), slots, start, stop)
   return SweepData((first.data,), cohort_source.max_class_count(source),
-                   cohort_stream.cohort_shapes(source, slots, mesh),
+                   cohort_stream.cohort_shapes(source, slots, mesh, base.data_dtype),
                    sharding.replicate(first.data.test, mesh), rows, source)

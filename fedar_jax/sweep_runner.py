@@ -245,7 +245,8 @@ def _run_group(ready: ReadyGroup, base, mesh, ckpt_root, sweep_settings, writer,
   if ready.source is not None:  # Each round's cohort streams in; the points share one seed.
     slots = clients.client_id.shape[0]
     spec = cohort_stream.StreamSpec(group.points[0].seed, ready.per_round, slots,
-                                    hparams.attackers is not None, base.eval_clients)
+                                    hparams.attackers is not None, base.eval_clients,
+                                    base.data_dtype)
     stream = cohort_stream.CohortStream(ready.source, spec, mesh, base.rounds)
     step = cohort_stream.StreamedStep(program, stream, start + 1,
                                       ready.evaluate if base.eval_clients else None)

@@ -57,6 +57,7 @@ FLAG_CASES = [
     ('--learning_rate=1e-50', '--learning_rate: 1e-50 is 0 (or denormal) in float32'),
     ('--learning_rate=1e-40', '--learning_rate: 1e-40 is 0 (or denormal) in float32'),
     ('--dataset=latent_csv --data_path=x.csv --label_column=', '--label_column: is empty'),
+    ('--data_dtype=float16', "--data_dtype: unknown value 'float16'; allowed: float32, bfloat16"),
 ]
 
 
