@@ -24,6 +24,14 @@ def main():
   parser.add_argument('--round_clients', default=None,
                       help='round: comma-separated client counts (default 10,100,1000; '
                            '--quick 10,100); the reference loop runs up to 1,000')
+  parser.add_argument('--round_dtypes', default='float32',
+                      help='round: comma-separated --data_dtype values, each timed on the '
+                           'same clients, their rounds interleaved (e.g. float32,bfloat16)')
+  parser.add_argument('--round_resample', default='round', choices=('round', 'once'),
+                      help='round: resample in every timed round (round) or once before '
+                           'them, as a run with --resample_every=once trains (once)')
+  parser.add_argument('--round_repeats', type=int, default=None,
+                      help='round: timed rounds per setting (default 10; 3 from C = 1,000)')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')

@@ -19,6 +19,10 @@ generation and compilation:
   imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
               time limit, with the chosen variant's XLA_FLAGS when xla_options ran:
               wall seconds, rows written, and whether it finished;
+  data_dtype  the C = 1,000 and 10,000 commands (quick: 40, 100) with
+              --data_dtype=bfloat16 beside the same commands in float32 (main's
+              records when main ran): compile_s, round_s, final G-mean, and the
+              bfloat16/float32 round ratio;
   plan        the plan of the `local` target against the same run measured here
               (experiments/benchmark_plan.py: bytes per chip vs the device's
               peak_bytes_in_use, est_round_s vs the measured round, and their ratios).
@@ -93,7 +97,7 @@ def main():
   parser.add_argument('--root', default='', help='directory for workdirs and the cache')
   parser.add_argument('--preset_timeout', type=float, default=0,
                       help='seconds the IMR preset may run (default 150; quick 120)')
-  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset,plan')
+  parser.add_argument('--sections', default='main,rerun,sweep30,data_dtype,imr_preset,plan')
   parser.add_argument('--xla_flags', default='', help='XLA_FLAGS added to every command')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
@@ -107,15 +111,31 @@ def main():
   def emit(record):
     print(json.dumps(record), flush=True)
 
+  def main_run(section: str, c: int, extra: tuple = (), label: str = '') -> dict:
+    workdir = os.path.join(root, f'{section}{label}_c{c}')
+    r = rounds if c <= sizes[0] * 10 else 5
+    wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', f'--rounds={r}',
+                                            f'--workdir={workdir}', cache, *extra], 600, xla)
+    record = {'section': section, 'clients': c, 'rounds': r, 'xla_flags': xla,
+              'wall_s': round(wall, 2), 'rc': rc,
+              **_summary(workdir), **({'error': err} if rc else {})}
+    emit({**record, **({'flags': ' '.join(extra)} if extra else {})})
+    return record
+
+  float32_runs = {}
   if 'main' in sections:
     for c in sizes:
-      workdir = os.path.join(root, f'main_c{c}')
-      r = rounds if c <= sizes[0] * 10 else 5
-      wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', f'--rounds={r}',
-                                              f'--workdir={workdir}', cache], 600, xla)
-      emit({'section': 'main', 'clients': c, 'rounds': r, 'xla_flags': xla,
-            'wall_s': round(wall, 2), 'rc': rc,
-            **_summary(workdir), **({'error': err} if rc else {})})
+      float32_runs[c] = main_run('main', c)
+  if 'data_dtype' in sections:
+    for c in sizes[1:]:
+      full = float32_runs.get(c) or main_run('data_dtype', c, ('--data_dtype=float32',),
+                                             '_float32')
+      half = main_run('data_dtype', c, ('--data_dtype=bfloat16',), '_bfloat16')
+      if full['rc'] == half['rc'] == 0 and full.get('round_s') and half.get('round_s'):
+        emit({'section': 'data_dtype', 'clients': c, 'xla_flags': xla,
+              'float32_round_s': full['round_s'], 'bfloat16_round_s': half['round_s'],
+              'round_ratio': round(half['round_s'] / full['round_s'], 3),
+              'gmean_change': round(half['final_gmean'] - full['final_gmean'], 4)})
   if 'rerun' in sections:  # Its own cache: the first command compiles, the rerun loads.
     rerun_cache = f'--compilation_cache_dir={os.path.join(root, "cache_rerun")}'
     for label in ('first', 'rerun'):

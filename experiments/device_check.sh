@@ -6,7 +6,8 @@
 #   experiments/device_check.sh --sections=xla_options,imr_preset --preset_timeout=330
 #
 # Prints JSON lines (experiments/device_check.py): whole-process wall, compile and round
-# seconds of `fedar_jax.main` at C = 100/1,000/10,000, a cached rerun, one 30-point sweep
+# seconds of `fedar_jax.main` at C = 100/1,000/10,000, a cached rerun, one 30-point sweep,
+# the C = 1,000 and 10,000 runs with --data_dtype=bfloat16 (round time against float32)
 # and the IMR preset's wall time; then the round-vs-reference tests under the platform's
 # precision (the lent machines have JAX with CUDA, flax, optax, orbax, absl, pytest; the
 # project's other pins, e.g. tensorboardX and tqdm, install from a wheels/ folder if

@@ -241,7 +241,7 @@ class RunConfig:
                                         f'docs/design.md; neighbour search is always highest).')
   data_dtype: str = _f('float32', 'Dtype of the client features on the device: '
                                   f'{", ".join(data_dtype_lib.DTYPES)} (bfloat16: half the '
-                                  'bytes, arithmetic in float32; see docs/scale.md).')
+                                  'bytes, arithmetic in float32; see docs/design.md).')
   fast_compile: bool = _f(False, 'GPU: compile the rounds without Triton GEMM fusions '
                                  '(cuBLAS only), skipping XLA\'s GEMM autotuning (the '
                                  'pre-training step always is): a faster compile for a slower '
