@@ -3,8 +3,9 @@
 Paper workload: 432-dim latent features, MLP Dense(10, relu) -> 2 logits,
 5 local epochs, batch 32, SMOTE (k=5), per-client IR 10 (200 + 20 samples),
 threshold 1.5 (every client resamples). For C in --round_clients
-(default 10, 100, 1000) it reports compile seconds, median seconds per round,
-client updates per second, the speedup over the per-client reference loop
+(default 10, 100, 1000; the run's automatic client block, so blocks of
+`train.CPU_MLP_CLIENT_BLOCK` clients on a CPU above that many) it reports compile
+seconds, median seconds per round, client updates per second, the speedup over the per-client reference loop
 (`fedar_jax.reference`) measured in the same run, and the round against the
 machine's roofline measured in the same process: the dense 2048x2048 f32
 matmul's FLOP/s (peak compute) and an in-place pass over a large array's

@@ -1,7 +1,8 @@
 """--client_block=0 on a real run: the largest client block whose compiled round fits a device.
 
 `choose(cfg, mesh)`: --client_block when given (> 0); a CNN on a CPU runs one
-client at a time (`train.auto_client_block`: the least CPU time per round).
+client at a time and the MLP on a CPU blocks of `train.CPU_MLP_CLIENT_BLOCK` when a round
+has more clients (`train.auto_client_block`: the least CPU time per round).
 Otherwise, with data whose shapes the flags give (synthetic), the round's
 programs are compiled from shapes (`abstract_build`) for this machine's
 devices, and the largest block whose programs fit a device's memory (its

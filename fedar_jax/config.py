@@ -212,8 +212,9 @@ class RunConfig:
   _group('Scale and devices')
   client_block: int = _f(0, 'Clients per block inside the compiled round (scan over blocks, '
                             'vmap inside one; bounds memory); 0 = automatic (1 for a CNN '
-                            'on CPU, else the largest block whose compiled round fits the '
-                            'device: all clients at once when they fit).')
+                            'on CPU, 25 for the MLP on CPU with more clients per round, '
+                            'else the largest block whose compiled round fits the device: '
+                            'all clients at once when they fit).')
   clients_per_round: int = _f(0, 'Clients sampled per round (keys from seed and round); '
                                  '0 = all, or --client_fraction.')
   client_fraction: float = _f(0.0, 'Fraction of clients sampled per round (used when '

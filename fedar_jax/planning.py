@@ -217,8 +217,9 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
   """Compiles every program of the run or sweep (`lists`: sweep_lists) for `target`.
 
   The client block is --client_block's; with 0, a CNN on a CPU runs one client
-  at a time (`train.auto_client_block`) and otherwise the largest block whose
-  programs fit a chip (`fitting_block`: all clients at once when they fit).
+  at a time, the MLP on a CPU in blocks when it has many (`train.auto_client_block`),
+  and otherwise the largest block whose programs fit a chip (`fitting_block`: all
+  clients at once when they fit).
   Raises ConfigError for what cannot be planned (a target the
   mesh cannot use, client data over a chip's memory).
   """

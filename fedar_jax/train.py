@@ -46,6 +46,9 @@ class Experiment(NamedTuple):
 
 # Clients per block for a CNN on CPU when --client_block is 0 (BUILD_NOTES, "Conv models on CPU").
 CPU_CNN_CLIENT_BLOCK = 1
+# Clients per block for the MLP on CPU when --client_block is 0 and a round has more clients:
+# a faster round than one block of all clients (BUILD_NOTES, "Client blocks on CPU").
+CPU_MLP_CLIENT_BLOCK = 25
 
 
 def auto_client_block(cfg: RunConfig, platform: str) -> int:
@@ -53,14 +56,19 @@ def auto_client_block(cfg: RunConfig, platform: str) -> int:
 
   0 (automatic): a CNN on CPU runs CPU_CNN_CLIENT_BLOCK client at a time (a
   scan over clients: the least CPU time per round on a few cores, and one
-  client's image activations in memory instead of all); everything else (the
-  MLP anywhere, any model on GPU/TPU) vmaps all clients in one block.
+  client's image activations in memory instead of all); the MLP on CPU runs blocks
+  of about CPU_MLP_CLIENT_BLOCK clients when a round has more; everything else (any
+  model on GPU/TPU, the MLP with fewer clients) vmaps all clients in one block.
   Results are the same either way (exact running FedAvg sum, to float rounding).
   """
   if cfg.client_block > 0:
     return cfg.client_block
   if cfg.model == 'cnn' and platform == 'cpu':
     return CPU_CNN_CLIENT_BLOCK
+  per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
+                                         cfg.client_fraction)
+  if cfg.model == 'mlp' and platform == 'cpu' and per_round > CPU_MLP_CLIENT_BLOCK:
+    return CPU_MLP_CLIENT_BLOCK
   return 0
 
 

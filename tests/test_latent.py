@@ -171,5 +171,9 @@ def test_auto_client_block_rule():
   assert train.auto_client_block(cnn, 'gpu') == 0
   assert train.auto_client_block(cnn, 'tpu') == 0
   assert train.auto_client_block(RunConfig(), 'cpu') == 0
+  many = RunConfig(num_clients=train.CPU_MLP_CLIENT_BLOCK + 1)
+  assert train.auto_client_block(many, 'cpu') == train.CPU_MLP_CLIENT_BLOCK == 25
+  assert train.auto_client_block(many, 'gpu') == 0
+  assert train.auto_client_block(many.replace(clients_per_round=25), 'cpu') == 0
   assert train.auto_client_block(cnn.replace(client_block=4), 'cpu') == 4
   assert train.auto_client_block(RunConfig(client_block=3), 'gpu') == 3
