@@ -12,9 +12,11 @@ from fedar_jax import cohort_stream
 from fedar_jax import data_dtype
 from fedar_jax import fedar_round
 from fedar_jax import pretraining
+from fedar_jax import resample
 from fedar_jax import sharding
 from fedar_jax import workdir
 from fedar_jax.config import ConfigError, RunConfig, validate
+from fedar_jax.data import federated
 from tests import helpers
 
 
@@ -47,40 +49,46 @@ def test_streamed_cohorts_compile_for_the_stored_dtype():
 
 
 @pytest.fixture(scope='module')
-def rounds():
-  """({'float32': the round's output on float32 rows, 'bfloat16': on the same rows rounded
-  to bfloat16 (what the float32 arithmetic of the bfloat16 round reads)}, the jaxpr of the
-  round on bfloat16 rows, the prepared rows' shapes of `--resample_every=once` from
-  bfloat16 rows). One compiled round: the bfloat16 round's arithmetic is float32
-  (`test_every_matmul_of_the_bfloat16_round_is_float32`)."""
+def updates():
+  """({'float32': (test predictions, training loss) of one client's update on float32 rows,
+  'bfloat16': the same on its rows rounded to bfloat16, what the float32 arithmetic of the
+  bfloat16 path reads}, the jaxpr of the SMOTE round on bfloat16 rows, the prepared rows'
+  shapes of `--resample_every=once` from bfloat16 rows). One compiled update: that the
+  bfloat16 path computes in float32 is `test_every_matmul_of_the_bfloat16_round_is_float32`."""
   clients, test = helpers.unequal_clients(sizes=(30, 24), d=6)
-  spec, state = helpers.small_spec(clients, resampler='none', epochs=1)
+  spec, state = helpers.small_spec(clients, resampler='none', epochs=2)
   hp = fedar_round.HParams.create(1.5, 0.01, 0)
   half = data_dtype.stored_clients(clients, 'bfloat16')
-  step = jax.jit(fedar_round.make_round(spec))
-  rounded = half._replace(x=np.asarray(half.x, np.float32))
-  out = {'float32': step(state, clients, test, hp)[1],
-         'bfloat16': step(state, rounded, test, hp)[1]}
-  jaxpr = jax.make_jaxpr(fedar_round.make_round(spec))(state, half, test, hp)
-  prepared = jax.eval_shape(pretraining.make_prepare_clients(spec), half, hp)
-  return out, jaxpr, prepared
+  update = jax.jit(fedar_round.local_update_fn(spec))
+  predict = jax.jit(lambda p: jnp.argmax(spec.apply_fn(p, test.x), axis=-1))
+  out = {}
+  for name, x in (('float32', clients.x), ('bfloat16', np.asarray(half.x, np.float32))):
+    params, stats = update(state.params, jax.random.key(0), x[0], clients.y[0],
+                           clients.mask[0], hp.threshold, hp.learning_rate)
+    out[name] = np.asarray(predict(params)), float(stats.loss)
+  smote = spec._replace(resampler=resample.make_resampler(
+      'smote', num_classes=3, capacity=clients.x.shape[1],
+      max_class_count=federated.max_class_count(clients, 3)))
+  jaxpr = jax.make_jaxpr(fedar_round.make_round(smote))(state, half, test, hp)
+  prepared = jax.eval_shape(pretraining.make_prepare_clients(smote), half, hp)
+  return out, jaxpr, prepared, test
 
 
-def test_resampled_rows_stay_bfloat16_on_the_device(rounds):
-  *_, prepared = rounds
+def test_resampled_rows_stay_bfloat16_on_the_device(updates):
+  prepared = updates[2]
   assert prepared.x.x.dtype == jnp.bfloat16 and prepared.x.x.shape[0] == 2
 
 
-def test_bfloat16_metrics_are_close_to_float32(rounds):
-  out, *_ = rounds
-  full, half = out['float32'], out['bfloat16']
-  np.testing.assert_array_equal(full.clients.resampled, half.clients.resampled)
-  for name in ('accuracy', 'gmean'):
-    assert abs(float(full.metrics[name]) - float(half.metrics[name])) < 0.05, name
+def test_bfloat16_results_are_close_to_float32(updates):
+  out, _, _, test = updates
+  (full, full_loss), (half, half_loss) = out['float32'], out['bfloat16']
+  assert abs(full_loss - half_loss) < 1e-2
+  assert np.mean(full == half) >= 0.9
+  assert abs(np.mean(full == test.y) - np.mean(half == test.y)) < 0.05
 
 
-def test_every_matmul_of_the_bfloat16_round_is_float32(rounds):
-  _, jaxpr, _ = rounds
+def test_every_matmul_of_the_bfloat16_round_is_float32(updates):
+  jaxpr = updates[1]
   operands = []
 
   def walk(jp):
@@ -90,7 +98,7 @@ def test_every_matmul_of_the_bfloat16_round_is_float32(rounds):
       for sub in jax.extend.core.jaxprs_in_params(eqn.params):
         walk(sub)
   walk(jaxpr.jaxpr)
-  assert operands and all(d == jnp.float32 for d in operands)
+  assert len(operands) > 10 and all(d == jnp.float32 for d in operands)
 
 
 def test_a_resume_refuses_a_changed_dtype(tmp_path):
