@@ -19,6 +19,10 @@ generation and compilation:
   imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
               time limit, with the chosen variant's XLA_FLAGS when xla_options ran:
               wall seconds, rows written, and whether it finished;
+  local_kernel  the C = 1,000 and 10,000 commands (quick: 40 and 100) with
+              --local_kernel=xla and --local_kernel=pallas (the fused Pallas local-training
+              kernel; Pallas interpret mode on a CPU): compile_s, round_s and the final
+              G-mean of each, and the pallas/xla round-time ratio;
   plan        the plan of the `local` target against the same run measured here
               (experiments/benchmark_plan.py: bytes per chip vs the device's
               peak_bytes_in_use, est_round_s vs the measured round, and their ratios).
@@ -93,7 +97,7 @@ def main():
   parser.add_argument('--root', default='', help='directory for workdirs and the cache')
   parser.add_argument('--preset_timeout', type=float, default=0,
                       help='seconds the IMR preset may run (default 150; quick 120)')
-  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset,plan')
+  parser.add_argument('--sections', default='main,rerun,sweep30,imr_preset,plan,local_kernel')
   parser.add_argument('--xla_flags', default='', help='XLA_FLAGS added to every command')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
@@ -176,7 +180,6 @@ def main():
             'rows': _rows(os.path.join(workdir, 'sweep.csv')),
             **({'error': err} if rc not in (0, 124) else {})})
 
-
   if 'plan' in sections:
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'benchmark.py'),
                            '--sections=plan', '--plan_targets=',
@@ -188,6 +191,22 @@ def main():
       emit({**json.loads(line), 'section': 'plan', 'xla_flags': xla})
     if proc.returncode or not lines:
       emit({'section': 'plan', 'rc': proc.returncode, 'error': proc.stderr[-500:]})
+  if 'local_kernel' in sections:
+    for c in sizes[1:]:
+      rounds_s = {}
+      for kernel in ('xla', 'pallas'):
+        workdir = os.path.join(root, f'local_kernel_{kernel}_c{c}')
+        wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', '--rounds=5',
+                                                f'--local_kernel={kernel}',
+                                                f'--workdir={workdir}', cache], 600, xla)
+        record = {'section': 'local_kernel', 'local_kernel': kernel, 'clients': c,
+                  'rounds': 5, 'xla_flags': xla, 'wall_s': round(wall, 2), 'rc': rc,
+                  **_summary(workdir), **({'error': err} if rc else {})}
+        emit(record)
+        rounds_s[kernel] = record.get('round_s') if rc == 0 else None
+      if all(rounds_s.values()):
+        emit({'section': 'local_kernel', 'clients': c,
+              'pallas_over_xla_round': round(rounds_s['pallas'] / rounds_s['xla'], 3)})
 
 
 if __name__ == '__main__':

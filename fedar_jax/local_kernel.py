@@ -211,7 +211,7 @@ def local_train(params, key, x, y, mask, *, learning_rate, epochs: int, batch_si
   x = _pad_to(x, (x.shape[0], padded[0]))
   lr = jnp.reshape(jnp.asarray(learning_rate, jnp.float32), (1,))
   if interpret is None:
-    interpret = jax.default_backend() == 'cpu'
+    interpret = _interpret_on(jax.default_backend())
   out_shape = [jax.ShapeDtypeStruct(p.shape, jnp.float32) for p in flat]
   out_shape.append(jax.ShapeDtypeStruct((1,), jnp.float32))
   kernel = functools.partial(_kernel, len(layers), num_classes, epochs, steps,
@@ -225,6 +225,15 @@ def local_train(params, key, x, y, mask, *, learning_rate, epochs: int, batch_si
     out[f'Dense_{i}'] = {'kernel': trained[2 * i][:kernel.shape[0], :kernel.shape[1]],
                          'bias': trained[2 * i + 1][:bias.shape[0]]}
   return {'params': out}, loss[0]
+
+
+def _interpret_on(backend: str) -> bool:
+  """Whether the kernel runs in interpret mode on `backend` (a CPU); a GPU lowers it with
+  Triton; other backends are refused."""
+  if backend not in ('cpu', 'gpu'):
+    raise ValueError(f'the pallas local kernel runs on GPUs (Triton) and, in interpret mode, '
+                     f'on CPUs; not on {backend}; use --local_kernel=xla')
+  return backend == 'cpu'
 
 
 def _gpu_params():

@@ -1,0 +1,134 @@
+"""--local_kernel=pallas: the fused kernel equals the XLA local update and round (float32
+reordering: within TOL), lowers with Triton for a GPU, and refuses what it cannot train.
+
+The comparisons run at --matmul_precision=highest, so that on a GPU (Triton, where the
+default is TF32 passes) they compare full float32 too; on a CPU that is the default."""
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedar_jax import cli
+from fedar_jax import client
+from fedar_jax import config
+from fedar_jax import fedar_round
+from fedar_jax import local_kernel
+from fedar_jax import models
+from tests import helpers
+
+# The two paths sum the same float32 products in different orders (padded widths, fused
+# loops); over a few Adam steps their parameters and losses differ by < 1e-6 here.
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _tree_close(a, b, **tol):
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), **tol)
+
+
+@pytest.fixture(scope='module')
+def local_updates():
+  """(initial params, XLA updates, kernel updates) of three clients (the last with no real
+  row): two hidden layers, odd widths, a partial last batch, two epochs; one compile."""
+  num_classes, d, rows = 3, 13, 21
+  model = models.MLP(num_classes=num_classes, hidden=(4, 3))
+  params = model.init(jax.random.key(0), jnp.zeros((1, d)))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, rows, d)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, num_classes, (3, rows)), jnp.int32)
+  mask = jnp.asarray(rng.random((3, rows)) < 0.7).at[2].set(False)
+  keys = jax.random.split(jax.random.key(1), 3)
+  train = dict(learning_rate=0.01, epochs=2, batch_size=6)
+
+  def both(k, a, b, c):
+    return (client.local_train(model.apply, params, k, a, b, c, **train),
+            local_kernel.local_train(params, k, a, b, c, **train))
+
+  with jax.default_matmul_precision('highest'):
+    return (params, *jax.jit(jax.vmap(both))(keys, x, y, mask))
+
+
+def test_kernel_equals_the_xla_local_update(local_updates):
+  params, want, got = local_updates
+  _tree_close(got, want, **TOL)
+  moved = jax.tree.map(lambda p, q: float(jnp.max(jnp.abs(p - q[0]))), params, got[0])
+  assert min(jax.tree.leaves(moved)) > 1e-3  # The first client trained every layer.
+
+
+def test_a_client_without_real_rows_keeps_its_params(local_updates):
+  params, _, (trained, loss) = local_updates
+  _tree_close(jax.tree.map(lambda a: a[2], trained), params, rtol=0, atol=0)
+  assert float(loss[2]) == 0.0
+
+
+def test_round_with_the_kernel_equals_the_xla_round():
+  """A whole round (resampling, local training, FedAvg, evaluation) on unequal clients."""
+  clients, test = helpers.unequal_clients(sizes=(20, 13), d=6)
+  spec, state = helpers.small_spec(clients, resampler='random_over', epochs=1, batch_size=8)
+  spec = spec._replace(matmul_precision='highest')
+  hparams = fedar_round.HParams.create(1.5, 0.01, 0)
+  xla_state, xla_out = jax.jit(fedar_round.make_round(spec))(state, clients, test, hparams)
+  pallas_spec = spec._replace(local_kernel='pallas')
+  assert fedar_round.client_pipeline(pallas_spec).train.__module__ == local_kernel.__name__
+  got_state, got_out = jax.jit(fedar_round.make_round(pallas_spec))(state, clients, test,
+                                                                    hparams)
+  _tree_close(got_state.params, xla_state.params, **TOL)
+  _tree_close(got_out.clients, xla_out.clients, **TOL)
+  for name in ('gmean', 'accuracy'):
+    assert float(got_out.metrics[name]) == pytest.approx(float(xla_out.metrics[name]), abs=1e-6)
+
+
+def test_kernel_lowers_with_triton_for_a_gpu():
+  """Lowered for CUDA on this machine: one Triton call, its grid one program per client."""
+  model = models.MLP(num_classes=2, hidden=(10,))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 40)))
+
+  def train(k, a, b, c):
+    return local_kernel.local_train(params, k, a, b, c, learning_rate=1e-3, epochs=5,
+                                    batch_size=32, interpret=False)
+
+  args = (jax.random.split(jax.random.key(0), 5), jnp.zeros((5, 70, 40)),
+          jnp.zeros((5, 70), jnp.int32), jnp.ones((5, 70), bool))
+  text = jax.jit(jax.vmap(train)).trace(*args).lower(lowering_platforms=('cuda',)).as_text()
+  assert text.count('xla.gpu.triton') == 1 and 'grid_x = 5' in text
+
+
+def _config(*args: str) -> config.RunConfig:
+  values = flags.FlagValues()
+  cli.define_config_flags(values)
+  values(['prog', *args])
+  return cli.config_from_flags(values)
+
+
+@pytest.mark.parametrize('flag,line', [
+    ('--loss=focal', '--local_kernel: pallas trains --loss=ce only, not --loss=focal'),
+    ('--client_optimizer=sgd',
+     '--local_kernel: pallas trains --client_optimizer=adam only, not --client_optimizer=sgd'),
+    ('--prox_mu=0.1', '--local_kernel: pallas trains --prox_mu=0 only, not --prox_mu=0.1'),
+])
+def test_unsupported_settings_are_refused_in_one_line(flag, line):
+  with pytest.raises(config.ConfigError, match=f'^{line}$'):
+    _config('--local_kernel=pallas', flag)
+  _config(flag)  # The XLA path takes it.
+
+
+def test_kernel_names_and_the_cnn_are_refused():
+  with pytest.raises(config.ConfigError, match='^--local_kernel: unknown value'):
+    _config('--local_kernel=triton')
+  with pytest.raises(config.ConfigError,
+                     match='^--local_kernel: pallas trains --model=mlp only, not --model=cnn$'):
+    config.validate(config.RunConfig(dataset='fer2013', model='cnn', local_kernel='pallas'))
+  assert _config('--local_kernel=pallas').local_kernel == 'pallas'
+  assert config.RunConfig().local_kernel == 'xla'
+
+
+def test_a_sweep_over_what_the_kernel_cannot_train_is_refused():
+  from fedar_jax import sweep  # Defines the sweep list flags on absl's global FLAGS.
+  values = flags.FlagValues()
+  for name in sweep.SWEEP_FLAGS:
+    flags.DEFINE_list(name, [], '', flag_values=values)
+  values(['prog', '--losses=ce,focal'])
+  with pytest.raises(config.ConfigError, match='^--local_kernel: pallas trains --loss=ce only, '
+                     'not --loss=focal'):
+    sweep.sweep_lists(values, config.RunConfig(local_kernel='pallas'))
