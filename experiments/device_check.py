@@ -1,6 +1,7 @@
 """Whole-process figures on the machine at hand: one JSON line per measurement.
 
-  python experiments/device_check.py            # full sizes (an accelerator; <= 5 minutes)
+  python experiments/device_check.py            # full sizes (an accelerator; <= 5 minutes
+                                                # and the local_kernel section's 4 commands)
   python experiments/device_check.py --quick    # small sizes (this CPU; about a minute)
 
 Every figure comes from the command line a user runs (`python -m fedar_jax.main`,
@@ -19,13 +20,15 @@ generation and compilation:
   imr_preset  experiments/paper/imr_study.flags (quick: imr_study_cpu.flags) under a
               time limit, with the chosen variant's XLA_FLAGS when xla_options ran:
               wall seconds, rows written, and whether it finished;
+  plan        the plan of the `local` target against the same run measured here
+              (experiments/benchmark_plan.py: bytes per chip vs the device's
+              peak_bytes_in_use, est_round_s vs the measured round, and their ratios);
   local_kernel  the C = 1,000 and 10,000 commands (quick: 40 and 100) with
               --local_kernel=xla and --local_kernel=pallas (the fused Pallas local-training
               kernel; Pallas interpret mode on a CPU): compile_s, round_s and the final
-              G-mean of each, and the pallas/xla round-time ratio;
-  plan        the plan of the `local` target against the same run measured here
-              (experiments/benchmark_plan.py: bytes per chip vs the device's
-              peak_bytes_in_use, est_round_s vs the measured round, and their ratios).
+              G-mean of each, and the pallas/xla round-time ratio (each command stops
+              after LOCAL_KERNEL_TIMEOUT_S, so a slow Triton compile cannot take the
+              machine's time).
 Each section runs in its own workdir under --root (default a new temporary directory)
 with the compilation cache in --root/cache, so the first command of a run is cold.
 --xla_flags adds XLA_FLAGS to every command (e.g. a variant chosen by
@@ -53,6 +56,9 @@ XLA_VARIANTS = {
     'no_triton_gemm': '--xla_gpu_enable_triton_gemm=false',
     'no_triton_gemm_autotune0': '--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0',
 }
+
+# Seconds each command of the local_kernel section may run.
+LOCAL_KERNEL_TIMEOUT_S = 240
 
 
 def _run(module: str, args: list[str], timeout: float,
@@ -198,7 +204,8 @@ def main():
         workdir = os.path.join(root, f'local_kernel_{kernel}_c{c}')
         wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', '--rounds=5',
                                                 f'--local_kernel={kernel}',
-                                                f'--workdir={workdir}', cache], 600, xla)
+                                                f'--workdir={workdir}', cache],
+                                     LOCAL_KERNEL_TIMEOUT_S, xla)
         record = {'section': 'local_kernel', 'local_kernel': kernel, 'clients': c,
                   'rounds': 5, 'xla_flags': xla, 'wall_s': round(wall, 2), 'rc': rc,
                   **_summary(workdir), **({'error': err} if rc else {})}
