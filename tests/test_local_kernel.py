@@ -5,7 +5,6 @@ The comparisons run at --matmul_precision=highest, so that on a GPU (Triton, whe
 default is TF32 passes) they compare full float32 too; on a CPU that is the default."""
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -15,11 +14,32 @@ from fedar_jax import config
 from fedar_jax import fedar_round
 from fedar_jax import local_kernel
 from fedar_jax import models
+from fedar_jax import resample
+from fedar_jax.data import federated
 from tests import helpers
 
 # The two paths sum the same float32 products in different orders (padded widths, fused
 # loops); over a few Adam steps their parameters and losses differ by < 1e-6 here.
 TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _compiled(fn, *args):
+  """jit(fn) compiled for `args`; on a CPU at LLVM level 0 with XLA's classic emitters
+  (both paths alike: several times faster to compile, the same comparison)."""
+  options = {}
+  if jax.default_backend() == 'cpu':
+    options = {'xla_cpu_use_fusion_emitters': False, 'xla_backend_optimization_level': 0}
+  return jax.jit(fn).lower(*args).compile(options)
+
+
+def _mlp(widths, seed=0):
+  """models.MLP of layer widths (D, hidden..., K) and random parameters of its tree
+  (NumPy: no initializer to compile)."""
+  rng = np.random.default_rng(seed)
+  dense = {f'Dense_{i}': {'kernel': rng.normal(0, n ** -0.5, (n, m)).astype(np.float32),
+                          'bias': rng.normal(0, 0.1, m).astype(np.float32)}
+           for i, (n, m) in enumerate(zip(widths[:-1], widths[1:]))}
+  return models.MLP(num_classes=widths[-1], hidden=tuple(widths[1:-1])), {'params': dense}
 
 
 def _tree_close(a, b, **tol):
@@ -32,12 +52,12 @@ def local_updates():
   """(initial params, XLA updates, kernel updates) of three clients (the last with no real
   row): two hidden layers, odd widths, a partial last batch, two epochs; one compile."""
   num_classes, d, rows = 3, 13, 21
-  model = models.MLP(num_classes=num_classes, hidden=(4, 3))
-  params = model.init(jax.random.key(0), jnp.zeros((1, d)))
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(3, rows, d)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, num_classes, (3, rows)), jnp.int32)
-  mask = jnp.asarray(rng.random((3, rows)) < 0.7).at[2].set(False)
+  model, params = _mlp((d, 4, 3, num_classes))
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(3, rows, d)).astype(np.float32)
+  y = rng.integers(0, num_classes, (3, rows)).astype(np.int32)
+  mask = rng.random((3, rows)) < 0.7
+  mask[2] = False
   keys = jax.random.split(jax.random.key(1), 3)
   train = dict(learning_rate=0.01, epochs=2, batch_size=6)
 
@@ -46,7 +66,8 @@ def local_updates():
             local_kernel.local_train(params, k, a, b, c, **train))
 
   with jax.default_matmul_precision('highest'):
-    return (params, *jax.jit(jax.vmap(both))(keys, x, y, mask))
+    args = (keys, x, y, mask)
+    return (params, *_compiled(jax.vmap(both), *args)(*args))
 
 
 def test_kernel_equals_the_xla_local_update(local_updates):
@@ -66,14 +87,18 @@ def test_a_client_without_real_rows_keeps_its_params(local_updates):
 def test_round_with_the_kernel_equals_the_xla_round():
   """A whole round (resampling, local training, FedAvg, evaluation) on unequal clients."""
   clients, test = helpers.unequal_clients(sizes=(20, 13), d=6)
-  spec, state = helpers.small_spec(clients, resampler='random_over', epochs=1, batch_size=8)
-  spec = spec._replace(matmul_precision='highest')
+  model, params = _mlp((6, 6, 3))
+  resampler = resample.make_resampler('random_over', num_classes=3,
+                                      capacity=clients.x.shape[1],
+                                      max_class_count=federated.max_class_count(clients, 3))
+  spec = fedar_round.RoundSpec(model.apply, resampler, 3, 1, 8, matmul_precision='highest')
+  state = fedar_round.ServerState(params, np.int32(0))
   hparams = fedar_round.HParams.create(1.5, 0.01, 0)
-  xla_state, xla_out = jax.jit(fedar_round.make_round(spec))(state, clients, test, hparams)
+  args = (state, clients, test, hparams)
+  xla_state, xla_out = _compiled(fedar_round.make_round(spec), *args)(*args)
   pallas_spec = spec._replace(local_kernel='pallas')
   assert fedar_round.client_pipeline(pallas_spec).train.__module__ == local_kernel.__name__
-  got_state, got_out = jax.jit(fedar_round.make_round(pallas_spec))(state, clients, test,
-                                                                    hparams)
+  got_state, got_out = _compiled(fedar_round.make_round(pallas_spec), *args)(*args)
   _tree_close(got_state.params, xla_state.params, **TOL)
   _tree_close(got_out.clients, xla_out.clients, **TOL)
   for name in ('gmean', 'accuracy'):
@@ -82,15 +107,14 @@ def test_round_with_the_kernel_equals_the_xla_round():
 
 def test_kernel_lowers_with_triton_for_a_gpu():
   """Lowered for CUDA on this machine: one Triton call, its grid one program per client."""
-  model = models.MLP(num_classes=2, hidden=(10,))
-  params = model.init(jax.random.key(0), jnp.zeros((1, 40)))
+  _, params = _mlp((40, 10, 2))
 
   def train(k, a, b, c):
     return local_kernel.local_train(params, k, a, b, c, learning_rate=1e-3, epochs=5,
                                     batch_size=32, interpret=False)
 
-  args = (jax.random.split(jax.random.key(0), 5), jnp.zeros((5, 70, 40)),
-          jnp.zeros((5, 70), jnp.int32), jnp.ones((5, 70), bool))
+  args = (jax.random.split(jax.random.key(0), 5), np.zeros((5, 70, 40), np.float32),
+          np.zeros((5, 70), np.int32), np.ones((5, 70), bool))
   text = jax.jit(jax.vmap(train)).trace(*args).lower(lowering_platforms=('cuda',)).as_text()
   assert text.count('xla.gpu.triton') == 1 and 'grid_x = 5' in text
 
