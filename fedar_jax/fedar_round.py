@@ -38,6 +38,7 @@ from fedar_jax import privacy
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
+from fedar_jax.config import ConfigError
 from fedar_jax.methods import Methods, MethodParams
 from fedar_jax.methods import registry
 from fedar_jax.data.federated import ClientData, TestData
@@ -193,13 +194,20 @@ def client_pipeline(spec: RoundSpec,
 def pallas_client(spec: RoundSpec) -> client.ClientPipeline:
   """The standard FedAR client with its local training in the fused Pallas kernel
   (`local_kernel.train_fn`): the MLP with the ce loss and adam, without FedProx (the
-  traced prox_mu is the config's, refused unless 0 by `config.validate`)."""
+  traced prox_mu is the config's, refused unless 0 by `config.validate`). On a GPU the
+  client axis must be on one device (a mesh of several raises ConfigError: the kernel's
+  Triton call is not partitioned); a CPU's interpret mode runs on any mesh."""
   from fedar_jax import local_kernel
   if (spec.client_pipeline is not None or spec.methods.loss != 'ce'
       or spec.methods.client_optimizer != 'adam'):
     raise ValueError(f'the pallas local kernel trains the standard MLP client with the ce loss '
                      f'and adam, not loss={spec.methods.loss}, client_optimizer='
                      f'{spec.methods.client_optimizer}, client_pipeline={spec.client_pipeline}')
+  devices = sharding.client_devices(spec.mesh)
+  if devices > 1 and jax.default_backend() != 'cpu':
+    raise ConfigError('local_kernel', f'pallas runs on one device: its Triton call is not '
+                      f'split over the {devices} devices of the client mesh; use '
+                      f'--local_kernel=xla')
   standard = client.fedar_client(spec.apply_fn, spec.resampler, spec.num_classes,
                                  spec.local_epochs, spec.batch_size)
   return standard._replace(train=local_kernel.train_fn(spec.local_epochs, spec.batch_size))

@@ -3,6 +3,8 @@ reordering: within TOL), lowers with Triton for a GPU, and refuses what it canno
 
 The comparisons run at --matmul_precision=highest, so that on a GPU (Triton, where the
 default is TF32 passes) they compare full float32 too; on a CPU that is the default."""
+import types
+
 from absl import flags
 import jax
 import numpy as np
@@ -15,6 +17,7 @@ from fedar_jax import fedar_round
 from fedar_jax import local_kernel
 from fedar_jax import models
 from fedar_jax import resample
+from fedar_jax import sharding
 from fedar_jax.data import federated
 from tests import helpers
 
@@ -117,6 +120,17 @@ def test_kernel_lowers_with_triton_for_a_gpu():
           np.zeros((5, 70), np.int32), np.ones((5, 70), bool))
   text = jax.jit(jax.vmap(train)).trace(*args).lower(lowering_platforms=('cuda',)).as_text()
   assert text.count('xla.gpu.triton') == 1 and 'grid_x = 5' in text
+
+
+def test_a_gpu_mesh_of_several_devices_is_refused(monkeypatch):
+  """The Triton call is not partitioned: a client mesh of several GPUs is refused."""
+  model, _ = _mlp((4, 3, 2))
+  spec = fedar_round.RoundSpec(model.apply, None, 2, 1, 8, local_kernel='pallas',
+                               mesh=types.SimpleNamespace(shape={sharding.CLIENTS: 2}))
+  fedar_round.client_pipeline(spec)  # Interpret mode on the CPU runs on any mesh.
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  with pytest.raises(config.ConfigError, match='^--local_kernel: pallas runs on one device'):
+    fedar_round.client_pipeline(spec)
 
 
 def _config(*args: str) -> config.RunConfig:
