@@ -197,7 +197,7 @@ def pallas_client(spec: RoundSpec) -> client.ClientPipeline:
   traced prox_mu is the config's, refused unless 0 by `config.validate`). On a GPU the
   client axis must be on one device (a mesh of several raises ConfigError: the kernel's
   Triton call is not partitioned); a CPU's interpret mode runs on any mesh."""
-  from fedar_jax import local_kernel
+  from fedar_jax import local_kernel  # Pallas loads only for the runs that use it.
   if (spec.client_pipeline is not None or spec.methods.loss != 'ce'
       or spec.methods.client_optimizer != 'adam'):
     raise ValueError(f'the pallas local kernel trains the standard MLP client with the ce loss '
