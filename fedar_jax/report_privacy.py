@@ -1,27 +1,13 @@
 """The report's privacy section: final G-mean by epsilon and resampler (a sweep over
 --dp_noise_multipliers), as a table per setting and plots/gmean_vs_epsilon.png."""
-import collections
 import math
 import os
 
 import numpy as np
 
 from fedar_jax import plot_style
-from fedar_jax.report_columns import (KEY_COLUMNS, count_text, setting_label, sort_key,
-                                      varying_settings)
-
-# Columns a privacy table spreads over its rows and columns, or averages over.
-PRIVACY_AXES = ('resampler', 'dp_noise_multiplier', 'data_seed')
-
-
-def _final_rows(rows: list[dict]) -> list[dict]:
-  """The last round's row of every point (every column but the metrics and round_s)."""
-  final = {}
-  for row in rows:
-    point = tuple(row.get(k, '') for k in KEY_COLUMNS) + (row.get('seed', ''),)
-    if point not in final or int(row['round']) > int(final[point]['round']):
-      final[point] = row
-  return list(final.values())
+from fedar_jax.report_columns import count_text, setting_label, varying_settings
+from fedar_jax.report_tables import cell_rows, cell_tables
 
 
 def epsilon_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
@@ -36,32 +22,17 @@ def epsilon_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   """
   if not rows or 'dp_noise_multiplier' not in rows[0] or 'epsilon' not in rows[0]:
     return []
-  setting_columns = [c for c in KEY_COLUMNS if c not in PRIVACY_AXES]
-  values = collections.defaultdict(lambda: collections.defaultdict(list))
-  epsilons = collections.defaultdict(dict)
-  rounds = collections.defaultdict(set)
-  for row in _final_rows(rows):
-    setting = tuple(row.get(c, '') for c in setting_columns)
-    sigma = row['dp_noise_multiplier']
-    values[setting][(row['resampler'], sigma)].append(float(row[metric]))
-    epsilons[setting][sigma] = float(row['epsilon'])
-    rounds[setting].add(int(row['round']))
   out = []
-  for setting in sorted(values, key=sort_key):
-    cells_in = values[setting]
-    sigmas = sorted({s for _, s in cells_in}, key=float)
-    resamplers = sorted({r for r, _ in cells_in}, key=lambda r: (r != 'none', r))
-    cells = {}
-    for key, v in cells_in.items():
-      v = np.asarray(v)
-      cells[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
+  for t in cell_tables(rows, 'resampler', 'dp_noise_multiplier', metric):
+    cells = t['cells']
     best = {}
-    for s in sigmas:
-      top = max(round(cells[(r, s)][0], 4) for r in resamplers if (r, s) in cells)
-      best[s] = [r for r in resamplers if (r, s) in cells and round(cells[(r, s)][0], 4) == top]
-    out.append({'setting': dict(zip(setting_columns, setting)), 'resamplers': resamplers,
-                'sigmas': sigmas, 'epsilons': epsilons[setting], 'cells': cells, 'best': best,
-                'rounds': max(rounds[setting]), 'seeds': max(c[2] for c in cells.values())})
+    for s in t['columns']:
+      mine = [r for r in t['rows'] if (r, s) in cells]
+      top = max(round(cells[(r, s)][0], 4) for r in mine)
+      best[s] = [r for r in mine if round(cells[(r, s)][0], 4) == top]
+    out.append({'setting': t['setting'], 'resamplers': t['rows'], 'sigmas': t['columns'],
+                'epsilons': {r['dp_noise_multiplier']: float(r['epsilon']) for r in t['final']},
+                'cells': cells, 'best': best, 'rounds': max(t['rounds']), 'seeds': t['seeds']})
   return out
 
 
@@ -84,16 +55,7 @@ def epsilon_table_markdown(tables: list[dict]) -> list[str]:
               '| resampler | ' + ' | '.join(f'σ {s} ({epsilon_label(t["epsilons"][s])})'
                                            for s in t['sigmas']) + ' |',
               '|---' * (len(t['sigmas']) + 1) + '|']
-    for r in t['resamplers']:
-      texts = []
-      for s in t['sigmas']:
-        if (r, s) not in t['cells']:
-          texts.append('')
-          continue
-        mean, std, _ = t['cells'][(r, s)]
-        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
-        texts.append(f'**{text}**' if r in t['best'][s] else text)
-      lines.append(f'| {r} | ' + ' | '.join(texts) + ' |')
+    lines += cell_rows(t['resamplers'], t['sigmas'], t['cells'], t['best'])
     lines.append('')
   return lines
 

@@ -199,6 +199,37 @@ def _text(mean, std) -> str:
   return f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
+def cell_tables(rows: list[dict], row_column: str, column_column: str,
+                metric: str = 'gmean') -> list[dict]:
+  """Final `metric` of sweep.csv rows per (row_column value, column_column value) cell and
+  replicate, one table per other setting (every key column but those two and the data seed).
+
+  Returns [{'setting': {column: value}, 'rows': [...] ('none' first, then sorted),
+  'columns': [...] (numeric order), 'samples': {(row, column): {replicate: value}},
+  'cells': {(row, column): (mean, sample std or None, n)}, 'final': [the final sweep.csv
+  rows of the table], 'rounds': {final round of each point}, 'seeds': the most replicates
+  of a cell}], in setting order.
+  """
+  setting_columns = [c for c in KEY_COLUMNS if c not in (row_column, column_column, 'data_seed')]
+  samples = collections.defaultdict(lambda: collections.defaultdict(dict))
+  final = collections.defaultdict(list)
+  for row in _final_rows(rows):
+    setting = tuple(row.get(c, '') for c in setting_columns)
+    samples[setting][(row[row_column], row[column_column])][_replicate(row)] = float(row[metric])
+    final[setting].append(row)
+  out = []
+  for setting in sorted(samples, key=sort_key):
+    mine = samples[setting]
+    cells = {k: (*_mean_std(list(v.values())), len(v)) for k, v in mine.items()}
+    out.append({'setting': dict(zip(setting_columns, setting)),
+                'rows': sorted({r for r, _ in mine}, key=lambda r: (r != 'none', r)),
+                'columns': sorted({c for _, c in mine}, key=float), 'samples': dict(mine),
+                'cells': cells, 'final': final[setting],
+                'rounds': {int(r['round']) for r in final[setting]},
+                'seeds': max(c[2] for c in cells.values())})
+  return out
+
+
 def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
   (columns), mean and sample std over every seed and data seed of the cell.
@@ -210,27 +241,12 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   []}, 'not_separable': {ratio: [resamplers]}, 'rounds': int, 'seeds': int}] (best and
   not_separable: `_column_best`).
   """
-  setting_columns = [c for c in KEY_COLUMNS
-                     if c not in ('imbalance_ratio', 'resampler', 'data_seed')]
-  tables = collections.defaultdict(lambda: collections.defaultdict(dict))
-  rounds = collections.defaultdict(set)
-  for row in _final_rows(rows):
-    setting = tuple(row.get(c, '') for c in setting_columns)
-    tables[setting][(row['imbalance_ratio'], row['resampler'])][_replicate(row)] = float(
-        row[metric])
-    rounds[setting].add(int(row['round']))
   out = []
-  for setting in sorted(tables, key=sort_key):
-    values = tables[setting]
-    ratios = sorted({ir for ir, _ in values}, key=float)
-    resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
-    cells = {(r, ir): (*_mean_std(list(v.values())), len(v)) for (ir, r), v in values.items()}
-    best, tied = _column_best({(r, ir): v for (ir, r), v in values.items()}, resamplers, ratios)
-    out.append({'setting': dict(zip(setting_columns, setting)),
-                'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
-                'not_separable': tied,
-                'rounds': min(rounds[setting]),
-                'seeds': max(c[2] for c in cells.values())})
+  for t in cell_tables(rows, 'resampler', 'imbalance_ratio', metric):
+    best, tied = _column_best(t['samples'], t['rows'], t['columns'])
+    out.append({'setting': t['setting'], 'resamplers': t['rows'], 'ratios': t['columns'],
+                'cells': t['cells'], 'best': best, 'not_separable': tied,
+                'rounds': min(t['rounds']), 'seeds': t['seeds']})
   return out
 
 
@@ -262,7 +278,7 @@ def _final_rows(rows: list[dict]) -> list[dict]:
   return list(final.values())
 
 
-def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
+def cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
   """Markdown rows `| row | cell | ... |`: cells[(row, column)] = (mean, std or None, n)
   as 'mean ± std' (blank where absent), bold where row is in best[column]."""
   lines = []
@@ -294,6 +310,19 @@ def _not_separable(tied: dict, name: str, total: int) -> list[str]:
   return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
 
 
+def _tested_table(title: str, row_name: str, column_name: str, rows: list, columns: list,
+                  table: dict) -> list[str]:
+  """report.md lines of one table of `table`'s cells ('cells', 'best', 'not_separable'):
+  '### title', a row per `rows` value, a column per `columns` value ('column_name c'),
+  then the columns' rows not separable from the best and the rows equal in every column."""
+  return ([f'### {title}', '',
+           f'| {row_name} | ' + ' | '.join(f'{column_name} {c}' for c in columns) + ' |',
+           '|---' * (len(columns) + 1) + '|']
+          + cell_rows(rows, columns, table['cells'], table['best'])
+          + _not_separable(table['not_separable'], column_name, len(rows))
+          + _same_rows(rows, table['cells']) + [''])
+
+
 def ir_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
@@ -302,14 +331,9 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
            'name, below the table, the rows not separable from the highest mean.', '']
   varying = varying_settings(tables)
   for t in tables:
-    lines += [f'### {setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
-              f'{t["seeds"]} seeds)', '',
-              '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
-              '|---' * (len(t['ratios']) + 1) + '|']
-    lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'IR', len(t['resamplers']))
-    lines += _same_rows(t['resamplers'], t['cells'])
-    lines.append('')
+    lines += _tested_table(f'{setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
+                           f'{t["seeds"]} seeds)', 'resampler', 'IR', t['resamplers'],
+                           t['ratios'], t)
   return lines
 
 
@@ -369,13 +393,8 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
            f'a {TEST_NAME} separates it from every other row; otherwise the rows not '
            'separable from the highest mean are named below the table.', '']
   for t in tables:
-    lines += [f'### attack {t["attack"] or "(default)"} ('
-              f'{count_text({t["rounds"]}, "round", "rounds")}, '
-              f'{count_text({t["seeds"]}, "seed", "seeds")})', '',
-              '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
-              '|---' * (len(t['fractions']) + 1) + '|']
-    lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'attackers', len(t['defences']))
-    lines += _same_rows(t['defences'], t['cells'])
-    lines.append('')
+    lines += _tested_table(f'attack {t["attack"] or "(default)"} ('
+                           f'{count_text({t["rounds"]}, "round", "rounds")}, '
+                           f'{count_text({t["seeds"]}, "seed", "seeds")})', 'defence',
+                           'attackers', t['defences'], t['fractions'], t)
   return lines
