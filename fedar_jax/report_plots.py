@@ -132,13 +132,6 @@ def _legend_height(entries: int) -> float:
   return 1.6 + 0.26 * entries
 
 
-def _band(ax, x, mean, half, colour):
-  """The 95% CI band around a line, clipped to G-mean's range [0, 1]."""
-  if np.isfinite(half).any():
-    ax.fill_between(x, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=colour,
-                    alpha=plot_style.BAND_ALPHA, linewidth=0)
-
-
 def _line_grid(cells: int, groups: int):
   """(fig, axes) for `cells` line panels with an outside legend of `groups` entries."""
   cols = _columns(cells)
@@ -159,7 +152,7 @@ def _mean_line(ax, x, stats: list[tuple], style: dict, label: str):
   mean = np.array([s[0] for s in stats])
   half = np.array([s[1] for s in stats])
   ax.plot(x, mean, label=label, **style)
-  _band(ax, x, mean, half, style['color'])
+  plot_style.band(ax, x, mean, half, style['color'])
 
 
 def _finish_grid(axes, used: int, ylabel: str):
@@ -177,8 +170,10 @@ def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
   whole = {tuple(g) for g in coinciding({l: curves[l] for l in drawn})}
   ties = [g for g in ties if tuple(g) not in whole]
   name = heading(layout.lines) if layout.lines else ''
-  return ''.join('\n' + textwrap.fill(f'same curve, {name}: {" = ".join(g)}', 44)
-                 for g in ties)
+  # Wrapped where a panel (4.4 inches, 9 pt) ends; a break never separates '=' from the
+  # value after it.
+  texts = [f'same curve, {name}: ' + ' =\u00a0'.join(g) for g in ties]
+  return ''.join('\n' + textwrap.fill(t, 56).replace('\u00a0', ' ') for t in texts)
 
 
 def _x_axis(ax, layout: Layout, xs: list[str]):
@@ -357,7 +352,7 @@ def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[st
         means.append(mean)
         halves.append(half if np.isfinite(half) else 0.0)
       ax.bar(np.arange(len(lines)) + (j - (len(classes) - 1) / 2) * width, means, width,
-             yerr=halves, capsize=2, label=f'class {c}',
+             yerr=halves if any(halves) else None, capsize=2, label=f'class {c}',
              color=plot_style.LINE_COLOURS[j % len(plot_style.LINE_COLOURS)])
     bare = layout.lines in TEXT
     ax.set_xticks(range(len(lines)), labels=[v or 'all' for v in lines], fontsize=8,
@@ -409,7 +404,9 @@ def write_run_plot(workdir: str) -> str:
               **plot_style.line_style(i, len(groups), len(r)))
     if ylabel in ('value', 'recall'):
       ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
-    if ylabel == 'clients':
+    if ylabel == 'clients':  # Counts: integer ticks from 0, also where every count is 0.
+      top = max([float(row[c]) for row in rows for c in cols] + [1.0])
+      ax.set_ylim(-0.04 * top, 1.06 * top)
       ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=name, xlabel='round', ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

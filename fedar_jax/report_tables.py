@@ -11,9 +11,10 @@ from fedar_jax import sweep_axes
 from fedar_jax.report_stats import TEST_NAME, interval95, separable_best
 from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, LEAD_KEY_COLUMNS,
                                       THRESHOLD, TRAILING_KEY_COLUMNS, count_text,
-                                      defence_fields, heading, metric_columns, panel_of,
-                                      row_key, setting_label, shown_keys, sort_key, sort_value,
-                                      spread, varying_settings)
+                                      defence_fields, heading, identical_groups,
+                                      metric_columns, panel_of, row_key, setting_label,
+                                      shown_keys, sort_key, sort_value, spread,
+                                      varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -101,15 +102,10 @@ def _mean_std(values) -> tuple:
 
 
 def identical_metrics(summary: list[dict], metrics: list[str]) -> list[list[str]]:
-  """Groups of `metrics` whose mean and std agree (6 decimals) in every summary row, as
-  accuracy, sensitivity, specificity and G-mean can in the binary case; first = shown."""
-  def column(m):
-    return tuple((round(s[f'{m}_mean'], 6), None if s[f'{m}_std'] is None
-                  else round(s[f'{m}_std'], 6)) for s in summary)
-  groups = {}
-  for m in metrics:
-    groups.setdefault(column(m), []).append(m)
-  return list(groups.values())
+  """Groups of `metrics` whose mean and std agree (6 decimals) in every summary row
+  (`identical_groups`); first = shown."""
+  return identical_groups({m: [x for s in summary for x in (s[f'{m}_mean'], s[f'{m}_std'])]
+                           for m in metrics})
 
 
 def coinciding_settings(summary: list[dict], metrics: list[str], keys: list[str]) -> list:
@@ -239,11 +235,11 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
   'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resampler] or
   []}, 'not_separable': {ratio: [resamplers]}, 'rounds': int, 'seeds': int}] (best and
-  not_separable: `_column_best`).
+  not_separable: `column_best`).
   """
   out = []
   for t in cell_tables(rows, 'resampler', 'imbalance_ratio', metric):
-    best, tied = _column_best(t['samples'], t['rows'], t['columns'])
+    best, tied = column_best(t['samples'], t['rows'], t['columns'])
     out.append({'setting': t['setting'], 'resamplers': t['rows'], 'ratios': t['columns'],
                 'cells': t['cells'], 'best': best, 'not_separable': tied,
                 'rounds': min(t['rounds']), 'seeds': t['seeds']})
@@ -255,7 +251,7 @@ def _replicate(row: dict) -> tuple:
   return row['seed'], row.get('data_seed', '')
 
 
-def _column_best(samples: dict, rows: list, columns: list) -> tuple[dict, dict]:
+def column_best(samples: dict, rows: list, columns: list) -> tuple[dict, dict]:
   """Per column c: ({c: [the row separably best] or []}, {c: [rows not separable from the
   highest mean] or []}) of samples {(row, column): {replicate: value}}; a column of one
   row has no best."""
@@ -310,13 +306,15 @@ def _not_separable(tied: dict, name: str, total: int) -> list[str]:
   return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
 
 
-def _tested_table(title: str, row_name: str, column_name: str, rows: list, columns: list,
-                  table: dict) -> list[str]:
+def tested_table(title: str, row_name: str, column_name: str, rows: list, columns: list,
+                 table: dict, headers: list[str] | None = None) -> list[str]:
   """report.md lines of one table of `table`'s cells ('cells', 'best', 'not_separable'):
-  '### title', a row per `rows` value, a column per `columns` value ('column_name c'),
-  then the columns' rows not separable from the best and the rows equal in every column."""
+  '### title', a row per `rows` value, a column per `columns` value (headed `headers`,
+  by default 'column_name c'), then the columns' rows not separable from the best and the
+  rows equal in every column."""
+  headers = headers or [f'{column_name} {c}' for c in columns]
   return ([f'### {title}', '',
-           f'| {row_name} | ' + ' | '.join(f'{column_name} {c}' for c in columns) + ' |',
+           f'| {row_name} | ' + ' | '.join(headers) + ' |',
            '|---' * (len(columns) + 1) + '|']
           + cell_rows(rows, columns, table['cells'], table['best'])
           + _not_separable(table['not_separable'], column_name, len(rows))
@@ -331,9 +329,9 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
            'name, below the table, the rows not separable from the highest mean.', '']
   varying = varying_settings(tables)
   for t in tables:
-    lines += _tested_table(f'{setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
-                           f'{t["seeds"]} seeds)', 'resampler', 'IR', t['resamplers'],
-                           t['ratios'], t)
+    lines += tested_table(f'{setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
+                          f'{t["seeds"]} seeds)', 'resampler', 'IR', t['resamplers'],
+                          t['ratios'], t)
   return lines
 
 
@@ -348,7 +346,7 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   Returns [{'attack': str ('' in a sweep.csv without the column), 'defences': [labels],
   'fractions': [...], 'cells': {(label, fraction): (mean, std or None, n)},
   'best': {fraction: [label] or []}, 'not_separable': {fraction: [labels]}, 'rounds': int,
-  'seeds': int}] (best and not_separable: `_column_best`).
+  'seeds': int}] (best and not_separable: `column_best`).
   """
   final = _final_rows(rows)
   other = [c for c in KEY_COLUMNS if c not in ATTACK_AXES]
@@ -378,7 +376,7 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
     defences = [labels[k] for k in keys if any((labels[k], f) in mine for f in fractions)]
     defences = list(dict.fromkeys(defences))
     stats = {c: (*_mean_std(list(v.values())), len(v)) for c, v in mine.items()}
-    best, tied = _column_best(mine, defences, fractions)
+    best, tied = column_best(mine, defences, fractions)
     out.append({'attack': attack, 'defences': defences, 'fractions': fractions,
                 'cells': stats, 'best': best, 'not_separable': tied,
                 'rounds': min(rounds[attack]),
@@ -393,8 +391,8 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
            f'a {TEST_NAME} separates it from every other row; otherwise the rows not '
            'separable from the highest mean are named below the table.', '']
   for t in tables:
-    lines += _tested_table(f'attack {t["attack"] or "(default)"} ('
-                           f'{count_text({t["rounds"]}, "round", "rounds")}, '
-                           f'{count_text({t["seeds"]}, "seed", "seeds")})', 'defence',
-                           'attackers', t['defences'], t['fractions'], t)
+    lines += tested_table(f'attack {t["attack"] or "(default)"} ('
+                          f'{count_text({t["rounds"]}, "round", "rounds")}, '
+                          f'{count_text({t["seeds"]}, "seed", "seeds")})', 'defence',
+                          'attackers', t['defences'], t['fractions'], t)
   return lines
