@@ -163,8 +163,10 @@ def _finish_grid(axes, used: int, ylabel: str):
     ax.set_ylabel(ylabel)
 
 
-def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
-  """'\nsame curve: smote = smote_tomek' for lines that coincide in this panel only."""
+def _panel_ties(layout: Layout, drawn: list, curves: dict, panel, what: str = 'same curve'
+                ) -> str:
+  """'\nsame curve: smote = smote_tomek' for lines that coincide in this panel only ('all
+  23' where more than 6 lines, every one drawn, do)."""
   mine = {line: {k: v for k, v in curves[line].items() if k[0] == panel} for line in drawn}
   ties = [g for g in coinciding({l: c for l, c in mine.items() if c}) if len(g) > 1]
   whole = {tuple(g) for g in coinciding({l: curves[l] for l in drawn})}
@@ -172,7 +174,8 @@ def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
   name = heading(layout.lines) if layout.lines else ''
   # Wrapped where a panel (4.4 inches, 9 pt) ends; a break never separates '=' from the
   # value after it.
-  texts = [f'same curve, {name}: ' + ' =\u00a0'.join(g) for g in ties]
+  texts = [f'{what}, {name}: ' + (f'all {len(g)}' if len(g) == len(drawn) > 6
+                                   else ' =\u00a0'.join(g)) for g in ties]
   return ''.join('\n' + textwrap.fill(t, 56).replace('\u00a0', ' ') for t in texts)
 
 
@@ -208,7 +211,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
            f'\n{_rounds_text(rows)}, {_seeds_text(samples)}')
   if layout.x is None or (len(groups) > MAX_LINES
                           and (len(groups) - 1) * len(panels) > MAX_PANELS):
-    return _dot_figure(path, layout, groups, panels, xs, stats, base, title)
+    return _dot_figure(path, layout, groups, panels, xs, stats, curves, base, title)
   if len(groups) <= MAX_LINES:
     cells = [(panel, groups) for panel in panels]
   else:  # Small multiples: each line with the baseline, in every panel.
@@ -242,7 +245,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
   return plot_style.save_outside(fig, path)
 
 
-def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
+def _dot_figure(path, layout, groups, panels, xs, stats, curves, base, title) -> str:
   """Ranked dot plot: a row per line (ranked by mean over x), a dot per x value (95% CI
   whiskers), a panel per combination of layout.panels, one x-scale."""
   cols = _columns(len(panels))
@@ -269,7 +272,8 @@ def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
     for tick, g in zip(ax.get_yticklabels(), ranked):
       if base in g:
         tick.set_fontweight('bold')
-    ax.set_title(panel_label(layout.panels, panel), fontsize=9)
+    same = _panel_ties(layout, [l for g in groups for l in g], curves, panel, 'same values')
+    ax.set_title(panel_label(layout.panels, panel) + same, fontsize=9)
     ax.set_xlabel('final G-mean')
     ax.grid(alpha=0.3, axis='x')
   for ax in list(axes.flat)[len(panels):]:
