@@ -6,7 +6,8 @@ Workdir contents of a run:
   config.json   the settings the workdir was started with (a rerun must match)
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
   partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
-  tb/           TensorBoard events: every metrics.csv column per round (tensorboard_writer.py)
+  tb/           TensorBoard events: every metrics.csv column per round, and the run's
+                settings as an HParams record (tensorboard_writer.py)
   plots/metrics_per_round.png   the metrics per round (report_plots.write_run_plot)
 
 The client axis is sharded over a mesh of all devices (of all processes in a
@@ -37,6 +38,7 @@ from fedar_jax import metrics
 from fedar_jax import privacy_accounting
 from fedar_jax import progress
 from fedar_jax import sharding
+from fedar_jax import sweep_axes
 from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -323,7 +325,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
                        lambda row: [privacy_accounting.epsilon_cell(epsilons, int(row[0]))])
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
-  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)
+  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1,
+                                        hparams=sweep_axes.point_hparams(cfg))
         if writer_process else None)
   bar = progress.Progress(cfg.rounds, 1, desc='run')
   bar.skip(done)
