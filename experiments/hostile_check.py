@@ -26,10 +26,12 @@ wall-clock on whatever else the machine runs.
 import argparse
 import collections
 import csv
+import io
 import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -145,7 +147,6 @@ def write_npz(tmp, **arrays):
 
 def npy_claiming(array, shape) -> bytes:
   """`array` as .npy bytes with its header rewritten to claim `shape`."""
-  import io
   buf = io.BytesIO()
   np.save(buf, array)
   data = buf.getvalue()
@@ -554,12 +555,8 @@ def classify(rc, stderr: str, timed_out: bool, case: Case) -> tuple[str, str]:
   return 'wrong', f'rc {rc}: {last}'
 
 
-def limits(case: Case):
-  def apply():
-    os.setsid()
-    if case.memory:
-      resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-  return apply
+def memory_cap() -> None:
+  resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def environment(case: Case, tmp: str) -> dict:
@@ -568,8 +565,9 @@ def environment(case: Case, tmp: str) -> dict:
 
 
 def start(case: Case, command_line: list, tmp: str, **streams):
-  return subprocess.Popen(command_line, cwd=ROOT, env=environment(case, tmp),
-                          preexec_fn=limits(case), text=True, **streams)
+  return subprocess.Popen(command_line, cwd=ROOT, env=environment(case, tmp), text=True,
+                          start_new_session=True,
+                          preexec_fn=memory_cap if case.memory else None, **streams)
 
 
 def finish(proc, timeout: float):
@@ -594,13 +592,13 @@ def run_command(case: Case, command_line: list, tmp: str, timeout: float):
   if case.stdout == 'closed' or case.stderr == 'closed':
     # A closed descriptor: the shell's `>&-` / `2>&-` on the child.
     which = '1' if case.stdout == 'closed' else '2'
-    quoted = ' '.join(_quote(a) for a in command_line)
+    quoted = shlex.join(command_line)
     shell = f'exec {quoted} {which}>&-'
     proc = start(case, ['/bin/sh', '-c', shell], tmp, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE if which == '1' else subprocess.DEVNULL)
     return finish(proc, timeout)
   if case.pipe:
-    quoted = ' '.join(_quote(a) for a in command_line)
+    quoted = shlex.join(command_line)
     proc = start(case, ['/bin/bash', '-c', f'{quoted} 2>&1 | head -1 >/dev/null; '
                         'exit ${PIPESTATUS[0]}'], tmp, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE)
@@ -624,11 +622,6 @@ def run_command(case: Case, command_line: list, tmp: str, timeout: float):
     if proc.poll() is None:
       proc.send_signal(signum)
   return finish(proc, timeout)
-
-
-def _quote(a: str) -> str:
-  import shlex
-  return shlex.quote(a)
 
 
 def run_case(case: Case, parent: str, cache: str, timeout: float) -> tuple[str, str, float]:
@@ -661,8 +654,8 @@ def run_case(case: Case, parent: str, cache: str, timeout: float) -> tuple[str, 
     elif outcome == 'signal' and case.check:  # Resumed by the same command.
       rc, stderr, timed_out = run_command(case._replace(signal=None), line, tmp,
                                           case.timeout or timeout)
-      outcome_rerun, note = classify(rc, stderr, timed_out, case)
-      problem = case.check(tmp) if outcome_rerun == 'ran' else f'rerun: {outcome_rerun} {note}'
+      rerun, rerun_note = classify(rc, stderr, timed_out, case)
+      problem = case.check(tmp) if rerun == 'ran' else f'rerun: {rerun} {rerun_note}'
       if problem:
         outcome, note = 'wrong', problem
     elif outcome in ('ran', 'fault') and case.check:
