@@ -27,8 +27,8 @@ from fedar_jax import sharding
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import load
 from fedar_jax.data import synthetic
-from fedar_jax.data.load import FederatedDataset
 
 
 class DataShape(NamedTuple):
@@ -62,7 +62,6 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
 def _read_shape(cfgs: list[RunConfig]) -> DataShape:
   """Data read from files: each data set's labels partitioned on the host as the run would
   (`load.load_labels`: image pixels are not read), the rows zero-width."""
-  from fedar_jax.data import load  # Reads files; the synthetic plan never needs it.
   capacity = test_rows = max_count = 0
   row_shape, names = None, None
   for cfg in cfgs:
@@ -100,15 +99,6 @@ def layout(cfg: RunConfig, mesh, client_block: int) -> tuple[fedar_round.ClientL
   return layout, fedar_round.data_rows(layout, cfg.num_clients)
 
 
-def _one_row_data(shape: DataShape) -> FederatedDataset:
-  """One client of one zero row: what a model builder reads (row shape, class names)."""
-  x = np.zeros((1, 1) + shape.row_shape, np.float32)
-  clients = federated.ClientData(x, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
-                                 np.zeros(1, np.int32))
-  test = federated.TestData(x[0], np.zeros(1, np.int32), np.ones(1, bool))
-  return FederatedDataset(clients, test, tuple(str(k) for k in range(shape.num_classes)))
-
-
 def _abstract(tree, placed, lead: tuple = ()):
   """ShapeDtypeStructs of `tree`'s leaves, with a leading `lead` and sharding `placed`."""
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(lead + np.shape(a), a.dtype,
@@ -123,7 +113,8 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   round_layout, rows = layout(cfg, mesh, client_block)
   resampler = train.resampler_for(cfg, shape.num_classes, shape.capacity,
                                   shape.max_class_count)
-  model = train.model_builder(cfg.model)(cfg, _one_row_data(shape), resampler)
+  model = train.model_builder(cfg.model)(
+      cfg, load.one_row_dataset(shape.row_shape, shape.num_classes), resampler)
   spec, state, hparams = train.round_parts(
       cfg, model, resampler, shape.num_classes, round_layout,
       np.zeros(rows, bool) if cfg.attack == 'scale' else None)
