@@ -44,7 +44,8 @@ from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data import virtual_population
 from fedar_jax.data.load import FederatedDataset
-from fedar_jax.programs import block_length, compile_program, compiler_options
+from fedar_jax.programs import (block_length, compile_program, compiler_options,
+                                once_compiler_options)
 from fedar_jax.train import build, build_layout, build_streamed
 
 
@@ -432,7 +433,8 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
     with progress.stage('compiling the round'):
       program = compile_program(spec, 1, cfg.resample_every, state,
                                 cohort_stream.cohort_shapes(source, slots, mesh), test, hparams,
-                                options=compiler_options(cfg.fast_compile))
+                                options=compiler_options(cfg.fast_compile),
+                                once_options=once_compiler_options(streamed=True))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)
     step = cohort_stream.StreamedStep(
