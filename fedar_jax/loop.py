@@ -199,7 +199,7 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
   Returns (state, the last call's metrics on the device or None if no call ran,
   seconds per round of every round run).
   """
-  times, last_metrics = [], None
+  times, last = [], None  # last: the last call's device metrics and its last round's index.
   points = len(sink.settings)
   epsilons = sink.epsilons or [None] * points
   trailing = sink.trailing or [[]] * points
@@ -227,16 +227,22 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
               tb.write(first + i, cell)
           round_done(first + i, times[-1], cells)
         sink.f.flush()
-        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        last = (device_outs.metrics, count - 1)
         if calls.checkpoint_due(first + count - 1) or interrupts.pending():
-          ckpt.save(state, last_metrics, rows=sink.rows)
+          ckpt.save(state, _round_of(*last), rows=sink.rows)
         if interrupts.pending():
           interrupts.stop(first + count - 1)
   finally:
     for tb in sink.tbs:
       if tb is not None:
         tb.close()
-  return state, last_metrics, times
+  return state, None if last is None else _round_of(*last), times
+
+
+def _round_of(block_metrics: dict, index: int) -> dict:
+  """One round's metrics (on the device) of a call's [block, ...] metrics: sliced only where
+  a checkpoint or the summary needs them (a slice per leaf is a dispatch each)."""
+  return jax.tree.map(lambda a: a[index], block_metrics)
 
 
 def device_description() -> str:
