@@ -138,9 +138,9 @@ except SystemExit as e:
     raise
 (t0, c0, _), (t1, c1, _) = marks[0], marks[-1]
 rounds = max(1, sum(m[2] for m in marks[1:]))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print('RUN ' + json.dumps({'wall_per_round': (t1 - t0) / rounds,
-                           'cpu_per_round': (c1 - c0) / rounds,
-                           'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                           'cpu_per_round': (c1 - c0) / rounds, 'peak_rss_gib': rss}))
 '''
 
 
