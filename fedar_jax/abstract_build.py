@@ -13,7 +13,10 @@ count (`synthetic.imbalanced_counts`); data read from files has its labels
 read and partitioned on the host as the run would (FER2013's label column and
 an image folder's file names only, no pixel read; encoded-feature files and
 TFDS data sets through their loaders), its shapes taken from the result:
-exact as well.
+exact as well. A streamed run (--population, or a virtual population) plans its
+cohort's round: the shapes of a population directory come from its metadata and index
+(`population_store.cohort_shape`, no shard read), the layout is the cohort's
+(`cohort_stream.cohort_layout`: an in-memory population of the cohort's size).
 """
 from typing import NamedTuple
 
@@ -21,6 +24,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from fedar_jax import cohort_stream
+from fedar_jax import config as config_lib
 from fedar_jax import fedar_round
 from fedar_jax import sampling
 from fedar_jax import sharding
@@ -50,6 +55,9 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
   Raises DataError for data files that cannot be read or do not fit the flags.
   """
   cfg = cfgs[0]
+  if cfg.population:
+    from fedar_jax.data import population_store  # NumPy only.
+    return DataShape(**population_store.cohort_shape(cfg.population), exact=True)
   if cfg.dataset != 'synthetic':
     return _read_shape(cfgs)
   # Attackers keep or shrink their majority class, so B is every honest client's.
@@ -89,10 +97,20 @@ class ProgramInputs(NamedTuple):
   hparams: fedar_round.HParams
 
 
+def streamed(cfg: RunConfig) -> bool:
+  """Whether the run streams its cohorts (--population, or a virtual population): its
+  round holds only the cohort, one round per call (cohort_stream.py)."""
+  return bool(cfg.population) or config_lib.is_virtual(cfg)
+
+
 def layout(cfg: RunConfig, mesh, client_block: int) -> tuple[fedar_round.ClientLayout, int]:
-  """The round's client layout on `mesh` with `client_block`, and its client rows."""
+  """The round's client layout on `mesh` with `client_block`, and its client rows (a
+  streamed run's: its cohort's)."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
+  if streamed(cfg):
+    cohort = cohort_stream.cohort_layout(per_round, client_block, mesh)
+    return cohort, fedar_round.data_rows(cohort, per_round)
   layout = fedar_round.ClientLayout(cfg.num_clients,
                                     per_round if per_round < cfg.num_clients else 0,
                                     client_block, mesh)
@@ -118,6 +136,8 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   spec, state, hparams = train.round_parts(
       cfg, model, resampler, shape.num_classes, round_layout,
       np.zeros(rows, bool) if cfg.attack == 'scale' else None)
+  if streamed(cfg):  # The evaluated clients are scored by a program of their own.
+    spec = spec._replace(eval_clients=0)
   if sweep:
     lead, placed = (len(points),), sharding.leading(mesh, sharding.SWEEP)
   else:

@@ -46,7 +46,8 @@ from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data import virtual_population
 from fedar_jax.data.load import FederatedDataset
-from fedar_jax.programs import block_length, compile_program, compiler_options
+from fedar_jax.programs import (block_length, compile_program, compiler_options,
+                                once_compiler_options)
 from fedar_jax.train import build, build_layout, build_streamed
 
 
@@ -200,7 +201,7 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
   Returns (state, the last call's metrics on the device or None if no call ran,
   seconds per round of every round run).
   """
-  times, last_metrics = [], None
+  times, last = [], None  # last: the last call's device metrics and its last round's index.
   points = len(sink.settings)
   epsilons = sink.epsilons or [None] * points
   trailing = sink.trailing or [[]] * points
@@ -228,16 +229,22 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
               tb.write(first + i, cell)
           round_done(first + i, times[-1], cells)
         sink.f.flush()
-        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        last = (device_outs.metrics, count - 1)
         if calls.checkpoint_due(first + count - 1) or interrupts.pending():
-          ckpt.save(state, last_metrics, rows=sink.rows)
+          ckpt.save(state, _round_of(*last), rows=sink.rows)
         if interrupts.pending():
           interrupts.stop(first + count - 1)
   finally:
     for tb in sink.tbs:
       if tb is not None:
         tb.close()
-  return state, last_metrics, times
+  return state, None if last is None else _round_of(*last), times
+
+
+def _round_of(block_metrics: dict, index: int) -> dict:
+  """One round's metrics (on the device) of a call's [block, ...] metrics: sliced only where
+  a checkpoint or the summary needs them (a slice per leaf is a dispatch each)."""
+  return jax.tree.map(lambda a: a[index], block_metrics)
 
 
 def device_description() -> str:
@@ -435,7 +442,8 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
     with progress.stage('compiling the round'):
       program = compile_program(spec, 1, cfg.resample_every, state,
                                 cohort_stream.cohort_shapes(source, slots, mesh), test, hparams,
-                                options=compiler_options(cfg.fast_compile))
+                                options=compiler_options(cfg.fast_compile),
+                                once_options=once_compiler_options(streamed=True))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)
     step = cohort_stream.StreamedStep(
