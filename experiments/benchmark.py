@@ -55,6 +55,12 @@ def main():
                            'extrapolated (default 131072; --quick 4000)')
   parser.add_argument('--population_keep', action='store_true',
                       help='population: keep the population written')
+  parser.add_argument('--population_reuse', action='store_true',
+                      help='population: stream a complete population already under '
+                           '--population_dir instead of writing it (kept afterwards)')
+  parser.add_argument('--population_repeats', type=int, default=None,
+                      help='population: interleaved repeats of each streamed / in-memory '
+                           'pair of runs (default 3; --quick 1)')
   args = parser.parse_args()
   for name in args.sections.split(','):
     if name not in SECTIONS:

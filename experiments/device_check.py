@@ -1,6 +1,7 @@
 """Whole-process figures on the machine at hand: one JSON line per measurement.
 
-  python experiments/device_check.py            # full sizes (an accelerator; <= 5 minutes)
+  python experiments/device_check.py            # full sizes (an accelerator; <= 5 minutes
+                                                # and the local_kernel section's 4 commands)
   python experiments/device_check.py --quick    # small sizes (this CPU; about a minute)
 
 Every figure comes from the command line a user runs (`python -m fedar_jax.main`,
@@ -25,7 +26,13 @@ generation and compilation:
               bfloat16/float32 round ratio;
   plan        the plan of the `local` target against the same run measured here
               (experiments/benchmark_plan.py: bytes per chip vs the device's
-              peak_bytes_in_use, est_round_s vs the measured round, and their ratios).
+              peak_bytes_in_use, est_round_s vs the measured round, and their ratios);
+  local_kernel  the C = 1,000 and 10,000 commands (quick: 40 and 100) with
+              --local_kernel=xla and --local_kernel=pallas (the fused Pallas local-training
+              kernel; Pallas interpret mode on a CPU): compile_s, round_s and the final
+              G-mean of each, and the pallas/xla round-time ratio (each command stops
+              after LOCAL_KERNEL_TIMEOUT_S, so a slow Triton compile cannot take the
+              machine's time).
 Each section runs in its own workdir under --root (default a new temporary directory)
 with the compilation cache in --root/cache, so the first command of a run is cold.
 --xla_flags adds XLA_FLAGS to every command (e.g. a variant chosen by
@@ -53,6 +60,9 @@ XLA_VARIANTS = {
     'no_triton_gemm': '--xla_gpu_enable_triton_gemm=false',
     'no_triton_gemm_autotune0': '--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0',
 }
+
+# Seconds each command of the local_kernel section may run.
+LOCAL_KERNEL_TIMEOUT_S = 240
 
 
 def _run(module: str, args: list[str], timeout: float,
@@ -97,7 +107,8 @@ def main():
   parser.add_argument('--root', default='', help='directory for workdirs and the cache')
   parser.add_argument('--preset_timeout', type=float, default=0,
                       help='seconds the IMR preset may run (default 150; quick 120)')
-  parser.add_argument('--sections', default='main,rerun,sweep30,data_dtype,imr_preset,plan')
+  parser.add_argument('--sections',
+                      default='main,rerun,sweep30,data_dtype,imr_preset,plan,local_kernel')
   parser.add_argument('--xla_flags', default='', help='XLA_FLAGS added to every command')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='fedar_device_check_')
@@ -196,7 +207,6 @@ def main():
             'rows': _rows(os.path.join(workdir, 'sweep.csv')),
             **({'error': err} if rc not in (0, 124) else {})})
 
-
   if 'plan' in sections:
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'benchmark.py'),
                            '--sections=plan', '--plan_targets=',
@@ -208,6 +218,23 @@ def main():
       emit({**json.loads(line), 'section': 'plan', 'xla_flags': xla})
     if proc.returncode or not lines:
       emit({'section': 'plan', 'rc': proc.returncode, 'error': proc.stderr[-500:]})
+  if 'local_kernel' in sections:
+    for c in sizes[1:]:
+      rounds_s = {}
+      for kernel in ('xla', 'pallas'):
+        workdir = os.path.join(root, f'local_kernel_{kernel}_c{c}')
+        wall, rc, err = _run('fedar_jax.main', [*base, f'--num_clients={c}', '--rounds=5',
+                                                f'--local_kernel={kernel}',
+                                                f'--workdir={workdir}', cache],
+                                     LOCAL_KERNEL_TIMEOUT_S, xla)
+        record = {'section': 'local_kernel', 'local_kernel': kernel, 'clients': c,
+                  'rounds': 5, 'xla_flags': xla, 'wall_s': round(wall, 2), 'rc': rc,
+                  **_summary(workdir), **({'error': err} if rc else {})}
+        emit(record)
+        rounds_s[kernel] = record.get('round_s') if rc == 0 else None
+      if all(rounds_s.values()):
+        emit({'section': 'local_kernel', 'clients': c,
+              'pallas_over_xla_round': round(rounds_s['pallas'] / rounds_s['xla'], 3)})
 
 
 if __name__ == '__main__':

@@ -13,7 +13,10 @@ count (`synthetic.imbalanced_counts`); data read from files has its labels
 read and partitioned on the host as the run would (FER2013's label column and
 an image folder's file names only, no pixel read; encoded-feature files and
 TFDS data sets through their loaders), its shapes taken from the result:
-exact as well.
+exact as well. A streamed run (--population, or a virtual population) plans its
+cohort's round: the shapes of a population directory come from its metadata and index
+(`population_store.cohort_shape`, no shard read), the layout is the cohort's
+(`cohort_stream.cohort_layout`: an in-memory population of the cohort's size).
 """
 from typing import NamedTuple
 
@@ -21,6 +24,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from fedar_jax import cohort_stream
+from fedar_jax import config as config_lib
 from fedar_jax import data_dtype
 from fedar_jax import fedar_round
 from fedar_jax import sampling
@@ -28,8 +33,8 @@ from fedar_jax import sharding
 from fedar_jax import train
 from fedar_jax.config import ConfigError, RunConfig
 from fedar_jax.data import federated
+from fedar_jax.data import load
 from fedar_jax.data import synthetic
-from fedar_jax.data.load import FederatedDataset
 
 
 class DataShape(NamedTuple):
@@ -51,6 +56,9 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
   Raises DataError for data files that cannot be read or do not fit the flags.
   """
   cfg = cfgs[0]
+  if cfg.population:
+    from fedar_jax.data import population_store  # NumPy only.
+    return DataShape(**population_store.cohort_shape(cfg.population), exact=True)
   if cfg.dataset != 'synthetic':
     return _read_shape(cfgs)
   # Attackers keep or shrink their majority class, so B is every honest client's.
@@ -63,7 +71,6 @@ def data_shape(cfgs: list[RunConfig]) -> DataShape:
 def _read_shape(cfgs: list[RunConfig]) -> DataShape:
   """Data read from files: each data set's labels partitioned on the host as the run would
   (`load.load_labels`: image pixels are not read), the rows zero-width."""
-  from fedar_jax.data import load  # Reads files; the synthetic plan never needs it.
   capacity = test_rows = max_count = 0
   row_shape, names = None, None
   for cfg in cfgs:
@@ -91,23 +98,24 @@ class ProgramInputs(NamedTuple):
   hparams: fedar_round.HParams
 
 
+def streamed(cfg: RunConfig) -> bool:
+  """Whether the run streams its cohorts (--population, or a virtual population): its
+  round holds only the cohort, one round per call (cohort_stream.py)."""
+  return bool(cfg.population) or config_lib.is_virtual(cfg)
+
+
 def layout(cfg: RunConfig, mesh, client_block: int) -> tuple[fedar_round.ClientLayout, int]:
-  """The round's client layout on `mesh` with `client_block`, and its client rows."""
+  """The round's client layout on `mesh` with `client_block`, and its client rows (a
+  streamed run's: its cohort's)."""
   per_round = sampling.clients_per_round(cfg.num_clients, cfg.clients_per_round,
                                          cfg.client_fraction)
+  if streamed(cfg):
+    cohort = cohort_stream.cohort_layout(per_round, client_block, mesh)
+    return cohort, fedar_round.data_rows(cohort, per_round)
   layout = fedar_round.ClientLayout(cfg.num_clients,
                                     per_round if per_round < cfg.num_clients else 0,
                                     client_block, mesh)
   return layout, fedar_round.data_rows(layout, cfg.num_clients)
-
-
-def _one_row_data(shape: DataShape) -> FederatedDataset:
-  """One client of one zero row: what a model builder reads (row shape, class names)."""
-  x = np.zeros((1, 1) + shape.row_shape, np.float32)
-  clients = federated.ClientData(x, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
-                                 np.zeros(1, np.int32))
-  test = federated.TestData(x[0], np.zeros(1, np.int32), np.ones(1, bool))
-  return FederatedDataset(clients, test, tuple(str(k) for k in range(shape.num_classes)))
 
 
 def _abstract(tree, placed, lead: tuple = ()):
@@ -124,10 +132,13 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   round_layout, rows = layout(cfg, mesh, client_block)
   resampler = train.resampler_for(cfg, shape.num_classes, shape.capacity,
                                   shape.max_class_count)
-  model = train.model_builder(cfg.model)(cfg, _one_row_data(shape), resampler)
+  model = train.model_builder(cfg.model)(
+      cfg, load.one_row_dataset(shape.row_shape, shape.num_classes), resampler)
   spec, state, hparams = train.round_parts(
       cfg, model, resampler, shape.num_classes, round_layout,
       np.zeros(rows, bool) if cfg.attack == 'scale' else None)
+  if streamed(cfg):  # The evaluated clients are scored by a program of their own.
+    spec = spec._replace(eval_clients=0)
   if sweep:
     lead, placed = (len(points),), sharding.leading(mesh, sharding.SWEEP)
   else:

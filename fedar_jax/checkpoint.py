@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from fedar_jax import checkpoint_record
 from fedar_jax import fedar_round
+from fedar_jax import std_streams
 
 
 def _quiet_orbax(record) -> bool:
@@ -87,9 +88,11 @@ class Checkpoints:
     if state.dp_clip is not None:
       item['dp_clip'] = state.dp_clip
     record = checkpoint_record.make(list(rows), self._settings)
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave(record)))
-    self._manager.wait_until_finished()
+    # A failed write (a full disk) raises here; what Orbax's threads print meanwhile is dropped.
+    with std_streams.held():
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(item), rows=ocp.args.JsonSave(record)))
+      self._manager.wait_until_finished()
 
   def resume_point(self) -> tuple[int, list[list[str]]]:
     """(step, rows) of the newest checkpoint that reads back in full; (0, []) if none.

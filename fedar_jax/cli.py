@@ -19,6 +19,7 @@ from fedar_jax import defences
 from fedar_jax import flag_use
 from fedar_jax import flagfiles
 from fedar_jax import interrupts
+from fedar_jax import std_streams
 from fedar_jax import sweep_axes
 from fedar_jax.data.errors import DataError
 
@@ -155,7 +156,8 @@ def _disk_full(e: BaseException) -> bool:
 
 @contextlib.contextmanager
 def faults_reported(workdir: str):
-  """Ends SIGINT/SIGTERM (130/143) and a full disk (1) with one line for the body.
+  """Ends SIGINT/SIGTERM (130/143) and a full disk (1) with one line for the body, the
+  last: nothing printed after it (`std_streams.silence`).
 
   The round number printed is the one the rerun resumes after.
   """
@@ -170,12 +172,15 @@ def faults_reported(workdir: str):
     except interrupts.Interrupted as e:
       print(e.message(rounds_done()), file=sys.stderr)
       interrupts.exit_quietly()
+      std_streams.silence()
       sys.exit(e.exit_code)
     except Exception as e:  # Disk full surfaces as OSError or as Orbax/TensorStore errors.
       if not _disk_full(e):
         raise
       print(f'error: {workdir}: disk full ({type(e).__name__}) after round {rounds_done()}; '
             'free space and rerun the same command to resume', file=sys.stderr)
+      interrupts.exit_quietly()  # Libraries' threads and exit hooks fail on the full disk too.
+      std_streams.silence()
       sys.exit(1)
 
 

@@ -27,6 +27,10 @@ DATASETS = registry.names('dataset')  # 'tfds:NAME': any tfds:<name>.
 MODELS = registry.names('model')
 LATENT_RESAMPLING = ('none', 'joint', 'frozen')
 RESAMPLE_EVERY = ('once', 'round')
+LOCAL_KERNELS = ('xla', 'pallas')
+# What --local_kernel=pallas trains (local_kernel.py): {field: the one value it takes}.
+PALLAS_KERNEL_SETTINGS = {'model': 'mlp', 'loss': 'ce', 'client_optimizer': 'adam',
+                          'prox_mu': 0.0}
 STANDARDIZE = standardize_lib.MODES
 ACCOUNTANTS = privacy_accounting.ACCOUNTANTS
 # resample.RESAMPLER_NAMES, named here so that checking flags needs no JAX (a test keeps
@@ -243,6 +247,12 @@ class RunConfig:
   data_dtype: str = _f('float32', 'Dtype of the client features on the device: '
                                   f'{", ".join(data_dtype_lib.DTYPES)} (bfloat16: half the '
                                   'bytes, arithmetic in float32; see docs/design.md).')
+  local_kernel: str = _f('xla', f'Local training of a client: {", ".join(LOCAL_KERNELS)}: xla '
+                               '(the XLA program of client.py) or pallas (one fused Pallas '
+                               'kernel per client, local_kernel.py: the MLP with --loss=ce, '
+                               '--client_optimizer=adam, --prox_mu=0; Pallas interpret mode '
+                               'on a CPU, slow, for checking). Same results to float32 '
+                               'reordering (docs/scale.md).')
   fast_compile: bool = _f(False, 'GPU: compile the rounds without Triton GEMM fusions '
                                  '(cuBLAS only), skipping XLA\'s GEMM autotuning (the '
                                  'pre-training step always is): a faster compile for a slower '
@@ -450,6 +460,7 @@ def validate(cfg: RunConfig, host_memory: bool = True) -> RunConfig:
   _validate_scale(cfg)
   _validate_virtual(cfg)
   _validate_methods(cfg)
+  _validate_local_kernel(cfg)
   if host_memory:
     _validate_memory(cfg)
   _validate_numerics(cfg)
@@ -515,6 +526,20 @@ def _validate_methods(cfg: RunConfig) -> None:
       if getattr(cfg, name) != RunConfig.__dataclass_fields__[name].default:
         raise ConfigError(name, f'is not supported with --latent_resampling='
                           f'{cfg.latent_resampling} (its own local update)')
+
+
+def _validate_local_kernel(cfg: RunConfig) -> None:
+  """--local_kernel, and the settings --local_kernel=pallas cannot train (any value of a
+  PALLAS_KERNEL_SETTINGS field but the one it takes)."""
+  _choice(cfg, 'local_kernel', LOCAL_KERNELS)
+  if cfg.local_kernel != 'pallas':
+    return
+  def shown(value):
+    return f'{value:g}' if isinstance(value, float) else value
+  for field, value in PALLAS_KERNEL_SETTINGS.items():
+    if getattr(cfg, field) != value:
+      raise ConfigError('local_kernel', f'pallas trains --{field}={shown(value)} only, not '
+                        f'--{field}={shown(getattr(cfg, field))}')
 
 
 def _validate_privacy(cfg: RunConfig) -> None:

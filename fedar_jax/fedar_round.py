@@ -38,6 +38,7 @@ from fedar_jax import privacy
 from fedar_jax import sampling
 from fedar_jax import server
 from fedar_jax import sharding
+from fedar_jax.config import ConfigError
 from fedar_jax.methods import Methods, MethodParams
 from fedar_jax.methods import registry
 from fedar_jax.data.federated import ClientData, TestData
@@ -107,6 +108,9 @@ class RoundSpec(NamedTuple):
   trains_prepared: the clients' x holds `client.PreparedRows` (prepared once
   before training, `--resample_every=once`): the clients only train.
   matmul_precision: the `precision.PRECISIONS` entry the round is traced under.
+  local_kernel: the standard client's local training: 'xla' (`client.local_train`) or
+  'pallas' (`local_kernel.local_train`, one fused kernel per client; the MLP with the ce
+  loss and adam only).
   eval_clients: E, clients the new global model is also evaluated on, each on its own
   rows, every round (0: none). They are sampled from all C with keys from (seed, round)
   on `sampling.EVAL_STREAM`, apart from the training cohort's.
@@ -127,6 +131,7 @@ class RoundSpec(NamedTuple):
   client_sampling: str = 'uniform'
   # --- Numerics ---
   matmul_precision: str = 'default'
+  local_kernel: str = 'xla'
   # --- Evaluation ---
   eval_clients: int = 0
 
@@ -175,6 +180,8 @@ def client_pipeline(spec: RoundSpec,
                     method_params: MethodParams | None = None) -> client.ClientPipeline:
   """The round's client pair: `spec.client_pipeline`, or the standard FedAR client with
   the spec's client loss and optimizer parameterised by `method_params` (traced)."""
+  if spec.local_kernel == 'pallas':
+    return pallas_client(spec)
   if spec.client_pipeline is not None:
     return spec.client_pipeline
   local = client.LocalMethod(spec.methods.loss, spec.methods.client_optimizer,
@@ -182,6 +189,28 @@ def client_pipeline(spec: RoundSpec,
                              else MethodParams.create())
   return client.fedar_client(spec.apply_fn, spec.resampler, spec.num_classes, spec.local_epochs,
                              spec.batch_size, local)
+
+
+def pallas_client(spec: RoundSpec) -> client.ClientPipeline:
+  """The standard FedAR client with its local training in the fused Pallas kernel
+  (`local_kernel.train_fn`): the MLP with the ce loss and adam, without FedProx (the
+  traced prox_mu is the config's, refused unless 0 by `config.validate`). On a GPU the
+  client axis must be on one device (a mesh of several raises ConfigError: the kernel's
+  Triton call is not partitioned); a CPU's interpret mode runs on any mesh."""
+  from fedar_jax import local_kernel  # Pallas loads only for the runs that use it.
+  if (spec.client_pipeline is not None or spec.methods.loss != 'ce'
+      or spec.methods.client_optimizer != 'adam'):
+    raise ValueError(f'the pallas local kernel trains the standard MLP client with the ce loss '
+                     f'and adam, not loss={spec.methods.loss}, client_optimizer='
+                     f'{spec.methods.client_optimizer}, client_pipeline={spec.client_pipeline}')
+  devices = sharding.client_devices(spec.mesh)
+  if devices > 1 and jax.default_backend() != 'cpu':
+    raise ConfigError('local_kernel', f'pallas runs on one device: its Triton call is not '
+                      f'split over the {devices} devices of the client mesh; use '
+                      f'--local_kernel=xla')
+  standard = client.fedar_client(spec.apply_fn, spec.resampler, spec.num_classes,
+                                 spec.local_epochs, spec.batch_size)
+  return standard._replace(train=local_kernel.train_fn(spec.local_epochs, spec.batch_size))
 
 
 def local_update_fn(spec: RoundSpec, method_params: MethodParams | None = None) -> Callable:

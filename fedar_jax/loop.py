@@ -6,7 +6,8 @@ Workdir contents of a run:
   config.json   the settings the workdir was started with (a rerun must match)
   checkpoints/  Orbax checkpoints; rerunning the same command resumes from the newest
   partition.*   per-client class counts and IRs (json, csv, png; data/summary.py)
-  tb/           TensorBoard events: every metrics.csv column per round (tensorboard_writer.py)
+  tb/           TensorBoard events: every metrics.csv column per round, and the run's
+                settings as an HParams record (tensorboard_writer.py)
   plots/metrics_per_round.png   the metrics per round (report_plots.write_run_plot)
 
 The client axis is sharded over a mesh of all devices (of all processes in a
@@ -38,6 +39,7 @@ from fedar_jax import metrics
 from fedar_jax import privacy_accounting
 from fedar_jax import progress
 from fedar_jax import sharding
+from fedar_jax import sweep_axes
 from fedar_jax import tensorboard_writer
 from fedar_jax import workdir as workdir_lib
 from fedar_jax.config import RunConfig
@@ -45,7 +47,8 @@ from fedar_jax.data import federated
 from fedar_jax.data import summary as data_summary
 from fedar_jax.data import virtual_population
 from fedar_jax.data.load import FederatedDataset
-from fedar_jax.programs import block_length, compile_program, compiler_options
+from fedar_jax.programs import (block_length, compile_program, compiler_options,
+                                once_compiler_options)
 from fedar_jax.train import build, build_layout, build_streamed
 
 
@@ -199,7 +202,7 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
   Returns (state, the last call's metrics on the device or None if no call ran,
   seconds per round of every round run).
   """
-  times, last_metrics = [], None
+  times, last = [], None  # last: the last call's device metrics and its last round's index.
   points = len(sink.settings)
   epsilons = sink.epsilons or [None] * points
   trailing = sink.trailing or [[]] * points
@@ -227,16 +230,22 @@ def run_calls(step, state, inputs: tuple, calls: CallPlan, ckpt: checkpoint.Chec
               tb.write(first + i, cell)
           round_done(first + i, times[-1], cells)
         sink.f.flush()
-        last_metrics = jax.tree.map(lambda a: a[count - 1], device_outs.metrics)
+        last = (device_outs.metrics, count - 1)
         if calls.checkpoint_due(first + count - 1) or interrupts.pending():
-          ckpt.save(state, last_metrics, rows=sink.rows)
+          ckpt.save(state, _round_of(*last), rows=sink.rows)
         if interrupts.pending():
           interrupts.stop(first + count - 1)
   finally:
     for tb in sink.tbs:
       if tb is not None:
         tb.close()
-  return state, last_metrics, times
+  return state, None if last is None else _round_of(*last), times
+
+
+def _round_of(block_metrics: dict, index: int) -> dict:
+  """One round's metrics (on the device) of a call's [block, ...] metrics: sliced only where
+  a checkpoint or the summary needs them (a slice per leaf is a dispatch each)."""
+  return jax.tree.map(lambda a: a[index], block_metrics)
 
 
 def device_description() -> str:
@@ -324,7 +333,8 @@ def train_and_evaluate(cfg: RunConfig, workdir: str, built=None, source=None) ->
                        lambda row: [privacy_accounting.epsilon_cell(epsilons, int(row[0]))])
   f, writer = workdir_lib.open_rows(
       os.path.join(workdir, 'metrics.csv') if writer_process else None, header, rows=rows)
-  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1)
+  tb = (tensorboard_writer.ScalarWriter(os.path.join(workdir, 'tb'), done + 1,
+                                        hparams=sweep_axes.point_hparams(cfg))
         if writer_process else None)
   bar = progress.Progress(cfg.rounds, 1, desc='run')
   bar.skip(done)
@@ -436,7 +446,8 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
       program = compile_program(spec, 1, cfg.resample_every, state,
                                 cohort_stream.cohort_shapes(source, slots, mesh,
                                                             cfg.data_dtype), test, hparams,
-                                options=compiler_options(cfg.fast_compile))
+                                options=compiler_options(cfg.fast_compile),
+                                once_options=once_compiler_options(streamed=True))
     compile_s = time.perf_counter() - t0
     logging.info('compiled the cohort\'s round in %.2fs', compile_s)
     step = cohort_stream.StreamedStep(

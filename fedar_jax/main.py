@@ -11,9 +11,11 @@ import os
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import std_streams  # Light: stdlib only.
 from fedar_jax import platforms
 
 if __name__ == '__main__':
+  std_streams.guard()
   interrupts.exit_while_starting()
 
 from absl import app
@@ -65,6 +67,7 @@ def main(argv):
     print(f"final: accuracy {final['accuracy']:.4f}  gmean {final['gmean']:.4f}  "
           f"f1 {final['f1']:.4f}  compile {summary['compile_s']:.2f}s  "
           f"round {round_s}  -> {FLAGS.workdir}")
+  std_streams.exit_if_stdout_lost(f'the run finished; its results are in {FLAGS.workdir}')
 
 
 def run():

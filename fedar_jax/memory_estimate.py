@@ -5,9 +5,10 @@ the model, so absurd sizes end with one line instead of a hang or unbounded grow
       image of the file or folder, at --image_size), from the file's size or the
       folder's file count, before anything is read.
   `model_bytes(cfg, row_shape, num_classes)`: the parameter count from
-      `jax.eval_shape` of the model's init (nothing allocated), then a lower bound
-      on the training memory: the server's parameters, one client's copy and its
-      gradient, and one minibatch's activations, per client in flight.
+      `jax.eval_shape` of the model's init (mlp, cnn) or of a registered model's
+      builder (nothing allocated), then a lower bound on the training memory: the
+      server's parameters, one client's copy and its gradient, and one minibatch's
+      activations, per client in flight.
 
 Both are lower bounds: what they refuse cannot fit; what they pass may still not
 (the compiled round's own check, `client_block_fit`, comes later). The commands call
@@ -69,11 +70,14 @@ def check_decoded_images(cfg: RunConfig, have: int) -> None:
                     f'more than this machine\'s {_gib(have)} GiB of memory')
 
 
+BUILTIN_MODELS = ('mlp', 'cnn')
+
+
 @functools.lru_cache(maxsize=64)
 def param_count(model: str, hidden: tuple, latent_dim: int, cnn_channels: tuple,
                 row_shape: tuple, num_classes: int) -> int | None:
-  """Parameters of --model on rows of `row_shape`, from `jax.eval_shape` of its init
-  (no array is allocated); None for a model other than mlp and cnn."""
+  """Parameters of the built-in --model (mlp, cnn) on rows of `row_shape`, from
+  `jax.eval_shape` of its init (no array is allocated); None for any other model."""
   import jax
   import jax.numpy as jnp
   from fedar_jax import models
@@ -88,10 +92,44 @@ def param_count(model: str, hidden: tuple, latent_dim: int, cnn_channels: tuple,
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
 
 
-def activations_per_row(cfg: RunConfig, row_shape: tuple) -> int:
+@functools.lru_cache(maxsize=16)
+def registered_param_count(cfg: RunConfig, row_shape: tuple, num_classes: int) -> int | None:
+  """Parameters of a registered --model: `jax.eval_shape` of its builder on one zero row of
+  `row_shape` (data/load.py `one_row_dataset`) with the `none` resampler, so the builder's
+  traced arrays are never allocated; None for a builder that needs concrete values (one
+  that reads its arrays back), which the estimate cannot see."""
+  import jax
+  from fedar_jax import resample
+  from fedar_jax.data import load
+  from fedar_jax.methods import registry
+  build = registry.resolve('model', cfg.model)
+  data = load.one_row_dataset(row_shape, num_classes)
+  resampler = resample.make_resampler('none', num_classes=num_classes, capacity=1)
+  try:
+    shapes = jax.eval_shape(lambda: build(cfg, data, resampler).params)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+          jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError):
+    return None
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+
+
+def model_param_count(cfg: RunConfig, row_shape: tuple, num_classes: int) -> int | None:
+  """Parameters of `cfg`'s model on rows of `row_shape` with K = `num_classes`, any
+  registered model (`param_count` for the built-ins, else `registered_param_count`)."""
+  if cfg.model in BUILTIN_MODELS:
+    return param_count(cfg.model, tuple(cfg.hidden), cfg.latent_dim, tuple(cfg.cnn_channels),
+                       tuple(row_shape), num_classes)
+  return registered_param_count(cfg, tuple(row_shape), num_classes)
+
+
+def activations_per_row(cfg: RunConfig, row_shape: tuple, num_classes: int) -> int:
   """A lower bound on the float32 activations one row keeps through the model: its input,
-  the first conv layer's output (cnn), the latent (cnn) and every hidden layer."""
-  count = math.prod(row_shape) + sum(cfg.hidden)
+  the first conv layer's output (cnn), the latent (cnn) and every hidden layer (mlp, cnn);
+  its input and its K logits (any other model, whose layers are unknown)."""
+  count = math.prod(row_shape)
+  if cfg.model not in BUILTIN_MODELS:
+    return count + num_classes
+  count += sum(cfg.hidden)
   if cfg.model == 'cnn' and len(row_shape) == 3:
     count += row_shape[0] * row_shape[1] * cfg.cnn_channels[0] + cfg.latent_dim
   return count
@@ -99,20 +137,22 @@ def activations_per_row(cfg: RunConfig, row_shape: tuple) -> int:
 
 def model_bytes(cfg: RunConfig, row_shape: tuple, num_classes: int) -> int | None:
   """A lower bound on the bytes training `cfg`'s model needs on one device (module doc);
-  None for a model whose parameters are not counted here."""
-  params = param_count(cfg.model, tuple(cfg.hidden), cfg.latent_dim, tuple(cfg.cnn_channels),
-                       tuple(row_shape), num_classes)
+  None for a model whose parameters cannot be counted (`model_param_count`)."""
+  params = model_param_count(cfg, row_shape, num_classes)
   if params is None:
     return None
   in_flight = max(cfg.client_block, 1)
-  per_client = 2 * params + cfg.batch_size * activations_per_row(cfg, row_shape)
+  per_client = 2 * params + cfg.batch_size * activations_per_row(cfg, row_shape, num_classes)
   return FLOAT32 * (params + in_flight * per_client)
 
 
-# The flags that size the model, by the kind of model.
+# The flags that size the model, by the kind of model (any other model: every sizing flag,
+# since its builder may read any of them).
 _MODEL_FLAGS = {'mlp': ('hidden', 'feature_dim', 'image_size', 'batch_size', 'client_block'),
                 'cnn': ('hidden', 'latent_dim', 'cnn_channels', 'image_size', 'batch_size',
                         'client_block')}
+_ANY_MODEL_FLAGS = ('hidden', 'latent_dim', 'cnn_channels', 'feature_dim', 'image_size',
+                    'batch_size', 'client_block')
 
 
 def _largest(value) -> int:
@@ -121,21 +161,22 @@ def _largest(value) -> int:
 
 def check_model(cfg: RunConfig, row_shape: tuple, num_classes: int, have: int) -> None:
   """Raises ConfigError if `model_bytes` exceeds `have` bytes of device memory, naming the
-  sizing flag furthest above its default."""
+  sizing flag furthest above its default (--model itself where none is above it)."""
   need = model_bytes(cfg, row_shape, num_classes)
   if need is None or not have or need <= have:
     return
-  names = [n for n in _MODEL_FLAGS[cfg.model]
+  names = [n for n in _MODEL_FLAGS.get(cfg.model, _ANY_MODEL_FLAGS)
            if n != 'feature_dim' or cfg.dataset == 'synthetic']
   defaults = RunConfig()
 
   def above_default(name):
     return _largest(getattr(cfg, name)) / max(_largest(getattr(defaults, name)), 1)
   flag = max(names, key=above_default)
+  if above_default(flag) <= 1:
+    flag = 'model'
   value = getattr(cfg, flag)
   shown = ','.join(map(str, value)) if isinstance(value, tuple) else value
-  params = param_count(cfg.model, tuple(cfg.hidden), cfg.latent_dim, tuple(cfg.cnn_channels),
-                       tuple(row_shape), num_classes)
+  params = model_param_count(cfg, row_shape, num_classes)
   raise ConfigError(flag, f'{shown} makes the model ({params:,} parameters) need at least '
                     f'{_gib(need)} GiB to train, more than the {_gib(have)} GiB of memory of '
                     'a device here')

@@ -18,9 +18,11 @@ import json
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import std_streams  # Light: stdlib only.
 from fedar_jax import platforms
 
 if __name__ == '__main__':
+  std_streams.guard()
   interrupts.exit_while_starting()
 
 from absl import app

@@ -85,11 +85,14 @@ class StudyPlan(NamedTuple):
     }
 
 
-def compiler_options(target: topology.Target, fast_compile: bool) -> tuple[dict, dict]:
-  """(options of every program, extra options of `prepare`) for the target's compiler."""
+def compiler_options(target: topology.Target, fast_compile: bool,
+                     streamed: bool = False) -> tuple[dict, dict]:
+  """(options of every program, extra options of `prepare`) for the target's compiler;
+  streamed: the run streams its cohorts (`programs.once_compiler_options`)."""
   if target.platform == 'tpu' and jax.default_backend() != 'tpu':
     return {}, {}  # train's options are the local backend's; a TPU takes XLA's defaults.
-  return programs_lib.compiler_options(fast_compile), programs_lib.once_compiler_options()
+  return (programs_lib.compiler_options(fast_compile),
+          programs_lib.once_compiler_options(streamed))
 
 
 def _memory(compiled, per_chip: int) -> tuple[int, int, int, int]:
@@ -172,7 +175,7 @@ def check_devices(base: RunConfig, mesh, target: topology.Target) -> None:
   """Refuses a target whose CLIENTS axis has at least twice as many devices as a round has
   clients (most of its devices would hold only padding clients)."""
   per_round, _ = abstract_build.layout(base, None, 0)
-  slots = per_round.clients_per_round or base.num_clients
+  slots = per_round.clients_per_round or per_round.num_clients
   devices = sharding.client_devices(mesh)
   if devices >= 2 * slots:
     raise ConfigError('target', f'{target.name} puts {devices} devices on the clients axis but '
@@ -206,10 +209,13 @@ def refuse_data(base: RunConfig, lists: dict, mesh, shape, target: topology.Targ
   have = target.hbm_per_chip_bytes
   if need <= have:
     return
-  fit_clients = int(base.num_clients * have / need)
+  # A streamed run holds its cohort: fewer clients per round would fit, not fewer clients.
+  layout, _ = abstract_build.layout(base, None, 0)
+  flag = 'clients_per_round' if abstract_build.streamed(base) else 'num_clients'
+  fit_clients = int(layout.num_clients * have / need)
   raise ConfigError('target', f'{target.name}: the client data alone needs '
                     f'{need / GIB:.1f} GiB per chip, {have / GIB:.1f} GiB available; would fit: '
-                    f'{slice_advice(target, need)}, or --num_clients <= {fit_clients}')
+                    f'{slice_advice(target, need)}, or --{flag} <= {fit_clients}')
 
 
 def plan_study(base: RunConfig, lists: dict, target: topology.Target,
@@ -230,15 +236,16 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
       [base.replace(**d) for d in sweep_axes.data_settings(sweep_axes.SweepAxes.of(
           base, **lists))])
   refuse_data(base, lists, mesh, shape, target)
-  options = compiler_options(target, base.fast_compile)
+  streamed = abstract_build.streamed(base)
+  options = compiler_options(target, base.fast_compile, streamed)
   programs = []
   for unit in all_units:
     cfg = unit.points[0]
     compile_with = lambda block, unit=unit, cfg=cfg: compile_programs(
         abstract_build.program_inputs(unit.points, unit.num_data, shape, mesh, block,
                                       unit.sweep),
-        programs_lib.block_length(cfg), cfg.resample_every, unit.sweep, unit.num_data, mesh,
-        options)
+        1 if streamed else programs_lib.block_length(cfg), cfg.resample_every, unit.sweep,
+        unit.num_data, mesh, options)
     block = train.auto_client_block(cfg, target.platform)
     log(f'{unit.name}: compiling for {target.name}')
     compiled = compile_with(block)
@@ -248,7 +255,8 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
       if found is not None:
         block, compiled = found
     for kind, program, seconds in compiled:
-      runs = cfg.rounds if kind == 'rounds' else 1
+      # A streamed run prepares each round's cohort (--resample_every=once).
+      runs = cfg.rounds if kind == 'rounds' or streamed else 1
       programs.append(describe(f'{unit.name}/{kind}', program, seconds, target,
                                len(unit.points), mesh, runs, block))
   return StudyPlan(target, programs, shape.exact)
@@ -278,7 +286,7 @@ def fitting_block(compile_with: Callable, base: RunConfig, mesh, target: topolog
 def block_slots(base: RunConfig, mesh) -> tuple[int, int]:
   """(clients per round, devices on the CLIENTS axis): the range of client blocks."""
   layout, _ = abstract_build.layout(base, mesh, 0)
-  return layout.clients_per_round or base.num_clients, sharding.client_devices(mesh)
+  return layout.clients_per_round or layout.num_clients, sharding.client_devices(mesh)
 
 
 def points_advice(program: ProgramPlan, target: topology.Target) -> str | None:

@@ -47,6 +47,15 @@ def series_style(i: int, is_baseline: bool = False) -> dict:
           'markersize': 5 + 0.75 * min(i, 4), 'linewidth': 1.6, 'zorder': 9 - min(i, 6)}
 
 
+def band(ax, x, mean, half, colour):
+  """The 95% CI band mean ± half (float arrays, nan: none) around a line, clipped to
+  [0, 1] (G-mean, recall)."""
+  import numpy as np
+  if np.isfinite(half).any():
+    ax.fill_between(x, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=colour,
+                    alpha=BAND_ALPHA, linewidth=0)
+
+
 def figure(rows: int, cols: int, width: float, height: float, sharey: bool = True):
   """(fig, axes[rows, cols]) on a constrained layout (titles, legends outside the axes and
   the figure title do not overlap); unused panels are hidden by the caller."""

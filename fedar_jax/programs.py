@@ -132,7 +132,7 @@ def compiler_options(fast_compile: bool = False) -> dict:
   return {}
 
 
-def once_compiler_options() -> dict:
+def once_compiler_options(streamed: bool = False) -> dict:
   """Extra XLA options for the pre-training step, which runs once per run or group.
 
   CPU: LLVM optimisation level 1 instead of 3: a faster compile, a slightly slower
@@ -140,8 +140,11 @@ def once_compiler_options() -> dict:
   GPU: no Triton GEMM fusions (cuBLAS), so no Triton tiling autotuning of the
   resampler's distance matrices: a much faster compile, the same run time
   (BUILD_NOTES, *Where a GPU's compile goes*). The block of rounds keeps XLA's
-  defaults.
+  defaults. streamed: none; a streamed run prepares every round's cohort, so the step
+  compiles as the round does (BUILD_NOTES, *Streamed cohorts*).
   """
+  if streamed:
+    return {}
   backend = jax.default_backend()
   if backend == 'cpu':
     return {'xla_backend_optimization_level': 1}

@@ -35,8 +35,10 @@ import os
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before NumPy.
+from fedar_jax import std_streams  # Light: stdlib only.
 
 if __name__ == '__main__':
+  std_streams.guard()
   interrupts.exit_while_starting()
 
 from fedar_jax import flagfiles
@@ -128,6 +130,7 @@ def main(argv=None):
     print(f'error: {e.filename}: {what}', file=sys.stderr)
     sys.exit(2)
   print(f"wrote {', '.join(outputs)}")
+  std_streams.exit_if_stdout_lost(f"wrote {', '.join(outputs)}")
 
 
 if __name__ == '__main__':

@@ -12,8 +12,10 @@ from fedar_jax import sweep_axes
 from fedar_jax.report_columns import TEXT_COLUMNS, heading, sort_value
 
 REPLICATES = ('seed', 'data_seed')
-# 'run': the input a row comes from when several workdirs are compared ('' otherwise).
-SETTINGS = ('run',) + tuple(c for c in sweep_axes.SETTING_COLUMNS if c not in REPLICATES)
+# 'run': the input a row comes from when several workdirs are compared ('' otherwise). The
+# trailing setting columns (the DP parameters) are settings like the others: a sweep over
+# --dp_noise_multipliers has a point per noise multiplier.
+SETTINGS = ('run',) + tuple(c for c in sweep_axes.ALL_SETTING_COLUMNS if c not in REPLICATES)
 TEXT = TEXT_COLUMNS + ('run',)
 
 # Code settings in the order they are chosen as lines, then panels.

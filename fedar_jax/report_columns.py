@@ -1,6 +1,7 @@
 """The columns of sweep.csv and summary.csv as the report reads them: which are settings
 (the key of a summary row) and which metrics, their short names, sort order and labels."""
 import csv
+import math
 
 from fedar_jax import sweep_axes
 
@@ -170,3 +171,14 @@ ATTACK_AXES = ('attacker_fraction', 'attack', 'data_seed')
 def defence_fields(name: str) -> tuple:
   from fedar_jax import defences  # No JAX.
   return tuple(defences.flags_of(name)) if name in defences.DEFENCES else ()
+
+
+def identical_groups(columns: dict) -> list[list[str]]:
+  """Groups (in order) of the names of `columns` ({name: [float or None, ...]}) whose values
+  agree to 6 decimals everywhere (None and nan alike), as accuracy, sensitivity,
+  specificity and G-mean can in the binary case; a group's first name is the one shown."""
+  groups = {}
+  for name, values in columns.items():
+    key = tuple(None if v is None or math.isnan(v) else round(v, 6) for v in values)
+    groups.setdefault(key, []).append(name)
+  return list(groups.values())

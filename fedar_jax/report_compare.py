@@ -14,7 +14,7 @@ import os
 
 from fedar_jax import sweep_axes
 from fedar_jax.report_axes import REPLICATES, SETTINGS, label, settings_of, swept
-from fedar_jax.report_columns import heading, read_rows
+from fedar_jax.report_columns import heading, identical_groups, read_rows
 from fedar_jax.report_plots import write_sweep_figures
 from fedar_jax.report_stats import interval95
 
@@ -158,6 +158,7 @@ def write_markdown(path: str, workdirs, kinds, table: dict, plots: list[str],
                    notes: list[str], fixed: dict) -> None:
   """report.md of the comparison: the inputs, the final-metrics table and the plots."""
   metrics = [m for m in COMPARED if all(m in r for r in table['rows'])]
+  groups = identical_groups({m: [x for r in table['rows'] for x in r[m]] for m in metrics})
   names = labels(workdirs)
   lines = ['# Runs compared', '',
            '| input | workdir | kind | its settings that differ from the others |',
@@ -170,12 +171,15 @@ def write_markdown(path: str, workdirs, kinds, table: dict, plots: list[str],
             'input does not fix. Numbers also in `compared.csv`.', '',
             '| ' + ''.join(f'{heading(c) if c != "run" else "input"} | '
                            for c in table['columns']) + 'seeds | rounds | '
-            + ' | '.join(metrics) + ' |',
-            '|---' * (len(table['columns']) + 2 + len(metrics)) + '|']
+            + ' | '.join(' = '.join(g) for g in groups) + ' |',
+            '|---' * (len(table['columns']) + 2 + len(groups)) + '|']
   for r in table['rows']:
     lines.append('| ' + ''.join(f'{r[c]} | ' for c in table['columns'])
-                 + f'{r["n"]} | {r["rounds"]} | ' + ' | '.join(_cell(r[m]) for m in metrics)
+                 + f'{r["n"]} | {r["rounds"]} | ' + ' | '.join(_cell(r[g[0]]) for g in groups)
                  + ' |')
+  same = [' = '.join(g) for g in groups if len(g) > 1]
+  if same:
+    lines += ['', f'Identical for every input (one column): {"; ".join(same)}.']
   lines += ['', '## Plots', '']
   lines += [n for note in notes for n in (note, '')]
   lines += [f'![{os.path.basename(p)}](plots/{os.path.basename(p)})' for p in plots]

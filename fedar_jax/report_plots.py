@@ -132,22 +132,51 @@ def _legend_height(entries: int) -> float:
   return 1.6 + 0.26 * entries
 
 
-def _band(ax, x, mean, half, colour):
-  """The 95% CI band around a line, clipped to G-mean's range [0, 1]."""
-  if np.isfinite(half).any():
-    ax.fill_between(x, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=colour,
-                    alpha=plot_style.BAND_ALPHA, linewidth=0)
+def _line_grid(cells: int, groups: int):
+  """(fig, axes) for `cells` line panels with an outside legend of `groups` entries."""
+  cols = _columns(cells)
+  n_rows = math.ceil(cells / cols)
+  return plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
+                           max(3.6 * n_rows, _legend_height(groups)))
 
 
-def _panel_ties(layout: Layout, drawn: list, curves: dict, panel) -> str:
-  """'\nsame curve: smote = smote_tomek' for lines that coincide in this panel only."""
+def _line_styles(groups: list[list], base) -> dict:
+  """{first line of each group: its style}: the baseline's group black, the others in
+  palette order."""
+  first = base in groups[0]
+  return {g[0]: plot_style.series_style(i - first, base in g) for i, g in enumerate(groups)}
+
+
+def _mean_line(ax, x, stats: list[tuple], style: dict, label: str):
+  """A line of the means of `stats` [(mean, 95% half width, ...)] at x, with its band."""
+  mean = np.array([s[0] for s in stats])
+  half = np.array([s[1] for s in stats])
+  ax.plot(x, mean, label=label, **style)
+  plot_style.band(ax, x, mean, half, style['color'])
+
+
+def _finish_grid(axes, used: int, ylabel: str):
+  """Hides the panels past the first `used`; labels the first column's y axes."""
+  for ax in list(axes.flat)[used:]:
+    ax.set_visible(False)
+  for ax in axes[:, 0]:
+    ax.set_ylabel(ylabel)
+
+
+def _panel_ties(layout: Layout, drawn: list, curves: dict, panel, what: str = 'same curve'
+                ) -> str:
+  """'\nsame curve: smote = smote_tomek' for lines that coincide in this panel only ('all
+  23' where more than 6 lines, every one drawn, do)."""
   mine = {line: {k: v for k, v in curves[line].items() if k[0] == panel} for line in drawn}
   ties = [g for g in coinciding({l: c for l, c in mine.items() if c}) if len(g) > 1]
   whole = {tuple(g) for g in coinciding({l: curves[l] for l in drawn})}
   ties = [g for g in ties if tuple(g) not in whole]
   name = heading(layout.lines) if layout.lines else ''
-  return ''.join('\n' + textwrap.fill(f'same curve, {name}: {" = ".join(g)}', 44)
-                 for g in ties)
+  # Wrapped where a panel (4.4 inches, 9 pt) ends; a break never separates '=' from the
+  # value after it.
+  texts = [f'{what}, {name}: ' + (f'all {len(g)}' if len(g) == len(drawn) > 6
+                                   else ' =\u00a0'.join(g)) for g in ties]
+  return ''.join('\n' + textwrap.fill(t, 56).replace('\u00a0', ' ') for t in texts)
 
 
 def _x_axis(ax, layout: Layout, xs: list[str]):
@@ -182,31 +211,21 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
            f'\n{_rounds_text(rows)}, {_seeds_text(samples)}')
   if layout.x is None or (len(groups) > MAX_LINES
                           and (len(groups) - 1) * len(panels) > MAX_PANELS):
-    return _dot_figure(path, layout, groups, panels, xs, stats, base, title)
+    return _dot_figure(path, layout, groups, panels, xs, stats, curves, base, title)
   if len(groups) <= MAX_LINES:
     cells = [(panel, groups) for panel in panels]
   else:  # Small multiples: each line with the baseline, in every panel.
     first = groups[0] if base in groups[0] else None
     cells = [(panel, ([first] if first else []) + [g])
              for panel in panels for g in groups if g is not first]
-  cols = _columns(len(cells))
-  n_rows = math.ceil(len(cells) / cols)
-  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
-                                max(3.6 * n_rows, _legend_height(len(groups))))
-  styles = {}
-  for i, g in enumerate(groups):
-    styles[g[0]] = plot_style.series_style(i - (base in groups[0]), base in g)
+  fig, axes = _line_grid(len(cells), len(groups))
+  styles = _line_styles(groups, base)
   for ax, (panel, drawn) in zip(axes.flat, cells):
     for g in drawn:
-      pts = [(float(x), stats[(g[0], panel, x)]) for x in xs if stats[(g[0], panel, x)]]
-      if not pts:
-        continue
-      x = [p[0] for p in pts]
-      mean = np.array([p[1][0] for p in pts])
-      half = np.array([p[1][1] for p in pts])
-      style = styles[g[0]]
-      ax.plot(x, mean, label=_legend_label(layout, g, base), **style)
-      _band(ax, x, mean, half, style['color'])
+      at = [x for x in xs if stats[(g[0], panel, x)]]
+      if at:
+        _mean_line(ax, [float(x) for x in at], [stats[(g[0], panel, x)] for x in at],
+                   styles[g[0]], _legend_label(layout, g, base))
     _x_axis(ax, layout, xs)
     names = [panel_label(layout.panels, panel)]
     if len(groups) > MAX_LINES:
@@ -215,10 +234,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
     ax.set_title(', '.join(n for n in names if n) + same, fontsize=9)
     ax.yaxis.set_tick_params(labelleft=True)
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(cells):]:
-    ax.set_visible(False)
-  for ax in axes[:, 0]:
-    ax.set_ylabel('final G-mean')
+  _finish_grid(axes, len(cells), 'final G-mean')
   fig.supxlabel(_X_LABELS.get(layout.x, heading(layout.x)), fontsize=10)
   if len(groups) <= MAX_LINES and (layout.lines or len(groups) > 1):
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -229,7 +245,7 @@ def _final_figure(path: str, layout: Layout, samples: dict, rows: list[dict]) ->
   return plot_style.save_outside(fig, path)
 
 
-def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
+def _dot_figure(path, layout, groups, panels, xs, stats, curves, base, title) -> str:
   """Ranked dot plot: a row per line (ranked by mean over x), a dot per x value (95% CI
   whiskers), a panel per combination of layout.panels, one x-scale."""
   cols = _columns(len(panels))
@@ -256,7 +272,8 @@ def _dot_figure(path, layout, groups, panels, xs, stats, base, title) -> str:
     for tick, g in zip(ax.get_yticklabels(), ranked):
       if base in g:
         tick.set_fontweight('bold')
-    ax.set_title(panel_label(layout.panels, panel), fontsize=9)
+    same = _panel_ties(layout, [l for g in groups for l in g], curves, panel, 'same values')
+    ax.set_title(panel_label(layout.panels, panel) + same, fontsize=9)
     ax.set_xlabel('final G-mean')
     ax.grid(alpha=0.3, axis='x')
   for ax in list(axes.flat)[len(panels):]:
@@ -293,32 +310,23 @@ def _round_figure(path: str, layout: Layout, rows: list[dict]) -> str:
         curves[line][(panel, r)] = s[0]
   groups = _groups(layout, lines, curves)
   base = baseline(layout.lines, lines)
-  cols = _columns(len(panels))
-  n_rows = math.ceil(len(panels) / cols)
-  fig, axes = plot_style.figure(n_rows, cols, max(6.5, 4.4 * cols),
-                                max(3.6 * n_rows, _legend_height(len(groups))))
+  fig, axes = _line_grid(len(panels), len(groups))
+  styles = _line_styles(groups, base)
   from matplotlib.ticker import MaxNLocator
   for ax, panel in zip(axes.flat, panels):
-    for i, g in enumerate(groups):
+    for g in groups:
       r = sorted(k for (l, p, k) in stats if l == g[0] and p == panel)
-      if not r:
-        continue
-      mean = np.array([stats[(g[0], panel, k)][0] for k in r])
-      half = np.array([stats[(g[0], panel, k)][1] for k in r])
-      style = plot_style.series_style(i - (base in groups[0]), base in g)
-      style['markevery'] = max(1, len(r) // 8)
-      ax.plot(r, mean, label=_legend_label(layout, g, base), **style)
-      _band(ax, r, mean, half, style['color'])
+      if r:
+        _mean_line(ax, r, [stats[(g[0], panel, k)] for k in r],
+                   {**styles[g[0]], 'markevery': max(1, len(r) // 8)},
+                   _legend_label(layout, g, base))
     same = _panel_ties(layout, [l for g in groups for l in g], curves, panel)
     ax.set_title(panel_label(layout.panels, panel) + same, fontsize=9)
     ax.set_xlabel('round')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_tick_params(labelleft=True)
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.set_visible(False)
-  for ax in axes[:, 0]:
-    ax.set_ylabel('G-mean')
+  _finish_grid(axes, len(panels), 'G-mean')
   handles, labels = axes.flat[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='outside right center', fontsize=8,
              title=heading(layout.lines) if layout.lines else None)
@@ -348,7 +356,7 @@ def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[st
         means.append(mean)
         halves.append(half if np.isfinite(half) else 0.0)
       ax.bar(np.arange(len(lines)) + (j - (len(classes) - 1) / 2) * width, means, width,
-             yerr=halves, capsize=2, label=f'class {c}',
+             yerr=halves if any(halves) else None, capsize=2, label=f'class {c}',
              color=plot_style.LINE_COLOURS[j % len(plot_style.LINE_COLOURS)])
     bare = layout.lines in TEXT
     ax.set_xticks(range(len(lines)), labels=[v or 'all' for v in lines], fontsize=8,
@@ -358,10 +366,7 @@ def _recall_figure(path: str, layout: Layout, rows: list[dict], classes: list[st
     ax.set_ylim(0, 1.05)
     ax.set_title(panel_label(layout.panels, panel), fontsize=9)
     ax.yaxis.set_tick_params(labelleft=True)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.set_visible(False)
-  for ax in axes[:, 0]:
-    ax.set_ylabel('final recall')
+  _finish_grid(axes, len(panels), 'final recall')
   handles, labels = axes.flat[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='outside right center', fontsize=8)
   fig.suptitle(f'Final per-class recall, '
@@ -403,7 +408,9 @@ def write_run_plot(workdir: str) -> str:
               **plot_style.line_style(i, len(groups), len(r)))
     if ylabel in ('value', 'recall'):
       ax.set_ylim(max(lo - pad, -0.02), min(hi + pad, 1.02))
-    if ylabel == 'clients':
+    if ylabel == 'clients':  # Counts: integer ticks from 0, also where every count is 0.
+      top = max([float(row[c]) for row in rows for c in cols] + [1.0])
+      ax.set_ylim(-0.04 * top, 1.06 * top)
       ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=name, xlabel='round', ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,27 +1,15 @@
 """The report's privacy section: final G-mean by epsilon and resampler (a sweep over
 --dp_noise_multipliers), as a table per setting and plots/gmean_vs_epsilon.png."""
-import collections
 import math
 import os
 
 import numpy as np
 
 from fedar_jax import plot_style
-from fedar_jax.report_columns import (KEY_COLUMNS, count_text, setting_label, sort_key,
-                                      varying_settings)
-
-# Columns a privacy table spreads over its rows and columns, or averages over.
-PRIVACY_AXES = ('resampler', 'dp_noise_multiplier', 'data_seed')
-
-
-def _final_rows(rows: list[dict]) -> list[dict]:
-  """The last round's row of every point (every column but the metrics and round_s)."""
-  final = {}
-  for row in rows:
-    point = tuple(row.get(k, '') for k in KEY_COLUMNS) + (row.get('seed', ''),)
-    if point not in final or int(row['round']) > int(final[point]['round']):
-      final[point] = row
-  return list(final.values())
+from fedar_jax.report_axes import baseline
+from fedar_jax.report_columns import count_text, setting_label, varying_settings
+from fedar_jax.report_stats import TEST_NAME, interval95
+from fedar_jax.report_tables import cell_tables, column_best, tested_table
 
 
 def epsilon_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
@@ -31,37 +19,22 @@ def epsilon_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
 
   Returns [{'setting': {column: value}, 'resamplers': [...], 'sigmas': [...],
   'epsilons': {sigma: float}, 'cells': {(resampler, sigma): (mean, std or None, n)},
-  'best': {sigma: [resamplers]}, 'rounds': int, 'seeds': int}]; [] for a sweep.csv
-  without the DP columns.
+  'best': {sigma: [resampler] or []}, 'not_separable': {sigma: [resamplers]},
+  'rounds': int, 'seeds': int, 'ci95': {(resampler, sigma): 95% half width or nan},
+  'order': [resamplers in sweep order]}] (best and not_separable:
+  `report_tables.column_best`); [] for a sweep.csv without the DP columns.
   """
   if not rows or 'dp_noise_multiplier' not in rows[0] or 'epsilon' not in rows[0]:
     return []
-  setting_columns = [c for c in KEY_COLUMNS if c not in PRIVACY_AXES]
-  values = collections.defaultdict(lambda: collections.defaultdict(list))
-  epsilons = collections.defaultdict(dict)
-  rounds = collections.defaultdict(set)
-  for row in _final_rows(rows):
-    setting = tuple(row.get(c, '') for c in setting_columns)
-    sigma = row['dp_noise_multiplier']
-    values[setting][(row['resampler'], sigma)].append(float(row[metric]))
-    epsilons[setting][sigma] = float(row['epsilon'])
-    rounds[setting].add(int(row['round']))
   out = []
-  for setting in sorted(values, key=sort_key):
-    cells_in = values[setting]
-    sigmas = sorted({s for _, s in cells_in}, key=float)
-    resamplers = sorted({r for r, _ in cells_in}, key=lambda r: (r != 'none', r))
-    cells = {}
-    for key, v in cells_in.items():
-      v = np.asarray(v)
-      cells[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
-    best = {}
-    for s in sigmas:
-      top = max(round(cells[(r, s)][0], 4) for r in resamplers if (r, s) in cells)
-      best[s] = [r for r in resamplers if (r, s) in cells and round(cells[(r, s)][0], 4) == top]
-    out.append({'setting': dict(zip(setting_columns, setting)), 'resamplers': resamplers,
-                'sigmas': sigmas, 'epsilons': epsilons[setting], 'cells': cells, 'best': best,
-                'rounds': max(rounds[setting]), 'seeds': max(c[2] for c in cells.values())})
+  for t in cell_tables(rows, 'resampler', 'dp_noise_multiplier', metric):
+    best, tied = column_best(t['samples'], t['rows'], t['columns'])
+    out.append({'setting': t['setting'], 'resamplers': t['rows'], 'sigmas': t['columns'],
+                'epsilons': {r['dp_noise_multiplier']: float(r['epsilon']) for r in t['final']},
+                'cells': t['cells'], 'best': best, 'not_separable': tied,
+                'rounds': max(t['rounds']), 'seeds': t['seeds'],
+                'ci95': {k: interval95(list(v.values()))[1] for k, v in t['samples'].items()},
+                'order': list(dict.fromkeys(r['resampler'] for r in t['final']))})
   return out
 
 
@@ -75,64 +48,61 @@ def epsilon_table_markdown(tables: list[dict]) -> list[str]:
   lines = ['## G-mean by epsilon and resampler', '',
            'Final G-mean, mean ± sample std over seeds (and data seeds); a column per noise '
            'multiplier σ with the epsilon spent after the last round (at --dp_delta; ∞: no '
-           'noise); the best per column in bold (ties at 4 decimals: all of them).', '']
+           f'noise); in bold the best per column where a {TEST_NAME} separates it from '
+           'every other row; the columns where none does name, below the table, the rows '
+           'not separable from the highest mean.', '']
   varying = varying_settings(tables)
   for t in tables:
-    lines += [f'### {setting_label(t["setting"], varying) or "all"} ('
-              f'{count_text({t["rounds"]}, "round", "rounds")}, '
-              f'{count_text({t["seeds"]}, "seed", "seeds")})', '',
-              '| resampler | ' + ' | '.join(f'σ {s} ({epsilon_label(t["epsilons"][s])})'
-                                           for s in t['sigmas']) + ' |',
-              '|---' * (len(t['sigmas']) + 1) + '|']
-    for r in t['resamplers']:
-      texts = []
-      for s in t['sigmas']:
-        if (r, s) not in t['cells']:
-          texts.append('')
-          continue
-        mean, std, _ = t['cells'][(r, s)]
-        text = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
-        texts.append(f'**{text}**' if r in t['best'][s] else text)
-      lines.append(f'| {r} | ' + ' | '.join(texts) + ' |')
-    lines.append('')
+    lines += tested_table(f'{setting_label(t["setting"], varying) or "all"} ('
+                          f'{count_text({t["rounds"]}, "round", "rounds")}, '
+                          f'{count_text({t["seeds"]}, "seed", "seeds")})', 'resampler', 'σ',
+                          t['resamplers'], t['sigmas'], t,
+                          [f'σ {s} ({epsilon_label(t["epsilons"][s])})' for s in t['sigmas']])
   return lines
 
 
 def write_epsilon_plot(plot_dir: str, tables: list[dict]) -> str:
-  """plots/gmean_vs_epsilon.png: final G-mean vs epsilon (log scale), a line per resampler
-  (error bars: ± std), a panel per setting; the no-noise value (ε ∞) as a dotted line of
-  the resampler's colour. Returns the path."""
-  plt = plot_style.pyplot()
+  """plots/gmean_vs_epsilon.png: final G-mean vs the epsilon spent (log scale, ticks at the
+  epsilons), a line per resampler (mean, 95% CI band over seeds; the baseline `none`, else
+  the first, black; colours in sweep order as in the other figures), a panel per setting
+  (titled by the settings that vary between them, one y-scale); the no-noise value (σ 0,
+  ε ∞) as a dotted line of the resampler's colour. Returns the path."""
   os.makedirs(plot_dir, exist_ok=True)
-  n = len(tables)
-  fig, axes = plt.subplots(1, n, figsize=(5.6 * n, 4.4), squeeze=False, sharey=True)
-  resamplers = list(dict.fromkeys(r for t in tables for r in t['resamplers']))
+  order = list(dict.fromkeys(r for t in tables for r in t['order']))
+  base = baseline('resampler', order)
+  styles = {r: plot_style.series_style(i - (base in order[:i + 1]), r == base)
+            for i, r in enumerate(order)}
   varying = varying_settings(tables)
+  fig, axes = plot_style.figure(1, len(tables), max(6.5, 4.4 * len(tables)), 4.2)
   for ax, t in zip(axes.flat, tables):
-    for r in t['resamplers']:
-      style = plot_style.line_style(resamplers.index(r))
-      finite = [s for s in t['sigmas']
-                if (r, s) in t['cells'] and not math.isinf(t['epsilons'][s])]
-      ax.errorbar([t['epsilons'][s] for s in finite], [t['cells'][(r, s)][0] for s in finite],
-                  yerr=[t['cells'][(r, s)][1] or 0.0 for s in finite], capsize=2, label=r,
-                  **{**style, 'markersize': 4})
+    finite = [s for s in t['sigmas'] if not math.isinf(t['epsilons'][s])]
+    for r in order:
+      at = [s for s in finite if (r, s) in t['cells']]
+      if at:
+        x = [t['epsilons'][s] for s in at]
+        mean = np.array([t['cells'][(r, s)][0] for s in at])
+        label = f'{r} (baseline)' if r == base else r
+        ax.plot(x, mean, label=label, **styles[r])
+        plot_style.band(ax, x, mean, np.array([t['ci95'][(r, s)] for s in at]),
+                        styles[r]['color'])
       for s in t['sigmas']:
         if (r, s) in t['cells'] and math.isinf(t['epsilons'][s]):
-          ax.axhline(t['cells'][(r, s)][0], color=style.get('color'), linestyle=':',
-                     linewidth=1)
+          ax.axhline(t['cells'][(r, s)][0], color=styles[r]['color'], linestyle=':',
+                     linewidth=1.2)
     ax.set_xscale('log')
-    ax.set_xlabel('epsilon after the last round (log scale; dotted: no noise)')
-    ax.set_ylabel('final G-mean (mean ± std)')
+    ticks = sorted({t['epsilons'][s] for s in finite})
+    ax.set_xticks(ticks, labels=[f'{e:.3g}' for e in ticks])
+    ax.minorticks_off()
+    ax.set_title(setting_label({k: v for k, v in t['setting'].items() if k in varying},
+                               varying), fontsize=9)
+    ax.yaxis.set_tick_params(labelleft=True)
     ax.grid(alpha=0.3)
-    if n > 1:
-      ax.set_title(setting_label(t['setting'], varying) or 'all', fontsize=10)
+  axes[0, 0].set_ylabel('final G-mean')
+  fig.supxlabel('epsilon after the last round (log scale)', fontsize=10)
   handles, labels = axes.flat[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=8,
-             title='resampler')
+  fig.legend(handles, labels, loc='outside right center', fontsize=8, title='resampler')
   t = tables[0]
-  fig.suptitle(f'Final G-mean vs epsilon ({t["rounds"]} rounds, {t["seeds"]} seeds)')
-  fig.tight_layout()
-  path = os.path.join(plot_dir, 'gmean_vs_epsilon.png')
-  fig.savefig(path, dpi=plot_style.DPI, bbox_inches='tight')
-  plt.close(fig)
-  return path
+  seeds = f'{t["seeds"]} seeds, band: 95% CI of the mean' if t['seeds'] > 1 else '1 seed'
+  fig.suptitle(f'Final G-mean vs epsilon\n{t["rounds"]} rounds, {seeds}; dotted: no noise '
+               '(σ 0)', fontsize=11)
+  return plot_style.save_outside(fig, os.path.join(plot_dir, 'gmean_vs_epsilon.png'))

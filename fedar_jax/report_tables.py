@@ -11,9 +11,10 @@ from fedar_jax import sweep_axes
 from fedar_jax.report_stats import TEST_NAME, interval95, separable_best
 from fedar_jax.report_columns import (ATTACK_AXES, BARE, KEY_COLUMNS, LEAD_KEY_COLUMNS,
                                       THRESHOLD, TRAILING_KEY_COLUMNS, count_text,
-                                      defence_fields, heading, metric_columns, panel_of,
-                                      row_key, setting_label, shown_keys, sort_key, sort_value,
-                                      spread, varying_settings)
+                                      defence_fields, heading, identical_groups,
+                                      metric_columns, panel_of, row_key, setting_label,
+                                      shown_keys, sort_key, sort_value, spread,
+                                      varying_settings)
 
 
 def summarize(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -101,15 +102,10 @@ def _mean_std(values) -> tuple:
 
 
 def identical_metrics(summary: list[dict], metrics: list[str]) -> list[list[str]]:
-  """Groups of `metrics` whose mean and std agree (6 decimals) in every summary row, as
-  accuracy, sensitivity, specificity and G-mean can in the binary case; first = shown."""
-  def column(m):
-    return tuple((round(s[f'{m}_mean'], 6), None if s[f'{m}_std'] is None
-                  else round(s[f'{m}_std'], 6)) for s in summary)
-  groups = {}
-  for m in metrics:
-    groups.setdefault(column(m), []).append(m)
-  return list(groups.values())
+  """Groups of `metrics` whose mean and std agree (6 decimals) in every summary row
+  (`identical_groups`); first = shown."""
+  return identical_groups({m: [x for s in summary for x in (s[f'{m}_mean'], s[f'{m}_std'])]
+                           for m in metrics})
 
 
 def coinciding_settings(summary: list[dict], metrics: list[str], keys: list[str]) -> list:
@@ -199,6 +195,37 @@ def _text(mean, std) -> str:
   return f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
+def cell_tables(rows: list[dict], row_column: str, column_column: str,
+                metric: str = 'gmean') -> list[dict]:
+  """Final `metric` of sweep.csv rows per (row_column value, column_column value) cell and
+  replicate, one table per other setting (every key column but those two and the data seed).
+
+  Returns [{'setting': {column: value}, 'rows': [...] ('none' first, then sorted),
+  'columns': [...] (numeric order), 'samples': {(row, column): {replicate: value}},
+  'cells': {(row, column): (mean, sample std or None, n)}, 'final': [the final sweep.csv
+  rows of the table], 'rounds': {final round of each point}, 'seeds': the most replicates
+  of a cell}], in setting order.
+  """
+  setting_columns = [c for c in KEY_COLUMNS if c not in (row_column, column_column, 'data_seed')]
+  samples = collections.defaultdict(lambda: collections.defaultdict(dict))
+  final = collections.defaultdict(list)
+  for row in _final_rows(rows):
+    setting = tuple(row.get(c, '') for c in setting_columns)
+    samples[setting][(row[row_column], row[column_column])][_replicate(row)] = float(row[metric])
+    final[setting].append(row)
+  out = []
+  for setting in sorted(samples, key=sort_key):
+    mine = samples[setting]
+    cells = {k: (*_mean_std(list(v.values())), len(v)) for k, v in mine.items()}
+    out.append({'setting': dict(zip(setting_columns, setting)),
+                'rows': sorted({r for r, _ in mine}, key=lambda r: (r != 'none', r)),
+                'columns': sorted({c for _, c in mine}, key=float), 'samples': dict(mine),
+                'cells': cells, 'final': final[setting],
+                'rounds': {int(r['round']) for r in final[setting]},
+                'seeds': max(c[2] for c in cells.values())})
+  return out
+
+
 def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   """The paper's table shape: final `metric` per resampler (rows) and imbalance ratio
   (columns), mean and sample std over every seed and data seed of the cell.
@@ -208,29 +235,14 @@ def ir_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   Returns [{'setting': {column: value}, 'resamplers': [...], 'ratios': [...],
   'cells': {(resampler, ratio): (mean, std or None, n)}, 'best': {ratio: [resampler] or
   []}, 'not_separable': {ratio: [resamplers]}, 'rounds': int, 'seeds': int}] (best and
-  not_separable: `_column_best`).
+  not_separable: `column_best`).
   """
-  setting_columns = [c for c in KEY_COLUMNS
-                     if c not in ('imbalance_ratio', 'resampler', 'data_seed')]
-  tables = collections.defaultdict(lambda: collections.defaultdict(dict))
-  rounds = collections.defaultdict(set)
-  for row in _final_rows(rows):
-    setting = tuple(row.get(c, '') for c in setting_columns)
-    tables[setting][(row['imbalance_ratio'], row['resampler'])][_replicate(row)] = float(
-        row[metric])
-    rounds[setting].add(int(row['round']))
   out = []
-  for setting in sorted(tables, key=sort_key):
-    values = tables[setting]
-    ratios = sorted({ir for ir, _ in values}, key=float)
-    resamplers = sorted({r for _, r in values}, key=lambda r: (r != 'none', r))
-    cells = {(r, ir): (*_mean_std(list(v.values())), len(v)) for (ir, r), v in values.items()}
-    best, tied = _column_best({(r, ir): v for (ir, r), v in values.items()}, resamplers, ratios)
-    out.append({'setting': dict(zip(setting_columns, setting)),
-                'resamplers': resamplers, 'ratios': ratios, 'cells': cells, 'best': best,
-                'not_separable': tied,
-                'rounds': min(rounds[setting]),
-                'seeds': max(c[2] for c in cells.values())})
+  for t in cell_tables(rows, 'resampler', 'imbalance_ratio', metric):
+    best, tied = column_best(t['samples'], t['rows'], t['columns'])
+    out.append({'setting': t['setting'], 'resamplers': t['rows'], 'ratios': t['columns'],
+                'cells': t['cells'], 'best': best, 'not_separable': tied,
+                'rounds': min(t['rounds']), 'seeds': t['seeds']})
   return out
 
 
@@ -239,7 +251,7 @@ def _replicate(row: dict) -> tuple:
   return row['seed'], row.get('data_seed', '')
 
 
-def _column_best(samples: dict, rows: list, columns: list) -> tuple[dict, dict]:
+def column_best(samples: dict, rows: list, columns: list) -> tuple[dict, dict]:
   """Per column c: ({c: [the row separably best] or []}, {c: [rows not separable from the
   highest mean] or []}) of samples {(row, column): {replicate: value}}; a column of one
   row has no best."""
@@ -262,7 +274,7 @@ def _final_rows(rows: list[dict]) -> list[dict]:
   return list(final.values())
 
 
-def _cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
+def cell_rows(rows, columns, cells: dict, best: dict) -> list[str]:
   """Markdown rows `| row | cell | ... |`: cells[(row, column)] = (mean, std or None, n)
   as 'mean ± std' (blank where absent), bold where row is in best[column]."""
   lines = []
@@ -294,6 +306,21 @@ def _not_separable(tied: dict, name: str, total: int) -> list[str]:
   return ['', 'Not separable: ' + '; '.join(texts) + '.'] if texts else []
 
 
+def tested_table(title: str, row_name: str, column_name: str, rows: list, columns: list,
+                 table: dict, headers: list[str] | None = None) -> list[str]:
+  """report.md lines of one table of `table`'s cells ('cells', 'best', 'not_separable'):
+  '### title', a row per `rows` value, a column per `columns` value (headed `headers`,
+  by default 'column_name c'), then the columns' rows not separable from the best and the
+  rows equal in every column."""
+  headers = headers or [f'{column_name} {c}' for c in columns]
+  return ([f'### {title}', '',
+           f'| {row_name} | ' + ' | '.join(headers) + ' |',
+           '|---' * (len(columns) + 1) + '|']
+          + cell_rows(rows, columns, table['cells'], table['best'])
+          + _not_separable(table['not_separable'], column_name, len(rows))
+          + _same_rows(rows, table['cells']) + [''])
+
+
 def ir_table_markdown(tables: list[dict]) -> list[str]:
   """report.md lines: one resampler x imbalance ratio table of final G-mean per setting."""
   lines = ['## Final G-mean by resampler and imbalance ratio', '',
@@ -302,14 +329,9 @@ def ir_table_markdown(tables: list[dict]) -> list[str]:
            'name, below the table, the rows not separable from the highest mean.', '']
   varying = varying_settings(tables)
   for t in tables:
-    lines += [f'### {setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
-              f'{t["seeds"]} seeds)', '',
-              '| resampler | ' + ' | '.join(f'IR {ir}' for ir in t['ratios']) + ' |',
-              '|---' * (len(t['ratios']) + 1) + '|']
-    lines += _cell_rows(t['resamplers'], t['ratios'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'IR', len(t['resamplers']))
-    lines += _same_rows(t['resamplers'], t['cells'])
-    lines.append('')
+    lines += tested_table(f'{setting_label(t["setting"], varying)} ({t["rounds"]} rounds, '
+                          f'{t["seeds"]} seeds)', 'resampler', 'IR', t['resamplers'],
+                          t['ratios'], t)
   return lines
 
 
@@ -324,7 +346,7 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
   Returns [{'attack': str ('' in a sweep.csv without the column), 'defences': [labels],
   'fractions': [...], 'cells': {(label, fraction): (mean, std or None, n)},
   'best': {fraction: [label] or []}, 'not_separable': {fraction: [labels]}, 'rounds': int,
-  'seeds': int}] (best and not_separable: `_column_best`).
+  'seeds': int}] (best and not_separable: `column_best`).
   """
   final = _final_rows(rows)
   other = [c for c in KEY_COLUMNS if c not in ATTACK_AXES]
@@ -354,7 +376,7 @@ def attack_tables(rows: list[dict], metric: str = 'gmean') -> list[dict]:
     defences = [labels[k] for k in keys if any((labels[k], f) in mine for f in fractions)]
     defences = list(dict.fromkeys(defences))
     stats = {c: (*_mean_std(list(v.values())), len(v)) for c, v in mine.items()}
-    best, tied = _column_best(mine, defences, fractions)
+    best, tied = column_best(mine, defences, fractions)
     out.append({'attack': attack, 'defences': defences, 'fractions': fractions,
                 'cells': stats, 'best': best, 'not_separable': tied,
                 'rounds': min(rounds[attack]),
@@ -369,13 +391,8 @@ def attack_table_markdown(tables: list[dict]) -> list[str]:
            f'a {TEST_NAME} separates it from every other row; otherwise the rows not '
            'separable from the highest mean are named below the table.', '']
   for t in tables:
-    lines += [f'### attack {t["attack"] or "(default)"} ('
-              f'{count_text({t["rounds"]}, "round", "rounds")}, '
-              f'{count_text({t["seeds"]}, "seed", "seeds")})', '',
-              '| defence | ' + ' | '.join(f'attackers {f}' for f in t['fractions']) + ' |',
-              '|---' * (len(t['fractions']) + 1) + '|']
-    lines += _cell_rows(t['defences'], t['fractions'], t['cells'], t['best'])
-    lines += _not_separable(t['not_separable'], 'attackers', len(t['defences']))
-    lines += _same_rows(t['defences'], t['cells'])
-    lines.append('')
+    lines += tested_table(f'attack {t["attack"] or "(default)"} ('
+                          f'{count_text({t["rounds"]}, "round", "rounds")}, '
+                          f'{count_text({t["seeds"]}, "seed", "seeds")})', 'defence',
+                          'attackers', t['defences'], t['fractions'], t)
   return lines

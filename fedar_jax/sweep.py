@@ -22,9 +22,11 @@ import os
 import sys
 
 from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import std_streams  # Light: stdlib only.
 from fedar_jax import platforms
 
 if __name__ == '__main__':
+  std_streams.guard()
   interrupts.exit_while_starting()
 
 from absl import app
@@ -211,6 +213,7 @@ def _sweep(base: config_lib.RunConfig, lists: dict, settings: dict) -> None:
     print(f"group {g['name']}: {g['points']} points in one program, compile "
           f"{g['compile_s']:.2f}s, {g['round_s']:.3f}s per round{resumed}")
   print(f"wrote {', '.join(outputs)}")
+  std_streams.exit_if_stdout_lost(f'the sweep finished; its results are in {FLAGS.workdir}')
 
 
 def run():

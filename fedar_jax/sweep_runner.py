@@ -216,7 +216,8 @@ def _compile_group(group, start, data, base, mesh, stream=None) -> ReadyGroup:
         first.spec, block_length(base, data), base.resample_every, state, clients, test,
         hparams, sweep=counted_sweep_round,
         sweep_prepare_clients=lambda fn: make_sweep_prepare_clients(fn, group.num_data, mesh),
-        options=programs.compiler_options(base.fast_compile))
+        options=programs.compiler_options(base.fast_compile),
+        once_options=programs.once_compiler_options(streamed=data.source is not None))
   return ReadyGroup(group, start, first.data.class_names, state, hparams, clients, test, program,
                     time.perf_counter() - t0, traces, data.source, first.spec.num_clients,
                     cohort_stream.client_evaluator(first.spec, sweep=True)

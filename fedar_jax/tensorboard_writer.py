@@ -1,11 +1,13 @@
 """TensorBoard event files: every metrics.csv column as a scalar per round.
 
 Written with tensorboardX (protobuf only, no TensorFlow). A single run writes
-DIR/tb/; a sweep writes one run directory per point, DIR/tb/<point>/, named by
-`point_dir` over every swept setting, and records the point's settings with the
+DIR/tb/ (the run directory itself); a sweep writes one run directory per point,
+DIR/tb/<point>/, named by `point_dir` over every swept setting. Each run records
+its settings (every sweep setting column, `sweep_axes.point_hparams`) with the
 HParams plugin's summaries, so TensorBoard's HParams tab shows one table of the
-points by setting with their final HPARAM_METRICS (filter, sort, average over
-seeds there). Open with `tensorboard --logdir DIR/tb`.
+runs by setting with their final HPARAM_METRICS (filter, sort, average over
+seeds there). Open with `tensorboard --logdir DIR/tb`; several single runs side
+by side with `tensorboard --logdir PARENT` over their workdirs.
 """
 import math
 import os

@@ -292,6 +292,7 @@ def round_parts(cfg: RunConfig, model: Model, resampler: resample.Resampler, num
                                client_pipeline=model.client_pipeline,
                                methods=methods.methods_of(cfg),
                                matmul_precision=cfg.matmul_precision,
+                               local_kernel=cfg.local_kernel,
                                eval_clients=cfg.eval_clients, **layout._asdict())
   method_params = methods.params_of(cfg)
   opt_state = server.make_server(spec.methods).init(model.params, method_params)

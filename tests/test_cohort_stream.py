@@ -38,6 +38,17 @@ def test_cohort_ids_are_the_in_memory_rounds_sample(seed, round_index, clients, 
   np.testing.assert_array_equal(ids[per_round:], [want[0]] * 2)
 
 
+def test_partial_sorts_are_the_stable_argsort():
+  rng = np.random.default_rng(0)
+  for high in (2**32, 2**17, 3):  # Keys in many buckets, in few, all tied in one.
+    keys = rng.integers(0, high, 5000, dtype=np.uint64).astype(np.uint32)
+    order = np.argsort(keys, kind='stable')
+    for count in (0, 1, 700, 5000):
+      np.testing.assert_array_equal(cohort_stream._smallest(keys, count), order[:count])
+    ranks = rng.permutation(5000)[:300]
+    np.testing.assert_array_equal(cohort_stream._at_ranks(keys, ranks), order[ranks])
+
+
 @pytest.mark.parametrize('extra', [
     {},
     {'resample_every': 'round', 'resampler': 'borderline_smote1'},

@@ -91,3 +91,20 @@ def test_sweep_headline_from_summary_rows():
   assert (h['low_ir'], h['high_ir']) == (1.0, 20.0)
   assert abs(h['low'] - 0.85) < 1e-12 and abs(h['high'] - 0.4) < 1e-12
   assert abs(h['resampled'] - 0.65) < 1e-12 and h['none'] == 0.5
+
+
+def test_hostile_check_table_classifier_and_one_refusal(capsys):
+  check = _script('hostile_check')
+  names = [c.name for c in check.CASES]
+  assert len(names) == len(set(names)) and set(check.QUICK) <= set(names)
+  assert {c.expect for c in check.CASES} == {'refused', 'ran', 'signal', 'fault'}
+  assert all(c.fragment for c in check.CASES if c.expect in ('refused', 'fault'))
+  case = check.CASES[0]
+  progress = 'loading data, building the model: 1.0s\nrun 100%|##| round 2/2\n'
+  assert check.classify(1, progress + 'error: W: disk full', False, case)[0] == 'fault'
+  assert check.classify(1, 'E 08:33:14 [thread] failed\nerror: W: disk full', False,
+                        case)[0] == 'noise'
+  assert check.classify(2, 'error: --x: bad\nerror: again', False, case)[0] == 'noise'
+  assert check.classify(0, '', True, case)[0] == 'hang'
+  assert check.main(['--quick', '--cases=trim_fraction']) == 0
+  assert 'refused 1' in capsys.readouterr().out

@@ -7,6 +7,7 @@ and a signal at a random moment.
 """
 import errno
 import glob
+import io
 import os
 import random
 import signal
@@ -21,6 +22,8 @@ from jax.experimental.compilation_cache import compilation_cache
 import pytest
 
 from fedar_jax import checkpoint
+from fedar_jax import fedar_round
+from fedar_jax import std_streams
 from fedar_jax import interrupts
 from fedar_jax import cli
 from fedar_jax import sweep_runner
@@ -153,6 +156,33 @@ def test_disk_full_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, caps
   os.remove(os.path.join(workdir, 'metrics.csv'))  # Deleted: rebuilt from the checkpoint.
   loop.train_and_evaluate(CFG, workdir)
   assert _rows(os.path.join(workdir, 'metrics.csv')) == reference
+
+
+def test_disk_full_in_a_checkpoint_write_is_the_one_line_under_the_commands_streams(
+    tmp_path, monkeypatch):
+  """What a library prints while a checkpoint write fails (Orbax's threads log tracebacks)
+  is dropped; the fault's line is the last; a save that succeeds lets its output through."""
+  err = io.StringIO()
+  monkeypatch.setattr(sys, 'stderr', std_streams.Tolerant(err, 'stderr'))
+  saves = checkpoint.Checkpoints(str(tmp_path / 'c'), keep=1)
+  state = fedar_round.ServerState({'w': jax.numpy.zeros(2)}, jax.numpy.int32(1), None, None)
+
+  def save(step, args, fail):
+    print('Traceback (most recent call last): a library thread', file=sys.stderr)
+    if fail:
+      raise ValueError('RESOURCE_EXHAUSTED: write failed: No space left on device')
+  monkeypatch.setattr(saves._manager, 'save', lambda step, args: save(step, args, False))
+  saves.save(state, {})
+  assert err.getvalue() == 'Traceback (most recent call last): a library thread\n'
+  err.truncate(0), err.seek(0)
+  monkeypatch.setattr(saves._manager, 'save', lambda step, args: save(step, args, True))
+  with pytest.raises(SystemExit) as e:
+    with cli.faults_reported(str(tmp_path)):
+      saves.save(state, {})
+  print('Exception in thread Thread-2: at exit', file=sys.stderr)
+  assert e.value.code == 1 and err.getvalue() == (
+      f'error: {tmp_path}: disk full (ValueError) after round 0; free space and rerun the same '
+      'command to resume\n')
 
 
 def test_a_signal_raised_where_it_cannot_propagate_stays_pending(capsys):

@@ -229,3 +229,47 @@ def test_every_idle_rule_names_a_flag():
   values = flags.FlagValues()
   cli.define_config_flags(values)
   assert set(flag_use.APPLIES) <= set(values)
+
+
+def test_report_into_a_full_stdout_names_stdout_not_the_workdir(tmp_path):
+  _run_files(str(tmp_path / 'w'))
+  with open('/dev/full', 'w') as full:
+    out = subprocess.run([sys.executable, '-m', 'fedar_jax.report', f'--workdir={tmp_path / "w"}'],
+                         stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**os.environ, 'PYTHONPATH': ROOT}, timeout=120)
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 1 and lines == [
+      'error: stdout: cannot write (No space left on device); wrote '
+      f'{tmp_path / "w" / "plots" / "metrics_per_round.png"}'], out.stderr[-2000:]
+
+
+# Under std_streams.guard(): a write to a full stdout is dropped and reported once; a file
+# opened after the standard descriptors were closed does not take their numbers.
+GUARDED = '''
+import os, sys
+from fedar_jax import std_streams
+std_streams.guard()
+print('dropped' * 10000, flush=True)
+with open(sys.argv[1], 'w') as f:
+  f.write(str(f.fileno()))
+print('a line', file=sys.stderr)
+std_streams.exit_if_stdout_lost('done')
+'''
+
+
+@pytest.mark.parametrize('redirect, rc, err', [
+    ('<&- >&- 2>&-', 0, ''),
+    ('>/dev/full', 1, 'a line\nerror: stdout: cannot write (No space left on device); done\n'),
+    ('2>/dev/full', 0, ''),
+])
+def test_closed_or_full_standard_streams_do_not_stop_a_command(tmp_path, redirect, rc, err):
+  script, record = tmp_path / 'guarded.py', tmp_path / 'fd'
+  script.write_text(GUARDED)
+  out = subprocess.run(['/bin/sh', '-c', f'exec "$0" "$1" "$2" {redirect} 3>&- ',
+                        sys.executable, str(script), str(record)], cwd=ROOT, timeout=60,
+                       env={**os.environ, 'PYTHONPATH': ROOT},
+                       stderr=None if '2>' in redirect else subprocess.PIPE, text=True)
+  assert out.returncode == rc, out.stderr
+  assert int(record.read_text()) > 2
+  if '2>' not in redirect:
+    assert out.stderr == err

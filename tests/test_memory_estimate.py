@@ -11,7 +11,9 @@ import pytest
 
 from fedar_jax import memory_estimate
 from fedar_jax import models
-from fedar_jax.config import ConfigError, RunConfig
+from fedar_jax import train
+from fedar_jax.config import ConfigError, RunConfig, validate
+from fedar_jax.methods import registry
 from fedar_jax.data.pattern_faces import write_fer2013_csv
 from tests.test_checkpoint import ROOT
 
@@ -40,6 +42,40 @@ def test_usual_sizes_pass_and_absurd_ones_name_the_flag():
       (RunConfig(model='cnn', image_size=4096), (4096, 4096, 1), 'image_size')]:
     with pytest.raises(ConfigError, match=f'^--{flag}: .* makes the model '):
       memory_estimate.check_model(cfg, shape, 2, have)
+
+
+def toy_wide(cfg, data, resampler):
+  """A registered model: rows [D] -> --hidden[0] units -> K logits, no bias."""
+  d, k, h = math.prod(data.clients.x.shape[2:]), len(data.class_names), cfg.hidden[0]
+  del resampler
+  params = {'w1': jnp.zeros((d, h)), 'w2': jnp.zeros((h, k))}
+  return train.Model(lambda p, x: x.reshape(len(x), -1) @ p['w1'] @ p['w2'], params)
+
+
+def toy_huge(cfg, data, resampler):
+  """A registered model whose size no flag sets: 2^40 parameters."""
+  return train.Model(lambda p, x: x, {'w': jnp.zeros((2 ** 20, 2 ** 20))})
+
+
+def toy_concrete(cfg, data, resampler):
+  """A registered model whose builder reads an array back (not traceable)."""
+  return train.Model(lambda p, x: x, {'w': jnp.zeros(int(jnp.ones(()) * 3))})
+
+
+def test_a_registered_model_is_counted_and_refused_before_it_allocates():
+  small = dict(num_clients=2, samples_per_client=12, test_per_class=2, feature_dim=12)
+  with registry.scoped():
+    for build in (toy_wide, toy_huge, toy_concrete):
+      registry.register(registry.Method('model', build.__name__, build))
+    cfg = validate(RunConfig(model='toy_wide', hidden=(7,), **small))
+    assert memory_estimate.model_param_count(cfg, (12,), 3) == 12 * 7 + 7 * 3
+    memory_estimate.check_model(cfg, (12,), 3, 2 ** 30)
+    assert memory_estimate.model_param_count(cfg.replace(model='toy_concrete'), (12,), 3) is None
+    with pytest.raises(ConfigError, match='^--hidden: 2147483647 makes the model '
+                       r'\(30,064,771,058 parameters\)'):
+      train.build(cfg.replace(hidden=(2147483647,)))
+    with pytest.raises(ConfigError, match='^--model: toy_huge makes the model'):
+      memory_estimate.check_model(cfg.replace(model='toy_huge'), (12,), 3, 2 ** 30)
 
 
 def test_decoded_images_are_bounded_from_the_file_or_the_folder(tmp_path):

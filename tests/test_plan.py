@@ -188,3 +188,40 @@ def test_launch_all_creates_no_slice_for_a_study_that_does_not_fit(tmp_path):
   (line,) = proc.stderr.strip().splitlines()
   assert 'v5e:2x2: the client data alone needs' in line and '--num_clients <=' in line
   assert not calls.exists()
+
+
+@pytest.fixture(scope='module')
+def population_dir(tmp_path_factory):
+  """A population of 50 clients whose shards are gone: a plan must not read them."""
+  from fedar_jax.data import population_writer
+  out = str(tmp_path_factory.mktemp('plan') / 'pop')
+  population_writer.write(RunConfig(**POPULATION), out, per_shard=20)
+  for name in os.listdir(os.path.join(out, 'shards')):
+    os.remove(os.path.join(out, 'shards', name))
+  return out
+
+
+POPULATION = dict(num_clients=50, samples_per_client=8, feature_dim=4, test_per_class=5,
+                  imbalance_ratio=3.0, rounds=3, local_epochs=1, batch_size=8,
+                  resampler='random_over')
+
+
+@pytest.mark.parametrize('streamed', ['population', 'virtual'])
+def test_a_streamed_run_plans_its_cohort_round(population_dir, streamed):
+  from fedar_jax import abstract_build
+  from fedar_jax import sharding
+  memory = RunConfig(**POPULATION, clients_per_round=6)
+  cfg = (memory.replace(population=population_dir) if streamed == 'population'
+         else memory.replace(virtual_population=True, num_clients=10**8))
+  shape = abstract_build.data_shape([cfg])
+  assert shape == abstract_build.data_shape([memory])
+  inputs = abstract_build.program_inputs((cfg,), 1, shape, sharding.make_mesh(), 0, False)
+  assert inputs.clients.x.shape == (6, 8, 4) and inputs.test.x.shape == (10, 4)
+  assert (inputs.spec.num_clients, inputs.spec.clients_per_round) == (6, 0)
+
+
+def test_a_streamed_plan_prepares_every_round(population_dir):
+  cfg = RunConfig(**POPULATION, clients_per_round=6, population=population_dir)
+  plan = planning.plan_study(cfg, {}, topology.resolve('local'))
+  assert [(p.name, p.runs) for p in plan.programs] == [('run/prepare', 3), ('run/rounds', 3)]
+  assert plan.fits and plan.exact_bounds

@@ -460,6 +460,12 @@ def test_report_has_gmean_by_epsilon_and_resampler(tmp_path):
   (tmp_path / 'sweep.csv').write_text('\n'.join(','.join(r) for r in [header] + rows) + '\n')
   outputs = report.write_report(str(tmp_path))
   assert str(tmp_path / 'plots' / 'gmean_vs_epsilon.png') in outputs
+  # The figures hold the noise multiplier apart (a trailing setting column): a point per
+  # resampler and sigma, each with its own 2 seeds, and a figure with sigma as x.
+  from fedar_jax import report_axes, report_columns
+  samples = report_axes.final_samples(report_columns.read_rows(str(tmp_path / 'sweep.csv'))[1])
+  assert len(samples) == 4 and {len(v) for v in samples.values()} == {2}
+  assert str(tmp_path / 'plots' / 'gmean_vs_dp_noise_multiplier.png') in outputs
   md = (tmp_path / 'report.md').read_text()
   assert '## G-mean by epsilon and resampler' in md
   assert '| resampler | σ 0 (ε ∞) | σ 1 (ε 5) |' in md

@@ -61,6 +61,10 @@ def test_two_runs_in_one_report(tmp_path):
   assert got == [('smote', '1', '3', '0.800000', ''), ('none', '1', '3', '0.600000', '')]
   md = (tmp_path / 'out' / 'report.md').read_text()
   assert '| smote | `' in md and '| run | smote |' in md  # What differs: the resampler.
+  # Every metric of these runs is the same number: one column, named by all, and a note.
+  same = 'gmean = f1 = sensitivity = specificity = precision = accuracy'
+  assert f'| input | seeds | rounds | {same} |' in md and '| smote | 1 | 3 | 0.8000 |' in md
+  assert f'Identical for every input (one column): {same}.' in md
   names = sorted(os.path.basename(p) for p in paths)
   assert {'gmean_per_round.png', 'gmean_by_run.png', 'report.md'} <= set(names)
   for p in paths:

@@ -87,13 +87,35 @@ def test_writer_round_trip_and_resume_purge(tmp_path):
   assert read_scalars(str(tmp_path))['gmean'][3] == pytest.approx(0.5)
 
 
-def test_single_run_events_match_metrics_csv(tmp_path):
+SINGLE = RunConfig(rounds=3, resampler='random_over', **TINY)
+
+
+@pytest.fixture(scope='module')
+def single_run(tmp_path_factory):
+  """The workdir of one small fedar-run (SINGLE)."""
   from fedar_jax import loop
-  loop.train_and_evaluate(RunConfig(rounds=3, **TINY), str(tmp_path))
-  with open(tmp_path / 'metrics.csv') as f:
+  workdir = tmp_path_factory.mktemp('single')
+  loop.train_and_evaluate(SINGLE, str(workdir))
+  return workdir
+
+
+def test_single_run_events_match_metrics_csv(single_run):
+  with open(single_run / 'metrics.csv') as f:
     rows = list(csv.DictReader(f))
-  _check_against_rows(read_scalars(str(tmp_path / 'tb')), rows)
-  assert (tmp_path / 'plots' / 'metrics_per_round.png').stat().st_size > 10000
+  _check_against_rows(read_scalars(str(single_run / 'tb')), rows)
+  assert (single_run / 'plots' / 'metrics_per_round.png').stat().st_size > 10000
+
+
+def test_single_run_hparams_record(single_run):
+  # tb/ itself is the run (no timestamped subdirectory); its record holds the same
+  # setting columns as a sweep point's, typed, with the run's own scalars as metrics.
+  assert [p.name for p in (single_run / 'tb').iterdir() if p.is_dir()] == []
+  hparams, metrics = read_hparams(str(single_run / 'tb'))
+  assert sorted(hparams) == sorted(sweep_axes.ALL_SETTING_COLUMNS)
+  assert hparams['resampler'] == 'random_over'
+  assert hparams['threshold'] == SINGLE.threshold and hparams['seed'] == SINGLE.seed
+  assert metrics == list(tensorboard_writer.HPARAM_METRICS)
+  assert set(metrics) <= set(read_scalars(str(single_run / 'tb')))
 
 
 def test_sweep_events_one_run_dir_per_point(tmp_path):

@@ -33,6 +33,16 @@ class FederatedDataset(NamedTuple):
   attackers: np.ndarray | None = None
 
 
+def one_row_dataset(row_shape: tuple, num_classes: int) -> FederatedDataset:
+  """One client of one zero row x[1, 1, *row_shape] and K class names: what a model builder
+  reads (row shape, class count) when only the data's shapes are known."""
+  x = np.zeros((1, 1) + tuple(row_shape), np.float32)
+  clients = federated.ClientData(x, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
+                                 np.zeros(1, np.int32))
+  test = federated.TestData(x[0], np.zeros(1, np.int32), np.ones(1, bool))
+  return FederatedDataset(clients, test, tuple(str(k) for k in range(num_classes)))
+
+
 # The registered real-data sources (methods/builtin.py): cfg -> (Pool, label ids).
 def load_latent_csv(cfg) -> tuple[Pool, tuple[int, ...]]:
   return latent_csv.load(cfg.data_path, cfg.label_column, cfg.client_column)

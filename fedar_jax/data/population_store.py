@@ -133,6 +133,23 @@ def check_config(meta: dict, cfg, path: str) -> None:
       raise DataError(f'--{name}', f'is {value!r}; {path} was built with {have!r}')
 
 
+def cohort_shape(path: str) -> dict:
+  """What a cohort of the population at `path` looks like, from its metadata, index and the
+  test set's .npy header alone (no shard is read): {'capacity': N, 'row_shape': tuple,
+  'num_classes': K, 'test_rows': T, 'max_class_count': the largest class count of any
+  client (the resamplers' static bound)}. DataError as `read_metadata`, or naming the
+  index or test file at fault."""
+  meta = read_metadata(path)
+  k = len(meta['class_names'])
+  counts = _load_npy(index_path(path, 'class_counts'), INDEX_FIELDS['class_counts'],
+                     (int(meta['num_clients']), k), mmap=True)
+  test = _load_npy(os.path.join(path, 'test', 'x.npy'), np.float32, mmap=True)
+  return {'capacity': int(meta['capacity']),
+          'row_shape': tuple(int(d) for d in meta['row_shape']), 'num_classes': k,
+          'test_rows': int(test.shape[0]),
+          'max_class_count': int(counts.max()) if counts.size else 0}
+
+
 def _load_npy(path: str, dtype=None, shape=None, mmap: bool = False) -> np.ndarray:
   """np.load of `path` checked against dtype and shape (None: any); DataError otherwise."""
   if not os.path.isfile(path):
