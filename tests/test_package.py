@@ -64,7 +64,8 @@ def test_install_provides_console_scripts(tmp_path):
 def test_ci_runs_the_readme_test_command():
   readme = (ROOT / 'README.md').read_text()
   command = readme.split('Run the tests:', 1)[1].split('```')[1].strip()
-  assert command.endswith('python -m pytest -q tests') and 'pip install' in command
+  assert command.endswith('python -m pytest -q -n 2 --dist loadfile tests')
+  assert 'pip install' in command
   assert command in (ROOT / '.ci' / 'run').read_text().splitlines()
 
 
