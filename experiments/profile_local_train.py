@@ -1,6 +1,7 @@
 """Where the round's time goes: local training on the paper workload, taken apart.
 
   python experiments/profile_local_train.py [--clients=100]
+  python experiments/profile_local_train.py --variants [--clients=100] [--repeats=7]
 
 Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
   local_train     the vmapped local training of C clients (5 epochs, batch 32,
@@ -10,9 +11,24 @@ Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
   batched_matmul  one first-layer matmul of all clients, [C,32,432] x [C,432,10]
   weight_grad     one first-layer weight gradient, [C,32,432]^T x [C,32,10]
   dense_matmul    a 2048 x 2048 f32 matmul, for GFLOP/s reference
+
+`--variants`: the compiled FedAR round on the paper workload (experiments/workload.py,
+C = --clients) in each layout lever below, all compiled in this process and timed
+interleaved (one round of each variant in turn, --repeats times), so machine load
+hits every variant alike. Prints per variant the median wall and process-CPU
+seconds per round and their ratios to the first variant:
+  kernels_DH_block_all   Dense kernels trained as stored ([D, H]), all clients in one vmap
+  kernels_HD_block_all   kernels trained transposed ([H, D]; `client.local_train`'s default)
+  kernels_HD_block_B     the same in client blocks of B (--client_block=B), B in --blocks
+  kernels_DH_block_B     stored kernels in blocks of B
+and the largest difference of any global parameter from the first variant's after
+one round (float32 reordering only).
 """
 import argparse
+import contextlib
+import functools
 import json
+import statistics
 import time
 
 import jax
@@ -21,7 +37,9 @@ import numpy as np
 
 import workload
 from fedar_jax import client
+from fedar_jax import fedar_round
 from fedar_jax import models
+from fedar_jax import train
 
 
 def median_ms(f, *args, repeats=5):
@@ -34,10 +52,67 @@ def median_ms(f, *args, repeats=5):
   return 1e3 * float(np.median(times))
 
 
+@contextlib.contextmanager
+def stored_kernels():
+  """While open, `client.local_train` trains the kernels as the model stores them."""
+  original = client.local_train
+  client.local_train = functools.partial(original, transposed_matrices=False)
+  try:
+    yield
+  finally:
+    client.local_train = original
+
+
+def compiled_round(exp, clients, test, block: int, transposed: bool):
+  """The round of `exp` compiled with client blocks of `block` (0: one block)."""
+  spec = exp.spec._replace(client_block=block)
+  with contextlib.nullcontext() if transposed else stored_kernels():
+    return jax.jit(fedar_round.make_round(spec)).lower(exp.state, clients, test,
+                                                      exp.hparams).compile()
+
+
+def variants(c: int, blocks: list[int], repeats: int):
+  """Times the round's layout levers interleaved (module docstring); prints JSON lines."""
+  exp = train.build(workload.config(num_clients=c))
+  clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
+  steps = {}
+  for block in [0, *blocks]:
+    for transposed in (False, True):
+      name = f'kernels_{"HD" if transposed else "DH"}_block_{block or "all"}'
+      steps[name] = compiled_round(exp, clients, test, block, transposed)
+  finals = {name: jax.block_until_ready(step(exp.state, clients, test, exp.hparams))[0]
+            for name, step in steps.items()}
+  wall = {name: [] for name in steps}
+  cpu = {name: [] for name in steps}
+  for _ in range(repeats):
+    for name, step in steps.items():
+      t, p = time.perf_counter(), time.process_time()
+      jax.block_until_ready(step(exp.state, clients, test, exp.hparams))
+      wall[name].append(time.perf_counter() - t)
+      cpu[name].append(time.process_time() - p)
+  first = next(iter(steps))
+  base_wall, base_cpu = statistics.median(wall[first]), statistics.median(cpu[first])
+  for name in steps:
+    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(finals[name].params), jax.tree.leaves(finals[first].params)))
+    w, p = statistics.median(wall[name]), statistics.median(cpu[name])
+    print(json.dumps({'variant': name, 'wall_s': round(w, 4), 'cpu_s': round(p, 4),
+                      'wall_ratio': round(w / base_wall, 3), 'cpu_ratio': round(p / base_cpu, 3),
+                      'max_param_diff': diff}))
+  print(json.dumps({'clients': c, 'repeats': repeats, 'device': jax.devices()[0].device_kind}))
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--clients', type=int, default=100)
-  c = parser.parse_args().clients
+  parser.add_argument('--variants', action='store_true')
+  parser.add_argument('--blocks', default='10,25,50')
+  parser.add_argument('--repeats', type=int, default=7)
+  args = parser.parse_args()
+  c = args.clients
+  if args.variants:
+    variants(c, [int(b) for b in args.blocks.split(',')], args.repeats)
+    return
   n, d, b, epochs, (h,) = (workload.PAPER[k] for k in (
       'samples_per_client', 'feature_dim', 'batch_size', 'local_epochs', 'hidden'))
   rng = np.random.default_rng(0)
