@@ -10,6 +10,9 @@ Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
                   (no shuffling gathers, no Adam, no empty-batch masking)
   batched_matmul  one first-layer matmul of all clients, [C,32,432] x [C,432,10]
   weight_grad     one first-layer weight gradient, [C,32,432]^T x [C,32,10]
+  batched_matmul_hd, weight_grad_hd
+                  the same with the kernel stored transposed, [C,10,432] (local_train's
+                  layout): x [C,32,432] x w^T, and the gradient g^T x -> [C,10,432]
   dense_matmul    a 2048 x 2048 f32 matmul, for GFLOP/s reference
 
 `--variants`: the compiled FedAR round on the paper workload (experiments/workload.py,
@@ -148,11 +151,15 @@ def main():
                                   x[:, :b], w),
       'weight_grad': median_ms(jax.jit(lambda a, k: jnp.einsum('cbd,cbh->cdh', a, k)),
                                x[:, :b], g),
+      'batched_matmul_hd': median_ms(jax.jit(lambda a, k: jnp.einsum('cbd,chd->cbh', a, k)),
+                                     x[:, :b], jnp.ones((c, h, d))),
+      'weight_grad_hd': median_ms(jax.jit(lambda a, k: jnp.einsum('cbh,cbd->chd', k, a)),
+                                  x[:, :b], g),
       'dense_matmul': median_ms(jax.jit(lambda a: a @ a), dense),
   }
   for name, ms in rows.items():
     record = {'part': name, 'ms': round(ms, 3)}
-    if name in ('batched_matmul', 'weight_grad'):
+    if name.startswith(('batched_matmul', 'weight_grad')):
       record['gflops'] = round(flops / ms / 1e6, 2)
       record['per_round_ms'] = round(ms * steps, 1)
     if name == 'dense_matmul':
