@@ -16,16 +16,20 @@ Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
   dense_matmul    a 2048 x 2048 f32 matmul, for GFLOP/s reference
 
 `--variants`: the compiled FedAR round on the paper workload (experiments/workload.py,
-C = --clients) in each layout lever below, all compiled in this process and timed
-interleaved (one round of each variant in turn, --repeats times), so machine load
-hits every variant alike. Prints per variant the median wall and process-CPU
-seconds per round and their ratios to the first variant:
-  kernels_DH_block_all   Dense kernels trained as stored ([D, H]), all clients in one vmap
-  kernels_HD_block_all   kernels trained transposed ([H, D]; `client.local_train`'s default)
-  kernels_HD_block_B     the same in client blocks of B (--client_block=B), B in --blocks
-  kernels_DH_block_B     stored kernels in blocks of B
-and the largest difference of any global parameter from the first variant's after
-one round (float32 reordering only).
+C = --clients) with each CPU lever of local training on or off, all compiled in this
+process and timed interleaved (one round of each variant in turn, --repeats times), so
+machine load hits every variant alike. The levers, named in each variant:
+  kernels DH|HD     Dense kernels trained as stored ([D, H]) or transposed ([H, D];
+                    `client.local_train`'s default)
+  block all|B       all clients in one vmap, or client blocks of B (--client_block=B;
+                    B in --blocks)
+  order argsort|packed
+                    each epoch's row order by argsort, or by `client.epoch_order`'s
+                    single-operand sort of packed keys (the default; same order)
+The first variant has every lever off, the last ones every lever on. Prints per
+variant the median wall and process-CPU seconds per round, their ratios to the
+first variant, and the largest difference of any global parameter from the first
+variant's after one round (float32 reordering only).
 """
 import argparse
 import contextlib
@@ -56,20 +60,30 @@ def median_ms(f, *args, repeats=5):
 
 
 @contextlib.contextmanager
-def stored_kernels():
-  """While open, `client.local_train` trains the kernels as the model stores them."""
-  original = client.local_train
-  client.local_train = functools.partial(original, transposed_matrices=False)
+def replaced(module, name: str, value):
+  """While open, `module.name` is `value` (read when the round is traced)."""
+  original = getattr(module, name)
+  setattr(module, name, value)
   try:
     yield
   finally:
-    client.local_train = original
+    setattr(module, name, original)
 
 
-def compiled_round(exp, clients, test, block: int, transposed: bool):
-  """The round of `exp` compiled with client blocks of `block` (0: one block)."""
+def argsort_order(u, mask):
+  """The epoch order by a two-operand argsort (what `client.epoch_order` equals)."""
+  return jnp.argsort(jnp.where(mask, u, 2.0)).astype(jnp.int32)
+
+
+def compiled_round(exp, clients, test, transposed: bool, block: int, packed: bool):
+  """The round of `exp` compiled with the levers given (`variants`)."""
   spec = exp.spec._replace(client_block=block)
-  with contextlib.nullcontext() if transposed else stored_kernels():
+  with contextlib.ExitStack() as stack:
+    if not transposed:
+      stack.enter_context(replaced(client, 'local_train', functools.partial(
+          client.local_train, transposed_matrices=False)))
+    if not packed:
+      stack.enter_context(replaced(client, 'epoch_order', argsort_order))
     return jax.jit(fedar_round.make_round(spec)).lower(exp.state, clients, test,
                                                       exp.hparams).compile()
 
@@ -78,11 +92,13 @@ def variants(c: int, blocks: list[int], repeats: int):
   """Times the round's layout levers interleaved (module docstring); prints JSON lines."""
   exp = train.build(workload.config(num_clients=c))
   clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
+  levers = [(False, 0, False), (True, 0, False), (False, 0, True), (True, 0, True)]
+  levers += [v for b in blocks for v in ((False, b, False), (True, b, True))]
   steps = {}
-  for block in [0, *blocks]:
-    for transposed in (False, True):
-      name = f'kernels_{"HD" if transposed else "DH"}_block_{block or "all"}'
-      steps[name] = compiled_round(exp, clients, test, block, transposed)
+  for transposed, block, packed in levers:
+    name = (f'kernels {"HD" if transposed else "DH"}, block {block or "all"}, '
+            f'order {"packed" if packed else "argsort"}')
+    steps[name] = compiled_round(exp, clients, test, transposed, block, packed)
   finals = {name: jax.block_until_ready(step(exp.state, clients, test, exp.hparams))[0]
             for name, step in steps.items()}
   wall = {name: [] for name in steps}
@@ -109,7 +125,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--clients', type=int, default=100)
   parser.add_argument('--variants', action='store_true')
-  parser.add_argument('--blocks', default='10,25,50')
+  parser.add_argument('--blocks', default='25')
   parser.add_argument('--repeats', type=int, default=7)
   args = parser.parse_args()
   c = args.clients

@@ -53,3 +53,16 @@ def test_training_reduces_loss():
   m = np.ones(64, bool)
   assert float(client.masked_cross_entropy(model.apply(new, x), y, m)) < float(
       client.masked_cross_entropy(model.apply(params, x), y, m))
+
+
+def test_epoch_order_is_the_stable_argsort_of_the_draws():
+  # Draws with ties (few distinct values), padding anywhere, and M on both sides of the
+  # packed-key limit (511 packs, 512 falls back to argsort).
+  rng = np.random.default_rng(3)
+  order = jax.jit(client.epoch_order)
+  for m in (40, 511, 512):
+    u = rng.integers(0, 8, m) * 2.0**-3 + rng.integers(0, 2, m) * (1 - 2.0**-23 - 0.875)
+    u = jnp.asarray(u, jnp.float32)
+    for mask in (np.ones(m, bool), rng.random(m) < 0.7, np.zeros(m, bool)):
+      want = np.argsort(np.where(mask, np.asarray(u), 2.0), kind='stable')
+      np.testing.assert_array_equal(order(u, jnp.asarray(mask)), want)
