@@ -169,8 +169,8 @@ def local_train(apply_fn: Callable, params, key, x, y, mask, *, learning_rate,
     transposed_matrices: static; train the 2-D leaves (Dense kernels [D, H]) stored
       transposed ([H, D]) and transpose them back at the end. The same arithmetic (Adam
       and the prox term are elementwise), but under vmap XLA:CPU runs the first layer's
-      skinny matmuls with the contracted features minor in both operands, far faster
-      (BUILD_NOTES, "Where the time goes"). False: the kernels as the model stores them.
+      skinny matmuls with the contracted features minor in both operands, faster
+      (BUILD_NOTES, "CPU levers of local training"). False: the kernels as stored.
 
   Returns:
     (params, loss) with loss the mean batch loss (without the prox term) of the last
