@@ -2,6 +2,7 @@
 
   python experiments/profile_local_train.py [--clients=100]
   python experiments/profile_local_train.py --variants [--clients=100] [--repeats=7]
+      [--blocks=25] [--resample_once]
 
 Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
   local_train     the vmapped local training of C clients (5 epochs, batch 32,
@@ -16,9 +17,10 @@ Prints JSON lines (milliseconds, medians of 5 runs), all measured in this run:
   dense_matmul    a 2048 x 2048 f32 matmul, for GFLOP/s reference
 
 `--variants`: the compiled FedAR round on the paper workload (experiments/workload.py,
-C = --clients) with each CPU lever of local training on or off, all compiled in this
-process and timed interleaved (one round of each variant in turn, --repeats times), so
-machine load hits every variant alike. The levers, named in each variant:
+C = --clients; SMOTE in the round, or with --resample_once the training round on rows
+resampled once before, a run's default) with each CPU lever of local training on or
+off, all compiled in this process and timed interleaved (one round of each variant in
+turn, --repeats times), so machine load hits every variant alike. The levers, named in each variant:
   kernels DH|HD     Dense kernels trained as stored ([D, H]) or transposed ([H, D];
                     `client.local_train`'s default)
   block all|B       all clients in one vmap, or client blocks of B (--client_block=B;
@@ -46,6 +48,7 @@ import workload
 from fedar_jax import client
 from fedar_jax import fedar_round
 from fedar_jax import models
+from fedar_jax import pretraining
 from fedar_jax import train
 
 
@@ -75,9 +78,9 @@ def argsort_order(u, mask):
   return jnp.argsort(jnp.where(mask, u, 2.0)).astype(jnp.int32)
 
 
-def compiled_round(exp, clients, test, transposed: bool, block: int, packed: bool):
-  """The round of `exp` compiled with the levers given (`variants`)."""
-  spec = exp.spec._replace(client_block=block)
+def compiled_round(exp, spec, clients, test, transposed: bool, block: int, packed: bool):
+  """The round of `spec` compiled with the levers given (`variants`)."""
+  spec = spec._replace(client_block=block)
   with contextlib.ExitStack() as stack:
     if not transposed:
       stack.enter_context(replaced(client, 'local_train', functools.partial(
@@ -88,17 +91,21 @@ def compiled_round(exp, clients, test, transposed: bool, block: int, packed: boo
                                                       exp.hparams).compile()
 
 
-def variants(c: int, blocks: list[int], repeats: int):
+def variants(c: int, blocks: list[int], repeats: int, resample_once: bool):
   """Times the round's layout levers interleaved (module docstring); prints JSON lines."""
   exp = train.build(workload.config(num_clients=c))
   clients, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
+  spec = exp.spec
+  if resample_once:  # A run's default: the rows resampled once, the round trains on them.
+    clients = jax.jit(pretraining.make_prepare_clients(spec))(clients, exp.hparams)
+    spec = pretraining.round_spec(spec)
   levers = [(False, 0, False), (True, 0, False), (False, 0, True), (True, 0, True)]
   levers += [v for b in blocks for v in ((False, b, False), (True, b, True))]
   steps = {}
   for transposed, block, packed in levers:
     name = (f'kernels {"HD" if transposed else "DH"}, block {block or "all"}, '
             f'order {"packed" if packed else "argsort"}')
-    steps[name] = compiled_round(exp, clients, test, transposed, block, packed)
+    steps[name] = compiled_round(exp, spec, clients, test, transposed, block, packed)
   finals = {name: jax.block_until_ready(step(exp.state, clients, test, exp.hparams))[0]
             for name, step in steps.items()}
   wall = {name: [] for name in steps}
@@ -118,7 +125,8 @@ def variants(c: int, blocks: list[int], repeats: int):
     print(json.dumps({'variant': name, 'wall_s': round(w, 4), 'cpu_s': round(p, 4),
                       'wall_ratio': round(w / base_wall, 3), 'cpu_ratio': round(p / base_cpu, 3),
                       'max_param_diff': diff}))
-  print(json.dumps({'clients': c, 'repeats': repeats, 'device': jax.devices()[0].device_kind}))
+  print(json.dumps({'clients': c, 'repeats': repeats, 'resample_once': resample_once,
+                    'device': jax.devices()[0].device_kind}))
 
 
 def main():
@@ -127,10 +135,11 @@ def main():
   parser.add_argument('--variants', action='store_true')
   parser.add_argument('--blocks', default='25')
   parser.add_argument('--repeats', type=int, default=7)
+  parser.add_argument('--resample_once', action='store_true')
   args = parser.parse_args()
   c = args.clients
   if args.variants:
-    variants(c, [int(b) for b in args.blocks.split(',')], args.repeats)
+    variants(c, [int(b) for b in args.blocks.split(',')], args.repeats, args.resample_once)
     return
   n, d, b, epochs, (h,) = (workload.PAPER[k] for k in (
       'samples_per_client', 'feature_dim', 'batch_size', 'local_epochs', 'hidden'))
