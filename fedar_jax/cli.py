@@ -238,5 +238,13 @@ def exit_if_help(argv, *modules) -> None:
   --helpfull still lists absl's flags too)."""
   if not any(a in HELP_ARGS for a in argv[1:]):
     return
-  print_quietly(help_text(*modules))
+  print_help(help_text(*modules))
   sys.exit(0)
+
+
+def print_help(text: str) -> None:
+  """Prints a command's help: a reader that stops early (`| head`) ends it quietly; a
+  stdout that cannot be written (a full device) ends the command with one line, exit 1."""
+  print_quietly(text)
+  if not isinstance(getattr(sys.stdout, 'lost', None), BrokenPipeError):
+    std_streams.exit_if_stdout_lost('the help was not shown')

@@ -15,6 +15,13 @@ import signal
 import sys
 import time
 
+from fedar_jax import interrupts  # Light: the start-up signal handler goes in before JAX loads.
+from fedar_jax import std_streams  # Light: stdlib only.
+
+if __name__ == '__main__':
+  std_streams.guard()
+  interrupts.exit_while_starting()
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -90,6 +97,7 @@ def main(argv):
   print(f"population: {meta['num_clients']:,} clients x {meta['capacity']} rows x "
         f"{tuple(meta['row_shape'])} {meta['storage_dtype']}, {meta['shard_bytes'] / 1e9:.2f} "
         f"GB in {meta['num_shards']} shards, {time.perf_counter() - start:.1f}s -> {out}")
+  std_streams.exit_if_stdout_lost(f'the population is complete in {out}')
 
 
 def run():

@@ -98,8 +98,8 @@ def main(argv=None):
   flags.DEFINE_string('out', None, 'Where the report of two or more --workdir goes (created; '
                       'not one of the inputs).', flag_values=flag_values)
   if any(a in ('-h', '-help', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
-    from fedar_jax.cli import print_quietly  # `| head` ends it quietly.
-    print_quietly(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}'
+    from fedar_jax.cli import print_help
+    print_help(f'{__doc__.strip()}\n\nflags:\n  --workdir: {flag_values["workdir"].help}'
                   f'\n  --out: {flag_values["out"].help}')
     return
   try:

@@ -243,6 +243,18 @@ def test_report_into_a_full_stdout_names_stdout_not_the_workdir(tmp_path):
       f'{tmp_path / "w" / "plots" / "metrics_per_round.png"}'], out.stderr[-2000:]
 
 
+@pytest.mark.parametrize('module', ['main', 'report', 'population'])
+def test_help_into_a_full_stdout_is_one_line(module):
+  # `| head` stays quiet (tests/test_docs_flags.py); a full device is said, exit 1.
+  with open('/dev/full', 'w') as full:
+    out = subprocess.run([sys.executable, '-m', f'fedar_jax.{module}', '--help'], stdout=full,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**os.environ, 'PYTHONPATH': ROOT}, timeout=120)
+  assert out.returncode == 1 and out.stderr.splitlines() == [
+      'error: stdout: cannot write (No space left on device); the help was not shown'], (
+          out.stderr[-2000:])
+
+
 # Under std_streams.guard(): a write to a full stdout is dropped and reported once; a file
 # opened after the standard descriptors were closed does not take their numbers.
 GUARDED = '''
