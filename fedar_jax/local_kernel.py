@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from fedar_jax import client
 from fedar_jax.resample import gate
 
 # Triton's least matmul operand side; every padded width is a power of two at least this.
@@ -167,7 +168,7 @@ def minibatch_order(key, mask: jax.Array, epochs: int, batch_size: int) -> jax.A
   them (per epoch key from `key`: real rows in random order, then padding).
   mask: bool[S * batch_size]."""
   def order(ekey):
-    return jnp.argsort(jnp.where(mask, jax.random.uniform(ekey, mask.shape), 2.0))
+    return client.epoch_order(jax.random.uniform(ekey, mask.shape), mask)
   orders = jax.vmap(order)(jax.random.split(key, epochs))
   return orders.reshape(epochs, -1, batch_size).astype(jnp.int32)
 
