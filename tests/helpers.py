@@ -6,6 +6,7 @@ import numpy as np
 from fedar_jax import models
 from fedar_jax import resample
 from fedar_jax import fedar_round
+from fedar_jax import sharding
 from fedar_jax.data import federated, synthetic
 
 
@@ -31,3 +32,19 @@ def small_spec(clients, num_classes=3, resampler='smote', epochs=2, batch_size=8
                               max_class_count=federated.max_class_count(clients, num_classes))
   spec = fedar_round.RoundSpec(model.apply, r, num_classes, epochs, batch_size)
   return spec, fedar_round.ServerState(params, jnp.int32(0))
+
+
+def rounds_on_mesh(spec, clients, test, state, hp, devices, sweep_devices=1, rounds=2):
+  """`rounds` rounds of fedar_round.make_round on a mesh of `devices` (`sweep_devices` of
+  them on the sweep axis), the spec.num_clients clients padded to the mesh's slots.
+  Returns (ServerState, the last round's output, client rows), on the devices."""
+  mesh = sharding.make_mesh(devices, sweep_devices)
+  spec = spec._replace(mesh=mesh)
+  rows = fedar_round.data_rows(spec, spec.num_clients)
+  data = sharding.shard_clients(
+      federated.append_empty_clients(clients, rows, spec.num_clients), mesh)
+  test, state, hp = sharding.replicate((test, state, hp), mesh)
+  step = jax.jit(fedar_round.make_round(spec))
+  for _ in range(rounds):
+    state, out = step(state, data, test, hp)
+  return state, out, rows

@@ -87,6 +87,10 @@ def test_defaults_and_usual_values_pass():
     ('seeds', '0,-1', '--seeds: must be >= 0, got -1'),
     ('seeds', '0,2147483648', '--seeds: 2147483648 is outside the int32 range'),
     ('imbalance_ratios', 'inf', '--imbalance_ratios: must be a finite float32 number'),
+    ('dp_noise_multipliers', '1,nan', '--dp_noise_multipliers: must be a finite float32'),
+    ('dp_noise_multipliers', '1,-0.5', '--dp_noise_multipliers: must be >= 0, got -0.5'),
+    ('dp_clip_norms', '0', '--dp_clip_norms: must be > 0, got 0'),
+    ('dp_target_quantiles', '0.5,2', '--dp_target_quantiles: must be in [0, 1], got 2'),
 ])
 def test_bad_sweep_list_is_one_line_naming_it(name, raw, pattern):
   from fedar_jax import sweep  # Defines the sweep list flags on absl's global FLAGS.

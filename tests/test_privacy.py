@@ -347,7 +347,6 @@ MESH_SCRIPT = textwrap.dedent('''
     import numpy as np
     from fedar_jax import fedar_round
     from fedar_jax import sharding
-    from fedar_jax.data import federated
     from fedar_jax.methods import Methods, MethodParams
     from tests import helpers
 
@@ -360,14 +359,8 @@ MESH_SCRIPT = textwrap.dedent('''
     hp = fedar_round.HParams.create(1.5, 0.01, 3, MethodParams.create(dp_noise_multiplier=0.7))
 
     def run(devices, **scale):
-      mesh = sharding.make_mesh(devices, 1)
-      s = spec._replace(mesh=mesh, **scale)
-      rows = fedar_round.data_rows(s, C)
-      data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
-      t, st, h = sharding.replicate((test, state, hp), mesh)
-      step = jax.jit(fedar_round.make_round(s))
-      for _ in range(2):
-        st, out = step(st, data, t, h)
+      st, out, _ = helpers.rounds_on_mesh(spec._replace(**scale), clients, test, state, hp,
+                                          devices)
       return sharding.fetch((st.params, st.dp_clip)), sharding.fetch(out)
 
     (p1, c1), o1 = run(jax.devices()[:1])
@@ -384,24 +377,6 @@ def test_dp_with_poisson_cohorts_on_8_devices_in_blocks_equals_one_device():
   out = subprocess.run([sys.executable, '-c', MESH_SCRIPT], cwd=ROOT, capture_output=True,
                        text=True, env={**os.environ, 'PYTHONPATH': ROOT})
   assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
-
-
-@pytest.mark.parametrize('name,raw,pattern', [
-    ('dp_noise_multipliers', '1,nan', '--dp_noise_multipliers: must be a finite float32'),
-    ('dp_noise_multipliers', '1,-0.5', '--dp_noise_multipliers: must be >= 0, got -0.5'),
-    ('dp_clip_norms', '0', '--dp_clip_norms: must be > 0, got 0'),
-    ('dp_target_quantiles', '0.5,2', '--dp_target_quantiles: must be in [0, 1], got 2'),
-])
-def test_bad_dp_sweep_lists_are_one_line_naming_them(name, raw, pattern):
-  from absl import flags
-  from fedar_jax import sweep  # Defines the sweep list flags on absl's global FLAGS.
-  values = flags.FlagValues()
-  for other in sweep.SWEEP_FLAGS:
-    flags.DEFINE_list(other, [], '', flag_values=values)
-  values(['prog', f'--{name}={raw}'])
-  with pytest.raises(ConfigError) as e:
-    sweep.sweep_lists(values, BASE)
-  assert pattern in str(e.value) and '\n' not in str(e.value), str(e.value)
 
 
 def test_refused_dp_combination_is_one_line_exit_2_through_the_cli(tmp_path):

@@ -32,14 +32,8 @@ SCRIPT = textwrap.dedent('''
     hp = fedar_round.HParams.create(threshold=1.5, learning_rate=0.01, seed=3)
 
     def run(devices, sweep_devices=1, **scale):
-      mesh = sharding.make_mesh(devices, sweep_devices)
-      s = spec._replace(num_clients=C, mesh=mesh, **scale)
-      rows = fedar_round.data_rows(s, C)
-      data = sharding.shard_clients(federated.append_empty_clients(clients, rows, C), mesh)
-      t, st, h = sharding.replicate((test, state, hp), mesh)
-      step = jax.jit(fedar_round.make_round(s))
-      for _ in range(2):
-        st, out = step(st, data, t, h)
+      st, out, rows = helpers.rounds_on_mesh(spec._replace(num_clients=C, **scale), clients,
+                                             test, state, hp, devices, sweep_devices)
       spread = len(out.clients.n_real.sharding.device_set)
       return sharding.fetch(st.params), sharding.fetch(out), spread, rows
 
