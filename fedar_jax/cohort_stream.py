@@ -81,18 +81,8 @@ def _sort_keys(seed, round_index, num_clients: int, rounds: int, stream: int):
   return jnp.stack(keys) if keys else jnp.zeros((0, num_clients), jnp.uint32)
 
 
-# Bits of a sort key that bucket it in `_smallest` and `_at_ranks`.
+# Bits of a sort key that bucket it in `_at_ranks`.
 _BUCKET_BITS = 16
-
-
-def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
-  """int64[count]: the positions of the `count` smallest of uint32 `keys`, ties by position
-  (`np.argsort(keys, kind='stable')[:count]`), sorting only the keys of the buckets (top
-  _BUCKET_BITS bits) that hold them."""
-  top = keys >> np.uint32(32 - _BUCKET_BITS)
-  last = int(np.searchsorted(np.cumsum(np.bincount(top, minlength=1 << _BUCKET_BITS)), count))
-  held = np.flatnonzero(top <= last)
-  return held[np.lexsort((held, keys[held]))][:count]
 
 
 def _at_ranks(keys: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -114,7 +104,7 @@ def sample_ids(seed: int, round_index: int, num_clients: int, count: int,
                stream: int = sampling._STREAM) -> np.ndarray:
   """int32[count]: `sampling.sample_clients`'s clients (sorted), drawn on the host CPU: up
   to HOST_SORT_MAX clients its permutation's sort keys come from JAX and NumPy finds the
-  permutation's first `count` entries through the sorts (`_smallest`, `_at_ranks`: only
+  permutation's first `count` entries through the sorts (`_at_ranks`: only
   the keys near the wanted ranks are sorted); above it `sample_clients` itself.
   tests/test_cohort_stream.py checks the two agree."""
   with jax.default_device(jax.local_devices(backend='cpu')[0]):
@@ -128,7 +118,7 @@ def sample_ids(seed: int, round_index: int, num_clients: int, count: int,
     return np.arange(count, dtype=np.int32)
   # Sort t moves the element at position i to the rank of (keys[t][i], i): the permutation's
   # slot j holds s_1[s_2[... s_R[j]]], s_t = np.argsort(keys[t - 1], kind='stable').
-  at = _smallest(keys[-1], count)
+  at = _at_ranks(keys[-1], np.arange(count))
   for k in keys[-2::-1]:
     at = _at_ranks(k, at)
   return np.sort(at).astype(np.int32)
