@@ -11,7 +11,7 @@ import importlib
 import json
 
 SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan',
-            'population')
+            'population', 'cpu_devices')
 
 
 def main():
@@ -32,6 +32,10 @@ def main():
                            'them, as a run with --resample_every=once trains (once)')
   parser.add_argument('--round_repeats', type=int, default=None,
                       help='round: timed rounds per setting (default 10; 3 from C = 1,000)')
+  parser.add_argument('--cpu_devices', default=None,
+                      help='cpu_devices: comma-separated --cpu_devices values, each run in '
+                           'fresh processes, interleaved (default 1,0: one device, one per '
+                           'core)')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')

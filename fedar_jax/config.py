@@ -13,6 +13,7 @@ import numpy as np
 from fedar_jax import data_dtype as data_dtype_lib
 from fedar_jax import defences as defences_lib
 from fedar_jax import methods as methods_lib
+from fedar_jax import platforms
 from fedar_jax.methods import registry
 from fedar_jax import precision
 from fedar_jax import privacy_accounting
@@ -233,6 +234,13 @@ class RunConfig:
                             'training cohort): metrics.csv and sweep.csv end with the mean and '
                             '10th percentile of their G-mean and minority-class recall '
                             '(docs/design.md); 0 = off (no such columns).')
+  cpu_devices: int = _f(1, 'CPU: the XLA devices the CPU is split into; the clients of a '
+                           'round (and the points of a sweep) are sharded over them and each '
+                           'device runs its share on its own thread, so several cores work on '
+                           'one round; 0 = one per core this process may use, 1 = one device '
+                           '(or what XLA_FLAGS=--xla_force_host_platform_device_count sets). '
+                           'Results equal one device\'s to float32 reordering '
+                           '(docs/scale.md). CPU backend only: no effect on a GPU or TPU.')
   coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '
                                     'jax.distributed; "auto" detects it (TPU pods); '
                                     'empty = one process.')
@@ -325,6 +333,9 @@ def _validate_numbers(cfg: RunConfig) -> None:
 # The ranges of the float flags that are not method parameters (those are declared in the
 # method registry). Every range is checked in one place, `_validate_ranges`, on the value
 # as the round holds it (float32 / int32).
+# The most CPU devices --cpu_devices may make (each is a thread and a share of every program).
+MAX_CPU_DEVICES = 1024
+
 RANGES = (
     registry.Bound('imbalance_ratio', 1),
     registry.Bound('threshold', 1),
@@ -334,6 +345,7 @@ RANGES = (
     registry.Bound('dirichlet_alpha', 0, low_closed=False),
     registry.Bound('quantity_exponent', 0, low_closed=False),
     registry.Bound('dp_delta', 0, 1, low_closed=False),
+    registry.Bound('cpu_devices', 0, MAX_CPU_DEVICES, high_closed=True),
 )
 
 
@@ -579,6 +591,9 @@ def check_defence(defence: str, given: dict, flag: str = 'defence') -> None:
 
 def _validate_numerics(cfg: RunConfig) -> None:
   _choice(cfg, 'matmul_precision', precision.PRECISIONS)
+  if cfg.cpu_devices != 1 and platforms.forced_device_count():
+    raise ConfigError('cpu_devices', f'{cfg.cpu_devices} and XLA_FLAGS='
+                      f'{platforms.FORCE_DEVICE_COUNT} both set the CPU device count; give one')
   _choice(cfg, 'data_dtype', data_dtype_lib.DTYPES)
   _choice(cfg, 'standardize', STANDARDIZE)
 

@@ -36,6 +36,7 @@ from fedar_jax import interrupts
 from fedar_jax import memory_estimate
 from fedar_jax import fedar_round
 from fedar_jax import metrics
+from fedar_jax import platforms
 from fedar_jax import privacy_accounting
 from fedar_jax import progress
 from fedar_jax import sharding
@@ -254,6 +255,14 @@ def device_description() -> str:
   return f'{len(d)} x {d[0].platform}:{d[0].device_kind}{hosts}'
 
 
+def log_idle_cores() -> None:
+  """Logs a hint where a one-process run on a CPU of several cores has one device."""
+  cores = platforms.cpu_cores()
+  if jax.device_count() == 1 and jax.devices()[0].platform == 'cpu' and cores > 1:
+    logging.info('one CPU device on %d cores: --cpu_devices=0 shares the clients over all '
+                 'of them, a faster round (docs/scale.md)', cores)
+
+
 def setup(cfg: RunConfig, source=None):
   """Joins the processes of a multi-host run, makes the device mesh, builds the experiment.
 
@@ -399,6 +408,7 @@ def _in_memory_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
                clients.x.shape[2:], exp.spec.num_classes, exp.spec.resampler.name,
                exp.spec.resampler.capacity, exp.spec.clients_per_round or 'all', blocks,
                block_size, device_description())
+  log_idle_cores()
   # The newest checkpoint that reads back (newer unreadable ones are set aside).
   done, kept = checkpoint.resume_point(os.path.join(workdir, 'checkpoints'),
                                        cfg.keep_checkpoints)
@@ -430,6 +440,7 @@ def _streamed_inputs(cfg: RunConfig, exp, mesh, workdir: str) -> _Inputs:
                source.num_clients, spec.num_clients, slots, source.capacity,
                tuple(source.row_shape), spec.num_classes, spec.resampler.name,
                spec.resampler.capacity, blocks, block_size, device_description())
+  log_idle_cores()
   done, kept = checkpoint.resume_point(os.path.join(workdir, 'checkpoints'),
                                        cfg.keep_checkpoints)
   calls = CallPlan(done, cfg.rounds, cfg.checkpoint_every, 1)

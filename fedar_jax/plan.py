@@ -92,6 +92,9 @@ def main(argv):
     cli.refuse_idle_flags(base, FLAGS, lists)
   except config_lib.ConfigError as e:
     cli.fail(str(e))
+  if local:  # The local plan is for the devices the run would have.
+    with cli.bad_input_fails():
+      platforms.split_cpu(base.cpu_devices)
   from fedar_jax import planning  # Imports JAX; keep flag errors fast.
   from fedar_jax import topology
   try:

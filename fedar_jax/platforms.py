@@ -6,7 +6,7 @@ prints several libtpu error lines. `skip_absent_tpu` sets JAX_PLATFORMS to the
 platforms that can start (the CPU, plus a GPU whose JAX plugin and device
 files are present) when libtpu is installed and no TPU chip is attached. A TPU
 VM keeps JAX's own choice (its TPUs), and a JAX_PLATFORMS already set is never
-changed.
+changed. `split_cpu` makes the CPU backend several devices (--cpu_devices).
 
 A TPU chip is attached when the PCI bus lists a Google device of a TPU device
 id (the check `jax._src.hardware_utils` makes before starting libtpu), or a
@@ -27,6 +27,9 @@ TPU_PCI_DEVICES = ('0x0027', '0x0056', '0x005e', '0x0062', '0x0063', '0x006f', '
 # errors about them, and let several processes load it (no TPU to share, so no
 # /tmp/libtpu_lockfile). Keys: TPU generation as the topology names spell it.
 ACCELERATOR_TYPES = {'v4': 'v4-8', 'v5e': 'v5litepod-4', 'v5p': 'v5p-8', 'v6e': 'v6e-4'}
+# The XLA flag that sets the CPU backend's device count from XLA_FLAGS (what --cpu_devices
+# sets through JAX's jax_num_cpu_devices).
+FORCE_DEVICE_COUNT = '--xla_force_host_platform_device_count'
 
 
 def _read(path: str) -> str:
@@ -87,3 +90,47 @@ def quiet_topology_compiles(generation: str, environ=None) -> None:
   environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
   environ.setdefault('TPU_ACCELERATOR_TYPE', ACCELERATOR_TYPES.get(generation, 'v5litepod-4'))
+
+
+def cpu_cores() -> int:
+  """The CPU cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # No affinity call on this OS.
+    return os.cpu_count() or 1
+
+
+def cpu_device_count(requested: int) -> int:
+  """The CPU devices --cpu_devices=`requested` makes: `requested`, or 0 -> `cpu_cores()`."""
+  return requested if requested > 0 else cpu_cores()
+
+
+def forced_device_count(environ=None) -> bool:
+  """Whether XLA_FLAGS sets the CPU device count (FORCE_DEVICE_COUNT)."""
+  environ = os.environ if environ is None else environ
+  return FORCE_DEVICE_COUNT in environ.get('XLA_FLAGS', '')
+
+
+def split_cpu(requested: int) -> int | None:
+  """Makes JAX's CPU backend `cpu_device_count(requested)` devices (--cpu_devices), each
+  running its share of a program on its own thread; call once the flags are checked and
+  before JAX starts a backend. 1 leaves JAX's own count (one device, or what XLA_FLAGS
+  forces). Returns the count set, or None where nothing was set. Imports JAX.
+
+  Raises ConfigError naming --cpu_devices if JAX's backends already started in this
+  process with another count.
+  """
+  if requested == 1:
+    return None
+  import jax
+  from fedar_jax.config import ConfigError
+  count = cpu_device_count(requested)
+  try:
+    jax.config.update('jax_num_cpu_devices', count)
+  except RuntimeError:
+    if len(jax.devices('cpu')) == count:
+      return count
+    raise ConfigError('cpu_devices', f'{requested} cannot take effect: JAX already started '
+                      f'its CPU backend in this process with {len(jax.devices("cpu"))} '
+                      'device(s); pass it to a new process') from None
+  return count

@@ -29,10 +29,10 @@ from fedar_jax import data_fingerprint
 from fedar_jax.config import ConfigError
 
 # Settings that may change when resuming: more rounds continue the run; the
-# checkpoint cadence and the process layout (multi-host results equal
-# single-process ones) do not change any number.
+# checkpoint cadence and the process and device layout (multi-host and multi-device results
+# equal single-device ones to float32 reordering) do not change the study.
 RESUMABLE = ('rounds', 'checkpoint_every', 'keep_checkpoints', 'coordinator_address',
-             'num_processes', 'process_id', 'coordinator_timeout_s')
+             'num_processes', 'process_id', 'coordinator_timeout_s', 'cpu_devices')
 
 
 def _normalise(settings: dict) -> dict:

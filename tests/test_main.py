@@ -17,8 +17,10 @@ def run_cli(*args, module='fedar_jax.main'):
 
 
 def test_cli_writes_metrics_and_summary(tmp_path):
+  """A run on two CPU devices (--cpu_devices; results equal one device's to float32
+  reordering, as test_sharding checks on 8) writes its metrics and summary."""
   workdir = tmp_path / 'run'
-  proc = run_cli(f'--workdir={workdir}', *SMALL, '--num_classes=3')
+  proc = run_cli(f'--workdir={workdir}', *SMALL, '--num_classes=3', '--cpu_devices=2')
   assert proc.returncode == 0, proc.stderr
   with open(workdir / 'metrics.csv') as f:
     rows = list(csv.DictReader(f))
@@ -28,7 +30,8 @@ def test_cli_writes_metrics_and_summary(tmp_path):
                                 'recall_2']
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['config']['num_clients'] == 3
-  assert summary['compile_s'] > 0 and summary['round_s'] > 0 and summary['device']
+  assert summary['compile_s'] > 0 and summary['round_s'] > 0
+  assert summary['device'].startswith('2 x cpu')
   assert summary['final']['gmean'] == pytest.approx(float(rows[-1]['gmean']), abs=1e-5)
   assert 'round 2/2' in proc.stderr
 

@@ -56,3 +56,25 @@ def test_tpu_attached_reads_the_pci_ids(tmp_path, devices, accel, attached):
     (tmp_path / 'dev').mkdir()
     (tmp_path / 'dev/accel0').write_text('')
   assert platforms.tpu_attached(str(tmp_path)) == attached
+
+
+def test_cpu_devices_zero_is_one_per_core_and_the_rest_as_given():
+  assert platforms.cpu_device_count(0) == platforms.cpu_cores() >= 1
+  assert platforms.cpu_device_count(3) == 3
+
+
+def test_cpu_devices_beside_xla_flags_device_count_is_refused(monkeypatch):
+  from fedar_jax import config
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+  config.validate(config.RunConfig())  # 1: XLA_FLAGS' count stands.
+  with pytest.raises(config.ConfigError, match='--cpu_devices: 2 and XLA_FLAGS'):
+    config.validate(config.RunConfig(cpu_devices=2))
+
+
+def test_split_cpu_after_jax_started_names_the_flag():
+  import jax
+  from fedar_jax import config
+  started = len(jax.devices('cpu'))  # Starts the CPU backend in this process.
+  assert platforms.split_cpu(1) is None
+  with pytest.raises(config.ConfigError, match='--cpu_devices: .* JAX already started'):
+    platforms.split_cpu(started + 1)
