@@ -16,7 +16,8 @@ TFDS data sets through their loaders), its shapes taken from the result:
 exact as well. A streamed run (--population, or a virtual population) plans its
 cohort's round: the shapes of a population directory come from its metadata and index
 (`population_store.cohort_shape`, no shard read), the layout is the cohort's
-(`cohort_stream.cohort_layout`: an in-memory population of the cohort's size).
+(`cohort_stream.cohort_layout`: an in-memory population of the cohort's size), and with
+--eval_clients its evaluated clients' rows, scored by a program of their own.
 """
 from typing import NamedTuple
 
@@ -90,12 +91,16 @@ def _read_shape(cfgs: list[RunConfig]) -> DataShape:
 class ProgramInputs(NamedTuple):
   """spec: the round's RoundSpec. state, hparams: ServerState / HParams of
   ShapeDtypeStructs (leading [S] for a sweep). clients: ClientData [rows, N, ...]
-  ([U, rows, N, ...] for U > 1 stacked data sets). test: TestData [T, ...] ([U, T, ...])."""
+  ([U, rows, N, ...] for U > 1 stacked data sets). test: TestData [T, ...] ([U, T, ...]).
+  evaluated: a streamed run's evaluated clients (--eval_clients E > 0), ClientData
+  [E, N, ...] replicated, as `cohort_stream.gather` reads them; else None (an in-memory
+  round evaluates its clients itself)."""
   spec: fedar_round.RoundSpec
   state: fedar_round.ServerState
   clients: federated.ClientData
   test: federated.TestData
   hparams: fedar_round.HParams
+  evaluated: federated.ClientData | None = None
 
 
 def streamed(cfg: RunConfig) -> bool:
@@ -137,8 +142,11 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   spec, state, hparams = train.round_parts(
       cfg, model, resampler, shape.num_classes, round_layout,
       np.zeros(rows, bool) if cfg.attack == 'scale' else None)
+  evaluated = None
   if streamed(cfg):  # The evaluated clients are scored by a program of their own.
     spec = spec._replace(eval_clients=0)
+    if cfg.eval_clients:
+      evaluated = evaluated_clients(cfg.eval_clients, shape, cfg.data_dtype, mesh)
   if sweep:
     lead, placed = (len(points),), sharding.leading(mesh, sharding.SWEEP)
   else:
@@ -159,4 +167,16 @@ def program_inputs(points: tuple[RunConfig, ...], num_data: int, shape: DataShap
   t = shape.test_rows
   test = federated.TestData(sds((t,) + row, np.float32, test_sharding),
                             sds((t,), np.int32, test_sharding), sds((t,), np.bool_, test_sharding))
-  return ProgramInputs(spec, state, clients, test, hparams)
+  return ProgramInputs(spec, state, clients, test, hparams, evaluated)
+
+
+def evaluated_clients(count: int, shape: DataShape, dtype: str, mesh) -> federated.ClientData:
+  """ShapeDtypeStructs of a streamed round's `count` (E) evaluated clients on `mesh`,
+  replicated as `cohort_stream.gather` puts them: x [E, N, ...] in `dtype` (a
+  `data_dtype.DTYPES` entry), y int32[E, N], mask bool[E, N], client_id int32[E]."""
+  placed = sharding.replicated(mesh)
+  sds = lambda s, dt: jax.ShapeDtypeStruct((count,) + s, dt, sharding=placed)
+  n = shape.capacity
+  return federated.ClientData(sds((n,) + tuple(shape.row_shape),
+                                  data_dtype.numpy_dtype(dtype)),
+                              sds((n,), np.int32), sds((n,), np.bool_), sds((), np.int32))

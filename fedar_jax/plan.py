@@ -2,7 +2,8 @@
 
 Plans a run (the flags of `fedar_jax.main`) or a sweep (any sweep list of
 `fedar_jax.sweep`) before it is launched: builds every program it would
-compile (each group's pre-training step and block of rounds) from shapes
+compile (each group's pre-training step and block of rounds, and a streamed
+run's per-client evaluation of --eval_clients) from shapes
 alone, on the mesh the run would build on --target (a TPU topology as JAX
 names it, e.g. v4:2x2x4, v5e:4x4, v5p:2x2x2, v6e:16x16, compiled through
 libtpu with no TPU attached; or `local`, this machine's devices), compiles

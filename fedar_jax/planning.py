@@ -1,7 +1,8 @@
 """Plans a run or a sweep: every program it would compile, compiled ahead of time for a target.
 
-For each program (a group's pre-training step, `prepare`, and its block of
-rounds, `rounds`) the plan holds XLA's figures of the compiled program on the
+For each program (a group's pre-training step, `prepare`, its block of
+rounds, `rounds`, and a streamed run's per-client evaluation of --eval_clients,
+`eval_clients`) the plan holds XLA's figures of the compiled program on the
 target: bytes per device (arguments, temporaries, outputs, from
 `compiled.memory_analysis()`) scaled to a chip, and `compiled.cost_analysis()`'s
 flops, bytes accessed and estimated seconds (`optimal_seconds`; TPU only) for
@@ -130,8 +131,9 @@ def compile_programs(inputs: abstract_build.ProgramInputs, block_rounds: int,
                      resample_every: str, sweep: bool, num_data: int, mesh,
                      options: tuple[dict, dict]) -> list[tuple[str, object, float]]:
   """[(kind, compiled, compile seconds)] of a run's or group's programs: 'prepare'
-  (--resample_every=once) and 'rounds', compiled by `programs.compile_program` from the
-  inputs' ShapeDtypeStructs, one at a time."""
+  (--resample_every=once), 'rounds' and 'eval_clients' (a streamed run's per-client
+  evaluation), compiled by `programs.compile_program` from the inputs' ShapeDtypeStructs,
+  one at a time."""
   every, once = options
   program = programs_lib.compile_program(
       inputs.spec, block_rounds, resample_every, inputs.state, inputs.clients, inputs.test,
@@ -142,10 +144,11 @@ def compile_programs(inputs: abstract_build.ProgramInputs, block_rounds: int,
           fn, num_data, mesh),
       options=every, once_options=once,
       count=jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh)),
-      overlap=False)
-  kinds = (('prepare', program.prepare_clients),) if program.prepare_clients else ()
-  return [(kind, compiled, program.compile_s[kind])
-          for kind, compiled in kinds + (('rounds', program.step),)]
+      overlap=False, evaluated=inputs.evaluated)
+  kinds = (('prepare', program.prepare_clients), ('rounds', program.step),
+           ('eval_clients', program.evaluate_clients))
+  return [(kind, compiled, program.compile_s[kind]) for kind, compiled in kinds
+          if compiled is not None]
 
 
 class Unit(NamedTuple):
@@ -255,7 +258,8 @@ def plan_study(base: RunConfig, lists: dict, target: topology.Target,
       if found is not None:
         block, compiled = found
     for kind, program, seconds in compiled:
-      # A streamed run prepares each round's cohort (--resample_every=once).
+      # A streamed run prepares each round's cohort (--resample_every=once) and evaluates
+      # its clients after every round.
       runs = cfg.rounds if kind == 'rounds' or streamed else 1
       programs.append(describe(f'{unit.name}/{kind}', program, seconds, target,
                                len(unit.points), mesh, runs, block))

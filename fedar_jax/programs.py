@@ -1,6 +1,7 @@
 """A run's compiled programs: the block of rounds and the pre-training step of
 --resample_every=once, compiled ahead of the first round for their arguments' shapes,
-with the XLA options they compile under (BUILD_NOTES, *Compile time*)."""
+with the XLA options they compile under (BUILD_NOTES, *Compile time*); for fedar-plan,
+also a streamed run's per-client evaluation (--eval_clients)."""
 import concurrent.futures
 import time
 from typing import Callable, NamedTuple
@@ -8,6 +9,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fedar_jax import cohort_stream
 from fedar_jax import fedar_round
 from fedar_jax import pretraining
 
@@ -26,11 +28,15 @@ class Program(NamedTuple):
   """A run's compiled programs. prepare_clients: (clients, hparams) -> the round's client
   data (the pre-training step of --resample_every=once; None for round). step: a block
   of rounds, (state, clients, test, hparams, count) -> (state, RoundOutput [block, ...]).
-  compile_s: seconds each program took to compile, {'prepare': s, 'rounds': s} (two
-  programs compiled at once overlap: their seconds are not additive)."""
+  compile_s: seconds each program took to compile, {'prepare': s, 'rounds': s,
+  'eval_clients': s} (two programs compiled at once overlap: their seconds are not
+  additive). evaluate_clients: a streamed run's per-client evaluation,
+  (params, ClientData [E, N, ...]) -> {name: float32[E]} ([S, E] for a sweep), where
+  compiled (`compile_client_evaluation`), else None."""
   prepare_clients: Callable | None
   step: Callable
   compile_s: dict | None = None
+  evaluate_clients: Callable | None = None
 
 
 def _timed(pool, fn: Callable, seconds: dict, kind: str):
@@ -51,7 +57,7 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
                     clients, test, hparams, sweep: Callable | None = None,
                     sweep_prepare_clients: Callable | None = None,
                     options: dict | None = None, once_options: dict | None = None,
-                    count=None, overlap: bool | None = None) -> Program:
+                    count=None, overlap: bool | None = None, evaluated=None) -> Program:
   """Compiles the run's programs for these arguments' shapes (arrays, or
   `jax.ShapeDtypeStruct`s with shardings: fedar-plan compiles for other targets).
 
@@ -98,7 +104,22 @@ def compile_program(spec: fedar_round.RoundSpec, block_rounds: int, resample_eve
                     seconds, 'rounds').result()
     if pending is not None:
       prepare_clients = pending.result()
-  return Program(prepare_clients, rounds, seconds)
+  evaluate = None
+  if evaluated is not None:
+    evaluate = _timed(None, lambda: compile_client_evaluation(spec, state.params, evaluated,
+                                                              sweep is not None),
+                      seconds, 'eval_clients').result()
+  return Program(prepare_clients, rounds, seconds, evaluate)
+
+
+def compile_client_evaluation(spec: fedar_round.RoundSpec, params, evaluated, sweep: bool):
+  """The compiled per-client evaluation of a streamed run (`cohort_stream.client_evaluator`)
+  for these shapes, under XLA's defaults as the run's jit compiles it on its first call.
+
+  params: the model's parameters (leaves [S, ...] for a sweep); evaluated: ClientData
+  [E, N, ...]. Returns evaluate(params, evaluated) -> {name: float32[E]} ([S, E] for a sweep).
+  """
+  return cohort_stream.client_evaluator(spec, sweep).lower(params, evaluated).compile()
 
 
 def compile_rounds(spec: fedar_round.RoundSpec, block_rounds: int, state, clients, test, hparams,

@@ -220,8 +220,32 @@ def test_a_streamed_run_plans_its_cohort_round(population_dir, streamed):
   assert (inputs.spec.num_clients, inputs.spec.clients_per_round) == (6, 0)
 
 
-def test_a_streamed_plan_prepares_every_round(population_dir):
-  cfg = RunConfig(**POPULATION, clients_per_round=6, population=population_dir)
+def test_a_streamed_plan_prepares_and_evaluates_every_round(population_dir):
+  cfg = RunConfig(**POPULATION, clients_per_round=6, population=population_dir, eval_clients=2)
   plan = planning.plan_study(cfg, {}, topology.resolve('local'))
-  assert [(p.name, p.runs) for p in plan.programs] == [('run/prepare', 3), ('run/rounds', 3)]
+  assert [(p.name, p.runs) for p in plan.programs] == [
+      ('run/prepare', 3), ('run/rounds', 3), ('run/eval_clients', 3)]
   assert plan.fits and plan.exact_bounds
+  evaluate = plan.programs[2]
+  assert evaluate.flops > 0 and evaluate.compile_s > 0 and evaluate.mesh == plan.programs[1].mesh
+  assert plan.to_json()['programs'][2]['name'] == 'run/eval_clients'
+
+
+@pytest.mark.parametrize('eval_clients', [0, 2])
+def test_a_streamed_run_evaluates_its_clients_in_a_program_of_their_own(population_dir,
+                                                                        eval_clients):
+  from fedar_jax import abstract_build
+  from fedar_jax import sharding
+  cfg = RunConfig(**POPULATION, clients_per_round=6, population=population_dir,
+                  eval_clients=eval_clients)
+  mesh = sharding.make_mesh()
+  inputs = abstract_build.program_inputs((cfg,), 1, abstract_build.data_shape([cfg]), mesh, 0,
+                                         False)
+  assert inputs.spec.eval_clients == 0  # The round holds only the cohort.
+  if not eval_clients:
+    assert inputs.evaluated is None  # No per-client evaluation program is planned.
+    return
+  x, y, mask, ids = inputs.evaluated  # As cohort_stream.gather puts them: replicated.
+  assert (x.shape, y.shape, mask.shape, ids.shape) == ((2, 8, 4), (2, 8), (2, 8), (2,))
+  assert x.sharding == sharding.replicated(mesh)
+
