@@ -237,7 +237,8 @@ class RunConfig:
   cpu_devices: int = _f(1, 'CPU: the XLA devices the CPU is split into; the clients of a '
                            'round (and the points of a sweep) are sharded over them and each '
                            'device runs its share on its own thread, so several cores work on '
-                           'one round; 0 = one per core this process may use, 1 = one device '
+                           'one round; 0 = one per core this process may use (at most 256), '
+                           '1 = one device '
                            '(or what XLA_FLAGS=--xla_force_host_platform_device_count sets). '
                            'Results equal one device\'s to float32 reordering '
                            '(docs/scale.md). CPU backend only: no effect on a GPU or TPU.')
@@ -333,9 +334,6 @@ def _validate_numbers(cfg: RunConfig) -> None:
 # The ranges of the float flags that are not method parameters (those are declared in the
 # method registry). Every range is checked in one place, `_validate_ranges`, on the value
 # as the round holds it (float32 / int32).
-# The most CPU devices --cpu_devices may make (each is a thread and a share of every program).
-MAX_CPU_DEVICES = 1024
-
 RANGES = (
     registry.Bound('imbalance_ratio', 1),
     registry.Bound('threshold', 1),
@@ -345,7 +343,7 @@ RANGES = (
     registry.Bound('dirichlet_alpha', 0, low_closed=False),
     registry.Bound('quantity_exponent', 0, low_closed=False),
     registry.Bound('dp_delta', 0, 1, low_closed=False),
-    registry.Bound('cpu_devices', 0, MAX_CPU_DEVICES, high_closed=True),
+    registry.Bound('cpu_devices', 0, platforms.MAX_CPU_DEVICES, high_closed=True),
 )
 
 

@@ -30,6 +30,9 @@ ACCELERATOR_TYPES = {'v4': 'v4-8', 'v5e': 'v5litepod-4', 'v5p': 'v5p-8', 'v6e': 
 # The XLA flag that sets the CPU backend's device count from XLA_FLAGS (what --cpu_devices
 # sets through JAX's jax_num_cpu_devices).
 FORCE_DEVICE_COUNT = '--xla_force_host_platform_device_count'
+# The most CPU devices --cpu_devices makes: every device's thread must join each of XLA:CPU's
+# collectives, and with 512 devices they stall and the process aborts.
+MAX_CPU_DEVICES = 256
 
 
 def _read(path: str) -> str:
@@ -101,8 +104,9 @@ def cpu_cores() -> int:
 
 
 def cpu_device_count(requested: int) -> int:
-  """The CPU devices --cpu_devices=`requested` makes: `requested`, or 0 -> `cpu_cores()`."""
-  return requested if requested > 0 else cpu_cores()
+  """The CPU devices --cpu_devices=`requested` makes: `requested`, or 0 -> `cpu_cores()`
+  (at most MAX_CPU_DEVICES)."""
+  return requested if requested > 0 else min(cpu_cores(), MAX_CPU_DEVICES)
 
 
 def forced_device_count(environ=None) -> bool:

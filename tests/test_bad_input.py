@@ -58,8 +58,8 @@ FLAG_CASES = [
     ('--learning_rate=1e-40', '--learning_rate: 1e-40 is 0 (or denormal) in float32'),
     ('--dataset=latent_csv --data_path=x.csv --label_column=', '--label_column: is empty'),
     ('--data_dtype=float16', "--data_dtype: unknown value 'float16'; allowed: float32, bfloat16"),
-    ('--cpu_devices=-1', '--cpu_devices: must be in [0, 1024], got -1'),
-    ('--cpu_devices=1025', '--cpu_devices: must be in [0, 1024], got 1025'),
+    ('--cpu_devices=-1', '--cpu_devices: must be in [0, 256], got -1'),
+    ('--cpu_devices=257', '--cpu_devices: must be in [0, 256], got 257'),
 ]
 
 
