@@ -418,6 +418,9 @@ CASES = [
                                            '--num_processes=2'],
        '--coordinator_address', timeout=300),
     _r('flagfile_dev_zero', 'main', ['--flagfile=/dev/zero'], '/dev/zero', memory=True),
+    _r('cpu_devices_512', 'main', ['--cpu_devices=512'], '--cpu_devices'),
+    _r('cpu_devices_beside_xla_flags', 'sweep', ['--cpu_devices=2', '--thresholds=1,2'],
+       '--cpu_devices', env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}),
     # Tracebacks and noise: data files.
     _r('csv_superscript_header', 'main', CSV, '\u00b2', setup=superscript_header),
     _r('npz_no_feature_values', 'main', NPZ, 'no feature values',
