@@ -2,7 +2,7 @@
 
 local  the paper workload (quick: its small shapes) at --plan_clients clients
        (default 1,000; quick 40), 5 rounds: measured on this machine
-       (`train.train_and_evaluate`: median round seconds; peak memory: the device's
+       (`loop.train_and_evaluate`: median round seconds; peak memory: the device's
        `peak_bytes_in_use` on a GPU/TPU, the process's peak RSS above its RSS before
        the run on a CPU), then planned for the `local` target (`planning.plan_study`);
        prints the plan's bytes per chip and est_round_s against them, and their ratios.
@@ -30,15 +30,15 @@ def _rss_bytes() -> int:
 
 def local(args) -> dict:
   import jax
+  from fedar_jax import loop
   from fedar_jax import planning
   from fedar_jax import topology
-  from fedar_jax import train
   clients = args.plan_clients or (40 if args.quick else 1000)
   cfg = workload.config(args.quick, num_clients=clients, rounds=5, checkpoint_every=5)
   device = jax.devices()[0]
   before = _rss_bytes()
   with tempfile.TemporaryDirectory() as workdir:
-    summary = train.train_and_evaluate(cfg, workdir)
+    summary = loop.train_and_evaluate(cfg, workdir)
   if device.platform == 'cpu':
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     peak_kind = 'process peak RSS above the RSS before the run'
@@ -49,7 +49,7 @@ def local(args) -> dict:
   rounds = next(p for p in plan.programs if p.name.endswith('/rounds'))
   need = max(p.bytes_per_chip for p in plan.programs)
   ratio = lambda a, b: None if a is None or not b else round(a / b, 3)
-  return {'part': 'local', 'device': train.device_description(), 'clients': clients,
+  return {'part': 'local', 'device': loop.device_description(), 'clients': clients,
           'plan_bytes_per_chip': need, 'measured_peak_bytes': peak, 'peak_kind': peak_kind,
           'bytes_ratio_plan_over_measured': ratio(need, peak),
           'plan_est_round_s': rounds.est_s, 'measured_round_s': summary['round_s'],
