@@ -10,11 +10,16 @@ import argparse
 import importlib
 import json
 
+from fedar_jax import platforms
+
 SECTIONS = ('round', 'resamplers', 'sweep', 'scale', 'devices', 'data', 'study', 'plan',
-            'population', 'cpu_devices')
+            'population', 'cpu_devices', 'torch')
 
 
 def main():
+  # No TPU start-up where libtpu is installed but no TPU is attached (this process and the
+  # runs it starts), as the commands do.
+  platforms.skip_absent_tpu()
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--sections', default=','.join(SECTIONS),
                       help=f'comma-separated subset of: {", ".join(SECTIONS)}')
