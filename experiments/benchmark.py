@@ -41,6 +41,9 @@ def main():
                       help='cpu_devices: comma-separated --cpu_devices values, each run in '
                            'fresh processes, interleaved (default 1,0: one device, one per '
                            'core)')
+  parser.add_argument('--torch_workers', type=int, default=None,
+                      help='torch: worker processes of the PyTorch clients (default: one per '
+                           'core)')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')
