@@ -62,7 +62,8 @@ def run(cfg: RunConfig, rounds: int, patches: bool):
 
 
 def main():
-  parser = argparse.ArgumentParser()
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--blocks', default='0,1,2,3,auto')
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--lax', action='store_true')
