@@ -52,12 +52,13 @@ def compare(path_a: str, path_b: str) -> str:
           f'{sum(d > 0 for d in diffs.values())} points differ')
 
 
-def main() -> int:
-  if len(sys.argv) != 3:
+def main(argv: list[str]) -> int:
+  """Prints the report of argv's two summary.csv files; 2 (one stderr line) on bad input."""
+  if len(argv) != 2:
     print('usage: data_dtype_gmean.py A/summary.csv B/summary.csv', file=sys.stderr)
     return 2
   try:
-    print(compare(sys.argv[1], sys.argv[2]))
+    print(compare(argv[0], argv[1]))
   except (OSError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -65,4 +66,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(main(sys.argv[1:]))
