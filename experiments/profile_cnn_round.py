@@ -17,6 +17,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -68,6 +69,10 @@ def main():
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--lax', action='store_true')
   args = parser.parse_args()
+  bad = [b for b in args.blocks.split(',') if b != 'auto' and not b.isdigit()]
+  if bad:
+    print(f'--blocks: {", ".join(bad)} is not a client count or auto', file=sys.stderr)
+    sys.exit(2)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'faces.csv')
     write_fer2013_csv(path, 0, [800, 400])
