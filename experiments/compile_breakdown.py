@@ -31,6 +31,7 @@ keeps at least one core busy.
 """
 import argparse
 import json
+import sys
 import time
 
 import jax
@@ -133,6 +134,12 @@ def main():
   names = (resample.RESAMPLER_NAMES if args.resamplers == 'all'
            else args.resamplers.split(','))
   programs = args.programs.split(',')
+  for flag, given, known in (('--resamplers', names, resample.RESAMPLER_NAMES),
+                             ('--programs', programs, PROGRAMS)):
+    unknown = [n for n in given if n not in known]
+    if unknown:
+      print(f'{flag}: unknown {", ".join(unknown)}; known: {", ".join(known)}', file=sys.stderr)
+      sys.exit(2)
   for repeat in range(args.repeats):
     for name in names:
       for program, record in run(name, args.clients, args.block, not args.no_parts, programs,

@@ -7,8 +7,9 @@
   python experiments/data_dtype_gmean.py A/summary.csv B/summary.csv
 
 prints, over the points both files hold (matched on every setting column), the mean and
-largest absolute difference of gmean_mean (the mean over seeds), the point with the largest,
-and how many points differ at all.
+largest absolute difference of gmean_mean (the mean over seeds), the point with the largest
+(its imbalance ratio, resampler and any other setting that varies), and how many points
+differ at all. A missing or malformed file is named in one line (exit 2).
 """
 import csv
 import statistics
@@ -19,11 +20,21 @@ METRIC = 'gmean_mean'
 _STAT_SUFFIXES = ('_mean', '_std', '_ci95')
 
 
-def _rows(path: str) -> dict:
+def _rows(path: str) -> tuple[dict, list]:
+  """summary.csv's rows keyed by their settings' values, and the settings' names."""
   with open(path, newline='') as f:
     rows = list(csv.DictReader(f))
+  if not rows or METRIC not in rows[0]:
+    raise ValueError(f'{path}: not a sweep summary.csv (no rows, or no {METRIC} column)')
   settings = [k for k in rows[0] if not k.endswith(_STAT_SUFFIXES) and k != 'n_seeds']
   return {tuple(r[k] for k in settings): r for r in rows}, settings
+
+
+def _point(settings: list, common: list, key: tuple) -> dict:
+  """`key`'s imbalance ratio, resampler and every other setting that varies over `common`."""
+  varies = [i for i, name in enumerate(settings)
+            if name in ('imbalance_ratio', 'resampler') or len({k[i] for k in common}) > 1]
+  return {settings[i]: key[i] for i in varies}
 
 
 def compare(path_a: str, path_b: str) -> str:
@@ -32,16 +43,27 @@ def compare(path_a: str, path_b: str) -> str:
   b, _ = _rows(path_b)
   common = sorted(set(a) & set(b))
   if not common:
-    raise SystemExit(f'error: {path_a} and {path_b} share no point')
+    raise ValueError(f'{path_a} and {path_b} share no point')
   diffs = {k: abs(float(a[k][METRIC]) - float(b[k][METRIC])) for k in common}
   worst = max(diffs, key=diffs.get)
-  where = {n: v for n, v in zip(settings, worst) if n in ('imbalance_ratio', 'resampler')}
   return (f'{len(common)} points: |delta {METRIC}| mean {statistics.fmean(diffs.values()):.4f}, '
-          f'max {diffs[worst]:.4f} at {where} ({a[worst][METRIC]} vs {b[worst][METRIC]}); '
+          f'max {diffs[worst]:.4f} at {_point(settings, common, worst)} '
+          f'({a[worst][METRIC]} vs {b[worst][METRIC]}); '
           f'{sum(d > 0 for d in diffs.values())} points differ')
 
 
+def main(argv: list[str]) -> int:
+  """Prints the report of argv's two summary.csv files; 2 (one stderr line) on bad input."""
+  if len(argv) != 2:
+    print('usage: data_dtype_gmean.py A/summary.csv B/summary.csv', file=sys.stderr)
+    return 2
+  try:
+    print(compare(argv[0], argv[1]))
+  except (OSError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
 if __name__ == '__main__':
-  if len(sys.argv) != 3:
-    raise SystemExit(__doc__)
-  print(compare(sys.argv[1], sys.argv[2]))
+  sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,7 @@ both see the same machine load.
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import jax
@@ -20,6 +21,7 @@ import workload
 from fedar_jax import fedar_round
 from fedar_jax import loop
 from fedar_jax import programs
+from fedar_jax import resample
 from fedar_jax import train
 
 
@@ -30,7 +32,13 @@ def main():
   parser.add_argument('--block', type=int, default=5)
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
-  for name in args.resamplers.split(','):
+  names = args.resamplers.split(',')
+  unknown = [n for n in names if n not in resample.RESAMPLER_NAMES]
+  if unknown:
+    print(f'--resamplers: unknown {", ".join(unknown)}; known: '
+          f'{", ".join(resample.RESAMPLER_NAMES)}', file=sys.stderr)
+    sys.exit(2)
+  for name in names:
     exp = train.build(workload.config(num_clients=args.clients, resampler=name))
     data, test = jax.device_put(exp.data.clients), jax.device_put(exp.data.test)
     a = (exp.state, data, test, exp.hparams, jnp.int32(args.block))

@@ -9,13 +9,16 @@ its Triton IR to --out (the module XLA's Triton compiles on a GPU). With
 environment with `pip install triton`), that Triton compiles the IR to PTX for sm_90a at
 each --num_warps and its bundled ptxas reports registers, spills and the stack; the
 shared memory is Triton's. Prints one JSON line per num_warps. The Triton of the pip
-package is not the one XLA bundles, so the figures are indicative.
+package is not the one XLA bundles, so the figures are indicative. Without
+--triton_python it writes the IR and says that PTX was skipped; a --triton_python that
+cannot import `triton` is named in one line (exit 2) after the IR is written.
 """
 import argparse
 import json
 import os
 import re
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +80,18 @@ def triton_ir(clients: int = 4, rows: int = 416) -> str:
   return modules[-1]
 
 
+def triton_problem(python: str) -> str:
+  """Why `python` cannot compile the IR ('' when it imports `triton`)."""
+  try:
+    proc = subprocess.run([python, '-c', 'import triton'], capture_output=True, text=True,
+                          timeout=120)
+  except OSError as e:
+    return f'cannot run it ({e.strerror})'
+  if proc.returncode:
+    return 'it has no triton package (pip install triton in that environment)'
+  return ''
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,7 +106,14 @@ def main():
   print(json.dumps({'ir': args.out, 'dots': text.count('tt.dot'),
                     'input_precision': sorted(set(re.findall(r'inputPrecision = (\w+)', text)))}))
   if not args.triton_python:
+    print('no --triton_python: wrote the Triton IR only, no PTX or ptxas figures',
+          file=sys.stderr)
     return
+  problem = triton_problem(args.triton_python)
+  if problem:
+    print(f'--triton_python={args.triton_python}: {problem}; wrote the Triton IR only',
+          file=sys.stderr)
+    sys.exit(2)
   env = {**os.environ, 'TRITON_DEFAULT_FP_FUSION': '1'}
   for warps in args.num_warps.split(','):
     proc = subprocess.run([args.triton_python, '-c', _COMPILE, args.out, warps],

@@ -9,13 +9,15 @@ clients three ways: the .npy shards memory-mapped (one slice per client), the
 .npy shards read with os.preadv from 8 threads (what population_store does),
 and ArrayRecordReader.read(indices). Each cohort is read cold (the files'
 cached pages dropped with posix_fadvise DONTNEED) and then warm; medians.
-Prints one JSON line; the files are removed afterwards.
+Prints one JSON line; the files are removed afterwards. --clients must be at least
+1,000 (the smallest run: --clients=1000).
 """
 import argparse
 import concurrent.futures
 import json
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -90,6 +92,9 @@ def main():
   parser.add_argument('--clients', type=int, default=1_000_000)
   parser.add_argument('--dir', default='/tmp/population_formats')
   args = parser.parse_args()
+  if args.clients < COHORT:
+    print(f'--clients={args.clients}: must be at least the cohort, {COHORT}', file=sys.stderr)
+    sys.exit(2)
   os.makedirs(args.dir, exist_ok=True)
   block = np.random.default_rng(0).standard_normal((PER_SHARD, ROWS, DIMS), dtype=np.float32)
   out = {'clients': args.clients, 'rows': ROWS, 'dims': DIMS, 'cohort': COHORT}

@@ -17,6 +17,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -62,11 +63,16 @@ def run(cfg: RunConfig, rounds: int, patches: bool):
 
 
 def main():
-  parser = argparse.ArgumentParser()
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--blocks', default='0,1,2,3,auto')
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--lax', action='store_true')
   args = parser.parse_args()
+  bad = [b for b in args.blocks.split(',') if b != 'auto' and not b.isdigit()]
+  if bad:
+    print(f'--blocks: {", ".join(bad)} is not a client count or auto', file=sys.stderr)
+    sys.exit(2)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'faces.csv')
     write_fer2013_csv(path, 0, [800, 400])

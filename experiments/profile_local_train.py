@@ -130,7 +130,8 @@ def variants(c: int, blocks: list[int], repeats: int, resample_once: bool):
 
 
 def main():
-  parser = argparse.ArgumentParser()
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--clients', type=int, default=100)
   parser.add_argument('--variants', action='store_true')
   parser.add_argument('--blocks', default='25')

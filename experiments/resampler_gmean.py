@@ -11,6 +11,7 @@ resampled once with imbalanced-learn before training, then plain FedAvg rounds
   python experiments/resampler_gmean.py [--rounds=5] [--samplers=smote,enn]
 """
 import argparse
+import sys
 import warnings
 
 import jax
@@ -57,6 +58,11 @@ def main():
   parser.add_argument('--local_epochs', type=int, default=2)
   parser.add_argument('--samplers', default=','.join(IMBLEARN))
   args = parser.parse_args()
+  unknown = [n for n in args.samplers.split(',') if n not in IMBLEARN]
+  if unknown:
+    print(f'--samplers: unknown {", ".join(unknown)}; known: {", ".join(IMBLEARN)}',
+          file=sys.stderr)
+    sys.exit(2)
   cfg = RunConfig(num_clients=args.clients, rounds=args.rounds, local_epochs=args.local_epochs,
                   imbalance_ratio=10.0, threshold=1.5, test_per_class=500)
   data = load_federated(cfg)

@@ -143,3 +143,17 @@ def test_hostile_check_table_classifier_and_one_refusal(capsys):
   assert check.classify(0, '', True, case)[0] == 'hang'
   assert check.main(['--quick', '--cases=trim_fraction']) == 0
   assert 'refused 1' in capsys.readouterr().out
+
+
+def test_data_dtype_gmean_names_the_varying_setting_and_refuses_a_bad_file(tmp_path, capsys):
+  script = _script('data_dtype_gmean')
+  header = 'imbalance_ratio,resampler,threshold,n_seeds,gmean_mean,gmean_std\n'
+  a, b = tmp_path / 'a.csv', tmp_path / 'b.csv'
+  a.write_text(header + '10,smote,1,1,0.5,\n10,smote,2,1,0.6,\n')
+  b.write_text(header + '10,smote,1,1,0.5,\n10,smote,2,1,0.7,\n')
+  report = script.compare(str(a), str(b))
+  assert report.startswith('2 points') and "'threshold': '2'" in report
+  assert report.endswith('1 points differ')
+  (tmp_path / 'c.csv').write_text('x,y\n1,2\n')
+  assert script.main([str(a), str(tmp_path / 'c.csv')]) == 2
+  assert capsys.readouterr().err.count('\n') == 1

@@ -34,7 +34,9 @@ plan() {  # On this workstation: every program compiled for the slice's topology
   if [[ -z "$topology" ]]; then
     topology="$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from fedar_jax import topology
 try: print(topology.of_accelerator_type(sys.argv[1]))
-except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)" \
+except ValueError:
+  print(f'error: ACCELERATOR_TYPE={sys.argv[1]}: no topology known; set '
+        'TOPOLOGY=GENERATION:DIMS (the plan\'s --target)', file=sys.stderr); sys.exit(2)" \
       "$ACCELERATOR_TYPE")"
   fi
   (cd "$REPO_ROOT" && "$PYTHON" -m fedar_jax.plan --target="$topology" \
