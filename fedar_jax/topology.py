@@ -57,6 +57,11 @@ class Target(NamedTuple):
     return len(self.devices) // self.chips
 
 
+# Generations whose two TensorCores a chip JAX runs as one device (megacore), as on their
+# TPU VMs: libtpu's default chip configuration describes a v4 chip as two devices.
+MEGACORE = ('v4', 'v5p')
+
+
 def generation_of(name: str) -> str:
   """'v5e' of 'v5e:4x4'; raises ConfigError naming --target for an unknown name."""
   match = _NAME.match(name)
@@ -85,7 +90,9 @@ def resolve(name: str) -> Target:
   platforms.quiet_topology_compiles(generation)
   from jax.experimental import topologies  # Imports JAX: after its platforms are chosen.
   try:
-    devices = tuple(topologies.get_topology_desc(platform='tpu', topology_name=name).devices)
+    devices = tuple(topologies.get_topology_desc(
+        platform='tpu', topology_name=name,
+        **({'chip_config_name': 'megacore'} if generation in MEGACORE else {})).devices)
   except Exception as e:  # libtpu's errors are RuntimeError/ValueError/XlaRuntimeError.
     raise ConfigError('target', f'libtpu cannot resolve topology {name!r}: '
                       f'{str(e).splitlines()[0][:200]}') from None

@@ -43,6 +43,7 @@ def _run(*flags):
 def test_plans_a_sweep_for_a_multi_host_topology(name, chips, processes):
   target = topology.resolve(name)
   assert (target.chips, target.processes, target.platform) == (chips, processes, 'tpu')
+  assert len(target.devices) == chips  # One device per chip, as JAX on the TPU VM (megacore).
   plan = planning.plan_study(RunConfig(**SMALL), LISTS, target)
   (rounds,) = plan.programs
   assert rounds.name == 'random_over/rounds' and rounds.points == 2 and rounds.runs == 3
