@@ -19,6 +19,7 @@ from fedar_jax import defences
 from fedar_jax import flag_use
 from fedar_jax import flagfiles
 from fedar_jax import interrupts
+from fedar_jax import platforms
 from fedar_jax import std_streams
 from fedar_jax import sweep_axes
 from fedar_jax.data.errors import DataError
@@ -193,6 +194,32 @@ def quiet_start(compilation_cache_dir: str) -> None:
   compile_cache.enable(compilation_cache_dir)
   progress.use_short_log_format()
   checkpoint.quiet_orbax_logs()
+
+
+def split_cpu(requested: int) -> int | None:
+  """Makes JAX's CPU backend `platforms.cpu_device_count(requested)` devices
+  (--cpu_devices), each running its share of a program on its own thread; a command calls
+  it once its flags are checked, before JAX starts a backend. 1 leaves JAX's own count
+  (one device, or what XLA_FLAGS forces). Returns the count set, or None where nothing
+  was set. Imports JAX.
+
+  Raises ConfigError naming --cpu_devices if JAX's backends already started in this
+  process with another count.
+  """
+  if requested == 1:
+    return None
+  import jax
+  count = platforms.cpu_device_count(requested)
+  try:
+    jax.config.update('jax_num_cpu_devices', count)
+  except RuntimeError:
+    if len(jax.devices('cpu')) == count:
+      return count
+    raise config_lib.ConfigError(
+        'cpu_devices', f'{requested} cannot take effect: JAX already started its CPU '
+        f'backend in this process with {len(jax.devices("cpu"))} device(s); pass it to a '
+        'new process') from None
+  return count
 
 
 HELP_ARGS = ('-h', '-?', '--help', '--helpshort')

@@ -52,7 +52,7 @@ def main(argv):
   # JAX loads after the flags are checked, and before the run's signal handlers go in:
   # a signal that raised inside JAX's import would abort or be dropped.
   with cli.bad_input_fails():
-    platforms.split_cpu(cfg.cpu_devices)
+    cli.split_cpu(cfg.cpu_devices)
   from fedar_jax import distributed
   from fedar_jax import loop
   cli.quiet_start(FLAGS.compilation_cache_dir)

@@ -95,7 +95,7 @@ def main(argv):
     cli.fail(str(e))
   if local:  # The local plan is for the devices the run would have.
     with cli.bad_input_fails():
-      platforms.split_cpu(base.cpu_devices)
+      cli.split_cpu(base.cpu_devices)
   from fedar_jax import planning  # Imports JAX; keep flag errors fast.
   from fedar_jax import topology
   try:

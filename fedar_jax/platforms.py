@@ -6,7 +6,8 @@ prints several libtpu error lines. `skip_absent_tpu` sets JAX_PLATFORMS to the
 platforms that can start (the CPU, plus a GPU whose JAX plugin and device
 files are present) when libtpu is installed and no TPU chip is attached. A TPU
 VM keeps JAX's own choice (its TPUs), and a JAX_PLATFORMS already set is never
-changed. `split_cpu` makes the CPU backend several devices (--cpu_devices).
+changed. `cpu_device_count` is the CPU device count --cpu_devices asks for (`cli.split_cpu`
+sets it).
 
 A TPU chip is attached when the PCI bus lists a Google device of a TPU device
 id (the check `jax._src.hardware_utils` makes before starting libtpu), or a
@@ -114,27 +115,3 @@ def forced_device_count(environ=None) -> bool:
   environ = os.environ if environ is None else environ
   return FORCE_DEVICE_COUNT in environ.get('XLA_FLAGS', '')
 
-
-def split_cpu(requested: int) -> int | None:
-  """Makes JAX's CPU backend `cpu_device_count(requested)` devices (--cpu_devices), each
-  running its share of a program on its own thread; call once the flags are checked and
-  before JAX starts a backend. 1 leaves JAX's own count (one device, or what XLA_FLAGS
-  forces). Returns the count set, or None where nothing was set. Imports JAX.
-
-  Raises ConfigError naming --cpu_devices if JAX's backends already started in this
-  process with another count.
-  """
-  if requested == 1:
-    return None
-  import jax
-  from fedar_jax.config import ConfigError
-  count = cpu_device_count(requested)
-  try:
-    jax.config.update('jax_num_cpu_devices', count)
-  except RuntimeError:
-    if len(jax.devices('cpu')) == count:
-      return count
-    raise ConfigError('cpu_devices', f'{requested} cannot take effect: JAX already started '
-                      f'its CPU backend in this process with {len(jax.devices("cpu"))} '
-                      'device(s); pass it to a new process') from None
-  return count

@@ -162,7 +162,7 @@ def main(argv):
   # JAX and the sweep's modules load after the flags are checked, and before the sweep's
   # signal handlers go in (as in fedar_jax.main).
   with cli.bad_input_fails():
-    platforms.split_cpu(base.cpu_devices)
+    cli.split_cpu(base.cpu_devices)
   from fedar_jax import report, sweep_runner  # noqa: F401
   # Groups whose programs repeat (and reruns) load them from the cache.
   cli.quiet_start(FLAGS.compilation_cache_dir)

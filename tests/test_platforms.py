@@ -73,8 +73,9 @@ def test_cpu_devices_beside_xla_flags_device_count_is_refused(monkeypatch):
 
 def test_split_cpu_after_jax_started_names_the_flag():
   import jax
+  from fedar_jax import cli
   from fedar_jax import config
   started = len(jax.devices('cpu'))  # Starts the CPU backend in this process.
-  assert platforms.split_cpu(1) is None
+  assert cli.split_cpu(1) is None
   with pytest.raises(config.ConfigError, match='--cpu_devices: .* JAX already started'):
-    platforms.split_cpu(started + 1)
+    cli.split_cpu(started + 1)
