@@ -3,7 +3,7 @@
   pip install -e '.[compare]'   # torch 2.13.0 (CPU build), imbalanced-learn, scikit-learn
   python experiments/benchmark.py --sections=torch [--round_clients=100]
       [--round_resample=round|once] [--round_repeats=3] [--cpu_devices=1,0]
-      [--torch_workers=W] [--quick]
+      [--torch_workers=W] [--flower_python=FLOWER_VENV/bin/python] [--quick]
 
 FedAR's authors ran Flower with PyTorch clients that resample with imbalanced-learn. Each
 Flower client's `fit` does what `_fit` does here: SMOTE (`imblearn.over_sampling.SMOTE`,
@@ -21,15 +21,22 @@ on the test rows. The rows are the very ones fedar_jax's paper workload draws
 resampled once before the timed rounds (kept, as fedar_jax's `--resample_every=once`);
 with round, by the client inside every round.
 
-Flower itself (its server, the gRPC messages, the simulation's actors) is not run: its
-clients do this work, so the round time here is a lower bound on the Flower stack's,
-and each `speedup` printed (these seconds / fedar_jax's) a lower bound on fedar_jax's
-speedup over it. Without torch the section prints one record saying what to install.
+These workers are Flower's clients without Flower (its server, messages, actors), so
+their round time is a lower bound on the Flower stack's. With --flower_python (a Python
+with `flwr[simulation]==1.42.0`, torch, imbalanced-learn and NumPy, in a venv of its own:
+Flower's pins do not fit the project's), the same rows also go through Flower's own
+simulation (experiments/flower_round.py: Ray actors of one CPU, FedAvg, --round_repeats
+timed rounds after a warm-up round), and its rounds are printed beside the others. Each
+`speedup` is that stack's seconds per round over fedar_jax's (medians). Without torch the
+section prints one record saying what to install.
 """
 import concurrent.futures
 import importlib.util
+import json
 import multiprocessing
+import os
 import statistics
+import subprocess
 import tempfile
 import time
 
@@ -117,6 +124,24 @@ def _round(pool, torch, sizes, weights, clients: int, test_x, seed: int) -> list
   return average
 
 
+def _flower_rounds(python: str, exp, cfg, tmp: str, rounds: int, once: bool) -> dict:
+  """experiments/flower_round.py under `python` on the workload's rows; its JSON record."""
+  path = os.path.join(tmp, 'rows.npz')
+  clients = exp.data.clients
+  np.savez(path, x=np.asarray(clients.x), y=np.asarray(clients.y),
+           mask=np.asarray(clients.mask), test_x=np.asarray(exp.data.test.x),
+           threshold=cfg.threshold, learning_rate=cfg.learning_rate,
+           local_epochs=cfg.local_epochs, batch_size=cfg.batch_size, hidden=cfg.hidden[0],
+           num_classes=exp.spec.num_classes)
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'flower_round.py')
+  proc = subprocess.run([python, script, f'--data={path}', f'--rounds={rounds + 1}',
+                         f'--resample={"once" if once else "round"}'],
+                        capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(f'{script}: {proc.stderr.strip().splitlines()[-1:]}')
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run(args):
   if importlib.util.find_spec('torch') is None or importlib.util.find_spec('imblearn') is None:
     yield {'skipped': "torch or imbalanced-learn is not installed: pip install -e '.[compare]'"}
@@ -153,13 +178,22 @@ def run(args):
         for n in counts:
           run_ = benchmark_cpu_devices._run(flags + [f'--cpu_devices={n}'], f'{tmp}/{n}_{r}')
           engine[n].append(run_['summary']['round_s'])
+      flower = (_flower_rounds(args.flower_python, exp, cfg, tmp, repeats, once)
+                if args.flower_python else None)
     loop = statistics.median(loop_s)
     resample = 'once' if once else 'round'
+    stacks = {'pytorch+imbalanced-learn': loop}
     yield {'clients': c, 'stack': 'pytorch+imbalanced-learn', 'torch': torch.__version__,
            'workers': workers, 'threads_per_worker': 1, 'resample': resample,
            'round_s': round(loop, 4), 'round_s_all': [round(t, 4) for t in loop_s]}
+    if flower is not None:
+      stacks['flower'] = statistics.median(flower['round_s_all'][1:])
+      yield {'clients': c, 'stack': 'flower+pytorch+imbalanced-learn', 'flwr': flower['flwr'],
+             'resample': resample, 'round_s': round(stacks['flower'], 4),
+             'round_s_all': flower['round_s_all'], 'startup_s': flower['startup_s']}
     for n in counts:
       round_s = statistics.median(engine[n])
       yield {'clients': c, 'stack': 'fedar_jax', 'cpu_devices': n, 'resample': resample,
-             'round_s': round(round_s, 4), 'speedup': round(loop / round_s, 1),
+             'round_s': round(round_s, 4),
+             **{f'speedup_vs_{name}': round(s / round_s, 1) for name, s in stacks.items()},
              'round_s_all': [round(t, 4) for t in engine[n]]}
