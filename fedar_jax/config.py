@@ -238,8 +238,8 @@ class RunConfig:
                            'round (and the points of a sweep) are sharded over them and each '
                            'device runs its share on its own thread, so several cores work on '
                            'one round; 0 = one per core this process may use (at most 256), '
-                           '1 = one device '
-                           '(or what XLA_FLAGS=--xla_force_host_platform_device_count sets). '
+                           '1 = one device (or what '
+                           'XLA_FLAGS=--xla_force_host_platform_device_count sets). '
                            'Results equal one device\'s to float32 reordering '
                            '(docs/scale.md). CPU backend only: no effect on a GPU or TPU.')
   coordinator_address: str = _f('', 'Multi-host: host:port of process 0 for '

@@ -6,8 +6,8 @@ prints several libtpu error lines. `skip_absent_tpu` sets JAX_PLATFORMS to the
 platforms that can start (the CPU, plus a GPU whose JAX plugin and device
 files are present) when libtpu is installed and no TPU chip is attached. A TPU
 VM keeps JAX's own choice (its TPUs), and a JAX_PLATFORMS already set is never
-changed. `cpu_device_count` is the CPU device count --cpu_devices asks for (`cli.split_cpu`
-sets it).
+changed. `cpu_device_count` is the CPU device count --cpu_devices asks for
+(`cli.split_cpu` sets it).
 
 A TPU chip is attached when the PCI bus lists a Google device of a TPU device
 id (the check `jax._src.hardware_utils` makes before starting libtpu), or a
@@ -114,4 +114,3 @@ def forced_device_count(environ=None) -> bool:
   """Whether XLA_FLAGS sets the CPU device count (FORCE_DEVICE_COUNT)."""
   environ = os.environ if environ is None else environ
   return FORCE_DEVICE_COUNT in environ.get('XLA_FLAGS', '')
-
