@@ -44,9 +44,9 @@ def main():
   parser.add_argument('--torch_workers', type=int, default=None,
                       help='torch: worker processes of the PyTorch clients (default: one per '
                            'core)')
-  parser.add_argument('--flower_python', default='',
-                      help='torch: a Python with flwr[simulation], torch and imbalanced-learn '
-                           '(a venv of its own) to time Flower\'s simulation beside the others')
+  parser.add_argument('--compare_python', default='',
+                      help='torch: a Python with torch, flwr[simulation] and imbalanced-learn '
+                           '(a venv of its own; benchmark_torch.py) that runs the paper\'s stack')
   parser.add_argument('--ref_clients', type=int, default=None,
                       help='resamplers: clients the imbalanced-learn loop is timed on, '
                            'extrapolated to --clients (default 50)')

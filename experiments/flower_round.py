@@ -2,14 +2,15 @@
 
   FLOWER_PYTHON experiments/flower_round.py --data=ROWS.npz [--rounds=4] [--resample=once]
 
-Run by `python experiments/benchmark.py --sections=torch --flower_python=FLOWER_PYTHON`
-(a Python with `flwr[simulation]` 1.42.0, torch 2.13.0, imbalanced-learn and NumPy; not
-the project's, whose pins Flower's do not fit), which writes ROWS.npz: the clients' rows
-of the paper workload (x [C, N, D], y [C, N], mask [C, N]), the test rows (test_x) and
-the settings (threshold, learning_rate, local_epochs, batch_size, hidden). Flower's
+Run by `python experiments/benchmark.py --sections=torch --compare_python=FLOWER_PYTHON`
+(a venv of its own with `flwr[simulation]` 1.42.0, torch 2.13.0, imbalanced-learn and
+NumPy: Flower requires protobuf < 7, the project's environment has 7.36), which writes
+ROWS.npz (`benchmark_torch.write_rows`): the clients' rows of the paper workload (x [C, N,
+D], y [C, N], mask [C, N]), the test rows (test_x) and the settings (threshold,
+learning_rate, local_epochs, batch_size, hidden, num_classes). Flower's
 legacy simulation (`flwr.simulation.start_simulation`, Ray actors of one CPU each) runs
 FedAvg over all C clients for --rounds rounds; each client's `fit` is
-`benchmark_torch._fit`'s work (SMOTE where the imbalance ratio is above the threshold,
+torch_round.py's client work (SMOTE where the imbalance ratio is above the threshold,
 every round or, with --resample=once, once per client actor and kept; 5 epochs of Adam
 on the MLP, one PyTorch thread). Prints one JSON line: the seconds of each round, from
 the strategy's `configure_fit` to the end of its `aggregate_fit` (the first round warms
