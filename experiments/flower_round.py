@@ -16,51 +16,29 @@ on the MLP, one PyTorch thread). Prints one JSON line: the seconds of each round
 the strategy's `configure_fit` to the end of its `aggregate_fit` (the first round warms
 the actors up), and the start-up seconds before the first round.
 """
-import argparse
 import json
 import time
 
-import numpy as np
+import torch_round  # The clients' work, shared with the stack without Flower.
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--data', required=True)
-  parser.add_argument('--rounds', type=int, default=4)
-  parser.add_argument('--resample', choices=('once', 'round'), default='round')
-  args = parser.parse_args()
+  args = torch_round.arguments(__doc__).parse_args()
   start = time.perf_counter()
   import flwr
   import torch
   from flwr.server.strategy import FedAvg
-  from imblearn.over_sampling import SMOTE
 
-  data = dict(np.load(args.data))
-  x, y, mask = data['x'], data['y'], data['mask']
-  clients, d = x.shape[0], x.shape[-1]
-  h, k = int(data['hidden']), int(data['num_classes'])
-  threshold, lr = float(data['threshold']), float(data['learning_rate'])
-  epochs, batch = int(data['local_epochs']), int(data['batch_size'])
-
-  def model_of(weights):
-    model = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, k))
-    with torch.no_grad():
-      for p, w in zip(model.parameters(), weights):
-        p.copy_(torch.from_numpy(np.asarray(w, np.float32)))
-    return model
-
+  data = torch_round.load(args.data)
+  x, y, mask, sizes = data['x'], data['y'], data['mask'], data['sizes']
+  clients = x.shape[0]
   kept = {}  # --resample=once: a client's rows resampled the first time its actor fits it.
 
-  def rows_of(c: int, seed: int):
+  def rows_of(c: int):
     if args.resample == 'once' and c in kept:
       return kept[c]
-    xc, yc = x[c][mask[c]].astype(np.float32), y[c][mask[c]].astype(np.int64)
-    counts = np.bincount(yc, minlength=k)
-    neighbours = min(5, counts.min() - 1)
-    if neighbours >= 1 and counts.max() / counts.min() > threshold:
-      xc, yc = SMOTE(k_neighbors=neighbours, random_state=seed).fit_resample(xc, yc)
-    kept[c] = (xc.astype(np.float32), yc.astype(np.int64), int(mask[c].sum()))
+    (kept[c],) = torch_round.client_rows(x[c:c + 1], y[c:c + 1], mask[c:c + 1], sizes[2],
+                                         data['threshold'], c, True)
     return kept[c]
 
   class FedARClient(flwr.client.NumPyClient):
@@ -69,18 +47,8 @@ def main():
 
     def fit(self, parameters, config):
       torch.set_num_threads(1)
-      xc, yc, n_real = rows_of(self.c, self.c)
-      model = model_of(parameters)
-      opt = torch.optim.Adam(model.parameters(), lr=lr)
-      xt, yt = torch.from_numpy(xc), torch.from_numpy(yc)
-      for _ in range(epochs):
-        order = torch.randperm(len(yt))
-        for i in range(0, len(yt), batch):
-          idx = order[i:i + batch]
-          opt.zero_grad()
-          torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-          opt.step()
-      return [p.detach().numpy() for p in model.parameters()], n_real, {}
+      xc, yc, n_real = rows_of(self.c)
+      return torch_round.train_client(torch, sizes, parameters, xc, yc, data), n_real, {}
 
   def client_fn(context):
     return FedARClient(int(context.node_config['partition-id'])).to_client()
@@ -95,14 +63,15 @@ def main():
 
     def aggregate_fit(self, server_round, results, failures):
       out = super().aggregate_fit(server_round, results, failures)
-      test = torch.from_numpy(data['test_x'].astype(np.float32))
+      test = torch.from_numpy(data['test_x'])
       with torch.no_grad():  # The global model scored on the test rows, as fedar_jax does.
-        model_of(flwr.common.parameters_to_ndarrays(out[0]))(test).argmax(1)
+        torch_round.model_of(torch, sizes, flwr.common.parameters_to_ndarrays(out[0]))(
+            test).argmax(1)
       marks[server_round].append(time.perf_counter())
       return out
 
   torch.manual_seed(0)
-  init = [p.detach().numpy() for p in model_of([]).parameters()]
+  init = [p.detach().numpy() for p in torch_round.model_of(torch, sizes, []).parameters()]
   strategy = TimedFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=clients,
                          min_available_clients=clients,
                          initial_parameters=flwr.common.ndarrays_to_parameters(init))

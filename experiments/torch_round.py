@@ -56,6 +56,46 @@ def model_of(torch, sizes: tuple[int, int, int], weights):
   return model
 
 
+def train_client(torch, sizes: tuple[int, int, int], weights, x, y, settings: dict,
+                 generator=None) -> list:
+  """A client's local training (a Flower client's `fit`): the MLP from `weights`, a fresh
+  Adam at settings['learning_rate'], settings['epochs'] passes over (x, y) in shuffled
+  minibatches of settings['batch']; returns the new weights (NumPy, PyTorch's layout)."""
+  model = model_of(torch, sizes, weights)
+  opt = torch.optim.Adam(model.parameters(), lr=settings['learning_rate'])
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+  for _ in range(settings['epochs']):
+    order = torch.randperm(len(yt), generator=generator)
+    for i in range(0, len(yt), settings['batch']):
+      idx = order[i:i + settings['batch']]
+      opt.zero_grad()
+      torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+      opt.step()
+  return [p.detach().numpy() for p in model.parameters()]
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+  """The options both stacks' scripts take (--data, --rounds, --resample)."""
+  parser = argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--data', required=True)
+  parser.add_argument('--rounds', type=int, default=4)
+  parser.add_argument('--resample', choices=('once', 'round'), default='round')
+  return parser
+
+
+def load(path: str) -> dict:
+  """ROWS.npz (`benchmark_torch.write_rows`): x, y, mask, test_x (float32) as arrays, and
+  the settings: sizes (D, hidden, K), threshold and `train_client`'s learning_rate,
+  epochs, batch."""
+  data = dict(np.load(path))
+  return dict(x=data['x'], y=data['y'], mask=data['mask'],
+              test_x=data['test_x'].astype(np.float32),
+              sizes=(data['x'].shape[-1], int(data['hidden']), int(data['num_classes'])),
+              threshold=float(data['threshold']), learning_rate=float(data['learning_rate']),
+              epochs=int(data['local_epochs']), batch=int(data['batch_size']))
+
+
 def _start_worker(rows, settings: dict) -> None:
   import torch
   torch.set_num_threads(1)
@@ -71,18 +111,8 @@ def _fit(client: int, weights, seed: int):
   if w['resample_in_round']:
     (x, y, n_real), = client_rows(x[None], y[None], np.ones((1, len(y)), bool),
                                   w['sizes'][2], w['threshold'], seed - client, True)
-  model = model_of(torch, w['sizes'], weights)
-  opt = torch.optim.Adam(model.parameters(), lr=w['learning_rate'])
   generator = torch.Generator().manual_seed(seed)
-  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-  for _ in range(w['epochs']):
-    order = torch.randperm(len(yt), generator=generator)
-    for i in range(0, len(yt), w['batch']):
-      idx = order[i:i + w['batch']]
-      opt.zero_grad()
-      torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-      opt.step()
-  return n_real, [p.detach().numpy() for p in model.parameters()]
+  return n_real, train_client(torch, w['sizes'], weights, x, y, w, generator)
 
 
 def _round(pool, torch, sizes, weights, clients: int, test_x, seed: int) -> list:
@@ -100,27 +130,21 @@ def _round(pool, torch, sizes, weights, clients: int, test_x, seed: int) -> list
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--data', required=True)
-  parser.add_argument('--rounds', type=int, default=4)
-  parser.add_argument('--resample', choices=('once', 'round'), default='round')
+  parser = arguments(__doc__)
   parser.add_argument('--workers', type=int, default=0)
   args = parser.parse_args()
   import torch
-  data = dict(np.load(args.data))
-  x, y, mask = data['x'], data['y'], data['mask']
-  sizes = (x.shape[-1], int(data['hidden']), int(data['num_classes']))
-  threshold = float(data['threshold'])
+  data = load(args.data)
+  x, sizes = data['x'], data['sizes']
   once = args.resample == 'once'
-  rows = client_rows(x, y, mask, sizes[2], threshold, 0, once)
+  rows = client_rows(x, data['y'], data['mask'], sizes[2], data['threshold'], 0, once)
   torch.manual_seed(0)
   weights = [p.detach().numpy().copy() for p in model_of(torch, sizes, []).parameters()]
-  settings = dict(sizes=sizes, threshold=threshold, learning_rate=float(data['learning_rate']),
-                  epochs=int(data['local_epochs']), batch=int(data['batch_size']),
-                  resample_in_round=not once)
+  settings = {key: data[key] for key in ('sizes', 'threshold', 'learning_rate', 'epochs',
+                                         'batch')}
+  settings['resample_in_round'] = not once
   workers = args.workers or len(os.sched_getaffinity(0))
-  test_x = data['test_x'].astype(np.float32)
+  test_x = data['test_x']
   seconds = []
   with concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context('spawn'), initializer=_start_worker,
