@@ -31,7 +31,7 @@ from fedar_jax import train
 ROUNDS = 12
 
 
-def _run(flags: list[str], workdir: str) -> dict:
+def run_main(flags: list[str], workdir: str) -> dict:
   """One `fedar_jax.main` process; its summary.json and metrics.csv rows."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   proc = subprocess.run([sys.executable, '-m', 'fedar_jax.main', f'--workdir={workdir}',
@@ -73,7 +73,7 @@ def run(args):
     with tempfile.TemporaryDirectory() as tmp:
       for r in range(repeats):
         for n in counts:  # Interleaved: the machine's load falls on every setting alike.
-          runs[n].append(_run(flags + [f'--cpu_devices={n}'], os.path.join(tmp, f'{n}_{r}')))
+          runs[n].append(run_main(flags + [f'--cpu_devices={n}'], os.path.join(tmp, f'{n}_{r}')))
     first = runs[counts[0]][0]
     base_s = statistics.median(x['summary']['round_s'] for x in runs[counts[0]])
     for n in counts:

@@ -19,7 +19,7 @@ written to an .npz), this section times, under COMPARE_PYTHON:
            (experiments/torch_round.py: one single-threaded worker process per core,
            --torch_workers), Flower's clients without its server, messages and actors;
 and, in this Python, whole `fedar_jax.main` processes of the same workload with each
---cpu_devices value (section `cpu_devices`'s runner). Each stack runs --round_repeats
+--cpu_devices value (section `cpu_devices`'s `run_main`). Each stack runs --round_repeats
 timed rounds after a warm-up round; with --round_resample=once each client's rows are
 resampled once before the rounds, with round, by the client inside every round. Each
 `speedup_vs_*` is that stack's median seconds per round over fedar_jax's. Without
@@ -88,7 +88,7 @@ def run(args):
                                       args.torch_workers)
       for r in range(repeats):
         for n in counts:
-          run_ = benchmark_cpu_devices._run(flags + [f'--cpu_devices={n}'], f'{tmp}/{n}_{r}')
+          run_ = benchmark_cpu_devices.run_main(flags + [f'--cpu_devices={n}'], f'{tmp}/{n}_{r}')
           engine[n].append(run_['summary']['round_s'])
     medians = {}
     for stack, record in records.items():
